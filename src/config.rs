@@ -1,0 +1,263 @@
+//! The default timeout, from the `vfs:` stanza of `/etc/sysconfigtab`.
+//!
+//! The file is read at every freeze that asks for the default, so an edit
+//! takes effect for the next freeze without restarting anything.
+
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::sys;
+
+/// Where the default timeout is read from.
+pub const SYSCONFIGTAB: &str = "/etc/sysconfigtab";
+/// The environment variable that overrides [`SYSCONFIGTAB`] (ignored under `AT_SECURE`).
+pub const SYSCONFIGTAB_ENV: &str = "FREEZEFS_SYSCONFIGTAB";
+/// The default when the file says nothing usable.
+pub const FALLBACK_SECONDS: u32 = 60;
+/// A larger file is not read at all: it cannot be a real sysconfigtab.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// The default timeout a freeze with timeout 0 gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultTimeout {
+    /// Thaw after this many seconds.
+    Seconds(u32),
+    /// No timeout: frozen until thawed (a negative value in the file).
+    Never,
+}
+
+/// The sysconfigtab path in force: the override, or `/etc/sysconfigtab`.
+pub fn sysconfigtab_path() -> PathBuf {
+    sys::secure_env(SYSCONFIGTAB_ENV)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(SYSCONFIGTAB))
+}
+
+/// Reads the default timeout from `path`. A missing, unreadable, non-regular
+/// or oversized file, a missing stanza or attribute, or a bad value gives 60 s.
+pub fn default_timeout(path: &Path) -> DefaultTimeout {
+    read_bounded(path)
+        .map(|text| default_timeout_from(&text))
+        .unwrap_or(DefaultTimeout::Seconds(FALLBACK_SECONDS))
+}
+
+/// Reads a regular file of at most [`MAX_FILE_BYTES`]. O_NONBLOCK keeps a FIFO
+/// from blocking the open; the type check then refuses it.
+fn read_bounded(path: &Path) -> Option<Vec<u8>> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.file_type().is_file() || meta.file_type().is_fifo() || meta.len() > MAX_FILE_BYTES {
+        return None;
+    }
+    let mut text = Vec::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut text).ok()?;
+    (text.len() as u64 <= MAX_FILE_BYTES).then_some(text)
+}
+
+/// The default timeout a sysconfigtab text gives.
+pub fn default_timeout_from(text: &[u8]) -> DefaultTimeout {
+    match attribute(text, "vfs", "freezefs_default_timeout").and_then(|v| parse_seconds(&v)) {
+        Some(n) if n < 0 => DefaultTimeout::Never,
+        Some(n) if n > 0 => DefaultTimeout::Seconds(n as u32),
+        _ => DefaultTimeout::Seconds(FALLBACK_SECONDS),
+    }
+}
+
+/// A decimal integer that fits a C `int`, with an optional sign. Anything
+/// else, a list of several values included, is not a timeout.
+fn parse_seconds(value: &str) -> Option<i32> {
+    let digits = value.strip_prefix(['+', '-']).unwrap_or(value);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse::<i32>().ok()
+}
+
+/// The value of `attr` in stanza `subsystem`, stripped of comments and
+/// surrounding blanks. When a stanza or attribute repeats, the last wins.
+///
+/// Format: a line `name:` at the left margin starts a stanza; indented
+/// `attribute = value[, value...]` lines belong to it; `#` starts a comment;
+/// blank lines are ignored; CRLF line ends are accepted.
+pub fn attribute(text: &[u8], subsystem: &str, attr: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(text);
+    let mut in_stanza = false;
+    let mut found = None;
+    for raw in text.lines() {
+        let line = raw
+            .split('#')
+            .next()
+            .unwrap_or("")
+            .trim_end_matches(['\r', ' ', '\t']);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let indented = line.starts_with([' ', '\t']);
+        if let Some((key, value)) = line.split_once('=') {
+            if in_stanza && key.trim() == attr {
+                found = Some(value.trim().to_string());
+            }
+        } else if !indented && line.ends_with(':') {
+            in_stanza = line[..line.len() - 1].trim() == subsystem;
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DefaultTimeout::{Never, Seconds};
+
+    fn t(text: &str) -> DefaultTimeout {
+        default_timeout_from(text.as_bytes())
+    }
+
+    #[test]
+    fn reads_the_attribute_from_the_vfs_stanza() {
+        assert_eq!(t("vfs:\n\tfreezefs_default_timeout = 120\n"), Seconds(120));
+    }
+
+    #[test]
+    fn spaces_for_indent_and_no_blanks_around_equals_are_accepted() {
+        assert_eq!(t("vfs:\n    freezefs_default_timeout=7\n"), Seconds(7));
+    }
+
+    #[test]
+    fn empty_text_gives_60() {
+        assert_eq!(t(""), Seconds(60));
+    }
+
+    #[test]
+    fn missing_stanza_gives_60() {
+        assert_eq!(t("ipc:\n\tfreezefs_default_timeout = 5\n"), Seconds(60));
+    }
+
+    #[test]
+    fn missing_attribute_gives_60() {
+        assert_eq!(t("vfs:\n\tname_cache_size = 1024\n"), Seconds(60));
+    }
+
+    #[test]
+    fn zero_gives_60() {
+        assert_eq!(t("vfs:\n\tfreezefs_default_timeout = 0\n"), Seconds(60));
+    }
+
+    #[test]
+    fn negative_means_no_timeout() {
+        assert_eq!(t("vfs:\n\tfreezefs_default_timeout = -1\n"), Never);
+        assert_eq!(t("vfs:\n\tfreezefs_default_timeout = -2147483648\n"), Never);
+    }
+
+    #[test]
+    fn non_integers_give_60() {
+        for bad in [
+            "abc",
+            "12abc",
+            "1.5",
+            "0x10",
+            "",
+            "- 5",
+            "+",
+            "9999999999",
+            "2147483648",
+        ] {
+            let text = format!("vfs:\n\tfreezefs_default_timeout = {bad}\n");
+            assert_eq!(t(&text), Seconds(60), "value {bad:?}");
+        }
+    }
+
+    #[test]
+    fn largest_int_is_accepted() {
+        assert_eq!(
+            t("vfs:\n\tfreezefs_default_timeout = 2147483647\n"),
+            Seconds(i32::MAX as u32)
+        );
+        assert_eq!(t("vfs:\n\tfreezefs_default_timeout = +30\n"), Seconds(30));
+    }
+
+    #[test]
+    fn a_list_of_values_is_not_a_timeout() {
+        assert_eq!(
+            t("vfs:\n\tfreezefs_default_timeout = 10, 20\n"),
+            Seconds(60)
+        );
+    }
+
+    #[test]
+    fn comma_separated_values_of_other_attributes_do_not_disturb() {
+        let text = "vfs:\n\tpath_list = /a, /b, /c\n\tfreezefs_default_timeout = 9\n";
+        assert_eq!(t(text), Seconds(9));
+    }
+
+    #[test]
+    fn comments_and_blank_lines_are_ignored() {
+        let text = "# sysconfigtab\n\n# vfs:\nvfs:   # the vfs subsystem\n\n\t# freezefs_default_timeout = 1\n\tfreezefs_default_timeout = 33 # seconds\n";
+        assert_eq!(t(text), Seconds(33));
+    }
+
+    #[test]
+    fn the_attribute_in_another_stanza_after_vfs_is_not_read() {
+        let text = "vfs:\n\tfreezefs_default_timeout = 11\nipc:\n\tfreezefs_default_timeout = 22\n";
+        assert_eq!(t(text), Seconds(11));
+    }
+
+    #[test]
+    fn several_subsystems_with_vfs_in_the_middle() {
+        let text = "generic:\n\tmemberid = 1\n\nvfs:\n\tbufcache = 3\n\tfreezefs_default_timeout = 44\n\nproc:\n\tmax_proc_per_user = 256\n";
+        assert_eq!(t(text), Seconds(44));
+    }
+
+    #[test]
+    fn the_last_occurrence_wins() {
+        let text = "vfs:\n\tfreezefs_default_timeout = 1\nvfs:\n\tfreezefs_default_timeout = 2\n";
+        assert_eq!(t(text), Seconds(2));
+    }
+
+    #[test]
+    fn crlf_line_ends_are_accepted() {
+        assert_eq!(
+            t("vfs:\r\n\tfreezefs_default_timeout = 15\r\n"),
+            Seconds(15)
+        );
+    }
+
+    #[test]
+    fn stanza_names_are_exact_and_case_sensitive() {
+        assert_eq!(t("VFS:\n\tfreezefs_default_timeout = 5\n"), Seconds(60));
+        assert_eq!(t("vfs2:\n\tfreezefs_default_timeout = 5\n"), Seconds(60));
+        assert_eq!(t("vfs :\n\tfreezefs_default_timeout = 5\n"), Seconds(5));
+    }
+
+    #[test]
+    fn binary_garbage_gives_60() {
+        let mut text = vec![0u8, 0xff, 0xfe, b'\n', b':', b'='];
+        text.extend_from_slice(b"vfs:\n\tfreezefs_default_timeout = \xff\xfe\n");
+        assert_eq!(default_timeout_from(&text), Seconds(60));
+    }
+
+    #[test]
+    fn an_indented_name_colon_line_does_not_start_a_stanza() {
+        let text = "ipc:\n\tvfs:\n\tfreezefs_default_timeout = 5\n";
+        assert_eq!(t(text), Seconds(60));
+    }
+
+    #[test]
+    fn missing_file_gives_60() {
+        assert_eq!(
+            default_timeout(Path::new("/nonexistent/sysconfigtab")),
+            Seconds(60)
+        );
+    }
+
+    #[test]
+    fn a_directory_gives_60() {
+        assert_eq!(default_timeout(Path::new("/")), Seconds(60));
+    }
+}

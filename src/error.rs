@@ -1,0 +1,118 @@
+//! One error type for the whole library, and its one mapping to `errno`.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Result of every freezefs operation.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Why an operation failed. Every variant maps to the `errno` that the C API
+/// reports (see [`Error::errno`]), as listed in the contract table of the README.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The caller has neither euid 0 nor `CAP_SYS_ADMIN` (`EPERM`).
+    #[error("permission denied: freezefs needs euid 0 or CAP_SYS_ADMIN")]
+    NotPrivileged,
+
+    /// A NULL path, an unknown or combined flag, a path with a NUL byte, or
+    /// `Timeout::Seconds(0)` (`EINVAL`).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(&'static str),
+
+    /// The path is the empty string (`ENOENT`).
+    #[error("empty path")]
+    EmptyPath,
+
+    /// The path is longer than `PATH_MAX` (`ENAMETOOLONG`).
+    #[error("path is longer than PATH_MAX")]
+    PathTooLong,
+
+    /// The path exists but is not the root of a mount (`EINVAL`).
+    #[error("{}: not a mount point", .0.display())]
+    NotMountPoint(PathBuf),
+
+    /// FREEZE of `/`, `/usr`, `/var` or the filesystem holding the state
+    /// directory, under any of its names (`EOPNOTSUPP`).
+    #[error("{}: refusing to freeze {what}", path.display())]
+    Protected {
+        /// The path as the caller gave it.
+        path: PathBuf,
+        /// Which protected filesystem it names, e.g. "/usr" or "the state directory's filesystem".
+        what: String,
+    },
+
+    /// The filesystem cannot be frozen (tmpfs, vfat, proc, ...) (`EOPNOTSUPP`).
+    #[error("{}: {fs_type} filesystems cannot be frozen", path.display())]
+    Unsupported {
+        /// The path as the caller gave it.
+        path: PathBuf,
+        /// The filesystem type from mountinfo.
+        fs_type: String,
+    },
+
+    /// FREEZE of a filesystem that is already frozen (`EALREADY`).
+    #[error("{}: already frozen", .0.display())]
+    AlreadyFrozen(PathBuf),
+
+    /// THAW of a filesystem that is not frozen (`EALREADY`).
+    #[error("{}: not frozen", .0.display())]
+    NotFrozen(PathBuf),
+
+    /// The state directory is unsafe to use: a symlink (`ELOOP`), not a
+    /// directory (`ENOTDIR`), owned by another user or group/world-writable
+    /// (`EACCES`). Nothing was frozen or thawed.
+    #[error("state directory {}: {problem}", path.display())]
+    UnsafeStateDir {
+        /// The state directory's path.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: &'static str,
+        /// The errno reported for it.
+        errno: i32,
+    },
+
+    /// A state record that cannot be parsed (`EIO`): the state directory was
+    /// tampered with. QUERY does not guess.
+    #[error("state record {}: unreadable ({reason})", path.display())]
+    CorruptRecord {
+        /// The record file.
+        path: PathBuf,
+        /// What the parser rejected.
+        reason: String,
+    },
+
+    /// A system call failed; its errno is passed through.
+    #[error("{what}: {source}")]
+    Os {
+        /// What was being done.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// The `errno` value the C API sets for this error.
+    pub fn errno(&self) -> i32 {
+        match self {
+            Error::NotPrivileged => libc::EPERM,
+            Error::InvalidArgument(_) | Error::NotMountPoint(_) => libc::EINVAL,
+            Error::EmptyPath => libc::ENOENT,
+            Error::PathTooLong => libc::ENAMETOOLONG,
+            Error::Protected { .. } | Error::Unsupported { .. } => libc::EOPNOTSUPP,
+            Error::AlreadyFrozen(_) | Error::NotFrozen(_) => libc::EALREADY,
+            Error::UnsafeStateDir { errno, .. } => *errno,
+            Error::CorruptRecord { .. } => libc::EIO,
+            Error::Os { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+        }
+    }
+
+    /// Wraps a failed system call, keeping its errno.
+    pub(crate) fn os(what: impl Into<String>, source: impl Into<io::Error>) -> Error {
+        Error::Os {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! FREEZE, THAW and QUERY: the AdvFS contract, step by step.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config;
+use crate::error::{Error, Result};
+use crate::mounts::{Device, MountEntry, MountTable};
+use crate::policy;
+use crate::process::{self, now_boot_ns, now_unix_ns};
+use crate::record::{Phase, Record};
+use crate::state::{self, StateDir};
+use crate::sys;
+use crate::target::Target;
+use crate::timeout::Timeout;
+use crate::timer::{self, Watch};
+
+/// Freezes, thaws and queries filesystems, keeping shared state in one
+/// state directory and reading default timeouts from one sysconfigtab file.
+///
+/// [`Freezer::from_env`] is what the C API and the free functions use; build
+/// one with other paths to keep tests or tools apart from the system state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Freezer {
+    state_dir: PathBuf,
+    sysconfigtab: PathBuf,
+}
+
+/// A path resolved to the filesystem it names.
+struct Named {
+    target: Target,
+    mount: MountEntry,
+    table: MountTable,
+}
+
+/// Why a record no longer describes a live freeze.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stale {
+    /// Written during an earlier boot: nothing it says holds.
+    OtherBoot,
+    /// Its deadline has passed: whoever notices first enforces it.
+    Expired,
+    /// Its freezer died before FIFREEZE returned: the freeze never reached
+    /// anyone, so it is undone.
+    Abandoned,
+}
+
+fn staleness(record: &Record, now_boot: u64) -> Option<Stale> {
+    if record.boot_id != process::boot_id() {
+        Some(Stale::OtherBoot)
+    } else if record.deadline_boot_ns.is_some_and(|d| d <= now_boot) {
+        Some(Stale::Expired)
+    } else if record.phase == Phase::Freezing && !process::is_alive(record.pid, record.pid_start) {
+        Some(Stale::Abandoned)
+    } else {
+        None
+    }
+}
+
+impl Default for Freezer {
+    fn default() -> Self {
+        Freezer::new()
+    }
+}
+
+impl Freezer {
+    /// `/run/freezefs` and `/etc/sysconfigtab`, whatever the environment says.
+    pub fn new() -> Freezer {
+        Freezer {
+            state_dir: PathBuf::from(state::RUNDIR),
+            sysconfigtab: PathBuf::from(config::SYSCONFIGTAB),
+        }
+    }
+
+    /// The paths in force: `FREEZEFS_RUNDIR` and `FREEZEFS_SYSCONFIGTAB`
+    /// when set (ignored under `AT_SECURE`), else the system ones.
+    pub fn from_env() -> Freezer {
+        Freezer {
+            state_dir: state::rundir_path(),
+            sysconfigtab: config::sysconfigtab_path(),
+        }
+    }
+
+    /// Uses another state directory.
+    pub fn with_state_dir(mut self, path: impl Into<PathBuf>) -> Freezer {
+        self.state_dir = path.into();
+        self
+    }
+
+    /// Reads the default timeout from another file.
+    pub fn with_sysconfigtab(mut self, path: impl Into<PathBuf>) -> Freezer {
+        self.sysconfigtab = path.into();
+        self
+    }
+
+    /// The state directory this freezer uses.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// The sysconfigtab file this freezer reads.
+    pub fn sysconfigtab(&self) -> &Path {
+        &self.sysconfigtab
+    }
+
+    /// Resolves `path` to the filesystem it names: a mount root, or one of
+    /// `/`, `/usr`, `/var` under any name. Returns the protected name too.
+    fn named(&self, path: &Path) -> Result<(Named, Option<&'static str>)> {
+        let target = Target::open(path)?;
+        let protected = policy::protected_name_of(&target);
+        if !target.facts.is_mount_root && protected.is_none() {
+            return Err(Error::NotMountPoint(path.to_path_buf()));
+        }
+        let table = MountTable::read().map_err(|e| Error::os("/proc/self/mountinfo", e))?;
+        let mount = target.mount(&table)?.clone();
+        Ok((
+            Named {
+                target,
+                mount,
+                table,
+            },
+            protected,
+        ))
+    }
+
+    /// Flushes and freezes the filesystem whose mount point is `path`.
+    ///
+    /// Errors: see [`Error`]; nothing is left frozen or recorded on error.
+    pub fn freeze(&self, path: impl AsRef<Path>, timeout: Timeout) -> Result<()> {
+        policy::require_privilege()?;
+        let path = path.as_ref();
+        let (named, protected) = self.named(path)?;
+        if let Some(name) = protected {
+            return Err(Error::Protected {
+                path: path.to_path_buf(),
+                what: name.to_string(),
+            });
+        }
+        let dir = StateDir::open(&self.state_dir, true)?
+            .ok_or_else(|| Error::os("state directory", rustix::io::Errno::NOENT))?;
+        let device = named.mount.device;
+        policy::refuse_protected_superblock(&named.target, device, &named.table, dir.mount_id()?)?;
+        let timeout_s = timeout.resolve(&self.sysconfigtab)?;
+        let mount_fd = named.target.open_for_ioctl()?;
+
+        let _lock = dir.lock(device)?;
+        match dir.read(device) {
+            Ok(Some(old)) => match staleness(&old, now_boot_ns()) {
+                None => return Err(Error::AlreadyFrozen(path.to_path_buf())),
+                Some(Stale::OtherBoot) => {}
+                Some(Stale::Expired | Stale::Abandoned) => {
+                    let _ = sys::fithaw(&mount_fd);
+                }
+            },
+            Ok(None) => {}
+            // Overwritten below; the kernel says whether it is frozen.
+            Err(Error::CorruptRecord { .. }) => {}
+            Err(e) => return Err(e),
+        }
+
+        let (pid, pid_start) = process::current();
+        let started = now_boot_ns();
+        let deadline_from = |boot: u64| timeout_s.map(|s| boot + u64::from(s) * 1_000_000_000);
+        let mut record = Record {
+            generation: process::fresh_generation(),
+            boot_id: process::boot_id().to_string(),
+            device,
+            fs_type: named.mount.fs_type.clone(),
+            mount_point: named.mount.mount_point.clone(),
+            phase: Phase::Freezing,
+            pid,
+            pid_start,
+            uid: rustix::process::getuid().as_raw(),
+            frozen_at_unix_ns: now_unix_ns(),
+            frozen_at_boot_ns: started,
+            timeout_s,
+            deadline_boot_ns: deadline_from(started),
+        };
+        dir.write(&record)?;
+
+        // Flush while writers still flow, so FIFREEZE only waits for the residue.
+        let _ = rustix::fs::syncfs(&mount_fd);
+        if let Err(e) = sys::fifreeze(&mount_fd) {
+            let _ = dir.remove(device);
+            return Err(match e.raw_os_error() {
+                Some(libc::EBUSY) => Error::AlreadyFrozen(path.to_path_buf()),
+                Some(libc::EOPNOTSUPP) => Error::Unsupported {
+                    path: path.to_path_buf(),
+                    fs_type: named.mount.fs_type.clone(),
+                },
+                _ => Error::os(format!("{}: FIFREEZE", path.display()), e),
+            });
+        }
+
+        // The freeze window: from here on only the state directory, which is
+        // never on a frozen filesystem, is touched; no path lookup.
+        let frozen_at = now_boot_ns();
+        record.phase = Phase::Frozen;
+        record.frozen_at_boot_ns = frozen_at;
+        record.frozen_at_unix_ns = now_unix_ns();
+        record.deadline_boot_ns = deadline_from(frozen_at);
+        let dir = Arc::new(dir);
+        let kept = dir
+            .write(&record)
+            .and_then(|()| match record.deadline_boot_ns {
+                None => Ok(()),
+                Some(deadline_boot_ns) => timer::arm(Watch {
+                    dir: Arc::clone(&dir),
+                    device,
+                    generation: record.generation,
+                    deadline_boot_ns,
+                    mount_fd: mount_fd
+                        .try_clone()
+                        .map_err(|e| Error::os("dup mount fd", e))?,
+                })
+                .map_err(|e| Error::os("starting the helper thaw thread", e)),
+            });
+        if let Err(e) = kept {
+            // A freeze whose deadline cannot be kept is not made at all.
+            let _ = sys::fithaw(&mount_fd);
+            let _ = dir.remove(device);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Thaws the filesystem whose mount point is `path`. Always issues
+    /// FITHAW, so it also rescues a freeze made by another tool.
+    pub fn thaw(&self, path: impl AsRef<Path>) -> Result<()> {
+        policy::require_privilege()?;
+        let path = path.as_ref();
+        let (named, _) = self.named(path)?;
+        let device = named.mount.device;
+        let mount_fd = named.target.open_for_ioctl()?;
+        let dir = StateDir::open(&self.state_dir, false)?;
+        let _lock = dir.as_ref().map(|d| d.lock(device)).transpose()?;
+        let thawed = sys::fithaw(&mount_fd);
+        let ended = thawed.is_ok()
+            || thawed
+                .as_ref()
+                .is_err_and(|e| e.raw_os_error() == Some(libc::EINVAL));
+        if ended {
+            // Thawed now, or not frozen at all: either way no freeze remains.
+            if let Some(dir) = &dir {
+                dir.remove(device)?;
+            }
+            timer::forget(device);
+        }
+        match thawed {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                Err(Error::NotFrozen(path.to_path_buf()))
+            }
+            Err(e) => Err(Error::os(format!("{}: FITHAW", path.display()), e)),
+        }
+    }
+
+    /// True when the filesystem whose mount point is `path` is frozen through
+    /// freezefs (by any process). A freeze still flushing is not frozen yet.
+    /// Never freezes anything; thaws only a freeze whose deadline has passed.
+    pub fn is_frozen(&self, path: impl AsRef<Path>) -> Result<bool> {
+        policy::require_privilege()?;
+        let path = path.as_ref();
+        let (named, _) = self.named(path)?;
+        let device = named.mount.device;
+        let Some(dir) = StateDir::open(&self.state_dir, false)? else {
+            return Ok(false);
+        };
+        let Some(record) = dir.read(device)? else {
+            return Ok(false);
+        };
+        match staleness(&record, now_boot_ns()) {
+            None => Ok(record.phase == Phase::Frozen),
+            Some(_) => {
+                enforce(&dir, device, record.generation, &named.target)?;
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// Ends a stale freeze that a QUERY noticed: under the lock, and only if the
+/// record still has the generation that was seen stale.
+fn enforce(dir: &StateDir, device: Device, generation: u64, target: &Target) -> Result<()> {
+    let mount_fd = target.open_for_ioctl()?;
+    let _lock = dir.lock(device)?;
+    let Some(record) = dir.read(device)? else {
+        return Ok(());
+    };
+    let Some(why) = staleness(&record, now_boot_ns()) else {
+        return Ok(());
+    };
+    if record.generation != generation {
+        return Ok(());
+    }
+    if why != Stale::OtherBoot {
+        let _ = sys::fithaw(&mount_fd);
+    }
+    dir.remove(device)
+}

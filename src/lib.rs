@@ -1,0 +1,83 @@
+//! # freezefs
+//!
+//! The Tru64 UNIX AdvFS `freezefs(2)` API on Linux. Linux offers only the
+//! `FIFREEZE`/`FITHAW` ioctls: no timeout, no owner, no way to ask whether a
+//! filesystem is frozen. freezefs adds all three and keeps AdvFS's promises:
+//!
+//! - a freeze has a timeout (given, the sysconfigtab default, or none), kept by
+//!   a helper thread that thaws even a caller that deadlocked on its own
+//!   frozen filesystem;
+//! - any process can ask whether a filesystem is frozen, and thaw it;
+//! - `/`, `/usr`, `/var` and the state directory's filesystem are never
+//!   frozen, under any of their names;
+//! - one freeze per superblock, whatever mount (bind, btrfs subvolume) it is
+//!   reached through.
+//!
+//! ```no_run
+//! use freezefs::{Timeout, freeze, is_frozen, thaw};
+//!
+//! freeze("/srv/db", Timeout::Seconds(30))?;
+//! assert!(is_frozen("/srv/db")?);
+//! // ... take the snapshot ...
+//! thaw("/srv/db")?; // an error here means the freeze timed out: the snapshot is not reliable
+//! # Ok::<(), freezefs::Error>(())
+//! ```
+//!
+//! The C API (`freezefs.h`) wraps this one; every error knows its `errno`
+//! ([`Error::errno`]).
+
+#![deny(missing_docs)]
+
+mod config;
+mod error;
+mod ffi;
+mod forksafe;
+mod freezer;
+mod mounts;
+mod policy;
+mod process;
+mod record;
+mod state;
+mod sys;
+mod target;
+mod timeout;
+mod timer;
+
+use std::path::Path;
+
+pub use config::{DefaultTimeout, FALLBACK_SECONDS, SYSCONFIGTAB, SYSCONFIGTAB_ENV};
+pub use error::{Error, Result};
+pub use freezer::Freezer;
+pub use state::{RUNDIR, RUNDIR_ENV};
+pub use timeout::Timeout;
+
+/// Flushes and freezes the filesystem mounted at `path`, with a timeout.
+///
+/// Uses [`Freezer::from_env`]. Fails with [`Error::AlreadyFrozen`] when it is
+/// frozen already, [`Error::Protected`] for `/`, `/usr`, `/var`,
+/// [`Error::Unsupported`] for filesystems Linux cannot freeze.
+pub fn freeze(path: impl AsRef<Path>, timeout: Timeout) -> Result<()> {
+    Freezer::from_env().freeze(path, timeout)
+}
+
+/// Thaws the filesystem mounted at `path`, also one frozen by another tool.
+/// Fails with [`Error::NotFrozen`] when it was not frozen.
+pub fn thaw(path: impl AsRef<Path>) -> Result<()> {
+    Freezer::from_env().thaw(path)
+}
+
+/// True when the filesystem mounted at `path` is frozen through freezefs.
+pub fn is_frozen(path: impl AsRef<Path>) -> Result<bool> {
+    Freezer::from_env().is_frozen(path)
+}
+
+/// The default timeout the sysconfigtab file in force gives now.
+pub fn default_timeout() -> DefaultTimeout {
+    config::default_timeout(&config::sysconfigtab_path())
+}
+
+#[doc(hidden)]
+/// Number of deadlines the helper thread of this process keeps (tests).
+pub fn helper_watch_count() -> usize {
+    timer::watch_count()
+}

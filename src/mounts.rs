@@ -1,0 +1,211 @@
+//! From a path to its mount and superblock, through `/proc/self/mountinfo`.
+//!
+//! One freeze belongs to one superblock, so state is keyed by the superblock's
+//! device number as mountinfo shows it (`sb->s_dev`), never by `stat()`'s
+//! `st_dev`, which differs between btrfs subvolumes of one filesystem.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// A superblock's device number, `major:minor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Device {
+    /// Major number.
+    pub major: u32,
+    /// Minor number.
+    pub minor: u32,
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.major, self.minor)
+    }
+}
+
+impl FromStr for Device {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Device, ()> {
+        let (major, minor) = s.split_once(':').ok_or(())?;
+        Ok(Device {
+            major: major.parse().map_err(|_| ())?,
+            minor: minor.parse().map_err(|_| ())?,
+        })
+    }
+}
+
+/// One line of `/proc/self/mountinfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    /// The mount id (field 1), as `statx(STATX_MNT_ID)` reports it.
+    pub mount_id: u64,
+    /// The superblock's device (field 3).
+    pub device: Device,
+    /// The mount point (field 5), unescaped.
+    pub mount_point: PathBuf,
+    /// The filesystem type (first field after `-`).
+    pub fs_type: String,
+}
+
+/// Undoes the kernel's octal escapes (`\040` space, `\011` tab, `\012`
+/// newline, `\134` backslash). A backslash not followed by three octal
+/// digits is kept as it is.
+pub fn unescape_octal(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        if field[i] == b'\\' {
+            let digits = field.get(i + 1..i + 4).unwrap_or_default();
+            if digits.len() == 3 && digits.iter().all(|d| (b'0'..=b'7').contains(d)) {
+                let value = digits.iter().fold(0u32, |v, d| v * 8 + u32::from(d - b'0'));
+                if let Ok(byte) = u8::try_from(value) {
+                    out.push(byte);
+                    i += 4;
+                    continue;
+                }
+            }
+        }
+        out.push(field[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Escapes bytes the way mountinfo does, for one-line text records: `\`,
+/// whitespace, control characters and non-ASCII bytes become `\ooo`.
+pub fn escape_octal(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b == b'\\' || b <= b' ' || b >= 0x7f {
+            out.push_str(&format!("\\{b:03o}"));
+        } else {
+            out.push(char::from(b));
+        }
+    }
+    out
+}
+
+/// Parses one mountinfo line; `None` for a malformed one.
+pub fn parse_mountinfo_line(line: &[u8]) -> Option<MountEntry> {
+    let mut fields = line.split(|&b| b == b' ').filter(|f| !f.is_empty());
+    let mount_id = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
+    let _parent_id = fields.next()?;
+    let device = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
+    let _root = fields.next()?;
+    let mount_point = unescape_octal(fields.next()?);
+    // Options, then optional fields up to the "-" separator.
+    fields.by_ref().find(|f| *f == b"-")?;
+    let fs_type = String::from_utf8_lossy(&unescape_octal(fields.next()?)).into_owned();
+    Some(MountEntry {
+        mount_id,
+        device,
+        mount_point: PathBuf::from(OsStr::from_bytes(&mount_point)),
+        fs_type,
+    })
+}
+
+/// Every well-formed line of a mountinfo text.
+pub fn parse_mountinfo(text: &[u8]) -> Vec<MountEntry> {
+    text.split(|&b| b == b'\n')
+        .filter_map(parse_mountinfo_line)
+        .collect()
+}
+
+/// A snapshot of this process's mount table.
+pub struct MountTable {
+    entries: Vec<MountEntry>,
+}
+
+impl MountTable {
+    /// Reads `/proc/self/mountinfo`.
+    pub fn read() -> io::Result<MountTable> {
+        let text = std::fs::read("/proc/self/mountinfo")?;
+        Ok(MountTable {
+            entries: parse_mountinfo(&text),
+        })
+    }
+
+    /// The mount with this id; `ENOENT` if it went away meanwhile.
+    pub fn by_id(&self, mount_id: u64) -> io::Result<&MountEntry> {
+        self.entries
+            .iter()
+            .find(|e| e.mount_id == mount_id)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unescape_octal_decodes_space_tab_newline_backslash() {
+        assert_eq!(unescape_octal(br"a\040b\011c\012d\134e"), b"a b\tc\nd\\e");
+    }
+
+    #[test]
+    fn unescape_octal_keeps_a_backslash_without_three_octal_digits() {
+        assert_eq!(unescape_octal(br"a\04"), br"a\04");
+        assert_eq!(unescape_octal(br"a\089"), br"a\089");
+        assert_eq!(unescape_octal(br"end\"), br"end\");
+        assert_eq!(unescape_octal(br"\777"), br"\777");
+    }
+
+    #[test]
+    fn escape_then_unescape_round_trips_every_byte() {
+        let all: Vec<u8> = (0..=255u8).collect();
+        let escaped = escape_octal(&all);
+        assert!(!escaped.contains(['\n', ' ', '\t']));
+        assert_eq!(unescape_octal(escaped.as_bytes()), all);
+    }
+
+    #[test]
+    fn parses_a_line_with_optional_fields_and_an_escaped_mount_point() {
+        let line = br"36 35 98:0 /mnt1 /mnt/my\040disk\011x rw,noatime master:1 shared:7 - ext3 /dev/root rw,errors=continue";
+        let e = parse_mountinfo_line(line).unwrap();
+        assert_eq!(e.mount_id, 36);
+        assert_eq!(
+            e.device,
+            Device {
+                major: 98,
+                minor: 0
+            }
+        );
+        assert_eq!(e.mount_point, PathBuf::from("/mnt/my disk\tx"));
+        assert_eq!(e.fs_type, "ext3");
+    }
+
+    #[test]
+    fn parses_a_mount_point_with_newline_and_backslash() {
+        let line = br"40 1 0:52 / /tmp/a\012b\134c rw - btrfs /dev/loop3 rw";
+        let e = parse_mountinfo_line(line).unwrap();
+        assert_eq!(e.mount_point.as_os_str().as_bytes(), b"/tmp/a\nb\\c");
+        assert_eq!(e.device.to_string(), "0:52");
+    }
+
+    #[test]
+    fn malformed_lines_are_skipped() {
+        let text = b"garbage\n27 1 254:0 / / rw - ext4 /dev/vda rw\n\n1 2 x:y / / rw - ext4 a b\n3 4 1:2 / /x rw no-separator\n";
+        let entries = parse_mountinfo(text);
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].mount_point, PathBuf::from("/"));
+    }
+
+    #[test]
+    fn device_parses_and_prints_major_minor() {
+        let d: Device = "259:12".parse().unwrap();
+        assert_eq!(
+            d,
+            Device {
+                major: 259,
+                minor: 12
+            }
+        );
+        assert_eq!(d.to_string(), "259:12");
+        assert!("259".parse::<Device>().is_err());
+        assert!("a:1".parse::<Device>().is_err());
+    }
+}

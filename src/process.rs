@@ -1,0 +1,89 @@
+//! Facts about processes and clocks that records carry.
+
+use std::sync::OnceLock;
+
+use rustix::time::{ClockId, clock_gettime};
+
+/// `CLOCK_BOOTTIME` in nanoseconds: deadlines keep counting through suspend.
+pub fn now_boot_ns() -> u64 {
+    let ts = clock_gettime(ClockId::Boottime);
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
+}
+
+/// Wall-clock time in nanoseconds since the epoch.
+pub fn now_unix_ns() -> u64 {
+    let ts = clock_gettime(ClockId::Realtime);
+    (ts.tv_sec.max(0) as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`); "unknown" without /proc.
+pub fn boot_id() -> &'static str {
+    static BOOT_ID: OnceLock<String> = OnceLock::new();
+    BOOT_ID.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown".to_string())
+    })
+}
+
+/// A running (not zombie) process's start time in clock ticks since boot
+/// (`/proc/PID/stat` field 22); `None` when no such process runs.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold anything: skip past
+    // the last ')'.
+    let after = &stat[stat.iter().rposition(|&b| b == b')')? + 1..];
+    let mut fields = std::str::from_utf8(after).ok()?.split_ascii_whitespace();
+    let state = fields.next()?; // field 3
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok() // field 22
+}
+
+/// True while the process that `pid` and `start` name is running.
+pub fn is_alive(pid: u32, start: u64) -> bool {
+    start_time(pid) == Some(start)
+}
+
+/// This process's id and start time.
+pub fn current() -> (u32, u64) {
+    let pid = std::process::id();
+    (pid, start_time(pid).unwrap_or(0))
+}
+
+/// A fresh random 64-bit number, never 0.
+pub fn fresh_generation() -> u64 {
+    let mut bytes = [0u8; 8];
+    if rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()).is_err() {
+        // No entropy syscall: time and pid still make a new value per freeze.
+        bytes = (now_boot_ns() ^ (u64::from(std::process::id()) << 40)).to_ne_bytes();
+    }
+    u64::from_ne_bytes(bytes).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_a_wrong_start_time_is_not() {
+        let (pid, start) = current();
+        assert!(start > 0);
+        assert!(is_alive(pid, start));
+        assert!(!is_alive(pid, start + 1));
+    }
+
+    #[test]
+    fn a_reaped_child_is_not_alive() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert_eq!(start_time(pid), None);
+    }
+
+    #[test]
+    fn generations_differ() {
+        assert_ne!(fresh_generation(), fresh_generation());
+    }
+}

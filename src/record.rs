@@ -1,0 +1,189 @@
+//! One freeze's record: what every process needs to know about it, as a small
+//! line-oriented text (`key value`), so that an operator can `cat` it.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use crate::mounts::{Device, escape_octal, unescape_octal};
+
+const MAGIC: &str = "freezefs-record 1";
+
+/// Where a freeze is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Recorded, syncing and entering FIFREEZE: writes may still flow.
+    Freezing,
+    /// FIFREEZE returned: the filesystem is frozen.
+    Frozen,
+}
+
+/// The shared record of one freeze of one superblock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// A fresh random number per freeze: a timer armed for another
+    /// generation never thaws this freeze.
+    pub generation: u64,
+    /// `/proc/sys/kernel/random/boot_id` when written: a record from an
+    /// earlier boot describes nothing.
+    pub boot_id: String,
+    /// The superblock's device.
+    pub device: Device,
+    /// The filesystem type.
+    pub fs_type: String,
+    /// The mount point it was frozen through.
+    pub mount_point: PathBuf,
+    /// Freezing or frozen.
+    pub phase: Phase,
+    /// The process that froze it.
+    pub pid: u32,
+    /// That process's start time (`/proc/PID/stat` field 22), against pid reuse.
+    pub pid_start: u64,
+    /// Its real uid.
+    pub uid: u32,
+    /// Wall-clock time of the freeze, nanoseconds since the epoch (for display).
+    pub frozen_at_unix_ns: u64,
+    /// `CLOCK_BOOTTIME` of the freeze, nanoseconds.
+    pub frozen_at_boot_ns: u64,
+    /// The timeout in seconds; `None` for no timeout.
+    pub timeout_s: Option<u32>,
+    /// `CLOCK_BOOTTIME` deadline in nanoseconds; `None` for no timeout.
+    pub deadline_boot_ns: Option<u64>,
+}
+
+impl Record {
+    /// The record as text.
+    pub fn to_text(&self) -> String {
+        let opt = |v: Option<u64>| v.map_or("none".to_string(), |v| v.to_string());
+        format!(
+            "{MAGIC}\ngeneration {}\nboot_id {}\ndevice {}\nfs_type {}\nmount_point {}\nphase {}\npid {}\npid_start {}\nuid {}\nfrozen_at_unix_ns {}\nfrozen_at_boot_ns {}\ntimeout_s {}\ndeadline_boot_ns {}\nend\n",
+            self.generation,
+            self.boot_id,
+            self.device,
+            escape_octal(self.fs_type.as_bytes()),
+            escape_octal(self.mount_point.as_os_str().as_bytes()),
+            match self.phase {
+                Phase::Freezing => "freezing",
+                Phase::Frozen => "frozen",
+            },
+            self.pid,
+            self.pid_start,
+            self.uid,
+            self.frozen_at_unix_ns,
+            self.frozen_at_boot_ns,
+            opt(self.timeout_s.map(u64::from)),
+            opt(self.deadline_boot_ns),
+        )
+    }
+
+    /// Parses a record; the error says which field is missing or bad.
+    /// Unknown keys are ignored, so newer writers stay readable.
+    pub fn from_text(text: &[u8]) -> Result<Record, String> {
+        // The closing "end" line tells a whole record from a torn one.
+        let body = text
+            .strip_suffix(b"\nend\n")
+            .ok_or("no end line: torn record")?;
+        let mut lines = body.split(|&b| b == b'\n');
+        if lines.next() != Some(MAGIC.as_bytes()) {
+            return Err("not a freezefs record".into());
+        }
+        let mut fields = std::collections::HashMap::new();
+        for line in lines.filter(|l| !l.is_empty()) {
+            let text = std::str::from_utf8(line).map_err(|_| "non-ASCII line")?;
+            let (key, value) = text.split_once(' ').ok_or("line without value")?;
+            fields.insert(key, value);
+        }
+        let get = |key: &str| fields.get(key).copied().ok_or(format!("no {key}"));
+        let num = |key: &str| get(key)?.parse::<u64>().map_err(|_| format!("bad {key}"));
+        let opt = |key: &str| match get(key)? {
+            "none" => Ok(None),
+            v => v.parse::<u64>().map(Some).map_err(|_| format!("bad {key}")),
+        };
+        let small = |key: &str| u32::try_from(num(key)?).map_err(|_| format!("bad {key}"));
+        Ok(Record {
+            generation: num("generation")?,
+            boot_id: get("boot_id")?.to_string(),
+            device: get("device")?.parse().map_err(|_| "bad device")?,
+            fs_type: String::from_utf8_lossy(&unescape_octal(get("fs_type")?.as_bytes()))
+                .into_owned(),
+            mount_point: PathBuf::from(OsStr::from_bytes(&unescape_octal(
+                get("mount_point")?.as_bytes(),
+            ))),
+            phase: match get("phase")? {
+                "freezing" => Phase::Freezing,
+                "frozen" => Phase::Frozen,
+                _ => return Err("bad phase".into()),
+            },
+            pid: small("pid")?,
+            pid_start: num("pid_start")?,
+            uid: small("uid")?,
+            frozen_at_unix_ns: num("frozen_at_unix_ns")?,
+            frozen_at_boot_ns: num("frozen_at_boot_ns")?,
+            timeout_s: opt("timeout_s")?
+                .map(|v| u32::try_from(v).map_err(|_| "bad timeout_s"))
+                .transpose()?,
+            deadline_boot_ns: opt("deadline_boot_ns")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Record {
+        Record {
+            generation: 0xdead_beef_1234,
+            boot_id: "0b5c1e6e-5a4f-4f1e-9a55-6e3f2f7c9d10".into(),
+            device: Device { major: 7, minor: 3 },
+            fs_type: "ext4".into(),
+            mount_point: PathBuf::from(OsStr::from_bytes(b"/tmp/a b\nc\\d\xff")),
+            phase: Phase::Frozen,
+            pid: 4242,
+            pid_start: 987654,
+            uid: 0,
+            frozen_at_unix_ns: 1_700_000_000_123_456_789,
+            frozen_at_boot_ns: 5_000_000_000,
+            timeout_s: Some(60),
+            deadline_boot_ns: Some(65_000_000_000),
+        }
+    }
+
+    #[test]
+    fn a_record_round_trips_through_text_with_a_hostile_mount_point() {
+        let r = sample();
+        assert_eq!(Record::from_text(r.to_text().as_bytes()).unwrap(), r);
+    }
+
+    #[test]
+    fn an_untimed_freezing_record_round_trips() {
+        let r = Record {
+            phase: Phase::Freezing,
+            timeout_s: None,
+            deadline_boot_ns: None,
+            ..sample()
+        };
+        let text = r.to_text();
+        assert!(text.contains("timeout_s none\n"));
+        assert_eq!(Record::from_text(text.as_bytes()).unwrap(), r);
+    }
+
+    #[test]
+    fn every_truncation_of_a_record_is_rejected() {
+        let text = sample().to_text();
+        for cut in 0..text.len() {
+            assert!(
+                Record::from_text(&text.as_bytes()[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn garbage_is_rejected() {
+        assert!(Record::from_text(b"").is_err());
+        assert!(Record::from_text(b"\xff\xfe").is_err());
+        assert!(Record::from_text(b"freezefs-record 1\ngeneration x\n").is_err());
+        assert!(Record::from_text(b"freezefs-record 2\n").is_err());
+    }
+}

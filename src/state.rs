@@ -1,0 +1,223 @@
+//! The state directory that every process shares (`/run/freezefs`): one
+//! record per frozen superblock, a lock file per superblock, all reached
+//! through one directory fd without following symlinks.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::error::{Error, Result};
+use crate::forksafe;
+use crate::mounts::Device;
+use crate::record::Record;
+use crate::sys;
+
+/// The state directory used when `FREEZEFS_RUNDIR` is not set.
+pub const RUNDIR: &str = "/run/freezefs";
+/// The environment variable that overrides [`RUNDIR`] (ignored under `AT_SECURE`).
+pub const RUNDIR_ENV: &str = "FREEZEFS_RUNDIR";
+/// Records are tiny; a bigger file is not ours.
+const MAX_RECORD_BYTES: u64 = 64 * 1024;
+
+/// The state directory path in force.
+pub fn rundir_path() -> PathBuf {
+    sys::secure_env(RUNDIR_ENV)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(RUNDIR))
+}
+
+/// An open, verified state directory.
+#[derive(Debug)]
+pub struct StateDir {
+    path: PathBuf,
+    fd: OwnedFd,
+}
+
+/// Holds a superblock's lock (an exclusive `flock` on its lock file) until dropped.
+pub struct SbLock {
+    fd: Option<OwnedFd>,
+}
+
+impl Drop for SbLock {
+    fn drop(&mut self) {
+        if let Some(fd) = self.fd.take() {
+            forksafe::close_lock_fd(fd);
+        }
+    }
+}
+
+fn unsafe_dir(path: &Path, problem: &'static str, errno: i32) -> Error {
+    Error::UnsafeStateDir {
+        path: path.to_path_buf(),
+        problem,
+        errno,
+    }
+}
+
+impl StateDir {
+    /// Opens the state directory, creating it (root-owned, 0700, whatever the
+    /// umask) when `create` is set. `Ok(None)` when it does not exist and
+    /// `create` is not set. A symlink, a non-directory, a directory owned by
+    /// someone else or writable by group or others is refused.
+    pub fn open(path: &Path, create: bool) -> Result<Option<StateDir>> {
+        if create {
+            match rustix::fs::mkdir(path, Mode::RWXU) {
+                Ok(()) => {
+                    // mkdir's mode went through the umask; state it exactly.
+                    rustix::fs::chmod(path, Mode::RWXU)
+                        .map_err(|e| Error::os(format!("{}: chmod", path.display()), e))?;
+                }
+                Err(Errno::EXIST) => {}
+                Err(e) => return Err(Error::os(format!("{}: mkdir", path.display()), e)),
+            }
+        }
+        let fd = match rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) if !create => return Ok(None),
+            Err(Errno::LOOP) => return Err(unsafe_dir(path, "is a symlink", libc::ELOOP)),
+            Err(Errno::NOTDIR) => {
+                return Err(unsafe_dir(path, "is not a directory", libc::ENOTDIR));
+            }
+            Err(e) => return Err(Error::os(format!("{}: open", path.display()), e)),
+        };
+        let st = rustix::fs::fstat(&fd).map_err(|e| Error::os(path.display().to_string(), e))?;
+        let euid = rustix::process::geteuid().as_raw();
+        if st.st_uid != 0 && st.st_uid != euid {
+            return Err(unsafe_dir(path, "is owned by another user", libc::EACCES));
+        }
+        if st.st_mode & 0o022 != 0 {
+            return Err(unsafe_dir(
+                path,
+                "is writable by group or others",
+                libc::EACCES,
+            ));
+        }
+        Ok(Some(StateDir {
+            path: path.to_path_buf(),
+            fd,
+        }))
+    }
+
+    /// The directory's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The directory's fd.
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    fn record_name(device: Device) -> String {
+        format!("sb.{device}")
+    }
+
+    fn err(&self, name: &str, what: &str, e: impl Into<std::io::Error>) -> Error {
+        Error::os(format!("{}/{name}: {what}", self.path.display()), e)
+    }
+
+    /// Takes the superblock's lock, blocking while another thread or process
+    /// holds it.
+    pub fn lock(&self, device: Device) -> Result<SbLock> {
+        let name = format!("lock.{device}");
+        let fd = forksafe::open_lock_fd(|| {
+            rustix::fs::openat(
+                &self.fd,
+                name.as_str(),
+                OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::RUSR | Mode::WUSR,
+            )
+        })
+        .map_err(|e| self.err(&name, "open", e))?;
+        loop {
+            match rustix::fs::flock(&fd, FlockOperation::LockExclusive) {
+                Ok(()) => return Ok(SbLock { fd: Some(fd) }),
+                Err(Errno::INTR) => continue,
+                Err(e) => {
+                    forksafe::close_lock_fd(fd);
+                    return Err(self.err(&name, "flock", e));
+                }
+            }
+        }
+    }
+
+    /// The record of a superblock, if there is one.
+    pub fn read(&self, device: Device) -> Result<Option<Record>> {
+        let name = Self::record_name(device);
+        let fd = match rustix::fs::openat(
+            &self.fd,
+            name.as_str(),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(self.err(&name, "open", e)),
+        };
+        let mut file = std::fs::File::from(fd);
+        let mut text = Vec::new();
+        (&mut file)
+            .take(MAX_RECORD_BYTES)
+            .read_to_end(&mut text)
+            .map_err(|e| self.err(&name, "read", e))?;
+        Record::from_text(&text)
+            .map(Some)
+            .map_err(|reason| Error::CorruptRecord {
+                path: self.path.join(&name),
+                reason,
+            })
+    }
+
+    /// Writes a record atomically: a private temporary file, then rename.
+    /// A crash at any point leaves the old record or the new one, never half.
+    pub fn write(&self, record: &Record) -> Result<()> {
+        let name = Self::record_name(record.device);
+        let tmp = format!(
+            ".tmp.{}.{}.{:x}",
+            record.device,
+            std::process::id(),
+            crate::process::fresh_generation()
+        );
+        let fd = rustix::fs::openat(
+            &self.fd,
+            tmp.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::RUSR | Mode::WUSR,
+        )
+        .map_err(|e| self.err(&tmp, "create", e))?;
+        let written = rustix::fs::fchmod(&fd, Mode::RUSR | Mode::WUSR)
+            .map_err(std::io::Error::from)
+            .and_then(|()| std::fs::File::from(fd).write_all(record.to_text().as_bytes()))
+            .map_err(|e| self.err(&tmp, "write", e))
+            .and_then(|()| {
+                rustix::fs::renameat(&self.fd, tmp.as_str(), &self.fd, name.as_str())
+                    .map_err(|e| self.err(&name, "rename", e))
+            });
+        if written.is_err() {
+            let _ = rustix::fs::unlinkat(&self.fd, tmp.as_str(), AtFlags::empty());
+        }
+        written
+    }
+
+    /// Removes a superblock's record; no record is not an error.
+    pub fn remove(&self, device: Device) -> Result<()> {
+        let name = Self::record_name(device);
+        match rustix::fs::unlinkat(&self.fd, name.as_str(), AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(self.err(&name, "unlink", e)),
+        }
+    }
+
+    /// The mount id of the filesystem this directory is on.
+    pub fn mount_id(&self) -> Result<u64> {
+        crate::target::facts_of(self.fd.as_fd(), c"", &self.path).map(|f| f.mount_id)
+    }
+}

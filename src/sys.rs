@@ -1,0 +1,109 @@
+//! The system calls rustix does not wrap, each a tiny typed function.
+//!
+//! Every `unsafe` block of the safe core lives here, with its reason.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+
+/// `FIFREEZE` = `_IOWR('X', 119, int)`.
+pub(crate) const FIFREEZE: libc::c_ulong = 0xC004_5877;
+/// `FITHAW` = `_IOWR('X', 120, int)`.
+pub(crate) const FITHAW: libc::c_ulong = 0xC004_5878;
+
+fn ioctl_no_arg<Fd: AsFd>(fd: Fd, request: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: FIFREEZE and FITHAW ignore their argument, the fd is borrowed
+    // for the call, and no memory is shared with the kernel.
+    let rc = unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), request as _, 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Freezes the filesystem that `fd` lies on (`FIFREEZE`).
+pub fn fifreeze<Fd: AsFd>(fd: Fd) -> io::Result<()> {
+    ioctl_no_arg(fd, FIFREEZE)
+}
+
+/// Thaws the filesystem that `fd` lies on (`FITHAW`); `EINVAL` when it was not frozen.
+pub fn fithaw<Fd: AsFd>(fd: Fd) -> io::Result<()> {
+    ioctl_no_arg(fd, FITHAW)
+}
+
+/// True in a setuid/setgid or otherwise privilege-changing exec (`AT_SECURE`).
+pub fn at_secure() -> bool {
+    // SAFETY: getauxval only reads the process's auxiliary vector.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+/// `secure_getenv`: the variable, unless the process runs under `AT_SECURE`.
+pub fn secure_env(name: &str) -> Option<OsString> {
+    if at_secure() {
+        None
+    } else {
+        std::env::var_os(name)
+    }
+}
+
+/// Sets the calling thread's `errno`.
+pub fn set_errno(errno: i32) {
+    // SAFETY: __errno_location returns the calling thread's errno slot, valid
+    // for the thread's lifetime.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+/// Blocks every signal in the calling thread until dropped, so that a thread
+/// spawned meanwhile starts with all signals blocked and never takes one that
+/// was meant for the caller.
+pub struct AllSignalsBlocked {
+    previous: libc::sigset_t,
+}
+
+impl AllSignalsBlocked {
+    /// Blocks all signals; the previous mask comes back on drop.
+    pub fn new() -> AllSignalsBlocked {
+        // SAFETY: sigset_t is plain data; sigfillset initialises it and
+        // pthread_sigmask only reads `all` and writes `previous`.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut previous: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut previous);
+            AllSignalsBlocked { previous }
+        }
+    }
+}
+
+impl Drop for AllSignalsBlocked {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved by new(); `previous` is initialised.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.previous, std::ptr::null_mut()) };
+    }
+}
+
+/// Registers fork handlers (`pthread_atfork`). glibc ties them to this
+/// object's `__dso_handle`, so a dlclose() of the library unregisters them.
+pub fn register_atfork(
+    prepare: extern "C" fn(),
+    parent: extern "C" fn(),
+    child: extern "C" fn(),
+) -> io::Result<()> {
+    // SAFETY: the handlers are plain extern "C" functions of this library
+    // that stay mapped for as long as they are registered.
+    let rc = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
+/// Closes a raw fd that this library owns but holds no `OwnedFd` for (the
+/// child's copies of lock fds after fork).
+pub fn close_raw(fd: i32) {
+    // SAFETY: only called on fds this library opened and registered, in the
+    // child after fork, where no other owner of that number exists.
+    unsafe { libc::close(fd) };
+}

@@ -1,0 +1,147 @@
+//! The object a caller names: opened once, without side effects, and
+//! described by `statx` (identity, mount id, whether it is a mount root).
+
+use std::ffi::{CStr, CString, OsStr};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, StatxAttributes, StatxFlags};
+
+use crate::error::{Error, Result};
+use crate::mounts::{MountEntry, MountTable};
+
+/// `PATH_MAX` including the terminating NUL.
+const PATH_MAX: usize = libc::PATH_MAX as usize;
+
+/// An inode, as `(st_dev, st_ino)`: two names for the same directory compare equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    dev: (u32, u32),
+    ino: u64,
+}
+
+/// What `statx` says about a path.
+#[derive(Debug, Clone, Copy)]
+pub struct PathFacts {
+    /// Its inode identity.
+    pub identity: Identity,
+    /// The mount it is on (`STATX_MNT_ID`, the mountinfo id).
+    pub mount_id: u64,
+    /// True when it is the root of that mount.
+    pub is_mount_root: bool,
+    /// Directory, regular file, ...
+    pub file_type: FileType,
+}
+
+/// Checks the length rules of the contract and converts to a C string.
+pub fn checked_path(path: &Path) -> Result<CString> {
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.is_empty() {
+        return Err(Error::EmptyPath);
+    }
+    if bytes.len() >= PATH_MAX {
+        return Err(Error::PathTooLong);
+    }
+    CString::new(bytes).map_err(|_| Error::InvalidArgument("path contains a NUL byte"))
+}
+
+/// `statx` of a path (following symlinks) or, with an empty path, of an fd.
+pub fn facts_of<Fd: AsFd>(dirfd: Fd, path: &CStr, what: &Path) -> Result<PathFacts> {
+    let flags = if path.is_empty() {
+        AtFlags::EMPTY_PATH
+    } else {
+        AtFlags::empty()
+    };
+    let st = rustix::fs::statx(
+        dirfd,
+        path,
+        flags,
+        StatxFlags::TYPE | StatxFlags::INO | StatxFlags::MNT_ID,
+    )
+    .map_err(|e| Error::os(what.display().to_string(), e))?;
+    if st.stx_mask & StatxFlags::MNT_ID.bits() == 0
+        || !st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT)
+    {
+        return Err(Error::os(
+            "statx: this kernel reports no mount id (Linux 5.8 or later is needed)",
+            rustix::io::Errno::NOSYS,
+        ));
+    }
+    Ok(PathFacts {
+        identity: Identity {
+            dev: (st.stx_dev_major, st.stx_dev_minor),
+            ino: st.stx_ino,
+        },
+        mount_id: st.stx_mnt_id,
+        is_mount_root: st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT),
+        file_type: FileType::from_raw_mode(st.stx_mode.into()),
+    })
+}
+
+/// A path the caller named, held open with `O_PATH` so that every later
+/// step works on the same object, whatever happens to the name.
+pub struct Target {
+    /// The path as given, for messages.
+    pub path: PathBuf,
+    fd: OwnedFd,
+    /// What `statx` says about it.
+    pub facts: PathFacts,
+}
+
+impl Target {
+    /// Opens `path` (following symlinks) without reading, writing or
+    /// triggering device side effects.
+    pub fn open(path: &Path) -> Result<Target> {
+        let c_path = checked_path(path)?;
+        let fd = rustix::fs::open(
+            c_path.as_c_str(),
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::os(path.display().to_string(), e))?;
+        let facts = facts_of(&fd, c"", path)?;
+        Ok(Target {
+            path: path.to_path_buf(),
+            fd,
+            facts,
+        })
+    }
+
+    /// The mount this path is on.
+    pub fn mount<'t>(&self, table: &'t MountTable) -> Result<&'t MountEntry> {
+        table
+            .by_id(self.facts.mount_id)
+            .map_err(|e| Error::os(format!("{}: mount not found", self.path.display()), e))
+    }
+
+    /// An fd that ioctls work on (`O_PATH` ones do not): the same object,
+    /// reopened through `/proc/self/fd`. Only directories and regular files
+    /// are reopened, so no device or FIFO is ever opened for real.
+    pub fn open_for_ioctl(&self) -> Result<OwnedFd> {
+        match self.facts.file_type {
+            FileType::Directory | FileType::RegularFile => {}
+            _ => {
+                return Err(Error::InvalidArgument(
+                    "only a directory or a regular file can name a filesystem",
+                ));
+            }
+        }
+        let proc_path = format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&self.fd)
+        );
+        rustix::fs::open(
+            proc_path.as_str(),
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::os(format!("{}: reopen", self.path.display()), e))
+    }
+}
+
+/// Identity of a well-known path, `None` when it does not exist.
+pub fn identity_of(path: &str) -> Option<PathFacts> {
+    let c_path = CString::new(path).ok()?;
+    facts_of(CWD, &c_path, Path::new(OsStr::new(path))).ok()
+}
