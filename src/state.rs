@@ -83,6 +83,10 @@ impl StateDir {
             Ok(fd) => fd,
             Err(Errno::NOENT) if !create => return Ok(None),
             Err(Errno::LOOP) => return Err(unsafe_dir(path, "is a symlink", libc::ELOOP)),
+            // O_DIRECTORY answers ENOTDIR for a symlink too; tell them apart.
+            Err(Errno::NOTDIR) if path.is_symlink() => {
+                return Err(unsafe_dir(path, "is a symlink", libc::ELOOP));
+            }
             Err(Errno::NOTDIR) => {
                 return Err(unsafe_dir(path, "is not a directory", libc::ENOTDIR));
             }

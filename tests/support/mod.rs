@@ -1,0 +1,386 @@
+//! Real filesystems for tests: loop-mounted images made per test, thawed,
+//! unmounted and detached on drop (also when the test panics), and a guard
+//! that thaws the system's own filesystems if anything ever freezes them.
+#![allow(dead_code)]
+
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Once, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use freezefs::Freezer;
+
+const FIFREEZE: libc::c_ulong = 0xC004_5877;
+const FITHAW: libc::c_ulong = 0xC004_5878;
+
+/// Set by the guard when it had to thaw a system filesystem: a bug of ours.
+static SYSTEM_WAS_FROZEN: AtomicBool = AtomicBool::new(false);
+
+fn ioctl(file: &File, request: libc::c_ulong) -> std::io::Result<()> {
+    // SAFETY: FIFREEZE/FITHAW take no argument memory; the fd is open.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), request as _, 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Thaws `/` and the filesystems of `/usr`, `/var`, `/tmp`, `/run` every 50 ms
+/// for the life of the test process. Never guards a scratch filesystem.
+pub fn start_system_guard() {
+    static GUARD: Once = Once::new();
+    GUARD.call_once(|| {
+        let files: Vec<(String, File)> = ["/", "/usr", "/var", "/tmp", "/run"]
+            .iter()
+            .filter_map(|p| File::open(p).ok().map(|f| (p.to_string(), f)))
+            .collect();
+        thread::Builder::new()
+            .name("system-thaw-guard".into())
+            .spawn(move || {
+                loop {
+                    for (path, file) in &files {
+                        if ioctl(file, FITHAW).is_ok() {
+                            SYSTEM_WAS_FROZEN.store(true, Ordering::SeqCst);
+                            eprintln!("system-thaw-guard: {path} was frozen; thawed it");
+                        }
+                    }
+                    thread::sleep(Duration::from_millis(50));
+                }
+            })
+            .expect("spawn guard");
+    });
+}
+
+/// Panics if the guard ever had to thaw a system filesystem.
+pub fn assert_system_never_frozen() {
+    assert!(
+        !SYSTEM_WAS_FROZEN.load(Ordering::SeqCst),
+        "a system filesystem was frozen during the tests"
+    );
+}
+
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "the real-filesystem tests must run as root (loop mounts, FIFREEZE); they do not skip"
+    );
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Ext4,
+    Xfs,
+    Btrfs,
+    Vfat,
+    Squashfs,
+    Tmpfs,
+    Ramfs,
+}
+
+impl Kind {
+    pub const FREEZABLE: [Kind; 3] = [Kind::Ext4, Kind::Xfs, Kind::Btrfs];
+    /// Filesystems Linux cannot freeze that this kernel can mount: vfat is
+    /// left out (loudly) on a kernel built without it.
+    pub fn unfreezable() -> Vec<Kind> {
+        let known = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+        let mut kinds = vec![Kind::Squashfs, Kind::Tmpfs, Kind::Ramfs];
+        if known.split_whitespace().any(|f| f == "vfat") {
+            kinds.push(Kind::Vfat);
+        } else {
+            eprintln!(
+                "NOTE: this kernel has no vfat driver; squashfs stands in as the block-device case"
+            );
+        }
+        kinds
+    }
+
+    fn image_mib(self) -> Option<u64> {
+        match self {
+            Kind::Ext4 => Some(64),
+            Kind::Xfs => Some(320),
+            Kind::Btrfs => Some(160),
+            Kind::Vfat => Some(32),
+            Kind::Squashfs => Some(0),
+            Kind::Tmpfs | Kind::Ramfs => None,
+        }
+    }
+
+    fn mkfs(self, image: &Path) -> Command {
+        let mut cmd = match self {
+            Kind::Ext4 => Command::new("mkfs.ext4"),
+            Kind::Xfs => Command::new("mkfs.xfs"),
+            Kind::Btrfs => Command::new("mkfs.btrfs"),
+            Kind::Vfat => Command::new("mkfs.vfat"),
+            Kind::Squashfs => {
+                let mut cmd = Command::new("mksquashfs");
+                cmd.arg("/etc/hostname")
+                    .arg(image)
+                    .args(["-noappend", "-quiet"]);
+                return cmd;
+            }
+            Kind::Tmpfs | Kind::Ramfs => unreachable!(),
+        };
+        match self {
+            Kind::Ext4 => cmd.args(["-q", "-F"]),
+            Kind::Xfs => cmd.args(["-q", "-f"]),
+            Kind::Btrfs => cmd.args(["-q", "-f"]),
+            _ => &mut cmd,
+        };
+        cmd.arg(image);
+        cmd
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Ext4 => "ext4",
+            Kind::Xfs => "xfs",
+            Kind::Btrfs => "btrfs",
+            Kind::Vfat => "vfat",
+            Kind::Squashfs => "squashfs",
+            Kind::Tmpfs => "tmpfs",
+            Kind::Ramfs => "ramfs",
+        }
+    }
+}
+
+/// A scratch filesystem mounted at `mnt`, inside its own temporary directory
+/// that also holds its own state directory and sysconfigtab.
+pub struct Scratch {
+    pub kind: Kind,
+    pub dir: PathBuf,
+    pub mnt: PathBuf,
+    pub image: Option<PathBuf>,
+    /// Extra mounts (bind, subvolume) to unmount first, innermost last added.
+    extra: Vec<PathBuf>,
+    /// Open on the mount root from the start: thaws without a path lookup.
+    root: Option<File>,
+}
+
+pub fn mkdtemp(prefix: &str) -> PathBuf {
+    let template = CString::new(format!("/tmp/{prefix}.XXXXXX")).unwrap();
+    let mut bytes = template.into_bytes_with_nul();
+    // SAFETY: bytes is a writable NUL-terminated template ending in XXXXXX.
+    let p = unsafe { libc::mkdtemp(bytes.as_mut_ptr().cast()) };
+    assert!(!p.is_null(), "mkdtemp: {}", std::io::Error::last_os_error());
+    bytes.pop();
+    PathBuf::from(OsStr::from_bytes(&bytes))
+}
+
+impl Scratch {
+    pub fn new(kind: Kind) -> Scratch {
+        require_root();
+        start_system_guard();
+        let dir = mkdtemp(&format!("freezefs-test-{}", kind.name()));
+        let mnt = dir.join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let mut scratch = Scratch {
+            kind,
+            dir: dir.clone(),
+            mnt: mnt.clone(),
+            image: None,
+            extra: Vec::new(),
+            root: None,
+        };
+        match kind.image_mib() {
+            Some(mib) => {
+                let image = dir.join("image");
+                if mib > 0 {
+                    File::create(&image).unwrap().set_len(mib << 20).unwrap();
+                }
+                run(&mut kind.mkfs(&image));
+                run(Command::new("mount")
+                    .arg("-o")
+                    .arg("loop")
+                    .arg(&image)
+                    .arg(&mnt));
+                scratch.image = Some(image);
+            }
+            None => {
+                run(Command::new("mount")
+                    .args(["-t", kind.name(), "none"])
+                    .arg(&mnt));
+            }
+        }
+        scratch.root = Some(File::open(&mnt).unwrap());
+        scratch
+    }
+
+    /// A freezer whose state directory and sysconfigtab are this scratch's own.
+    pub fn freezer(&self) -> Freezer {
+        Freezer::new()
+            .with_state_dir(self.state_dir())
+            .with_sysconfigtab(self.sysconfigtab())
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("run")
+    }
+
+    pub fn sysconfigtab(&self) -> PathBuf {
+        self.dir.join("sysconfigtab")
+    }
+
+    pub fn record_text(&self) -> Option<String> {
+        let dir = self.state_dir();
+        let entries = std::fs::read_dir(&dir).ok()?;
+        let mut records = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("sb."));
+        let first = records.next()?;
+        Some(std::fs::read_to_string(first.path()).unwrap())
+    }
+
+    /// Bind-mounts the scratch mount at `dir/name`.
+    pub fn bind(&mut self, name: &str) -> PathBuf {
+        let at = self.dir.join(name);
+        std::fs::create_dir_all(&at).unwrap();
+        run(Command::new("mount").arg("--bind").arg(&self.mnt).arg(&at));
+        self.extra.push(at.clone());
+        at
+    }
+
+    /// Mounts something of the caller's at `dir/name`; unmounted on drop.
+    pub fn mount_extra(&mut self, name: &str, args: &[&str]) -> PathBuf {
+        let at = self.dir.join(name);
+        std::fs::create_dir_all(&at).unwrap();
+        run(Command::new("mount").args(args).arg(&at));
+        self.extra.push(at.clone());
+        at
+    }
+
+    /// The kernel's own answer, for tests only: FIFREEZE says EBUSY when the
+    /// filesystem is frozen; when it was not, the probe thaws it again.
+    pub fn kernel_frozen(&self) -> bool {
+        let root = self.root.as_ref().unwrap();
+        match ioctl(root, FIFREEZE) {
+            Ok(()) => {
+                ioctl(root, FITHAW).unwrap();
+                false
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => true,
+            Err(e) => panic!("FIFREEZE probe: {e}"),
+        }
+    }
+
+    /// Starts a write into the filesystem and reports whether it finished
+    /// within `wait`. A write still blocked goes on in its thread and ends
+    /// when the filesystem is thawed (drop thaws it).
+    pub fn write_completes_within(&self, wait: Duration) -> bool {
+        let (tx, rx) = mpsc::channel();
+        let path = self.mnt.join(format!("w.{}", rand_suffix()));
+        thread::spawn(move || {
+            let ok = std::fs::write(&path, b"written while we watched").is_ok();
+            let _ = tx.send(ok);
+        });
+        matches!(rx.recv_timeout(wait), Ok(true))
+    }
+
+    /// Like [`write_completes_within`], but returns when the write finished.
+    pub fn write_in_background(&self) -> mpsc::Receiver<Instant> {
+        let (tx, rx) = mpsc::channel();
+        let path = self.mnt.join(format!("w.{}", rand_suffix()));
+        thread::spawn(move || {
+            std::fs::write(&path, b"x").unwrap();
+            let _ = tx.send(Instant::now());
+        });
+        rx
+    }
+
+    pub fn read_completes_within(&self, wait: Duration) -> bool {
+        let (tx, rx) = mpsc::channel();
+        let mnt = self.mnt.clone();
+        thread::spawn(move || {
+            let ok = std::fs::read_dir(&mnt).map(|d| d.count()).is_ok();
+            let _ = tx.send(ok);
+        });
+        matches!(rx.recv_timeout(wait), Ok(true))
+    }
+
+    fn thaw_everything(&self) {
+        if let Some(root) = &self.root {
+            let _ = self.freezer().thaw(&self.mnt);
+            let _ = ioctl(root, FITHAW);
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now())
+}
+
+fn umount(path: &Path) {
+    for _ in 0..40 {
+        let status = Command::new("umount")
+            .arg(path)
+            .stderr(std::process::Stdio::null())
+            .status();
+        if matches!(status, Ok(s) if s.success()) {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    // Still busy (a blocked helper finishing): detach it; the kernel frees
+    // the loop device when the last user goes.
+    let _ = Command::new("umount").arg("-l").arg(path).status();
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // Never unmount before thawing: a frozen, unmounted filesystem
+        // cannot be reached again.
+        self.thaw_everything();
+        self.root = None;
+        for at in self.extra.drain(..).rev() {
+            umount(&at);
+        }
+        umount(&self.mnt);
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if !thread::panicking() {
+            assert_system_never_frozen();
+        }
+    }
+}
+
+/// Waits until `cond` holds, polling every `step`, at most `limit`.
+pub fn wait_until(limit: Duration, step: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        thread::sleep(step);
+    }
+}
+
+/// Writes a sysconfigtab with a `vfs:` stanza setting the default timeout.
+pub fn write_sysconfigtab(path: &Path, value: &str) {
+    std::fs::write(
+        path,
+        format!("# test\ngeneric:\n\tmemberid = 1\n\nvfs:\n\tfreezefs_default_timeout = {value}\n"),
+    )
+    .unwrap();
+}
