@@ -144,6 +144,7 @@ impl Freezer {
         let mount_fd = named.target.open_for_ioctl()?;
 
         let _lock = dir.lock(device)?;
+        dir.sweep_orphans();
         match dir.read(device) {
             Ok(Some(old)) => match staleness(&old, now_boot_ns()) {
                 None => return Err(Error::AlreadyFrozen(path.to_path_buf())),

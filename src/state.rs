@@ -211,6 +211,32 @@ impl StateDir {
         written
     }
 
+    /// Removes temporary files left by writers that were killed between
+    /// create and rename (their pid no longer runs).
+    pub fn sweep_orphans(&self) {
+        let Ok(dup) = rustix::io::fcntl_dupfd_cloexec(&self.fd, 0) else {
+            return;
+        };
+        let Ok(mut dir) = rustix::fs::Dir::new(dup) else {
+            return;
+        };
+        while let Some(Ok(entry)) = dir.read() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .ok()
+                .and_then(|n| n.strip_prefix(".tmp."))
+                .and_then(|rest| rest.split('.').nth(1))
+                .and_then(|pid| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if crate::process::start_time(pid).is_none() {
+                let _ = rustix::fs::unlinkat(&self.fd, name, AtFlags::empty());
+            }
+        }
+    }
+
     /// Removes a superblock's record; no record is not an error.
     pub fn remove(&self, device: Device) -> Result<()> {
         let name = Self::record_name(device);

@@ -4,83 +4,12 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use freezefs::Timeout;
-use support::{Kind, Scratch, run};
-
-fn crate_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// target/<profile>/deps, where cargo test builds libfreezefs.so and .a
-/// (it does not copy them up to target/<profile>, which may hold stale ones).
-fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().to_path_buf();
-    assert!(
-        dir.join("libfreezefs.so").exists(),
-        "no libfreezefs.so in {}",
-        dir.display()
-    );
-    dir
-}
-
-fn cc(args: &[&str]) {
-    run(Command::new("cc").args(args));
-}
-
-/// Compiles c-tests/<name>.c once per test process, strictly.
-fn program(name: &str) -> PathBuf {
-    static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
-    let mut built = BUILT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let built = built.get_or_insert_with(HashMap::new);
-    if let Some(p) = built.get(name) {
-        return p.clone();
-    }
-    let lib = lib_dir();
-    let out_dir = lib.join("c-tests");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let out = out_dir.join(name);
-    let src = crate_dir().join(format!("c-tests/{name}.c"));
-    cc(&[
-        "-std=c99",
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-pedantic",
-        "-pthread",
-        "-I",
-        crate_dir().join("include").to_str().unwrap(),
-        src.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "-L",
-        lib.to_str().unwrap(),
-        // DT_RPATH, not RUNPATH: cargo test's LD_LIBRARY_PATH names
-        // target/<profile>, which may hold a stale libfreezefs.so.
-        "-Wl,--disable-new-dtags",
-        &format!("-Wl,-rpath,{}", lib.display()),
-        "-lfreezefs",
-    ]);
-    built.insert(name.to_string(), out.clone());
-    out
-}
-
-fn with_env(cmd: &mut Command, fs: &Scratch) -> Command {
-    let mut c = std::mem::replace(cmd, Command::new("true"));
-    c.env_remove("LD_LIBRARY_PATH")
-        .env("FREEZEFS_RUNDIR", fs.state_dir())
-        .env("FREEZEFS_SYSCONFIGTAB", fs.sysconfigtab());
-    c
-}
+use support::{Kind, Scratch, cc, crate_dir, fzctl, fzctl_cmd, lib_dir, program, run, with_env};
 
 fn tap(out: &Output) -> String {
     let text = format!(
@@ -95,23 +24,6 @@ fn tap(out: &Output) -> String {
     );
     assert!(!text.contains("not ok"), "{text}");
     text
-}
-
-/// Runs fzctl (one freezefs() call) and returns "rc=.. errno=..".
-fn fzctl(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn fzctl_cmd(fs: &Scratch, flags: &str, path: &Path, timeout: &str) -> Command {
-    let mut cmd = Command::new(program("fzctl"));
-    cmd.arg(flags).arg(path).arg(timeout);
-    with_env(&mut cmd, fs)
 }
 
 #[test]
