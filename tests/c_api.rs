@@ -9,7 +9,9 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use freezefs::Timeout;
-use support::{Kind, Scratch, cc, crate_dir, fzctl, fzctl_cmd, lib_dir, program, run, with_env};
+use support::{
+    Kind, Scratch, cc, crate_dir, example, fzctl, fzctl_cmd, lib_dir, program, run, with_env,
+};
 
 fn tap(out: &Output) -> String {
     let text = format!(
@@ -324,4 +326,42 @@ fn a_state_directory_that_is_a_file_is_refused() {
     let fs = Scratch::new(Kind::Ext4);
     std::fs::write(fs.state_dir(), b"not a directory").unwrap();
     assert_refused_state_dir(&fs, "ENOTDIR");
+}
+
+#[test]
+fn the_backup_example_takes_a_copy_that_fsck_finds_clean() {
+    let fs = Scratch::new(Kind::Ext4);
+    std::fs::write(fs.mnt.join("data"), vec![7u8; 1 << 20]).unwrap();
+    let image = fs.image.clone().unwrap();
+    let copy = fs.dir.join("copy.img");
+    let mut cmd = Command::new(example("consistent_backup"));
+    cmd.arg(&fs.mnt)
+        .arg("30")
+        .arg("cp")
+        .arg("--sparse=always")
+        .arg(&image)
+        .arg(&copy);
+    let out = with_env(&mut cmd, &fs).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("QUERY says frozen"), "{text}");
+    run(Command::new("fsck.ext4").arg("-fn").arg(&copy));
+    assert!(!fs.kernel_frozen());
+}
+
+#[test]
+fn the_backup_example_reports_a_snapshot_outlived_by_its_timeout() {
+    let fs = Scratch::new(Kind::Xfs);
+    let mut cmd = Command::new(example("consistent_backup"));
+    cmd.arg(&fs.mnt).arg("1").arg("sleep").arg("2");
+    let out = with_env(&mut cmd, &fs).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("not consistent"), "{err}");
+    assert!(!fs.kernel_frozen());
 }

@@ -411,6 +411,15 @@ pub fn cc(args: &[&str]) {
 
 /// Compiles c-tests/<name>.c once per test process, strictly.
 pub fn program(name: &str) -> PathBuf {
+    build_c("c-tests", name)
+}
+
+/// Compiles examples/<name>.c once per test process, strictly.
+pub fn example(name: &str) -> PathBuf {
+    build_c("examples", name)
+}
+
+fn build_c(dir: &str, name: &str) -> PathBuf {
     static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
     let mut built = BUILT
         .lock()
@@ -423,7 +432,7 @@ pub fn program(name: &str) -> PathBuf {
     let out_dir = lib.join("c-tests");
     std::fs::create_dir_all(&out_dir).unwrap();
     let out = out_dir.join(name);
-    let src = crate_dir().join(format!("c-tests/{name}.c"));
+    let src = crate_dir().join(format!("{dir}/{name}.c"));
     cc(&[
         "-std=c99",
         "-Wall",
