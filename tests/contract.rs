@@ -263,14 +263,48 @@ fn a_path_longer_than_path_max_is_enametoolong() {
     assert!(!fs.kernel_frozen());
 }
 
-#[test]
-fn a_non_utf8_path_is_just_a_path() {
-    let fs = Scratch::new(Kind::Ext4);
-    let name = std::ffi::OsStr::from_bytes(b"mnt-\xff\xfe");
-    let other = fs.dir.join(name);
-    std::fs::create_dir(&other).unwrap();
+/// Mounts the scratch filesystem again at a name that mountinfo escapes
+/// or that is not UTF-8, and freezes, queries and thaws through it.
+fn freeze_through_a_mount_named(raw_name: &[u8]) {
+    let mut fs = Scratch::new(Kind::Ext4);
+    let name = std::ffi::OsStr::from_bytes(raw_name);
+    let at = fs.dir.join(name);
+    std::fs::create_dir(&at).unwrap();
+    run(Command::new("mount").arg("--bind").arg(&fs.mnt).arg(&at));
+    fs.adopt_mount(at.clone());
     let f = fs.freezer();
-    assert_eq!(errno(f.freeze(&other, Timeout::Seconds(1))), libc::EINVAL);
+    f.freeze(&at, Timeout::Seconds(30)).unwrap();
+    assert!(f.is_frozen(&at).unwrap());
+    assert!(f.is_frozen(&fs.mnt).unwrap());
+    let record = fs.record_text().unwrap();
+    let escaped = record
+        .lines()
+        .find(|l| l.starts_with("mount_point "))
+        .unwrap();
+    assert!(!escaped.contains('\n') && escaped.is_ascii(), "{escaped}");
+    f.thaw(&at).unwrap();
+    assert!(!fs.kernel_frozen());
+}
+
+#[test]
+fn a_mount_point_with_space_tab_newline_and_backslash_works() {
+    freeze_through_a_mount_named(b"a b\tc\nd\\e");
+}
+
+#[test]
+fn a_non_utf8_mount_point_works() {
+    freeze_through_a_mount_named(b"mnt-\xff\xfe");
+}
+
+#[test]
+fn a_non_utf8_path_that_is_not_a_mount_point_is_einval() {
+    let fs = Scratch::new(Kind::Ext4);
+    let other = fs.mnt.join(std::ffi::OsStr::from_bytes(b"dir-\xff"));
+    std::fs::create_dir(&other).unwrap();
+    assert_eq!(
+        errno(fs.freezer().freeze(&other, Timeout::Seconds(1))),
+        libc::EINVAL
+    );
 }
 
 #[test]

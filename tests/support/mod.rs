@@ -260,6 +260,11 @@ impl Scratch {
         at
     }
 
+    /// Takes a mount the test made itself into this scratch's care.
+    pub fn adopt_mount(&mut self, at: PathBuf) {
+        self.extra.push(at);
+    }
+
     /// Mounts something of the caller's at `dir/name`; unmounted on drop.
     pub fn mount_extra(&mut self, name: &str, args: &[&str]) -> PathBuf {
         let at = self.dir.join(name);
