@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use freezefs::Timeout;
 use support::{
-    Kind, Scratch, cc, crate_dir, example, fzctl, fzctl_cmd, lib_dir, program, run, with_env,
+    Kind, STRICT_C, Scratch, cc, crate_dir, example, fzctl, fzctl_cmd, lib_dir, program, run,
+    with_env,
 };
 
 fn tap(out: &Output) -> String {
@@ -96,23 +97,22 @@ fn the_static_library_links_and_keeps_the_contract() {
     let lib = lib_dir();
     let exe = fs.dir.join("contract-static");
     cc(&[
-        "-std=c99",
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-pedantic",
-        "-I",
-        crate_dir().join("include").to_str().unwrap(),
-        crate_dir().join("c-tests/contract.c").to_str().unwrap(),
-        lib.join("libfreezefs.a").to_str().unwrap(),
-        "-o",
-        exe.to_str().unwrap(),
-        "-lgcc_s",
-        "-lpthread",
-        "-ldl",
-        "-lm",
-        "-lc",
-    ]);
+        &STRICT_C[..],
+        &[
+            "-I",
+            crate_dir().join("include").to_str().unwrap(),
+            crate_dir().join("c-tests/contract.c").to_str().unwrap(),
+            lib.join("libfreezefs.a").to_str().unwrap(),
+            "-o",
+            exe.to_str().unwrap(),
+            "-lgcc_s",
+            "-lpthread",
+            "-ldl",
+            "-lm",
+            "-lc",
+        ],
+    ]
+    .concat());
     let out = with_env(Command::new(&exe).arg(&fs.mnt).arg(&sub), &fs)
         .output()
         .unwrap();

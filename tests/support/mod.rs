@@ -410,6 +410,9 @@ pub fn lib_dir() -> PathBuf {
     dir
 }
 
+/// How every C file of the project is compiled.
+pub const STRICT_C: [&str; 5] = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"];
+
 pub fn cc(args: &[&str]) {
     run(Command::new("cc").args(args));
 }
@@ -439,25 +442,24 @@ fn build_c(dir: &str, name: &str) -> PathBuf {
     let out = out_dir.join(name);
     let src = crate_dir().join(format!("{dir}/{name}.c"));
     cc(&[
-        "-std=c99",
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-pedantic",
-        "-pthread",
-        "-I",
-        crate_dir().join("include").to_str().unwrap(),
-        src.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "-L",
-        lib.to_str().unwrap(),
-        // DT_RPATH, not RUNPATH: cargo test's LD_LIBRARY_PATH names
-        // target/<profile>, which may hold a stale libfreezefs.so.
-        "-Wl,--disable-new-dtags",
-        &format!("-Wl,-rpath,{}", lib.display()),
-        "-lfreezefs",
-    ]);
+        &STRICT_C[..],
+        &[
+            "-pthread",
+            "-I",
+            crate_dir().join("include").to_str().unwrap(),
+            src.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "-L",
+            lib.to_str().unwrap(),
+            // DT_RPATH, not RUNPATH: cargo test's LD_LIBRARY_PATH names
+            // target/<profile>, which may hold a stale libfreezefs.so.
+            "-Wl,--disable-new-dtags",
+            &format!("-Wl,-rpath,{}", lib.display()),
+            "-lfreezefs",
+        ],
+    ]
+    .concat());
     built.insert(name.to_string(), out.clone());
     out
 }
