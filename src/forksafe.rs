@@ -11,14 +11,16 @@ use std::cell::RefCell;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 
+use crate::keeper::Watch;
 use crate::sys;
-use crate::timer::{self, TimerState};
+use crate::timer::{self, ThreadState};
 
 /// Raw numbers of the lock fds open in this process.
 static LOCK_FDS: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
 
 type Stash = (
-    MutexGuard<'static, TimerState>,
+    MutexGuard<'static, ThreadState>,
+    MutexGuard<'static, Vec<Watch>>,
     MutexGuard<'static, Vec<RawFd>>,
 );
 
@@ -35,9 +37,9 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 extern "C" fn prepare() {
-    let timer = lock(timer::state());
-    let fds = lock(&LOCK_FDS);
-    STASH.with(|s| *s.borrow_mut() = Some((timer, fds)));
+    let (thread, watches) = timer::mutexes();
+    let stash = (lock(thread), lock(watches), lock(&LOCK_FDS));
+    STASH.with(|s| *s.borrow_mut() = Some(stash));
 }
 
 extern "C" fn parent() {
@@ -46,11 +48,11 @@ extern "C" fn parent() {
 
 extern "C" fn child() {
     STASH.with(|s| {
-        if let Some((mut timer, mut fds)) = s.borrow_mut().take() {
+        if let Some((mut thread, mut watches, mut fds)) = s.borrow_mut().take() {
             for fd in fds.drain(..) {
                 sys::close_raw(fd);
             }
-            timer.reset_in_child();
+            thread.reset_in_child(&mut watches);
         }
     });
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::config;
 use crate::error::{Error, Result};
+use crate::keeper::Watch;
 use crate::mounts::{Device, MountEntry, MountTable};
 use crate::policy;
 use crate::process::{self, now_boot_ns, now_unix_ns};
@@ -13,7 +14,7 @@ use crate::state::{self, StateDir};
 use crate::sys;
 use crate::target::Target;
 use crate::timeout::Timeout;
-use crate::timer::{self, Watch};
+use crate::timer;
 
 /// Freezes, thaws and queries filesystems, keeping shared state in one
 /// state directory and reading default timeouts from one sysconfigtab file.
@@ -209,7 +210,8 @@ impl Freezer {
                     dir: Arc::clone(&dir),
                     device,
                     generation: record.generation,
-                    deadline_boot_ns,
+                    wake_at: Some(deadline_boot_ns),
+                    freezer: None,
                     mount_fd: mount_fd
                         .try_clone()
                         .map_err(|e| Error::os("dup mount fd", e))?,

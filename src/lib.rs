@@ -33,6 +33,7 @@ mod error;
 mod ffi;
 mod forksafe;
 mod freezer;
+mod keeper;
 mod mounts;
 mod policy;
 mod process;

@@ -131,23 +131,44 @@ impl StateDir {
     /// Takes the superblock's lock, blocking while another thread or process
     /// holds it.
     pub fn lock(&self, device: Device) -> Result<SbLock> {
-        let name = format!("lock.{device}");
+        self.lock_file(&format!("lock.{device}"), FlockOperation::LockExclusive)
+            .map(|l| l.expect("a blocking flock either locks or fails"))
+    }
+
+    /// Takes the superblock's lock if it is free; `Ok(None)` when it is not.
+    pub fn try_lock(&self, device: Device) -> Result<Option<SbLock>> {
+        self.lock_file(
+            &format!("lock.{device}"),
+            FlockOperation::NonBlockingLockExclusive,
+        )
+    }
+
+    /// Takes a lock of the directory's own (e.g. "lock.holder").
+    pub fn lock_named(&self, name: &str) -> Result<SbLock> {
+        self.lock_file(name, FlockOperation::LockExclusive)
+            .map(|l| l.expect("a blocking flock either locks or fails"))
+    }
+
+    fn lock_file(&self, name: &str, op: FlockOperation) -> Result<Option<SbLock>> {
         let fd = forksafe::open_lock_fd(|| {
             rustix::fs::openat(
                 &self.fd,
-                name.as_str(),
+                name,
                 OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::RUSR | Mode::WUSR,
             )
         })
-        .map_err(|e| self.err(&name, "open", e))?;
+        .map_err(|e| self.err(name, "open", e))?;
         loop {
-            match rustix::fs::flock(&fd, FlockOperation::LockExclusive) {
-                Ok(()) => return Ok(SbLock { fd: Some(fd) }),
+            match rustix::fs::flock(&fd, op) {
+                Ok(()) => return Ok(Some(SbLock { fd: Some(fd) })),
                 Err(Errno::INTR) => continue,
                 Err(e) => {
                     forksafe::close_lock_fd(fd);
-                    return Err(self.err(&name, "flock", e));
+                    return match e {
+                        Errno::WOULDBLOCK => Ok(None),
+                        e => Err(self.err(name, "flock", e)),
+                    };
                 }
             }
         }

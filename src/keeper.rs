@@ -1,0 +1,216 @@
+//! Keeping freezes: what the helper thread and the holder process share.
+//!
+//! A keeper holds a [`Watch`] per freeze: an fd on the mount (opened before
+//! FIFREEZE, so thawing needs no path lookup) and the generation it keeps.
+//! It sleeps on a `CLOCK_BOOTTIME` timerfd armed for the earliest deadline
+//! and on inotify of the state directory, and on every wake reviews its
+//! watches against the records, which are the truth:
+//!
+//! - no record, or another generation: the freeze ended elsewhere; let go;
+//! - deadline passed, or still `freezing` while its freezer is dead: thaw
+//!   (FITHAW, then remove the record) under the superblock's lock, and only
+//!   if the record still carries this generation;
+//! - otherwise follow the record's deadline.
+//!
+//! A keeper never blocks on a superblock lock: a client holds it while it
+//! waits for the holder's answer, so the keeper tries and retries shortly.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use rustix::fs::inotify;
+use rustix::time::{
+    Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec, timerfd_settime,
+};
+
+use crate::forksafe::lock;
+use crate::mounts::Device;
+use crate::process::{self, now_boot_ns};
+use crate::record::Phase;
+use crate::state::StateDir;
+use crate::sys;
+
+/// How soon to try again when a superblock's lock is busy.
+const RETRY_NS: u64 = 5_000_000;
+/// How soon to look again at a record that cannot be read.
+const UNREADABLE_RETRY_NS: u64 = 1_000_000_000;
+
+/// One freeze a keeper holds.
+pub struct Watch {
+    /// The state directory holding the record.
+    pub dir: Arc<StateDir>,
+    /// The superblock.
+    pub device: Device,
+    /// The generation kept.
+    pub generation: u64,
+    /// When to look at it next (`CLOCK_BOOTTIME` ns): its deadline, or a
+    /// retry; `None` while nothing is due.
+    pub wake_at: Option<u64>,
+    /// An fd on the mount, opened before FIFREEZE.
+    pub mount_fd: OwnedFd,
+    /// A pidfd of the freezer while the record may still say `freezing`
+    /// (holder only): its exit is a reason to look.
+    pub freezer: Option<OwnedFd>,
+}
+
+/// What review decided for a watch.
+enum Verdict {
+    Keep(Option<u64>),
+    Done,
+}
+
+/// The timerfd and inotify instance a keeper sleeps on.
+pub struct Keeper {
+    timerfd: OwnedFd,
+    notify: OwnedFd,
+    watched: Vec<PathBuf>,
+}
+
+impl Keeper {
+    /// Creates the keeper's fds (close-on-exec, non-blocking).
+    pub fn new() -> std::io::Result<Keeper> {
+        Ok(Keeper {
+            timerfd: rustix::time::timerfd_create(
+                TimerfdClockId::Boottime,
+                TimerfdFlags::CLOEXEC | TimerfdFlags::NONBLOCK,
+            )?,
+            notify: inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?,
+            watched: Vec::new(),
+        })
+    }
+
+    /// The timerfd, then the inotify fd, for the caller's poll set.
+    pub fn fds(&self) -> [BorrowedFd<'_>; 2] {
+        [self.timerfd.as_fd(), self.notify.as_fd()]
+    }
+
+    /// Raw numbers of the keeper's fds (the fork handlers close them in a child).
+    pub fn raw_fds(&self) -> [i32; 2] {
+        [self.timerfd.as_raw_fd(), self.notify.as_raw_fd()]
+    }
+
+    /// Before sleeping: watch each new state directory, arm the timer for
+    /// the earliest wake.
+    pub fn prepare(&mut self, watches: &Mutex<Vec<Watch>>) {
+        let watches = lock(watches);
+        for w in watches.iter() {
+            if !self.watched.iter().any(|p| p == w.dir.path()) {
+                let proc_path = format!("/proc/self/fd/{}", w.dir.fd().as_raw_fd());
+                let flags = inotify::WatchFlags::MOVED_TO
+                    | inotify::WatchFlags::DELETE
+                    | inotify::WatchFlags::ONLYDIR;
+                if inotify::add_watch(&self.notify, proc_path.as_str(), flags).is_ok() {
+                    self.watched.push(w.dir.path().to_path_buf());
+                }
+            }
+        }
+        let next = watches.iter().filter_map(|w| w.wake_at).min();
+        let it_value = next.map_or(
+            Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            |ns| Timespec {
+                tv_sec: (ns / 1_000_000_000) as i64,
+                tv_nsec: (ns % 1_000_000_000) as i64,
+            },
+        );
+        let spec = Itimerspec {
+            it_interval: Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value,
+        };
+        let _ = timerfd_settime(&self.timerfd, TimerfdTimerFlags::ABSTIME, &spec);
+    }
+
+    /// After waking: reviews the watches that are due, or all of them when a
+    /// record changed (`changed`) or a freezer exited.
+    pub fn settle(&mut self, watches: &Mutex<Vec<Watch>>, changed: bool) {
+        drain(&self.timerfd);
+        drain(&self.notify);
+        let now = now_boot_ns();
+        let taken: Vec<Watch> = {
+            let mut watches = lock(watches);
+            let (take, keep) = std::mem::take(&mut *watches)
+                .into_iter()
+                .partition(|w| changed || w.wake_at.is_some_and(|t| t <= now));
+            *watches = keep;
+            take
+        };
+        for mut watch in taken {
+            if let Verdict::Keep(wake_at) = review(&mut watch) {
+                watch.wake_at = wake_at;
+                lock(watches).push(watch);
+            }
+        }
+    }
+}
+
+/// Reads whatever is pending on a non-blocking fd.
+pub fn drain<Fd: AsFd>(fd: Fd) {
+    let mut buf = [0u8; 4096];
+    while matches!(rustix::io::read(&fd, &mut buf), Ok(n) if n > 0) {}
+}
+
+fn review(watch: &mut Watch) -> Verdict {
+    if watch.freezer.is_some() && !freezer_running(watch) {
+        watch.freezer = None;
+    }
+    let record = match watch.dir.read(watch.device) {
+        Ok(Some(r)) if r.generation == watch.generation => r,
+        Ok(_) => return Verdict::Done,
+        Err(_) => return Verdict::Keep(Some(now_boot_ns() + UNREADABLE_RETRY_NS)),
+    };
+    let now = now_boot_ns();
+    let expired = record.deadline_boot_ns.is_some_and(|d| d <= now);
+    let abandoned =
+        record.phase == Phase::Freezing && !process::is_alive(record.pid, record.pid_start);
+    if expired || abandoned {
+        end(watch)
+    } else {
+        Verdict::Keep(record.deadline_boot_ns)
+    }
+}
+
+fn freezer_running(watch: &Watch) -> bool {
+    let Some(pidfd) = &watch.freezer else {
+        return false;
+    };
+    let mut fds = [rustix::event::PollFd::new(
+        pidfd,
+        rustix::event::PollFlags::IN,
+    )];
+    let zero = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    !matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+}
+
+/// Thaws a freeze that is over, under its lock, if the record still
+/// carries this generation and still says it is over.
+fn end(watch: &Watch) -> Verdict {
+    let Ok(Some(_lock)) = watch.dir.try_lock(watch.device) else {
+        return Verdict::Keep(Some(now_boot_ns() + RETRY_NS));
+    };
+    let Ok(Some(record)) = watch.dir.read(watch.device) else {
+        return Verdict::Done;
+    };
+    if record.generation != watch.generation {
+        return Verdict::Done;
+    }
+    let now = now_boot_ns();
+    let expired = record.deadline_boot_ns.is_some_and(|d| d <= now);
+    let abandoned =
+        record.phase == Phase::Freezing && !process::is_alive(record.pid, record.pid_start);
+    if !(expired || abandoned) {
+        return Verdict::Keep(record.deadline_boot_ns);
+    }
+    // EINVAL here means another tool thawed it already; either way it is over.
+    let _ = sys::fithaw(&watch.mount_fd);
+    let _ = watch.dir.remove(watch.device);
+    Verdict::Done
+}
