@@ -81,6 +81,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// The holder process, which keeps the freeze if the caller dies, could
+    /// not be started or did not answer (`ECHILD`). Nothing was frozen.
+    #[error("cannot start the holder {}: {reason}", path.display())]
+    HolderUnavailable {
+        /// The holder executable tried.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// A system call failed; its errno is passed through.
     #[error("{what}: {source}")]
     Os {
@@ -104,6 +114,7 @@ impl Error {
             Error::AlreadyFrozen(_) | Error::NotFrozen(_) => libc::EALREADY,
             Error::UnsafeStateDir { errno, .. } => *errno,
             Error::CorruptRecord { .. } => libc::EIO,
+            Error::HolderUnavailable { .. } => libc::ECHILD,
             Error::Os { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
         }
     }

@@ -1,10 +1,12 @@
 //! FREEZE, THAW and QUERY: the AdvFS contract, step by step.
 
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config;
 use crate::error::{Error, Result};
+use crate::holder;
 use crate::keeper::Watch;
 use crate::mounts::{Device, MountEntry, MountTable};
 use crate::policy;
@@ -25,6 +27,7 @@ use crate::timer;
 pub struct Freezer {
     state_dir: PathBuf,
     sysconfigtab: PathBuf,
+    holder: Option<PathBuf>,
 }
 
 /// A path resolved to the filesystem it names.
@@ -70,6 +73,7 @@ impl Freezer {
         Freezer {
             state_dir: PathBuf::from(state::RUNDIR),
             sysconfigtab: PathBuf::from(config::SYSCONFIGTAB),
+            holder: None,
         }
     }
 
@@ -79,6 +83,7 @@ impl Freezer {
         Freezer {
             state_dir: state::rundir_path(),
             sysconfigtab: config::sysconfigtab_path(),
+            holder: None,
         }
     }
 
@@ -92,6 +97,18 @@ impl Freezer {
     pub fn with_sysconfigtab(mut self, path: impl Into<PathBuf>) -> Freezer {
         self.sysconfigtab = path.into();
         self
+    }
+
+    /// Starts this holder executable rather than the one found by default
+    /// (`$FREEZEFS_HOLDER`, next to the library, the installed one).
+    pub fn with_holder(mut self, path: impl Into<PathBuf>) -> Freezer {
+        self.holder = Some(path.into());
+        self
+    }
+
+    /// The holder executable this freezer starts when none is running.
+    pub fn holder(&self) -> PathBuf {
+        holder::executable(self.holder.as_deref())
     }
 
     /// The state directory this freezer uses.
@@ -177,8 +194,25 @@ impl Freezer {
             frozen_at_boot_ns: started,
             timeout_s,
             deadline_boot_ns: deadline_from(started),
+            holder_pid: None,
         };
         dir.write(&record)?;
+
+        // The holder takes the freeze before FIFREEZE: from here on a killed
+        // caller leaves a freeze that is kept, or undone, never abandoned.
+        match holder::hold(
+            &dir,
+            &self.holder(),
+            device,
+            record.generation,
+            mount_fd.as_fd(),
+        ) {
+            Ok(pid) => record.holder_pid = Some(pid),
+            Err(e) => {
+                let _ = dir.remove(device);
+                return Err(e);
+            }
+        }
 
         // Flush while writers still flow, so FIFREEZE only waits for the residue.
         let _ = rustix::fs::syncfs(&mount_fd);

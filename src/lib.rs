@@ -33,11 +33,14 @@ mod error;
 mod ffi;
 mod forksafe;
 mod freezer;
+mod holder;
+mod holder_main;
 mod keeper;
 mod mounts;
 mod policy;
 mod process;
 mod record;
+mod spawn;
 mod state;
 mod sys;
 mod target;
@@ -76,6 +79,14 @@ pub fn is_frozen(path: impl AsRef<Path>) -> Result<bool> {
 pub fn default_timeout() -> DefaultTimeout {
     config::default_timeout(&config::sysconfigtab_path())
 }
+
+#[doc(hidden)]
+/// The `freezefs-holder` executable's main (an internal helper).
+pub fn holder_process_main(args: &[std::ffi::OsString]) -> i32 {
+    holder_main::main(args)
+}
+
+pub use holder::HOLDER_ENV;
 
 #[doc(hidden)]
 /// Number of deadlines the helper thread of this process keeps (tests).

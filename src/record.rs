@@ -49,6 +49,8 @@ pub struct Record {
     pub timeout_s: Option<u32>,
     /// `CLOCK_BOOTTIME` deadline in nanoseconds; `None` for no timeout.
     pub deadline_boot_ns: Option<u64>,
+    /// The holder process keeping this freeze, once it took it.
+    pub holder_pid: Option<u32>,
 }
 
 impl Record {
@@ -56,7 +58,7 @@ impl Record {
     pub fn to_text(&self) -> String {
         let opt = |v: Option<u64>| v.map_or("none".to_string(), |v| v.to_string());
         format!(
-            "{MAGIC}\ngeneration {}\nboot_id {}\ndevice {}\nfs_type {}\nmount_point {}\nphase {}\npid {}\npid_start {}\nuid {}\nfrozen_at_unix_ns {}\nfrozen_at_boot_ns {}\ntimeout_s {}\ndeadline_boot_ns {}\nend\n",
+            "{MAGIC}\ngeneration {}\nboot_id {}\ndevice {}\nfs_type {}\nmount_point {}\nphase {}\npid {}\npid_start {}\nuid {}\nfrozen_at_unix_ns {}\nfrozen_at_boot_ns {}\ntimeout_s {}\ndeadline_boot_ns {}\nholder_pid {}\nend\n",
             self.generation,
             self.boot_id,
             self.device,
@@ -73,6 +75,7 @@ impl Record {
             self.frozen_at_boot_ns,
             opt(self.timeout_s.map(u64::from)),
             opt(self.deadline_boot_ns),
+            opt(self.holder_pid.map(u64::from)),
         )
     }
 
@@ -123,6 +126,9 @@ impl Record {
                 .map(|v| u32::try_from(v).map_err(|_| "bad timeout_s"))
                 .transpose()?,
             deadline_boot_ns: opt("deadline_boot_ns")?,
+            holder_pid: opt("holder_pid")?
+                .map(|v| u32::try_from(v).map_err(|_| "bad holder_pid"))
+                .transpose()?,
         })
     }
 }
@@ -146,6 +152,7 @@ mod tests {
             frozen_at_boot_ns: 5_000_000_000,
             timeout_s: Some(60),
             deadline_boot_ns: Some(65_000_000_000),
+            holder_pid: Some(77),
         }
     }
 
@@ -161,6 +168,7 @@ mod tests {
             phase: Phase::Freezing,
             timeout_s: None,
             deadline_boot_ns: None,
+            holder_pid: None,
             ..sample()
         };
         let text = r.to_text();

@@ -92,7 +92,15 @@ impl StateDir {
             }
             Err(e) => return Err(Error::os(format!("{}: open", path.display()), e)),
         };
+        StateDir::adopt(path, fd).map(Some)
+    }
+
+    /// Takes an already open state directory, after the same checks.
+    pub fn adopt(path: &Path, fd: OwnedFd) -> Result<StateDir> {
         let st = rustix::fs::fstat(&fd).map_err(|e| Error::os(path.display().to_string(), e))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+            return Err(unsafe_dir(path, "is not a directory", libc::ENOTDIR));
+        }
         let euid = rustix::process::geteuid().as_raw();
         if st.st_uid != 0 && st.st_uid != euid {
             return Err(unsafe_dir(path, "is owned by another user", libc::EACCES));
@@ -104,10 +112,10 @@ impl StateDir {
                 libc::EACCES,
             ));
         }
-        Ok(Some(StateDir {
+        Ok(StateDir {
             path: path.to_path_buf(),
             fd,
-        }))
+        })
     }
 
     /// The directory's path.

@@ -107,3 +107,42 @@ pub fn close_raw(fd: i32) {
     // child after fork, where no other owner of that number exists.
     unsafe { libc::close(fd) };
 }
+
+/// The file this code was loaded from (`dladdr`): libfreezefs.so, or the
+/// executable a static or Rust build is linked into.
+pub fn loaded_object_path() -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut info: libc::Dl_info = unsafe_zeroed_dl_info();
+    let here = loaded_object_path as *const libc::c_void;
+    // SAFETY: dladdr only reads the loader's tables and fills `info`.
+    if unsafe { libc::dladdr(here, &mut info) } == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: dli_fname is a NUL-terminated string owned by the loader,
+    // valid while the object stays loaded (it is: we are running in it).
+    let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
+    Some(std::path::PathBuf::from(std::ffi::OsStr::from_bytes(
+        name.to_bytes(),
+    )))
+}
+
+fn unsafe_zeroed_dl_info() -> libc::Dl_info {
+    // SAFETY: Dl_info is plain data (pointers); all-zero is a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
+/// Ignores a signal in this process (the holder's own, never the caller's).
+pub fn ignore_signal(signal: libc::c_int) {
+    // SAFETY: SIG_IGN installs no handler code; any signal number is accepted.
+    unsafe { libc::signal(signal, libc::SIG_IGN) };
+}
+
+/// Unblocks every signal in the calling thread (the holder at its start).
+pub fn unblock_all_signals() {
+    // SAFETY: sigemptyset initialises the set; pthread_sigmask only reads it.
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
+}

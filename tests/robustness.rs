@@ -22,7 +22,7 @@ fn state_files(fs: &Scratch) -> Vec<String> {
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !n.starts_with("lock."))
+                .filter(|n| !n.starts_with("lock.") && n != "holder.sock")
                 .collect()
         })
         .unwrap_or_default()

@@ -231,6 +231,7 @@ impl Scratch {
         Freezer::new()
             .with_state_dir(self.state_dir())
             .with_sysconfigtab(self.sysconfigtab())
+            .with_holder(holder_exe())
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -368,6 +369,11 @@ impl Drop for Scratch {
     }
 }
 
+/// The holder executable cargo built for these tests.
+pub fn holder_exe() -> &'static str {
+    env!("CARGO_BIN_EXE_freezefs-holder")
+}
+
 /// Waits until `cond` holds, polling every `step`, at most `limit`.
 pub fn wait_until(limit: Duration, step: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + limit;
@@ -468,6 +474,7 @@ pub fn with_env(cmd: &mut Command, fs: &Scratch) -> Command {
     let mut c = std::mem::replace(cmd, Command::new("true"));
     c.env_remove("LD_LIBRARY_PATH")
         .env("FREEZEFS_RUNDIR", fs.state_dir())
+        .env("FREEZEFS_HOLDER", holder_exe())
         .env("FREEZEFS_SYSCONFIGTAB", fs.sysconfigtab());
     c
 }

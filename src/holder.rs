@@ -1,0 +1,169 @@
+//! The holder, client side: find it, start it when none runs, hand it a freeze.
+//!
+//! One holder serves a state directory. It listens on `holder.sock` there
+//! (inside the 0700 directory, so only root reaches it), and exits shortly
+//! after it holds nothing. A client takes `lock.holder`, connects, and when
+//! nobody answers binds a fresh listening socket itself and starts a holder
+//! on it: connections queue in the backlog until the holder accepts, so
+//! there is no readiness race. A holder about to exit takes the same lock
+//! and first serves anything queued.
+
+use std::ffi::{CString, OsStr};
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::io::Errno;
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage,
+    SendFlags, SocketAddrUnix, SocketFlags, SocketType,
+};
+
+use crate::error::{Error, Result};
+use crate::mounts::Device;
+use crate::state::StateDir;
+use crate::sys;
+
+/// Environment variable naming the holder executable (ignored under `AT_SECURE`).
+pub const HOLDER_ENV: &str = "FREEZEFS_HOLDER";
+/// The holder executable's file name.
+pub const HOLDER_NAME: &str = "freezefs-holder";
+/// The socket a holder listens on, in the state directory.
+pub const SOCKET_NAME: &str = "holder.sock";
+/// The lock that orders starting and stopping holders.
+pub const LOCK_NAME: &str = "lock.holder";
+/// How long a client waits for the holder's answer.
+const ANSWER_TIMEOUT_S: i64 = 5;
+
+/// The holder executable: the explicit choice, else `FREEZEFS_HOLDER`, else
+/// the one next to the loaded library or executable, else the installed one.
+pub fn executable(explicit: Option<&Path>) -> PathBuf {
+    if let Some(path) = explicit {
+        return path.to_path_buf();
+    }
+    if let Some(path) = sys::secure_env(HOLDER_ENV).filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    if let Some(beside) = sys::loaded_object_path()
+        .and_then(|lib| lib.parent().map(|d| d.join(HOLDER_NAME)))
+        .filter(|p| p.is_file())
+    {
+        return beside;
+    }
+    Path::new(env!("FREEZEFS_LIBEXECDIR")).join(HOLDER_NAME)
+}
+
+/// The socket's address, through the directory fd: no length limit from
+/// the directory's own path, and no lookup of it.
+fn socket_addr(dir: &StateDir) -> Result<SocketAddrUnix> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/proc/self/fd/{}/{SOCKET_NAME}", dir.fd().as_raw_fd());
+    SocketAddrUnix::new(path.as_str()).map_err(|e| Error::os("holder socket address", e))
+}
+
+fn unavailable(exe: &Path, reason: impl Into<String>) -> Error {
+    Error::HolderUnavailable {
+        path: exe.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn seqpacket() -> Result<OwnedFd> {
+    rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::os("socket", e))
+}
+
+/// Connects to the state directory's holder, starting one when none answers.
+fn connect_or_start(dir: &StateDir, exe: &Path) -> Result<OwnedFd> {
+    let addr = socket_addr(dir)?;
+    let _lock = dir.lock_named(LOCK_NAME)?;
+    let sock = seqpacket()?;
+    match rustix::net::connect(&sock, &addr) {
+        Ok(()) => return Ok(sock),
+        Err(Errno::CONNREFUSED | Errno::NOENT) => {}
+        Err(e) => return Err(Error::os("connect to the holder", e)),
+    }
+    // No holder: a stale socket file (a killed holder) is replaced.
+    let _ = rustix::fs::unlinkat(dir.fd(), SOCKET_NAME, rustix::fs::AtFlags::empty());
+    let listener = seqpacket()?;
+    rustix::net::bind(&listener, &addr).map_err(|e| Error::os("bind the holder socket", e))?;
+    // bind honours the umask; state the mode like every other file here.
+    rustix::fs::chmodat(
+        dir.fd(),
+        SOCKET_NAME,
+        rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        rustix::fs::AtFlags::empty(),
+    )
+    .map_err(|e| Error::os("chmod the holder socket", e))?;
+    rustix::net::listen(&listener, 128).map_err(|e| Error::os("listen", e))?;
+    start(exe, listener.as_fd(), dir)?;
+    rustix::net::connect(&sock, &addr).map_err(|e| Error::os("connect to the holder", e))?;
+    Ok(sock)
+}
+
+/// Starts a holder serving `listener` and `dir`, detached from the caller
+/// (see [`crate::spawn`]).
+fn start(exe: &Path, listener: BorrowedFd<'_>, dir: &StateDir) -> Result<()> {
+    let c_exe = CString::new(exe.as_os_str().as_bytes())
+        .map_err(|_| unavailable(exe, "path contains a NUL byte"))?;
+    let c_dir = CString::new(dir.path().as_os_str().as_bytes())
+        .map_err(|_| unavailable(exe, "state directory path contains a NUL byte"))?;
+    let argv = [c"freezefs-holder", c"--serve", c_dir.as_c_str()];
+    // A clean environment: above all no LD_PRELOAD of the caller's.
+    let envp = [c"PATH=/usr/sbin:/usr/bin:/sbin:/bin"];
+    crate::spawn::spawn_detached(&c_exe, &argv, &envp, [listener, dir.fd().as_fd()])
+        .map_err(|e| unavailable(exe, e.to_string()))
+}
+
+/// Hands a freeze to the holder before FIFREEZE: the holder keeps an fd on
+/// the mount and the freeze's deadline from now on, whatever happens to the
+/// caller. Returns the holder's pid.
+pub fn hold(
+    dir: &StateDir,
+    exe: &Path,
+    device: Device,
+    generation: u64,
+    mount_fd: BorrowedFd<'_>,
+) -> Result<u32> {
+    let sock = connect_or_start(dir, exe)?;
+    let request = format!("hold {device} {generation} {}\n", std::process::id());
+    let fds = [mount_fd];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    control.push(SendAncillaryMessage::ScmRights(&fds));
+    rustix::net::sendmsg(
+        &sock,
+        &[IoSlice::new(request.as_bytes())],
+        &mut control,
+        SendFlags::NOSIGNAL,
+    )
+    .map_err(|e| unavailable(exe, format!("sending to the holder: {e}")))?;
+
+    rustix::net::sockopt::set_socket_timeout(
+        &sock,
+        rustix::net::sockopt::Timeout::Recv,
+        Some(std::time::Duration::from_secs(ANSWER_TIMEOUT_S as u64)),
+    )
+    .map_err(|e| Error::os("socket timeout", e))?;
+    let mut answer = [0u8; 64];
+    let mut recv_space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut recv_control = RecvAncillaryBuffer::new(&mut recv_space);
+    let got = rustix::net::recvmsg(
+        &sock,
+        &mut [IoSliceMut::new(&mut answer)],
+        &mut recv_control,
+        RecvFlags::CMSG_CLOEXEC,
+    )
+    .map_err(|e| unavailable(exe, format!("no answer from the holder: {e}")))?;
+    let text = OsStr::from_bytes(&answer[..got.bytes]).to_string_lossy();
+    text.strip_prefix("ok ")
+        .and_then(|pid| pid.trim().parse().ok())
+        .ok_or_else(|| unavailable(exe, format!("the holder refused: {}", text.trim())))
+}
