@@ -26,6 +26,86 @@
  */
 #define FS_Q_QUERY 2
 
+/**
+ * `freezefs_status.state`: not frozen through freezefs.
+ */
+#define FREEZEFS_THAWED 0
+
+/**
+ * `freezefs_status.state`: flushing before the freeze; writes still flow.
+ */
+#define FREEZEFS_FREEZING 1
+
+/**
+ * `freezefs_status.state`: frozen.
+ */
+#define FREEZEFS_FROZEN 2
+
+/**
+ * Size of `freezefs_status.mount_point`, NUL included (Linux `PATH_MAX`).
+ */
+#define FREEZEFS_PATH_MAX 4096
+
+/**
+ * Size of `freezefs_status.fs_type`, NUL included.
+ */
+#define FREEZEFS_FSTYPE_MAX 32
+
+/**
+ * The state of one filesystem's freeze, filled by `freezefs_status()` and
+ * `freezefs_list()`.
+ */
+struct freezefs_status {
+  /**
+   * `FREEZEFS_THAWED`, `FREEZEFS_FREEZING` or `FREEZEFS_FROZEN`.
+   */
+  int state;
+  /**
+   * 1 when frozen (what `FS_Q_QUERY` answers), else 0.
+   */
+  int frozen;
+  /**
+   * The mount point (the one it was frozen through), NUL-terminated.
+   */
+  char mount_point[FREEZEFS_PATH_MAX];
+  /**
+   * The filesystem type, NUL-terminated (may be cut short).
+   */
+  char fs_type[FREEZEFS_FSTYPE_MAX];
+  /**
+   * The superblock's device number, major part.
+   */
+  unsigned int dev_major;
+  /**
+   * The superblock's device number, minor part.
+   */
+  unsigned int dev_minor;
+  /**
+   * The process that froze it; 0 when thawed.
+   */
+  int pid;
+  /**
+   * The holder process keeping it; 0 when none.
+   */
+  int holder_pid;
+  /**
+   * When it was frozen: seconds since the epoch; 0 when thawed.
+   */
+  long long frozen_since;
+  /**
+   * When it was frozen: the nanoseconds part.
+   */
+  long frozen_since_nsec;
+  /**
+   * The timeout in seconds; -1 for no timeout; 0 when thawed.
+   */
+  int timeout;
+  /**
+   * Milliseconds until the deadline; -1 without a timeout or when thawed.
+   */
+  long long time_left_ms;
+};
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -59,6 +139,31 @@ extern "C" {
  * `mountPoint` is NULL or a NUL-terminated string.
  */
 int freezefs(char *mountPoint, unsigned long optionFlags, int timeout);
+
+/**
+ * Fills `*out` with the state of the filesystem mounted at `mountPoint`:
+ * thawed, freezing or frozen, and when frozen by whom, since when, the
+ * timeout, the time left and the holder. Returns 0, or -1 with `errno` as
+ * for `freezefs()` (and `EINVAL` when `out` is NULL). Like `FS_Q_QUERY`,
+ * it thaws a freeze whose deadline has passed.
+ *
+ * # Safety
+ * `mountPoint` is NULL or a NUL-terminated string; `out` is NULL or points
+ * to writable memory for one `struct freezefs_status`.
+ */
+int freezefs_status(const char *mountPoint, struct freezefs_status *out);
+
+/**
+ * Lists every filesystem frozen (or freezing) through freezefs: fills up to
+ * `capacity` entries of `out` and returns how many there are (which may be
+ * more than `capacity`: call again with more room). `out` may be NULL when
+ * `capacity` is 0. -1 with `errno` on error (`EINVAL` for a negative
+ * capacity or a NULL `out` with room).
+ *
+ * # Safety
+ * `out` is NULL or points to writable memory for `capacity` entries.
+ */
+int freezefs_list(struct freezefs_status *out, int capacity);
 
 #ifdef __cplusplus
 }  // extern "C"

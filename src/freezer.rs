@@ -296,29 +296,48 @@ impl Freezer {
     /// freezefs (by any process). A freeze still flushing is not frozen yet.
     /// Never freezes anything; thaws only a freeze whose deadline has passed.
     pub fn is_frozen(&self, path: impl AsRef<Path>) -> Result<bool> {
+        let (target, mount) = self.filesystem(path.as_ref())?;
+        let record = self.live_record(mount.device, &target)?;
+        Ok(record.is_some_and(|r| r.phase == Phase::Frozen))
+    }
+
+    /// The privilege check, then the filesystem `path` names.
+    pub(crate) fn filesystem(&self, path: &Path) -> Result<(Target, MountEntry)> {
         policy::require_privilege()?;
-        let path = path.as_ref();
         let (named, _) = self.named(path)?;
-        let device = named.mount.device;
+        Ok((named.target, named.mount))
+    }
+
+    /// The record of a live freeze of `device`; a stale one is enforced
+    /// (thawed through `target`, removed) and reported as none.
+    pub(crate) fn live_record(&self, device: Device, target: &Target) -> Result<Option<Record>> {
         let Some(dir) = StateDir::open(&self.state_dir, false)? else {
-            return Ok(false);
+            return Ok(None);
         };
         let Some(record) = dir.read(device)? else {
-            return Ok(false);
+            return Ok(None);
         };
-        match staleness(&record, now_boot_ns()) {
-            None => Ok(record.phase == Phase::Frozen),
-            Some(_) => {
-                enforce(&dir, device, record.generation, &named.target)?;
-                Ok(false)
-            }
+        if is_stale(&record) {
+            enforce(&dir, device, record.generation, target)?;
+            return Ok(None);
         }
+        Ok(Some(record))
     }
+}
+
+/// True when a record no longer describes a live freeze.
+pub(crate) fn is_stale(record: &Record) -> bool {
+    staleness(record, now_boot_ns()).is_some()
 }
 
 /// Ends a stale freeze that a QUERY noticed: under the lock, and only if the
 /// record still has the generation that was seen stale.
-fn enforce(dir: &StateDir, device: Device, generation: u64, target: &Target) -> Result<()> {
+pub(crate) fn enforce(
+    dir: &StateDir,
+    device: Device,
+    generation: u64,
+    target: &Target,
+) -> Result<()> {
     let mount_fd = target.open_for_ioctl()?;
     let _lock = dir.lock(device)?;
     let Some(record) = dir.read(device)? else {

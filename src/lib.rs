@@ -42,6 +42,7 @@ mod process;
 mod record;
 mod spawn;
 mod state;
+mod status;
 mod sys;
 mod target;
 mod timeout;
@@ -52,7 +53,9 @@ use std::path::Path;
 pub use config::{DefaultTimeout, FALLBACK_SECONDS, SYSCONFIGTAB, SYSCONFIGTAB_ENV};
 pub use error::{Error, Result};
 pub use freezer::Freezer;
+pub use mounts::Device;
 pub use state::{RUNDIR, RUNDIR_ENV};
+pub use status::{FreezeState, Status};
 pub use timeout::Timeout;
 
 /// Flushes and freezes the filesystem mounted at `path`, with a timeout.
@@ -73,6 +76,16 @@ pub fn thaw(path: impl AsRef<Path>) -> Result<()> {
 /// True when the filesystem mounted at `path` is frozen through freezefs.
 pub fn is_frozen(path: impl AsRef<Path>) -> Result<bool> {
     Freezer::from_env().is_frozen(path)
+}
+
+/// The state of the filesystem mounted at `path`: see [`Freezer::status`].
+pub fn status(path: impl AsRef<Path>) -> Result<Status> {
+    Freezer::from_env().status(path)
+}
+
+/// Every filesystem frozen through freezefs: see [`Freezer::list`].
+pub fn list() -> Result<Vec<Status>> {
+    Freezer::from_env().list()
 }
 
 /// The default timeout the sysconfigtab file in force gives now.

@@ -275,6 +275,27 @@ impl StateDir {
         }
     }
 
+    /// The devices that have a record, in no particular order.
+    pub fn recorded_devices(&self) -> Result<Vec<Device>> {
+        let dup =
+            rustix::io::fcntl_dupfd_cloexec(&self.fd, 0).map_err(|e| self.err(".", "dup", e))?;
+        let mut dir = rustix::fs::Dir::new(dup).map_err(|e| self.err(".", "opendir", e))?;
+        let mut devices = Vec::new();
+        while let Some(entry) = dir.read() {
+            let entry = entry.map_err(|e| self.err(".", "readdir", e))?;
+            if let Some(device) = entry
+                .file_name()
+                .to_str()
+                .ok()
+                .and_then(|n| n.strip_prefix("sb."))
+                .and_then(|d| d.parse().ok())
+            {
+                devices.push(device);
+            }
+        }
+        Ok(devices)
+    }
+
     /// The mount id of the filesystem this directory is on.
     pub fn mount_id(&self) -> Result<u64> {
         crate::target::facts_of(self.fd.as_fd(), c"", &self.path).map(|f| f.mount_id)
