@@ -25,6 +25,7 @@ static const char *errno_name(int e)
 	case EOPNOTSUPP: return "EOPNOTSUPP";
 	case EALREADY: return "EALREADY";
 	case EIO: return "EIO";
+	case ECHILD: return "ECHILD";
 	default: return "other";
 	}
 }

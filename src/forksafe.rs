@@ -8,14 +8,14 @@
 //! copies of lock fds and reset the timer (its thread exists only in the parent).
 
 use std::cell::RefCell;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 
 use crate::keeper::Watch;
 use crate::sys;
 use crate::timer::{self, ThreadState};
 
-/// Raw numbers of the lock fds open in this process.
+/// Raw numbers of the [`ParentOnlyFd`]s open in this process.
 static LOCK_FDS: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
 
 type Stash = (
@@ -68,21 +68,37 @@ pub fn ensure_registered() {
     });
 }
 
-/// Opens a lock fd and records it, both under the registry mutex, so that a
-/// fork can never copy a lock fd the child handler does not know of.
-pub fn open_lock_fd<E>(open: impl FnOnce() -> Result<OwnedFd, E>) -> Result<OwnedFd, E> {
-    ensure_registered();
-    let mut fds = lock(&LOCK_FDS);
-    let fd = open()?;
-    fds.push(fd.as_raw_fd());
-    Ok(fd)
+/// An fd that a forked child must not keep (a lock fd, whose copy would
+/// keep the parent's `flock` held; a holder connection, whose copy would
+/// keep it open): registered when opened and closed by the child handler.
+pub struct ParentOnlyFd(Option<OwnedFd>);
+
+impl ParentOnlyFd {
+    /// Opens and registers, both under the registry mutex, so that a fork
+    /// can never copy such an fd that the child handler does not know of.
+    pub fn open<E>(open: impl FnOnce() -> Result<OwnedFd, E>) -> Result<ParentOnlyFd, E> {
+        ensure_registered();
+        let mut fds = lock(&LOCK_FDS);
+        let fd = open()?;
+        fds.push(fd.as_raw_fd());
+        Ok(ParentOnlyFd(Some(fd)))
+    }
 }
 
-/// Closes a lock fd (releasing its `flock`) and forgets it, under the
-/// registry mutex for the same reason.
-pub fn close_lock_fd(fd: OwnedFd) {
-    let mut fds = lock(&LOCK_FDS);
-    let raw = fd.as_raw_fd();
-    fds.retain(|&f| f != raw);
-    drop(fd);
+impl AsFd for ParentOnlyFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_ref().expect("present until dropped").as_fd()
+    }
+}
+
+impl Drop for ParentOnlyFd {
+    /// Closes and forgets, under the registry mutex for the same reason.
+    fn drop(&mut self) {
+        if let Some(fd) = self.0.take() {
+            let mut fds = lock(&LOCK_FDS);
+            let raw = fd.as_raw_fd();
+            fds.retain(|&f| f != raw);
+            drop(fd);
+        }
+    }
 }

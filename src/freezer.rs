@@ -196,23 +196,19 @@ impl Freezer {
             deadline_boot_ns: deadline_from(started),
             holder_pid: None,
         };
-        dir.write(&record)?;
-
-        // The holder takes the freeze before FIFREEZE: from here on a killed
-        // caller leaves a freeze that is kept, or undone, never abandoned.
-        match holder::hold(
+        // The holder takes the freeze before its record exists and before
+        // FIFREEZE, and keeps our connection open until we are done: a
+        // caller killed at any point leaves a freeze that is kept to its
+        // deadline or undone, never one that nobody keeps.
+        let handoff = holder::hold(
             &dir,
             &self.holder(),
             device,
             record.generation,
             mount_fd.as_fd(),
-        ) {
-            Ok(pid) => record.holder_pid = Some(pid),
-            Err(e) => {
-                let _ = dir.remove(device);
-                return Err(e);
-            }
-        }
+        )?;
+        record.holder_pid = Some(handoff.holder_pid);
+        dir.write(&record)?;
 
         // Flush while writers still flow, so FIFREEZE only waits for the residue.
         let _ = rustix::fs::syncfs(&mount_fd);
@@ -245,7 +241,8 @@ impl Freezer {
                     device,
                     generation: record.generation,
                     wake_at: Some(deadline_boot_ns),
-                    freezer: None,
+                    attempt: None,
+                    seen: true,
                     mount_fd: mount_fd
                         .try_clone()
                         .map_err(|e| Error::os("dup mount fd", e))?,
@@ -258,6 +255,8 @@ impl Freezer {
             let _ = dir.remove(device);
             return Err(e);
         }
+        // Done: the holder now keeps the freeze by its record alone.
+        drop(handoff);
         Ok(())
     }
 

@@ -11,7 +11,7 @@
 use std::ffi::{CString, OsStr};
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -22,6 +22,7 @@ use rustix::net::{
 };
 
 use crate::error::{Error, Result};
+use crate::forksafe::ParentOnlyFd;
 use crate::mounts::Device;
 use crate::state::StateDir;
 use crate::sys;
@@ -70,18 +71,22 @@ fn unavailable(exe: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
-fn seqpacket() -> Result<OwnedFd> {
-    rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
+/// A new socket, registered so that a forked child closes its copy: the
+/// holder must see the connection end when the caller is done.
+fn seqpacket() -> Result<ParentOnlyFd> {
+    ParentOnlyFd::open(|| {
+        rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+    })
     .map_err(|e| Error::os("socket", e))
 }
 
 /// Connects to the state directory's holder, starting one when none answers.
-fn connect_or_start(dir: &StateDir, exe: &Path) -> Result<OwnedFd> {
+fn connect_or_start(dir: &StateDir, exe: &Path) -> Result<ParentOnlyFd> {
     let addr = socket_addr(dir)?;
     let _lock = dir.lock_named(LOCK_NAME)?;
     let sock = seqpacket()?;
@@ -122,18 +127,27 @@ fn start(exe: &Path, listener: BorrowedFd<'_>, dir: &StateDir) -> Result<()> {
         .map_err(|e| unavailable(exe, e.to_string()))
 }
 
-/// Hands a freeze to the holder before FIFREEZE: the holder keeps an fd on
-/// the mount and the freeze's deadline from now on, whatever happens to the
-/// caller. Returns the holder's pid.
+/// A freeze attempt the holder has taken: the connection stays open until
+/// the attempt is over (dropped), which tells the holder to go by the
+/// record alone from then on.
+pub struct Handoff {
+    /// The holder's pid.
+    pub holder_pid: u32,
+    _conn: ParentOnlyFd,
+}
+
+/// Hands a freeze to the holder before its record is written and before
+/// FIFREEZE: the holder keeps an fd on the mount and the freeze's deadline
+/// from now on, whatever happens to the caller.
 pub fn hold(
     dir: &StateDir,
     exe: &Path,
     device: Device,
     generation: u64,
     mount_fd: BorrowedFd<'_>,
-) -> Result<u32> {
+) -> Result<Handoff> {
     let sock = connect_or_start(dir, exe)?;
-    let request = format!("hold {device} {generation} {}\n", std::process::id());
+    let request = format!("hold {device} {generation}\n");
     let fds = [mount_fd];
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut control = SendAncillaryBuffer::new(&mut space);
@@ -163,7 +177,12 @@ pub fn hold(
     )
     .map_err(|e| unavailable(exe, format!("no answer from the holder: {e}")))?;
     let text = OsStr::from_bytes(&answer[..got.bytes]).to_string_lossy();
-    text.strip_prefix("ok ")
+    let holder_pid = text
+        .strip_prefix("ok ")
         .and_then(|pid| pid.trim().parse().ok())
-        .ok_or_else(|| unavailable(exe, format!("the holder refused: {}", text.trim())))
+        .ok_or_else(|| unavailable(exe, format!("the holder refused: {}", text.trim())))?;
+    Ok(Handoff {
+        holder_pid,
+        _conn: sock,
+    })
 }

@@ -73,8 +73,8 @@ fn serve(dir_path: &Path) -> i32 {
             ];
             fds.extend(
                 held.iter()
-                    .filter_map(|w| w.freezer.as_ref())
-                    .map(|pidfd| PollFd::new(pidfd, PollFlags::IN)),
+                    .filter_map(|w| w.attempt.as_ref())
+                    .map(|conn| PollFd::new(conn, PollFlags::IN)),
             );
             let linger = rustix::time::Timespec {
                 tv_sec: 0,
@@ -113,17 +113,22 @@ fn may_exit(listener: &OwnedFd, dir: &StateDir) -> bool {
 
 fn accept_all(listener: &OwnedFd, dir: &Arc<StateDir>, watches: &Mutex<Vec<Watch>>) {
     while let Ok(conn) = rustix::net::accept_with(listener, SocketFlags::CLOEXEC) {
-        if let Some(watch) = receive(&conn, dir) {
-            lock(watches).push(watch);
-            let answer = format!("ok {}\n", std::process::id());
-            let _ = rustix::net::send(&conn, answer.as_bytes(), SendFlags::NOSIGNAL);
-        } else {
-            let _ = rustix::net::send(&conn, b"refused\n", SendFlags::NOSIGNAL);
+        match receive(&conn, dir) {
+            Some(mut watch) => {
+                let answer = format!("ok {}\n", std::process::id());
+                let _ = rustix::net::send(&conn, answer.as_bytes(), SendFlags::NOSIGNAL);
+                // Kept open: its end tells the client's attempt is over.
+                watch.attempt = Some(conn);
+                lock(watches).push(watch);
+            }
+            None => {
+                let _ = rustix::net::send(&conn, b"refused\n", SendFlags::NOSIGNAL);
+            }
         }
     }
 }
 
-/// Reads one `hold DEVICE GENERATION PID` request with the mount fd.
+/// Reads one `hold DEVICE GENERATION` request with the mount fd.
 fn receive(conn: &OwnedFd, dir: &Arc<StateDir>) -> Option<Watch> {
     let cred = rustix::net::sockopt::socket_peercred(conn).ok()?;
     let euid = rustix::process::geteuid();
@@ -160,9 +165,6 @@ fn receive(conn: &OwnedFd, dir: &Arc<StateDir>) -> Option<Watch> {
     }
     let device: Device = words.next()?.parse().ok()?;
     let generation: u64 = words.next()?.parse().ok()?;
-    let pid: i32 = words.next()?.parse().ok()?;
-    let freezer = rustix::process::Pid::from_raw(pid)
-        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
     Some(Watch {
         dir: Arc::clone(dir),
         device,
@@ -170,6 +172,7 @@ fn receive(conn: &OwnedFd, dir: &Arc<StateDir>) -> Option<Watch> {
         // Review at once: the record says what to do next.
         wake_at: Some(0),
         mount_fd: mount_fd?,
-        freezer,
+        attempt: None,
+        seen: false,
     })
 }

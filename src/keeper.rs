@@ -7,7 +7,7 @@
 //! watches against the records, which are the truth:
 //!
 //! - no record, or another generation: the freeze ended elsewhere; let go;
-//! - deadline passed, or still `freezing` while its freezer is dead: thaw
+//! - deadline passed, or still `freezing` once its freezer is gone: thaw
 //!   (FITHAW, then remove the record) under the superblock's lock, and only
 //!   if the record still carries this generation;
 //! - otherwise follow the record's deadline.
@@ -27,7 +27,7 @@ use rustix::time::{
 use crate::forksafe::lock;
 use crate::mounts::Device;
 use crate::process::{self, now_boot_ns};
-use crate::record::Phase;
+use crate::record::{Phase, Record};
 use crate::state::StateDir;
 use crate::sys;
 
@@ -49,9 +49,12 @@ pub struct Watch {
     pub wake_at: Option<u64>,
     /// An fd on the mount, opened before FIFREEZE.
     pub mount_fd: OwnedFd,
-    /// A pidfd of the freezer while the record may still say `freezing`
-    /// (holder only): its exit is a reason to look.
-    pub freezer: Option<OwnedFd>,
+    /// Holder only: the client's connection, open while its freeze attempt
+    /// is under way (it closes it when done, or by dying). Until then a
+    /// missing record only means "not written yet".
+    pub attempt: Option<OwnedFd>,
+    /// Whether the record of this generation has been seen.
+    pub seen: bool,
 }
 
 /// What review decided for a watch.
@@ -127,7 +130,7 @@ impl Keeper {
     }
 
     /// After waking: reviews the watches that are due, or all of them when a
-    /// record changed (`changed`) or a freezer exited.
+    /// record changed or a client's attempt ended (`changed`).
     pub fn settle(&mut self, watches: &Mutex<Vec<Watch>>, changed: bool) {
         drain(&self.timerfd);
         drain(&self.notify);
@@ -156,38 +159,54 @@ pub fn drain<Fd: AsFd>(fd: Fd) {
 }
 
 fn review(watch: &mut Watch) -> Verdict {
-    if watch.freezer.is_some() && !freezer_running(watch) {
-        watch.freezer = None;
+    if watch.attempt.as_ref().is_some_and(connection_closed) {
+        watch.attempt = None;
     }
     let record = match watch.dir.read(watch.device) {
-        Ok(Some(r)) if r.generation == watch.generation => r,
+        Ok(Some(r)) if r.generation == watch.generation => {
+            watch.seen = true;
+            r
+        }
+        // The client has not written it yet.
+        Ok(_) if !watch.seen && watch.attempt.is_some() => return Verdict::Keep(None),
         Ok(_) => return Verdict::Done,
         Err(_) => return Verdict::Keep(Some(now_boot_ns() + UNREADABLE_RETRY_NS)),
     };
-    let now = now_boot_ns();
-    let expired = record.deadline_boot_ns.is_some_and(|d| d <= now);
-    let abandoned =
-        record.phase == Phase::Freezing && !process::is_alive(record.pid, record.pid_start);
-    if expired || abandoned {
+    if is_over(&record, watch) {
         end(watch)
     } else {
         Verdict::Keep(record.deadline_boot_ns)
     }
 }
 
-fn freezer_running(watch: &Watch) -> bool {
-    let Some(pidfd) = &watch.freezer else {
-        return false;
-    };
+/// Deadline passed, or still `freezing` after its freezer went away.
+fn is_over(record: &Record, watch: &Watch) -> bool {
+    let expired = record.deadline_boot_ns.is_some_and(|d| d <= now_boot_ns());
+    let abandoned = record.phase == Phase::Freezing
+        && watch.attempt.is_none()
+        && !process::is_alive(record.pid, record.pid_start);
+    expired || abandoned
+}
+
+/// True when the peer closed the connection (EOF or hang-up).
+fn connection_closed(conn: &OwnedFd) -> bool {
     let mut fds = [rustix::event::PollFd::new(
-        pidfd,
+        conn,
         rustix::event::PollFlags::IN,
     )];
     let zero = rustix::time::Timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    !matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+    if !matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0) {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    let flags = rustix::net::RecvFlags::DONTWAIT;
+    !matches!(
+        rustix::net::recv(conn, &mut byte, flags),
+        Err(rustix::io::Errno::AGAIN)
+    )
 }
 
 /// Thaws a freeze that is over, under its lock, if the record still
@@ -202,11 +221,7 @@ fn end(watch: &Watch) -> Verdict {
     if record.generation != watch.generation {
         return Verdict::Done;
     }
-    let now = now_boot_ns();
-    let expired = record.deadline_boot_ns.is_some_and(|d| d <= now);
-    let abandoned =
-        record.phase == Phase::Freezing && !process::is_alive(record.pid, record.pid_start);
-    if !(expired || abandoned) {
+    if !is_over(&record, watch) {
         return Verdict::Keep(record.deadline_boot_ns);
     }
     // EINVAL here means another tool thawed it already; either way it is over.

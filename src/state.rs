@@ -10,7 +10,7 @@ use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::error::{Error, Result};
-use crate::forksafe;
+use crate::forksafe::ParentOnlyFd;
 use crate::mounts::Device;
 use crate::record::Record;
 use crate::sys;
@@ -39,15 +39,7 @@ pub struct StateDir {
 
 /// Holds a superblock's lock (an exclusive `flock` on its lock file) until dropped.
 pub struct SbLock {
-    fd: Option<OwnedFd>,
-}
-
-impl Drop for SbLock {
-    fn drop(&mut self) {
-        if let Some(fd) = self.fd.take() {
-            forksafe::close_lock_fd(fd);
-        }
-    }
+    _fd: ParentOnlyFd,
 }
 
 fn unsafe_dir(path: &Path, problem: &'static str, errno: i32) -> Error {
@@ -158,7 +150,7 @@ impl StateDir {
     }
 
     fn lock_file(&self, name: &str, op: FlockOperation) -> Result<Option<SbLock>> {
-        let fd = forksafe::open_lock_fd(|| {
+        let fd = ParentOnlyFd::open(|| {
             rustix::fs::openat(
                 &self.fd,
                 name,
@@ -169,10 +161,9 @@ impl StateDir {
         .map_err(|e| self.err(name, "open", e))?;
         loop {
             match rustix::fs::flock(&fd, op) {
-                Ok(()) => return Ok(Some(SbLock { fd: Some(fd) })),
+                Ok(()) => return Ok(Some(SbLock { _fd: fd })),
                 Err(Errno::INTR) => continue,
                 Err(e) => {
-                    forksafe::close_lock_fd(fd);
                     return match e {
                         Errno::WOULDBLOCK => Ok(None),
                         e => Err(self.err(name, "flock", e)),

@@ -1,0 +1,109 @@
+//! What freezefs(8) and thawfs(8) share: messages, exit codes, formatting.
+#![allow(dead_code)] // shared by two commands; each uses a part
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use freezefs::Error;
+
+/// Exit status for a usage error.
+pub const USAGE: i32 = 2;
+
+/// The reason part of `<command>: <mount point>: <reason>`, with a hint
+/// where one helps.
+pub fn reason(error: &Error) -> String {
+    match error {
+        Error::NotPrivileged => "permission denied (freezing needs root or CAP_SYS_ADMIN)".into(),
+        Error::NotMountPoint(_) => "not a mount point".into(),
+        Error::EmptyPath => "empty path".into(),
+        Error::PathTooLong => "path too long".into(),
+        Error::Protected { what, .. } => {
+            format!(
+                "refusing to freeze {what}: /, /usr, /var and the state directory's filesystem are never frozen"
+            )
+        }
+        Error::Unsupported { fs_type, .. } => format!("{fs_type} filesystems cannot be frozen"),
+        Error::AlreadyFrozen(_) => "already frozen (thaw it first with thawfs)".into(),
+        Error::NotFrozen(_) => "not frozen".into(),
+        Error::HolderUnavailable { path, reason } => format!(
+            "cannot start the holder {} ({reason}); set FREEZEFS_HOLDER or reinstall",
+            path.display()
+        ),
+        Error::Os { source, .. } if source.raw_os_error() == Some(libc::ENOENT) => {
+            "no such file or directory".into()
+        }
+        Error::Os { source, .. } => {
+            let text = source.to_string();
+            text.split(" (os error")
+                .next()
+                .unwrap_or(&text)
+                .to_lowercase()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Prints `<command>: <path>: <reason>` on stderr.
+pub fn complain(command: &str, path: &Path, error: &Error) {
+    eprintln!("{command}: {}: {}", path.display(), reason(error));
+}
+
+/// Prints a usage error with the hint to ask for help, and returns [`USAGE`].
+pub fn usage_error(command: &str, message: &str) -> i32 {
+    eprintln!("{command}: {message}\nTry '{command} --help' for more information.");
+    USAGE
+}
+
+/// The command's version line.
+pub fn version(command: &str) -> String {
+    format!("{command} (freezefs) {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The arguments after the program name, as OS strings (paths need not be UTF-8).
+pub fn args() -> Vec<OsString> {
+    std::env::args_os().skip(1).collect()
+}
+
+/// `2026-11-21T05:57:01Z` for a wall-clock time (UTC, no time zone database).
+pub fn iso_utc(time: SystemTime) -> String {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's days-to-civil, for the proleptic Gregorian calendar.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// A JSON string literal (lossy for non-UTF-8 bytes).
+pub fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

@@ -1,0 +1,52 @@
+//! thawfs(8): thaw a filesystem, whoever froze it.
+
+#[path = "common/cli.rs"]
+mod cli;
+
+use std::path::PathBuf;
+
+const HELP: &str = "\
+Usage:
+  thawfs mount_point
+
+Thaws mount_point's filesystem, whoever froze it (freezefs, or another tool
+such as fsfreeze -f). Exit 0 when it thawed it; 1 when it was not frozen or
+the thaw failed; 2 for a usage error.
+
+Options:
+  -h, --help     show this help
+  -V, --version  show the version";
+
+fn main() {
+    let mut paths: Vec<PathBuf> = Vec::new();
+    let mut args = cli::args().into_iter();
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("-h" | "--help") => {
+                println!("{HELP}");
+                return;
+            }
+            Some("-V" | "--version") => {
+                println!("{}", cli::version("thawfs"));
+                return;
+            }
+            Some("--") => paths.extend(args.by_ref().map(PathBuf::from)),
+            Some(s) if s.starts_with('-') && s.len() > 1 => {
+                std::process::exit(cli::usage_error("thawfs", &format!("unknown option '{s}'")));
+            }
+            _ => paths.push(PathBuf::from(arg)),
+        }
+    }
+    let [path] = paths.as_slice() else {
+        let message = if paths.is_empty() {
+            "no mount point given"
+        } else {
+            "one mount point at a time"
+        };
+        std::process::exit(cli::usage_error("thawfs", message));
+    };
+    if let Err(e) = freezefs::thaw(path) {
+        cli::complain("thawfs", path, &e);
+        std::process::exit(1);
+    }
+}
