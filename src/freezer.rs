@@ -1,21 +1,17 @@
 //! FREEZE, THAW and QUERY: the AdvFS contract, step by step.
 
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use crate::config;
 use crate::error::{Error, Result};
 use crate::holder;
-use crate::keeper::Watch;
 use crate::mounts::{Device, MountEntry, MountTable};
 use crate::policy;
-use crate::process::{self, now_boot_ns, now_unix_ns};
+use crate::process::{self, now_boot_ns};
 use crate::record::{Phase, Record};
 use crate::state::{self, StateDir};
 use crate::sys;
 use crate::target::Target;
-use crate::timeout::Timeout;
 use crate::timer;
 
 /// Freezes, thaws and queries filesystems, keeping shared state in one
@@ -25,21 +21,21 @@ use crate::timer;
 /// one with other paths to keep tests or tools apart from the system state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Freezer {
-    state_dir: PathBuf,
-    sysconfigtab: PathBuf,
+    pub(crate) state_dir: PathBuf,
+    pub(crate) sysconfigtab: PathBuf,
     holder: Option<PathBuf>,
 }
 
-/// A path resolved to the filesystem it names.
-struct Named {
-    target: Target,
-    mount: MountEntry,
-    table: MountTable,
+/// A path (or fd) resolved to the filesystem it names.
+pub(crate) struct Named {
+    pub(crate) target: Target,
+    pub(crate) mount: MountEntry,
+    pub(crate) table: MountTable,
 }
 
 /// Why a record no longer describes a live freeze.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stale {
+pub(crate) enum Stale {
     /// Written during an earlier boot: nothing it says holds.
     OtherBoot,
     /// Its deadline has passed: whoever notices first enforces it.
@@ -49,7 +45,7 @@ enum Stale {
     Abandoned,
 }
 
-fn staleness(record: &Record, now_boot: u64) -> Option<Stale> {
+pub(crate) fn staleness(record: &Record, now_boot: u64) -> Option<Stale> {
     if record.boot_id != process::boot_id() {
         Some(Stale::OtherBoot)
     } else if record.deadline_boot_ns.is_some_and(|d| d <= now_boot) {
@@ -123,7 +119,7 @@ impl Freezer {
 
     /// Resolves `path` to the filesystem it names: a mount root, or one of
     /// `/`, `/usr`, `/var` under any name. Returns the protected name too.
-    fn named(&self, path: &Path) -> Result<(Named, Option<&'static str>)> {
+    pub(crate) fn named(&self, path: &Path) -> Result<(Named, Option<&'static str>)> {
         let target = Target::open(path)?;
         let protected = policy::protected_name_of(&target);
         if !target.facts.is_mount_root && protected.is_none() {
@@ -141,141 +137,31 @@ impl Freezer {
         ))
     }
 
-    /// Flushes and freezes the filesystem whose mount point is `path`.
-    ///
-    /// Errors: see [`Error`]; nothing is left frozen or recorded on error.
-    pub fn freeze(&self, path: impl AsRef<Path>, timeout: Timeout) -> Result<()> {
-        policy::require_privilege()?;
-        let path = path.as_ref();
-        let (named, protected) = self.named(path)?;
-        if let Some(name) = protected {
-            return Err(Error::Protected {
-                path: path.to_path_buf(),
-                what: name.to_string(),
-            });
-        }
-        let dir = StateDir::open(&self.state_dir, true)?
-            .ok_or_else(|| Error::os("state directory", rustix::io::Errno::NOENT))?;
-        let device = named.mount.device;
-        policy::refuse_protected_superblock(&named.target, device, &named.table, dir.mount_id()?)?;
-        let timeout_s = timeout.resolve(&self.sysconfigtab)?;
-        let mount_fd = named.target.open_for_ioctl()?;
-
-        let _lock = dir.lock(device)?;
-        dir.sweep_orphans();
-        match dir.read(device) {
-            Ok(Some(old)) => match staleness(&old, now_boot_ns()) {
-                None => return Err(Error::AlreadyFrozen(path.to_path_buf())),
-                Some(Stale::OtherBoot) => {}
-                Some(Stale::Expired | Stale::Abandoned) => {
-                    let _ = sys::fithaw(&mount_fd);
-                }
-            },
-            Ok(None) => {}
-            // Overwritten below; the kernel says whether it is frozen.
-            Err(Error::CorruptRecord { .. }) => {}
-            Err(e) => return Err(e),
-        }
-
-        let (pid, pid_start) = process::current();
-        let started = now_boot_ns();
-        let deadline_from = |boot: u64| timeout_s.map(|s| boot + u64::from(s) * 1_000_000_000);
-        let mut record = Record {
-            generation: process::fresh_generation(),
-            boot_id: process::boot_id().to_string(),
-            device,
-            fs_type: named.mount.fs_type.clone(),
-            mount_point: named.mount.mount_point.clone(),
-            phase: Phase::Freezing,
-            pid,
-            pid_start,
-            uid: rustix::process::getuid().as_raw(),
-            frozen_at_unix_ns: now_unix_ns(),
-            frozen_at_boot_ns: started,
-            timeout_s,
-            deadline_boot_ns: deadline_from(started),
-            holder_pid: None,
-        };
-        // The holder takes the freeze before its record exists and before
-        // FIFREEZE, and keeps our connection open until we are done: a
-        // caller killed at any point leaves a freeze that is kept to its
-        // deadline or undone, never one that nobody keeps.
-        let handoff = holder::hold(
-            &dir,
-            &self.holder(),
-            device,
-            record.generation,
-            mount_fd.as_fd(),
-        )?;
-        record.holder_pid = Some(handoff.holder_pid);
-        dir.write(&record)?;
-
-        // Flush while writers still flow, so FIFREEZE only waits for the residue.
-        let _ = rustix::fs::syncfs(&mount_fd);
-        if let Err(e) = sys::fifreeze(&mount_fd) {
-            let _ = dir.remove(device);
-            return Err(match e.raw_os_error() {
-                Some(libc::EBUSY) => Error::AlreadyFrozen(path.to_path_buf()),
-                Some(libc::EOPNOTSUPP) => Error::Unsupported {
-                    path: path.to_path_buf(),
-                    fs_type: named.mount.fs_type.clone(),
-                },
-                _ => Error::os(format!("{}: FIFREEZE", path.display()), e),
-            });
-        }
-
-        // The freeze window: from here on only the state directory, which is
-        // never on a frozen filesystem, is touched; no path lookup.
-        let frozen_at = now_boot_ns();
-        record.phase = Phase::Frozen;
-        record.frozen_at_boot_ns = frozen_at;
-        record.frozen_at_unix_ns = now_unix_ns();
-        record.deadline_boot_ns = deadline_from(frozen_at);
-        let dir = Arc::new(dir);
-        let kept = dir
-            .write(&record)
-            .and_then(|()| match record.deadline_boot_ns {
-                None => Ok(()),
-                Some(deadline_boot_ns) => timer::arm(Watch {
-                    dir: Arc::clone(&dir),
-                    device,
-                    generation: record.generation,
-                    wake_at: Some(deadline_boot_ns),
-                    attempt: None,
-                    seen: true,
-                    mount_fd: mount_fd
-                        .try_clone()
-                        .map_err(|e| Error::os("dup mount fd", e))?,
-                })
-                .map_err(|e| Error::os("starting the helper thaw thread", e)),
-            });
-        if let Err(e) = kept {
-            // A freeze whose deadline cannot be kept is not made at all.
-            let _ = sys::fithaw(&mount_fd);
-            let _ = dir.remove(device);
-            return Err(e);
-        }
-        // Done: the holder now keeps the freeze by its record alone.
-        drop(handoff);
-        Ok(())
-    }
-
     /// Thaws the filesystem whose mount point is `path`. Always issues
     /// FITHAW, so it also rescues a freeze made by another tool.
     pub fn thaw(&self, path: impl AsRef<Path>) -> Result<()> {
         policy::require_privilege()?;
         let path = path.as_ref();
         let (named, _) = self.named(path)?;
+        self.thaw_named(&named, path)
+    }
+
+    /// Thaws the filesystem that `fd` lies on (any fd inside it).
+    pub fn thaw_fd(&self, fd: std::os::fd::BorrowedFd<'_>) -> Result<()> {
+        policy::require_privilege()?;
+        let (named, _) = crate::freeze::named_fd(fd)?;
+        let path = named.mount.mount_point.clone();
+        self.thaw_named(&named, &path)
+    }
+
+    fn thaw_named(&self, named: &Named, path: &Path) -> Result<()> {
         let device = named.mount.device;
         let mount_fd = named.target.open_for_ioctl()?;
         let dir = StateDir::open(&self.state_dir, false)?;
         let _lock = dir.as_ref().map(|d| d.lock(device)).transpose()?;
         let thawed = sys::fithaw(&mount_fd);
-        let ended = thawed.is_ok()
-            || thawed
-                .as_ref()
-                .is_err_and(|e| e.raw_os_error() == Some(libc::EINVAL));
-        if ended {
+        let not_frozen = |e: &std::io::Error| e.raw_os_error() == Some(libc::EINVAL);
+        if thawed.is_ok() || thawed.as_ref().is_err_and(not_frozen) {
             // Thawed now, or not frozen at all: either way no freeze remains.
             if let Some(dir) = &dir {
                 dir.remove(device)?;
@@ -284,9 +170,7 @@ impl Freezer {
         }
         match thawed {
             Ok(()) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                Err(Error::NotFrozen(path.to_path_buf()))
-            }
+            Err(e) if not_frozen(&e) => Err(Error::NotFrozen(path.to_path_buf())),
             Err(e) => Err(Error::os(format!("{}: FITHAW", path.display()), e)),
         }
     }

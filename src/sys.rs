@@ -11,10 +11,19 @@ pub(crate) const FIFREEZE: libc::c_ulong = 0xC004_5877;
 /// `FITHAW` = `_IOWR('X', 120, int)`.
 pub(crate) const FITHAW: libc::c_ulong = 0xC004_5878;
 
+/// The raw system call, not libc's `ioctl()`: the preload shim interposes
+/// `ioctl()`, and the library must never call back into it.
 fn ioctl_no_arg<Fd: AsFd>(fd: Fd, request: libc::c_ulong) -> io::Result<()> {
     // SAFETY: FIFREEZE and FITHAW ignore their argument, the fd is borrowed
     // for the call, and no memory is shared with the kernel.
-    let rc = unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), request as _, 0) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_ioctl,
+            fd.as_fd().as_raw_fd(),
+            request,
+            0 as libc::c_ulong,
+        )
+    };
     if rc == 0 {
         Ok(())
     } else {

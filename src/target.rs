@@ -2,7 +2,7 @@
 //! described by `statx` (identity, mount id, whether it is a mount root).
 
 use std::ffi::{CStr, CString, OsStr};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -82,9 +82,11 @@ pub fn facts_of<Fd: AsFd>(dirfd: Fd, path: &CStr, what: &Path) -> Result<PathFac
 /// A path the caller named, held open with `O_PATH` so that every later
 /// step works on the same object, whatever happens to the name.
 pub struct Target {
-    /// The path as given, for messages.
+    /// The path as given (or, for an fd, its mount point), for messages.
     pub path: PathBuf,
     fd: OwnedFd,
+    /// True when `fd` is the caller's own fd (dup'd), which ioctls accept as it is.
+    from_fd: bool,
     /// What `statx` says about it.
     pub facts: PathFacts,
 }
@@ -104,6 +106,23 @@ impl Target {
         Ok(Target {
             path: path.to_path_buf(),
             fd,
+            from_fd: false,
+            facts,
+        })
+    }
+
+    /// Takes a caller's fd (any fd inside a filesystem, as FIFREEZE
+    /// accepts), dup'd so that the caller keeps its own.
+    pub fn from_fd(fd: BorrowedFd<'_>) -> Result<Target> {
+        let own = rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(|e| Error::os("dup fd", e))?;
+        let path = rustix::fs::readlinkat(CWD, format!("/proc/self/fd/{}", own.as_raw_fd()), Vec::new())
+            .map(|p| PathBuf::from(OsStr::from_bytes(p.as_bytes())))
+            .unwrap_or_else(|_| PathBuf::from("(fd)"));
+        let facts = facts_of(&own, c"", &path)?;
+        Ok(Target {
+            path,
+            fd: own,
+            from_fd: true,
             facts,
         })
     }
@@ -119,6 +138,9 @@ impl Target {
     /// reopened through `/proc/self/fd`. Only directories and regular files
     /// are reopened, so no device or FIFO is ever opened for real.
     pub fn open_for_ioctl(&self) -> Result<OwnedFd> {
+        if self.from_fd {
+            return rustix::io::fcntl_dupfd_cloexec(&self.fd, 0).map_err(|e| Error::os("dup fd", e));
+        }
         match self.facts.file_type {
             FileType::Directory | FileType::RegularFile => {}
             _ => {
