@@ -40,7 +40,8 @@ impl Freezer {
         policy::require_privilege()?;
         let (named, protected) = named_fd(fd)?;
         let path = named.mount.mount_point.clone();
-        self.freeze_named(named, protected, &path, timeout).map(drop)
+        self.freeze_named(named, protected, &path, timeout)
+            .map(drop)
     }
 
     pub(crate) fn freeze_path(&self, path: &Path, timeout: Timeout) -> Result<Frozen> {

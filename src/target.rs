@@ -115,9 +115,13 @@ impl Target {
     /// accepts), dup'd so that the caller keeps its own.
     pub fn from_fd(fd: BorrowedFd<'_>) -> Result<Target> {
         let own = rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(|e| Error::os("dup fd", e))?;
-        let path = rustix::fs::readlinkat(CWD, format!("/proc/self/fd/{}", own.as_raw_fd()), Vec::new())
-            .map(|p| PathBuf::from(OsStr::from_bytes(p.as_bytes())))
-            .unwrap_or_else(|_| PathBuf::from("(fd)"));
+        let path = rustix::fs::readlinkat(
+            CWD,
+            format!("/proc/self/fd/{}", own.as_raw_fd()),
+            Vec::new(),
+        )
+        .map(|p| PathBuf::from(OsStr::from_bytes(p.as_bytes())))
+        .unwrap_or_else(|_| PathBuf::from("(fd)"));
         let facts = facts_of(&own, c"", &path)?;
         Ok(Target {
             path,
@@ -139,7 +143,8 @@ impl Target {
     /// are reopened, so no device or FIFO is ever opened for real.
     pub fn open_for_ioctl(&self) -> Result<OwnedFd> {
         if self.from_fd {
-            return rustix::io::fcntl_dupfd_cloexec(&self.fd, 0).map_err(|e| Error::os("dup fd", e));
+            return rustix::io::fcntl_dupfd_cloexec(&self.fd, 0)
+                .map_err(|e| Error::os("dup fd", e));
         }
         match self.facts.file_type {
             FileType::Directory | FileType::RegularFile => {}

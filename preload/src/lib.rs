@@ -154,8 +154,8 @@ fn freeze_all(arg: *const c_void) -> Result<(), Error> {
     }
     // SAFETY: VX_FREEZE_ALL's argument is a struct vx_freezeall.
     let request = unsafe { &*(arg as *const VxFreezeAll) };
-    let count = usize::try_from(request.num)
-        .map_err(|_| Error::InvalidArgument("negative count"))?;
+    let count =
+        usize::try_from(request.num).map_err(|_| Error::InvalidArgument("negative count"))?;
     if count > 0 && request.fds.is_null() {
         return Err(Error::InvalidArgument("no fds"));
     }
