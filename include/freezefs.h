@@ -165,6 +165,41 @@ int freezefs_status(const char *mountPoint, struct freezefs_status *out);
  */
 int freezefs_list(struct freezefs_status *out, int capacity);
 
+/**
+ * Gives a frozen filesystem a new timeout, counted from now, with the
+ * rules of `freezefs()` (`> 0` seconds, `0` the default, `< 0` none): the
+ * 2008 Linux patch's `FIFREEZE_RESET_TIMEOUT`. Returns 0, or -1 with
+ * `errno`: `EINVAL` when it is not frozen, else as for `freezefs()`.
+ *
+ * # Safety
+ * `mountPoint` is NULL or a NUL-terminated string.
+ */
+int freezefs_reset_timeout(const char *mountPoint, int timeout);
+
+/**
+ * Freezes `count` filesystems all or nothing (VxFS `VX_FREEZE_ALL`), under
+ * one deadline (`timeout` as for `freezefs()`). Every path is checked and
+ * opened before the first freeze; two names of one filesystem count once;
+ * nested mounts freeze deepest first; all are flushed in parallel first so
+ * that the freezes follow each other closely. On any failure the ones
+ * already frozen are thawed, newest first, and -1 is returned with the
+ * first failure's `errno`: nothing is left frozen.
+ *
+ * # Safety
+ * `mountPoints` is NULL or points to `count` pointers, each NULL or a
+ * NUL-terminated string.
+ */
+int freezefs_all(char *const *mountPoints, int count, int timeout);
+
+/**
+ * Thaws `count` filesystems: every one that can be, then returns 0, or -1
+ * with the first failure's `errno` (`EALREADY` for one that was not frozen).
+ *
+ * # Safety
+ * As for `freezefs_all()`.
+ */
+int thawfs_all(char *const *mountPoints, int count);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -58,6 +58,11 @@ pub enum Error {
     #[error("{}: not frozen", .0.display())]
     NotFrozen(PathBuf),
 
+    /// Reset of the timeout of a filesystem that is not frozen (`EINVAL`,
+    /// as the 2008 patch's `FIFREEZE_RESET_TIMEOUT`).
+    #[error("{}: not frozen; nothing to reset", .0.display())]
+    ResetNotFrozen(PathBuf),
+
     /// The state directory is unsafe to use: a symlink (`ELOOP`), not a
     /// directory (`ENOTDIR`), owned by another user or group/world-writable
     /// (`EACCES`). Nothing was frozen or thawed.
@@ -107,7 +112,9 @@ impl Error {
     pub fn errno(&self) -> i32 {
         match self {
             Error::NotPrivileged => libc::EPERM,
-            Error::InvalidArgument(_) | Error::NotMountPoint(_) => libc::EINVAL,
+            Error::InvalidArgument(_) | Error::NotMountPoint(_) | Error::ResetNotFrozen(_) => {
+                libc::EINVAL
+            }
             Error::EmptyPath => libc::ENOENT,
             Error::PathTooLong => libc::ENAMETOOLONG,
             Error::Protected { .. } | Error::Unsupported { .. } => libc::EOPNOTSUPP,

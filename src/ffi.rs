@@ -230,3 +230,88 @@ pub unsafe extern "C" fn freezefs_list(out: *mut freezefs_status, capacity: c_in
         Ok(c_int::try_from(all.len()).unwrap_or(c_int::MAX))
     })
 }
+
+/// Borrows `count` C strings as paths; NULL array or element is `EINVAL`.
+///
+/// # Safety
+/// `list` is NULL or points to `count` pointers, each NULL or a string.
+unsafe fn path_list<'a>(list: *const *mut c_char, count: c_int) -> Result<Vec<&'a Path>> {
+    let count = usize::try_from(count)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or(Error::InvalidArgument("count must be at least 1"))?;
+    if list.is_null() {
+        return Err(Error::InvalidArgument("mount point list is NULL"));
+    }
+    // SAFETY: list points to count pointers, per the contract.
+    let pointers = unsafe { std::slice::from_raw_parts(list, count) };
+    // SAFETY: each is NULL or a NUL-terminated string, per the contract.
+    pointers.iter().map(|&p| unsafe { path_arg(p) }).collect()
+}
+
+/// Gives a frozen filesystem a new timeout, counted from now, with the
+/// rules of `freezefs()` (`> 0` seconds, `0` the default, `< 0` none): the
+/// 2008 Linux patch's `FIFREEZE_RESET_TIMEOUT`. Returns 0, or -1 with
+/// `errno`: `EINVAL` when it is not frozen, else as for `freezefs()`.
+///
+/// # Safety
+/// `mountPoint` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+#[allow(non_snake_case)]
+pub unsafe extern "C" fn freezefs_reset_timeout(
+    mountPoint: *const c_char,
+    timeout: c_int,
+) -> c_int {
+    guard(|| {
+        policy::require_privilege()?;
+        // SAFETY: forwarded from this function's own contract.
+        let path = unsafe { path_arg(mountPoint) }?;
+        Freezer::from_env()
+            .reset_timeout(path, Timeout::from_c(timeout))
+            .map(|()| 0)
+    })
+}
+
+/// Freezes `count` filesystems all or nothing (VxFS `VX_FREEZE_ALL`), under
+/// one deadline (`timeout` as for `freezefs()`). Every path is checked and
+/// opened before the first freeze; two names of one filesystem count once;
+/// nested mounts freeze deepest first; all are flushed in parallel first so
+/// that the freezes follow each other closely. On any failure the ones
+/// already frozen are thawed, newest first, and -1 is returned with the
+/// first failure's `errno`: nothing is left frozen.
+///
+/// # Safety
+/// `mountPoints` is NULL or points to `count` pointers, each NULL or a
+/// NUL-terminated string.
+#[unsafe(no_mangle)]
+#[allow(non_snake_case)]
+pub unsafe extern "C" fn freezefs_all(
+    mountPoints: *const *mut c_char,
+    count: c_int,
+    timeout: c_int,
+) -> c_int {
+    guard(|| {
+        policy::require_privilege()?;
+        // SAFETY: forwarded from this function's own contract.
+        let paths = unsafe { path_list(mountPoints, count) }?;
+        Freezer::from_env()
+            .freeze_all(&paths, Timeout::from_c(timeout))
+            .map(|()| 0)
+    })
+}
+
+/// Thaws `count` filesystems: every one that can be, then returns 0, or -1
+/// with the first failure's `errno` (`EALREADY` for one that was not frozen).
+///
+/// # Safety
+/// As for `freezefs_all()`.
+#[unsafe(no_mangle)]
+#[allow(non_snake_case)]
+pub unsafe extern "C" fn thawfs_all(mountPoints: *const *mut c_char, count: c_int) -> c_int {
+    guard(|| {
+        policy::require_privilege()?;
+        // SAFETY: forwarded from this function's own contract.
+        let paths = unsafe { path_list(mountPoints, count) }?;
+        Freezer::from_env().thaw_all(&paths).map(|()| 0)
+    })
+}

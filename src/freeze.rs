@@ -1,22 +1,31 @@
-//! FREEZE, step by step: checks, holder handoff, record, flush, FIFREEZE.
+//! FREEZE, one filesystem or several all-or-nothing (VxFS `VX_FREEZE_ALL`):
+//! check everything and open every fd first, hand each freeze to the holder,
+//! record it, flush all in parallel while writes still flow, then FIFREEZE
+//! them back to back, deepest mount first, under one deadline. On any
+//! failure the ones already frozen are thawed, newest first: nothing is left.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::freezer::{Freezer, Named, Stale, staleness};
-use crate::holder;
+use crate::holder::{self, Handoff};
 use crate::keeper::Watch;
 use crate::mounts::{Device, MountTable};
 use crate::policy;
 use crate::process::{self, now_boot_ns, now_unix_ns};
 use crate::record::{Phase, Record};
-use crate::state::StateDir;
+use crate::state::{SbLock, StateDir};
 use crate::sys;
 use crate::target::Target;
 use crate::timeout::Timeout;
 use crate::timer;
+
+/// How many times a freeze flushes before FIFREEZE at most.
+const MAX_SYNC_ROUNDS: usize = 4;
+/// A dirty residue this small (KiB, system-wide) is not worth another round.
+const SMALL_RESIDUE_KIB: u64 = 4096;
 
 /// A freeze this call made.
 pub(crate) struct Frozen {
@@ -24,6 +33,21 @@ pub(crate) struct Frozen {
     pub(crate) generation: u64,
     /// The fd the freeze was made through (opened before FIFREEZE).
     pub(crate) mount_fd: OwnedFd,
+}
+
+/// One filesystem of a batch, from checks to FIFREEZE.
+struct Member {
+    path: PathBuf,
+    named: Named,
+    mount_fd: OwnedFd,
+    record: Option<Record>,
+    handoff: Option<Handoff>,
+}
+
+impl Member {
+    fn device(&self) -> Device {
+        self.named.mount.device
+    }
 }
 
 impl Freezer {
@@ -40,138 +64,272 @@ impl Freezer {
         policy::require_privilege()?;
         let (named, protected) = named_fd(fd)?;
         let path = named.mount.mount_point.clone();
-        self.freeze_named(named, protected, &path, timeout)
+        self.freeze_batch(vec![(path, named, protected)], timeout)
             .map(drop)
+    }
+
+    /// Freezes several filesystems all or nothing, under one deadline. Two
+    /// names of one filesystem count once; nested mounts freeze deepest
+    /// first. On any failure nothing is left frozen and the first failure
+    /// is returned.
+    pub fn freeze_all<P: AsRef<Path>>(&self, paths: &[P], timeout: Timeout) -> Result<()> {
+        policy::require_privilege()?;
+        let mut members = Vec::with_capacity(paths.len());
+        for path in paths {
+            let path = path.as_ref();
+            let (named, protected) = self.named(path)?;
+            members.push((path.to_path_buf(), named, protected));
+        }
+        self.freeze_batch(members, timeout).map(drop)
+    }
+
+    /// [`Freezer::freeze_all`] for fds (any fd inside each filesystem), as
+    /// VxFS's `VX_FREEZE_ALL` takes them.
+    pub fn freeze_all_fds(&self, fds: &[BorrowedFd<'_>], timeout: Timeout) -> Result<()> {
+        policy::require_privilege()?;
+        let mut members = Vec::with_capacity(fds.len());
+        for &fd in fds {
+            let (named, protected) = named_fd(fd)?;
+            members.push((named.mount.mount_point.clone(), named, protected));
+        }
+        self.freeze_batch(members, timeout).map(drop)
     }
 
     pub(crate) fn freeze_path(&self, path: &Path, timeout: Timeout) -> Result<Frozen> {
         policy::require_privilege()?;
         let (named, protected) = self.named(path)?;
-        self.freeze_named(named, protected, path, timeout)
+        let mut frozen =
+            self.freeze_batch(vec![(path.to_path_buf(), named, protected)], timeout)?;
+        Ok(frozen.remove(0))
     }
 
-    fn freeze_named(
+    fn freeze_batch(
         &self,
-        named: Named,
-        protected: Option<&'static str>,
-        path: &Path,
+        named: Vec<(PathBuf, Named, Option<&'static str>)>,
         timeout: Timeout,
-    ) -> Result<Frozen> {
-        if let Some(name) = protected {
-            return Err(Error::Protected {
-                path: path.to_path_buf(),
-                what: name.to_string(),
-            });
+    ) -> Result<Vec<Frozen>> {
+        if named.is_empty() {
+            return Err(Error::InvalidArgument("no mount point given"));
         }
         let dir = StateDir::open(&self.state_dir, true)?
             .ok_or_else(|| Error::os("state directory", rustix::io::Errno::NOENT))?;
-        let device = named.mount.device;
-        policy::refuse_protected_superblock(&named.target, device, &named.table, dir.mount_id()?)?;
-        let timeout_s = timeout.resolve(&self.sysconfigtab)?;
-        let mount_fd = named.target.open_for_ioctl()?;
-
-        let _lock = dir.lock(device)?;
-        dir.sweep_orphans();
-        match dir.read(device) {
-            Ok(Some(old)) => match staleness(&old, now_boot_ns()) {
-                None => return Err(Error::AlreadyFrozen(path.to_path_buf())),
-                Some(Stale::OtherBoot) => {}
-                Some(Stale::Expired | Stale::Abandoned) => {
-                    let _ = sys::fithaw(&mount_fd);
-                }
-            },
-            Ok(None) => {}
-            // Overwritten below; the kernel says whether it is frozen.
-            Err(Error::CorruptRecord { .. }) => {}
-            Err(e) => return Err(e),
-        }
-
-        let (pid, pid_start) = process::current();
-        let started = now_boot_ns();
-        let deadline_from = |boot: u64| timeout_s.map(|s| boot + u64::from(s) * 1_000_000_000);
-        let mut record = Record {
-            generation: process::fresh_generation(),
-            boot_id: process::boot_id().to_string(),
-            device,
-            fs_type: named.mount.fs_type.clone(),
-            mount_point: named.mount.mount_point.clone(),
-            phase: Phase::Freezing,
-            pid,
-            pid_start,
-            uid: rustix::process::getuid().as_raw(),
-            frozen_at_unix_ns: now_unix_ns(),
-            frozen_at_boot_ns: started,
-            timeout_s,
-            deadline_boot_ns: deadline_from(started),
-            holder_pid: None,
-        };
-        // The holder takes the freeze before its record exists and before
-        // FIFREEZE, and keeps our connection open until we are done: a
-        // caller killed at any point leaves a freeze that is kept to its
-        // deadline or undone, never one that nobody keeps.
-        let handoff = holder::hold(
-            &dir,
-            &self.holder(),
-            device,
-            record.generation,
-            mount_fd.as_fd(),
-        )?;
-        record.holder_pid = Some(handoff.holder_pid);
-        dir.write(&record)?;
-
-        // Flush while writers still flow, so FIFREEZE only waits for the residue.
-        let _ = rustix::fs::syncfs(&mount_fd);
-        if let Err(e) = sys::fifreeze(&mount_fd) {
-            let _ = dir.remove(device);
-            return Err(match e.raw_os_error() {
-                Some(libc::EBUSY) => Error::AlreadyFrozen(path.to_path_buf()),
-                Some(libc::EOPNOTSUPP) => Error::Unsupported {
-                    path: path.to_path_buf(),
-                    fs_type: named.mount.fs_type.clone(),
-                },
-                _ => Error::os(format!("{}: FIFREEZE", path.display()), e),
+        let dir_mount_id = dir.mount_id()?;
+        let mut members: Vec<Member> = Vec::with_capacity(named.len());
+        for (path, named, protected) in named {
+            if let Some(name) = protected {
+                return Err(Error::Protected {
+                    path,
+                    what: name.to_string(),
+                });
+            }
+            let device = named.mount.device;
+            policy::refuse_protected_superblock(&named.target, device, &named.table, dir_mount_id)?;
+            if members.iter().any(|m| m.device() == device) {
+                continue;
+            }
+            let mount_fd = named.target.open_for_ioctl()?;
+            members.push(Member {
+                path,
+                named,
+                mount_fd,
+                record: None,
+                handoff: None,
             });
         }
+        // Deepest first: a mount inside another freezes before its parent.
+        members.sort_by_key(|m| std::cmp::Reverse(m.named.mount.mount_point.components().count()));
+        let timeout_s = timeout.resolve(&self.sysconfigtab)?;
 
+        // Locks in device order, so that concurrent batches cannot deadlock.
+        let mut devices: Vec<Device> = members.iter().map(Member::device).collect();
+        devices.sort();
+        let _locks: Vec<SbLock> = devices
+            .iter()
+            .map(|&d| dir.lock(d))
+            .collect::<Result<_>>()?;
+        dir.sweep_orphans();
+
+        let outcome = self.begin(&dir, &mut members, timeout_s).and_then(|()| {
+            presync(&members);
+            fifreeze_all(&mut members)
+        });
+        if let Err(e) = outcome {
+            for m in &members {
+                if m.record.is_some() {
+                    let _ = dir.remove(m.device());
+                }
+            }
+            return Err(e);
+        }
         // The freeze window: from here on only the state directory, which is
         // never on a frozen filesystem, is touched; no path lookup.
-        let frozen_at = now_boot_ns();
+        commit(Arc::new(dir), members, timeout_s)
+    }
+
+    /// Checks for live freezes, hands each attempt to the holder, records it.
+    fn begin(&self, dir: &StateDir, members: &mut [Member], timeout_s: Option<u32>) -> Result<()> {
+        let exe = self.holder();
+        let (pid, pid_start) = process::current();
+        for m in members.iter_mut() {
+            let device = m.device();
+            match dir.read(device) {
+                Ok(Some(old)) => match staleness(&old, now_boot_ns()) {
+                    None => return Err(Error::AlreadyFrozen(m.path.clone())),
+                    Some(Stale::OtherBoot) => {}
+                    Some(Stale::Expired | Stale::Abandoned) => {
+                        let _ = sys::fithaw(&m.mount_fd);
+                    }
+                },
+                Ok(None) => {}
+                // Overwritten below; the kernel says whether it is frozen.
+                Err(Error::CorruptRecord { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            let started = now_boot_ns();
+            let mut record = Record {
+                generation: process::fresh_generation(),
+                boot_id: process::boot_id().to_string(),
+                device,
+                fs_type: m.named.mount.fs_type.clone(),
+                mount_point: m.named.mount.mount_point.clone(),
+                phase: Phase::Freezing,
+                pid,
+                pid_start,
+                uid: rustix::process::getuid().as_raw(),
+                frozen_at_unix_ns: now_unix_ns(),
+                frozen_at_boot_ns: started,
+                timeout_s,
+                deadline_boot_ns: deadline(started, timeout_s),
+                holder_pid: None,
+            };
+            // The holder takes the attempt before its record exists and
+            // before FIFREEZE, and keeps our connection until we are done:
+            // a caller killed at any point leaves a freeze that is kept to
+            // its deadline or undone, never one that nobody keeps.
+            let handoff = holder::hold(dir, &exe, device, record.generation, m.mount_fd.as_fd())?;
+            record.holder_pid = Some(handoff.holder_pid);
+            m.handoff = Some(handoff);
+            dir.write(&record)?;
+            m.record = Some(record);
+        }
+        Ok(())
+    }
+}
+
+fn deadline(from_boot_ns: u64, timeout_s: Option<u32>) -> Option<u64> {
+    timeout_s.map(|s| from_boot_ns + u64::from(s) * 1_000_000_000)
+}
+
+/// Dirty and writeback memory, system-wide, in KiB (the kernel keeps no
+/// per-filesystem figure that is cheap to read).
+fn dirty_kib() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+    };
+    Some(field("Dirty:")? + field("Writeback:").unwrap_or(0))
+}
+
+/// Flushes every member while writers still flow, in parallel, repeating
+/// while the dirty residue keeps shrinking (at most [`MAX_SYNC_ROUNDS`]), so
+/// that FIFREEZE blocks writers only for what is left.
+fn presync(members: &[Member]) {
+    let mut last = dirty_kib();
+    for _ in 0..MAX_SYNC_ROUNDS {
+        std::thread::scope(|scope| {
+            if let Some((first, rest)) = members.split_first() {
+                for m in rest {
+                    scope.spawn(|| rustix::fs::syncfs(&m.mount_fd));
+                }
+                let _ = rustix::fs::syncfs(&first.mount_fd);
+            }
+        });
+        let now = dirty_kib();
+        match (last, now) {
+            (Some(before), Some(after)) if after > SMALL_RESIDUE_KIB && after < before / 2 => {
+                last = now;
+            }
+            _ => break,
+        }
+    }
+}
+
+/// FIFREEZE each member in order; on a failure, thaw the ones already
+/// frozen, newest first, and return the failure.
+fn fifreeze_all(members: &mut [Member]) -> Result<()> {
+    for i in 0..members.len() {
+        if let Err(e) = sys::fifreeze(&members[i].mount_fd) {
+            for earlier in members[..i].iter().rev() {
+                let _ = sys::fithaw(&earlier.mount_fd);
+            }
+            let m = &members[i];
+            return Err(match e.raw_os_error() {
+                Some(libc::EBUSY) => Error::AlreadyFrozen(m.path.clone()),
+                Some(libc::EOPNOTSUPP) => Error::Unsupported {
+                    path: m.path.clone(),
+                    fs_type: m.named.mount.fs_type.clone(),
+                },
+                _ => Error::os(format!("{}: FIFREEZE", m.path.display()), e),
+            });
+        }
+        if let Some(record) = &mut members[i].record {
+            record.frozen_at_boot_ns = now_boot_ns();
+            record.frozen_at_unix_ns = now_unix_ns();
+        }
+    }
+    Ok(())
+}
+
+/// Records every member frozen under one deadline and arms the helper
+/// thread; if that fails, undoes every freeze.
+fn commit(dir: Arc<StateDir>, members: Vec<Member>, timeout_s: Option<u32>) -> Result<Vec<Frozen>> {
+    let all_frozen = now_boot_ns();
+    let common_deadline = deadline(all_frozen, timeout_s);
+    let mut kept: Result<()> = Ok(());
+    for m in &members {
+        let mut record = m.record.clone().expect("recorded in begin");
         record.phase = Phase::Frozen;
-        record.frozen_at_boot_ns = frozen_at;
-        record.frozen_at_unix_ns = now_unix_ns();
-        record.deadline_boot_ns = deadline_from(frozen_at);
-        let dir = Arc::new(dir);
-        let kept = dir
-            .write(&record)
-            .and_then(|()| match record.deadline_boot_ns {
+        record.deadline_boot_ns = common_deadline;
+        kept = kept
+            .and_then(|()| dir.write(&record))
+            .and_then(|()| match common_deadline {
                 None => Ok(()),
-                Some(deadline_boot_ns) => timer::arm(Watch {
+                Some(at) => timer::arm(Watch {
                     dir: Arc::clone(&dir),
-                    device,
+                    device: m.device(),
                     generation: record.generation,
-                    wake_at: Some(deadline_boot_ns),
+                    wake_at: Some(at),
                     attempt: None,
                     seen: true,
-                    mount_fd: mount_fd
+                    mount_fd: m
+                        .mount_fd
                         .try_clone()
                         .map_err(|e| Error::os("dup mount fd", e))?,
                 })
                 .map_err(|e| Error::os("starting the helper thaw thread", e)),
             });
-        if let Err(e) = kept {
-            // A freeze whose deadline cannot be kept is not made at all.
-            let _ = sys::fithaw(&mount_fd);
-            let _ = dir.remove(device);
-            return Err(e);
-        }
-        // Done: the holder now keeps the freeze by its record alone.
-        drop(handoff);
-        Ok(Frozen {
-            device,
-            generation: record.generation,
-            mount_fd,
-        })
     }
+    if let Err(e) = kept {
+        // A freeze whose deadline cannot be kept is not made at all.
+        for m in members.iter().rev() {
+            let _ = sys::fithaw(&m.mount_fd);
+            let _ = dir.remove(m.device());
+            timer::forget(m.device());
+        }
+        return Err(e);
+    }
+    // Done: the holder now keeps each freeze by its record alone (dropping
+    // the handoffs closes the connections).
+    Ok(members
+        .into_iter()
+        .map(|m| Frozen {
+            device: m.device(),
+            generation: m.record.expect("recorded").generation,
+            mount_fd: m.mount_fd,
+        })
+        .collect())
 }
 
 /// Resolves an fd to the filesystem it lies on.

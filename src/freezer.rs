@@ -154,6 +154,32 @@ impl Freezer {
         self.thaw_named(&named, &path)
     }
 
+    /// Thaws several filesystems. Every one is thawed that can be (a thaw
+    /// never stops half way: leaving one frozen is the worse outcome); the
+    /// first failure, if any, is returned.
+    pub fn thaw_all<P: AsRef<Path>>(&self, paths: &[P]) -> Result<()> {
+        policy::require_privilege()?;
+        if paths.is_empty() {
+            return Err(Error::InvalidArgument("no mount point given"));
+        }
+        let mut first_error = None;
+        let mut done: Vec<Device> = Vec::new();
+        for path in paths {
+            let path = path.as_ref();
+            let result = self.named(path).and_then(|(named, _)| {
+                if done.contains(&named.mount.device) {
+                    return Ok(());
+                }
+                done.push(named.mount.device);
+                self.thaw_named(&named, path)
+            });
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     fn thaw_named(&self, named: &Named, path: &Path) -> Result<()> {
         let device = named.mount.device;
         let mount_fd = named.target.open_for_ioctl()?;

@@ -42,6 +42,7 @@ mod mounts;
 mod policy;
 mod process;
 mod record;
+mod reset;
 mod spawn;
 mod state;
 mod status;
@@ -79,6 +80,22 @@ pub fn thaw(path: impl AsRef<Path>) -> Result<()> {
 /// True when the filesystem mounted at `path` is frozen through freezefs.
 pub fn is_frozen(path: impl AsRef<Path>) -> Result<bool> {
     Freezer::from_env().is_frozen(path)
+}
+
+/// Freezes several filesystems all or nothing: see [`Freezer::freeze_all`].
+pub fn freeze_all<P: AsRef<Path>>(paths: &[P], timeout: Timeout) -> Result<()> {
+    Freezer::from_env().freeze_all(paths, timeout)
+}
+
+/// Thaws several filesystems: see [`Freezer::thaw_all`].
+pub fn thaw_all<P: AsRef<Path>>(paths: &[P]) -> Result<()> {
+    Freezer::from_env().thaw_all(paths)
+}
+
+/// Gives a frozen filesystem a new timeout, counted from now: see
+/// [`Freezer::reset_timeout`].
+pub fn reset_timeout(path: impl AsRef<Path>, timeout: Timeout) -> Result<()> {
+    Freezer::from_env().reset_timeout(path, timeout)
 }
 
 /// The state of the filesystem mounted at `path`: see [`Freezer::status`].

@@ -206,7 +206,11 @@ fn usage_errors_exit_2() {
         vec![os("-l"), mnt],
         vec![os("--json"), mnt],
         vec![os("-q"), os("-t"), os("5"), mnt],
-        vec![mnt, mnt],
+        vec![os("-q"), mnt, mnt],
+        vec![os("-r")],
+        vec![os("-r"), os("5")],
+        vec![os("-r"), os("x"), mnt],
+        vec![os("-r"), os("5"), mnt, mnt],
     ] {
         let out = freezefs(&fs, &args);
         assert_eq!(
@@ -217,7 +221,7 @@ fn usage_errors_exit_2() {
         );
         assert!(stderr(&out).contains("--help"), "{}", stderr(&out));
     }
-    for args in [vec![], vec![os("-z")], vec![mnt, mnt]] {
+    for args in [vec![], vec![os("-z")]] {
         assert_eq!(thawfs(&fs, &args).status.code(), Some(2), "thawfs {args:?}");
     }
     assert!(!fs.kernel_frozen());

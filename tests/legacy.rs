@@ -226,7 +226,14 @@ fn libfreezefs_exports_only_the_api() {
         .collect();
     assert_eq!(
         names,
-        ["freezefs", "freezefs_list", "freezefs_status"],
+        [
+            "freezefs",
+            "freezefs_all",
+            "freezefs_list",
+            "freezefs_reset_timeout",
+            "freezefs_status",
+            "thawfs_all"
+        ],
         "{symbols}"
     );
 }

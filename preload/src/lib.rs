@@ -161,23 +161,12 @@ fn freeze_all(arg: *const c_void) -> Result<(), Error> {
     }
     // SAFETY: the struct's fds points to num ints.
     let fds = unsafe { std::slice::from_raw_parts(request.fds, count) };
-    let freezer = Freezer::from_env();
-    let timeout = Timeout::from_c(request.timeout);
-    let mut frozen: Vec<BorrowedFd<'_>> = Vec::new();
-    for &fd in fds {
-        let result = borrowed(fd).and_then(|fd| freezer.freeze_fd(fd, timeout).map(|()| fd));
-        match result {
-            Ok(fd) => frozen.push(fd),
-            Err(e) => {
-                // All or nothing: undo, newest first.
-                for fd in frozen.into_iter().rev() {
-                    let _ = freezer.thaw_fd(fd);
-                }
-                return Err(e);
-            }
-        }
-    }
-    Ok(())
+    let fds: Vec<BorrowedFd<'_>> = fds
+        .iter()
+        .map(|&fd| borrowed(fd))
+        .collect::<Result<_, _>>()?;
+    // All or nothing, one deadline, deepest first: the core's multi-freeze.
+    Freezer::from_env().freeze_all_fds(&fds, Timeout::from_c(request.timeout))
 }
 
 /// The interposed `ioctl()`.

@@ -11,15 +11,19 @@ use freezefs::{FreezeState, Status, Timeout};
 
 const HELP: &str = "\
 Usage:
-  freezefs [-t timeout] mount_point   freeze it; the command returns at once
-  freezefs -q mount_point             is it frozen? (exit 0 frozen, 1 not, 2 error)
-  freezefs -l [--json]                list every frozen filesystem
+  freezefs [-t timeout] mount_point...  freeze; several are frozen all or nothing,
+                                        under one deadline; returns at once
+  freezefs -q mount_point               is it frozen? (exit 0 frozen, 1 not, 2 error)
+  freezefs -r timeout mount_point       give a frozen filesystem a new timeout, from now
+  freezefs -l [--json]                  list every frozen filesystem
 
 Options:
   -t, --timeout SECONDS  thaw by itself after SECONDS; 0 (the default) takes
                          freezefs_default_timeout from the vfs: stanza of
                          /etc/sysconfigtab (60 s if unset); negative: never
   -q, --query            report whether mount_point is frozen
+  -r, --reset SECONDS    reset the timeout of a frozen mount_point (same rules
+                         as -t, counted from now)
   -l, --list             list frozen filesystems: mount point, device, since,
                          timeout, time left, freezing pid, holder pid
       --json             with -l: as a JSON array
@@ -33,6 +37,7 @@ even though this command has exited. Thaw earlier with thawfs(8).
 enum Mode {
     Freeze,
     Query,
+    Reset,
     List,
 }
 
@@ -72,6 +77,13 @@ fn parse(args: Vec<OsString>) -> Result<Options, Result<i32, String>> {
                 return Err(Ok(0));
             }
             b"-q" | b"--query" => options.mode = Mode::Query,
+            b"-r" | b"--reset" => {
+                let value = args
+                    .next()
+                    .ok_or_else(|| Err("option -r needs a timeout in seconds".to_string()))?;
+                options.timeout = parse_timeout(&value).map_err(Err)?;
+                options.mode = Mode::Reset;
+            }
             b"-l" | b"--list" => options.mode = Mode::List,
             b"--json" => options.json = true,
             b"-t" | b"--timeout" => {
@@ -98,13 +110,15 @@ fn parse(args: Vec<OsString>) -> Result<Options, Result<i32, String>> {
     }
     match options.mode {
         Mode::List if !options.paths.is_empty() => Err(Err("-l takes no mount point".into())),
-        Mode::Freeze | Mode::Query if options.paths.is_empty() => {
+        Mode::Freeze | Mode::Query | Mode::Reset if options.paths.is_empty() => {
             Err(Err("no mount point given".into()))
         }
-        Mode::Freeze | Mode::Query if options.paths.len() > 1 => {
-            Err(Err("one mount point at a time".into()))
+        Mode::Query | Mode::Reset if options.paths.len() > 1 => {
+            Err(Err("one mount point at a time with -q or -r".into()))
         }
-        Mode::Query | Mode::List if timeout_given => Err(Err("-t goes with a freeze".into())),
+        Mode::Query | Mode::List | Mode::Reset if timeout_given => {
+            Err(Err("-t goes with a freeze".into()))
+        }
         _ if options.json && !matches!(options.mode, Mode::List) => {
             Err(Err("--json goes with -l".into()))
         }
@@ -190,9 +204,26 @@ fn main() {
         Err(Err(message)) => std::process::exit(cli::usage_error("freezefs", &message)),
     };
     let code = match options.mode {
-        Mode::Freeze => {
+        Mode::Freeze if options.paths.len() == 1 => {
             let path = &options.paths[0];
             match freezefs::freeze(path, options.timeout) {
+                Ok(()) => 0,
+                Err(e) => {
+                    cli::complain("freezefs", path, &e);
+                    1
+                }
+            }
+        }
+        Mode::Freeze => match freezefs::freeze_all(&options.paths, options.timeout) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("freezefs: {e}; nothing was frozen");
+                1
+            }
+        },
+        Mode::Reset => {
+            let path = &options.paths[0];
+            match freezefs::reset_timeout(path, options.timeout) {
                 Ok(()) => 0,
                 Err(e) => {
                     cli::complain("freezefs", path, &e);

@@ -7,11 +7,12 @@ use std::path::PathBuf;
 
 const HELP: &str = "\
 Usage:
-  thawfs mount_point
+  thawfs mount_point...
 
-Thaws mount_point's filesystem, whoever froze it (freezefs, or another tool
-such as fsfreeze -f). Exit 0 when it thawed it; 1 when it was not frozen or
-the thaw failed; 2 for a usage error.
+Thaws each mount_point's filesystem, whoever froze it (freezefs, or another
+tool such as fsfreeze -f); with several, every one that can be. Exit 0 when
+it thawed them; 1 when one was not frozen or a thaw failed; 2 for a usage
+error.
 
 Options:
   -h, --help     show this help
@@ -37,16 +38,19 @@ fn main() {
             _ => paths.push(PathBuf::from(arg)),
         }
     }
-    let [path] = paths.as_slice() else {
-        let message = if paths.is_empty() {
-            "no mount point given"
-        } else {
-            "one mount point at a time"
-        };
-        std::process::exit(cli::usage_error("thawfs", message));
-    };
-    if let Err(e) = freezefs::thaw(path) {
-        cli::complain("thawfs", path, &e);
-        std::process::exit(1);
+    match paths.as_slice() {
+        [] => std::process::exit(cli::usage_error("thawfs", "no mount point given")),
+        [path] => {
+            if let Err(e) = freezefs::thaw(path) {
+                cli::complain("thawfs", path, &e);
+                std::process::exit(1);
+            }
+        }
+        several => {
+            if let Err(e) = freezefs::thaw_all(several) {
+                eprintln!("thawfs: {e}");
+                std::process::exit(1);
+            }
+        }
     }
 }

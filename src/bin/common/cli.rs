@@ -26,6 +26,7 @@ pub fn reason(error: &Error) -> String {
         Error::Unsupported { fs_type, .. } => format!("{fs_type} filesystems cannot be frozen"),
         Error::AlreadyFrozen(_) => "already frozen (thaw it first with thawfs)".into(),
         Error::NotFrozen(_) => "not frozen".into(),
+        Error::ResetNotFrozen(_) => "not frozen; nothing to reset".into(),
         Error::HolderUnavailable { path, reason } => format!(
             "cannot start the holder {} ({reason}); set FREEZEFS_HOLDER or reinstall",
             path.display()
