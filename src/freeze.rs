@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::freezer::{Freezer, Named, Stale, staleness};
 use crate::holder::{self, Handoff};
 use crate::keeper::Watch;
-use crate::mounts::{Device, MountTable};
+use crate::mounts::Device;
 use crate::policy;
 use crate::process::{self, now_boot_ns, now_unix_ns};
 use crate::record::{Phase, Record};
@@ -123,7 +123,7 @@ impl Freezer {
                 });
             }
             let device = named.mount.device;
-            policy::refuse_protected_superblock(&named.target, device, &named.table, dir_mount_id)?;
+            policy::refuse_protected_superblock(&named.target, device, dir_mount_id)?;
             if members.iter().any(|m| m.device() == device) {
                 continue;
             }
@@ -336,14 +336,6 @@ fn commit(dir: Arc<StateDir>, members: Vec<Member>, timeout_s: Option<u32>) -> R
 pub(crate) fn named_fd(fd: BorrowedFd<'_>) -> Result<(Named, Option<&'static str>)> {
     let target = Target::from_fd(fd)?;
     let protected = policy::protected_name_of(&target);
-    let table = MountTable::read().map_err(|e| Error::os("/proc/self/mountinfo", e))?;
-    let mount = target.mount(&table)?.clone();
-    Ok((
-        Named {
-            target,
-            mount,
-            table,
-        },
-        protected,
-    ))
+    let mount = target.mount()?;
+    Ok((Named { target, mount }, protected))
 }

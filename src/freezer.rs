@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use crate::config;
 use crate::error::{Error, Result};
 use crate::holder;
-use crate::mounts::{Device, MountEntry, MountTable};
+use crate::mounts::{Device, MountEntry};
 use crate::policy;
 use crate::process::{self, now_boot_ns};
 use crate::record::{Phase, Record};
@@ -30,7 +30,6 @@ pub struct Freezer {
 pub(crate) struct Named {
     pub(crate) target: Target,
     pub(crate) mount: MountEntry,
-    pub(crate) table: MountTable,
 }
 
 /// Why a record no longer describes a live freeze.
@@ -121,20 +120,20 @@ impl Freezer {
     /// `/`, `/usr`, `/var` under any name. Returns the protected name too.
     pub(crate) fn named(&self, path: &Path) -> Result<(Named, Option<&'static str>)> {
         let target = Target::open(path)?;
-        let protected = policy::protected_name_of(&target);
-        if !target.facts.is_mount_root && protected.is_none() {
-            return Err(Error::NotMountPoint(path.to_path_buf()));
-        }
-        let table = MountTable::read().map_err(|e| Error::os("/proc/self/mountinfo", e))?;
-        let mount = target.mount(&table)?.clone();
-        Ok((
-            Named {
-                target,
-                mount,
-                table,
-            },
-            protected,
-        ))
+        // A mount root needs no name check: FREEZE refuses a protected one
+        // by its superblock. Other paths name a filesystem only if they are
+        // /, /usr or /var under some spelling.
+        let protected = if target.facts.is_mount_root {
+            None
+        } else {
+            let name = policy::protected_name_of(&target);
+            if name.is_none() {
+                return Err(Error::NotMountPoint(path.to_path_buf()));
+            }
+            name
+        };
+        let mount = target.mount()?;
+        Ok((Named { target, mount }, protected))
     }
 
     /// Thaws the filesystem whose mount point is `path`. Always issues

@@ -40,7 +40,7 @@ impl FromStr for Device {
 /// One line of `/proc/self/mountinfo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountEntry {
-    /// The mount id (field 1), as `statx(STATX_MNT_ID)` reports it.
+    /// The mount id: mountinfo's field 1, or the unique id statmount took.
     pub mount_id: u64,
     /// The superblock's device (field 3).
     pub device: Device,
@@ -112,6 +112,36 @@ pub fn parse_mountinfo(text: &[u8]) -> Vec<MountEntry> {
     text.split(|&b| b == b'\n')
         .filter_map(parse_mountinfo_line)
         .collect()
+}
+
+/// A mount's id as statx gave it: the unique 64-bit id (Linux 6.8, which
+/// statmount takes), or the reusable id that mountinfo lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountId {
+    /// `STATX_MNT_ID_UNIQUE`.
+    Unique(u64),
+    /// `STATX_MNT_ID`, mountinfo's first field.
+    Listed(u64),
+}
+
+/// The mount with this id: one statmount(2) call when the id is unique
+/// (flat cost however many mounts there are), else a mountinfo scan.
+pub fn describe(id: MountId) -> io::Result<MountEntry> {
+    match id {
+        MountId::Unique(unique) => {
+            let m = crate::sys::statmount(unique)?;
+            Ok(MountEntry {
+                mount_id: unique,
+                device: Device {
+                    major: m.device.0,
+                    minor: m.device.1,
+                },
+                mount_point: PathBuf::from(OsStr::from_bytes(&m.mount_point)),
+                fs_type: String::from_utf8_lossy(&m.fs_type).into_owned(),
+            })
+        }
+        MountId::Listed(listed) => MountTable::read()?.by_id(listed).cloned(),
+    }
 }
 
 /// A snapshot of this process's mount table.
@@ -192,6 +222,23 @@ mod tests {
         let entries = parse_mountinfo(text);
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].mount_point, PathBuf::from("/"));
+    }
+
+    #[test]
+    fn statmount_and_mountinfo_describe_the_root_mount_alike() {
+        let facts = crate::target::identity_of("/").unwrap();
+        let fast = describe(facts.mount_id).unwrap();
+        let table = MountTable::read().unwrap();
+        let listed = table
+            .entries
+            .iter()
+            .find(|e| e.mount_point == fast.mount_point && e.device == fast.device)
+            .expect("statmount's answer is in mountinfo");
+        assert_eq!(listed.fs_type, fast.fs_type);
+        assert!(
+            matches!(facts.mount_id, MountId::Unique(_)),
+            "this kernel has statmount"
+        );
     }
 
     #[test]

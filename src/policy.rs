@@ -3,7 +3,7 @@
 use rustix::thread::CapabilitySet;
 
 use crate::error::{Error, Result};
-use crate::mounts::{Device, MountEntry, MountTable};
+use crate::mounts::{Device, MountId, describe};
 use crate::target::{Target, identity_of};
 
 /// The filesystems AdvFS refuses to freeze, by name.
@@ -41,8 +41,7 @@ pub fn protected_name_of(target: &Target) -> Option<&'static str> {
 pub fn refuse_protected_superblock(
     target: &Target,
     device: Device,
-    table: &MountTable,
-    state_dir_mount_id: u64,
+    state_dir_mount_id: MountId,
 ) -> Result<()> {
     let protected = PROTECTED_NAMES
         .into_iter()
@@ -52,7 +51,7 @@ pub fn refuse_protected_superblock(
             state_dir_mount_id,
         )]);
     for (what, mount_id) in protected {
-        if table.by_id(mount_id).ok().map(|m: &MountEntry| m.device) == Some(device) {
+        if describe(mount_id).ok().map(|m| m.device) == Some(device) {
             let what = if what.starts_with('/') {
                 format!("{what} (its filesystem is never frozen)")
             } else {

@@ -288,7 +288,7 @@ impl StateDir {
     }
 
     /// The mount id of the filesystem this directory is on.
-    pub fn mount_id(&self) -> Result<u64> {
+    pub fn mount_id(&self) -> Result<crate::mounts::MountId> {
         crate::target::facts_of(self.fd.as_fd(), c"", &self.path).map(|f| f.mount_id)
     }
 }

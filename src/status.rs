@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::Result;
 use crate::freezer::Freezer;
-use crate::mounts::{Device, MountTable};
+use crate::mounts::Device;
 use crate::process::now_boot_ns;
 use crate::record::{Phase, Record};
 use crate::state::StateDir;
@@ -129,10 +129,7 @@ fn enforce_by_mount_point(dir: &StateDir, record: &Record) {
     let Ok(target) = Target::open(&record.mount_point) else {
         return;
     };
-    let Ok(table) = MountTable::read() else {
-        return;
-    };
-    if target.mount(&table).map(|m| m.device).ok() == Some(record.device) {
+    if target.mount().map(|m| m.device).ok() == Some(record.device) {
         let _ = crate::freezer::enforce(dir, record.device, record.generation, &target);
     } else if record.boot_id != crate::process::boot_id() {
         let _ = dir.remove(record.device);

@@ -155,3 +155,92 @@ pub fn unblock_all_signals() {
         libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
     }
 }
+
+/// `struct mnt_id_req`, version 0.
+#[repr(C)]
+struct MntIdReq {
+    size: u32,
+    spare: u32,
+    mnt_id: u64,
+    param: u64,
+}
+
+const STATMOUNT_SB_BASIC: u64 = 0x1;
+const STATMOUNT_MNT_POINT: u64 = 0x10;
+const STATMOUNT_FS_TYPE: u64 = 0x20;
+/// Where `struct statmount`'s string area starts: its fixed part is 512
+/// bytes in every kernel (new fields take the place of spare ones).
+const STATMOUNT_STR_OFFSET: usize = 512;
+
+/// What statmount(2) says of a mount.
+pub struct StatMount {
+    /// The superblock's device (major, minor).
+    pub device: (u32, u32),
+    /// The filesystem type.
+    pub fs_type: Vec<u8>,
+    /// The mount point, in this process's mount namespace.
+    pub mount_point: Vec<u8>,
+}
+
+/// `statmount(2)` (Linux 6.8) of the mount with this unique id: the
+/// superblock, type and mount point without reading all of mountinfo.
+pub fn statmount(unique_mount_id: u64) -> io::Result<StatMount> {
+    let req = MntIdReq {
+        size: std::mem::size_of::<MntIdReq>() as u32,
+        spare: 0,
+        mnt_id: unique_mount_id,
+        param: STATMOUNT_SB_BASIC | STATMOUNT_MNT_POINT | STATMOUNT_FS_TYPE,
+    };
+    let mut words = vec![0u64; 1024]; // 8 KiB, 8-byte aligned
+    loop {
+        let bytes = words.len() * 8;
+        // SAFETY: req is a valid mnt_id_req; the kernel writes at most
+        // `bytes` bytes into `words`, which is that large and aligned.
+        let rc = unsafe {
+            libc::syscall(
+                457,
+                &req as *const MntIdReq,
+                words.as_mut_ptr(),
+                bytes,
+                0u32,
+            )
+        };
+        if rc == 0 {
+            break;
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EOVERFLOW) && bytes < 1 << 20 {
+            words = vec![0u64; words.len() * 4];
+            continue;
+        }
+        return Err(err);
+    }
+    // SAFETY: u64 slice viewed as bytes; same memory, no alignment needed.
+    let buf: &[u8] = unsafe { std::slice::from_raw_parts(words.as_ptr().cast(), words.len() * 8) };
+    let u32_at = |off: usize| u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap());
+    let u64_at = |off: usize| u64::from_ne_bytes(buf[off..off + 8].try_into().unwrap());
+    let size = (u32_at(0) as usize).min(buf.len());
+    let mask = u64_at(8);
+    let wanted = STATMOUNT_SB_BASIC | STATMOUNT_MNT_POINT | STATMOUNT_FS_TYPE;
+    if mask & wanted != wanted {
+        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+    }
+    let string = |offset: u32| -> io::Result<Vec<u8>> {
+        let start = STATMOUNT_STR_OFFSET + offset as usize;
+        let area = buf
+            .get(start..size)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EIO))?;
+        let end = area
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EIO))?;
+        Ok(area[..end].to_vec())
+    };
+    // Offsets of struct statmount: sb_dev_major 16, sb_dev_minor 20,
+    // fs_type 36, mnt_point 108 (include/uapi/linux/mount.h).
+    Ok(StatMount {
+        device: (u32_at(16), u32_at(20)),
+        fs_type: string(u32_at(36))?,
+        mount_point: string(u32_at(108))?,
+    })
+}

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, StatxAttributes, StatxFlags};
 
 use crate::error::{Error, Result};
-use crate::mounts::{MountEntry, MountTable};
+use crate::mounts::{MountEntry, MountId, describe};
+
+/// `STATX_MNT_ID_UNIQUE` (Linux 6.8), which rustix does not name yet.
+const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
 
 /// `PATH_MAX` including the terminating NUL.
 const PATH_MAX: usize = libc::PATH_MAX as usize;
@@ -26,8 +29,8 @@ pub struct Identity {
 pub struct PathFacts {
     /// Its inode identity.
     pub identity: Identity,
-    /// The mount it is on (`STATX_MNT_ID`, the mountinfo id).
-    pub mount_id: u64,
+    /// The mount it is on.
+    pub mount_id: MountId,
     /// True when it is the root of that mount.
     pub is_mount_root: bool,
     /// Directory, regular file, ...
@@ -57,14 +60,22 @@ pub fn facts_of<Fd: AsFd>(dirfd: Fd, path: &CStr, what: &Path) -> Result<PathFac
         dirfd,
         path,
         flags,
-        StatxFlags::TYPE | StatxFlags::INO | StatxFlags::MNT_ID,
+        StatxFlags::TYPE | StatxFlags::INO | StatxFlags::from_bits_retain(STATX_MNT_ID_UNIQUE),
     )
     .map_err(|e| Error::os(what.display().to_string(), e))?;
-    if st.stx_mask & StatxFlags::MNT_ID.bits() == 0
-        || !st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT)
-    {
+    let mount_id = if st.stx_mask & STATX_MNT_ID_UNIQUE != 0 {
+        MountId::Unique(st.stx_mnt_id)
+    } else if st.stx_mask & StatxFlags::MNT_ID.bits() != 0 {
+        MountId::Listed(st.stx_mnt_id)
+    } else {
         return Err(Error::os(
             "statx: this kernel reports no mount id (Linux 5.8 or later is needed)",
+            rustix::io::Errno::NOSYS,
+        ));
+    };
+    if !st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT) {
+        return Err(Error::os(
+            "statx: this kernel does not tell mount roots (Linux 5.8 or later is needed)",
             rustix::io::Errno::NOSYS,
         ));
     }
@@ -73,7 +84,7 @@ pub fn facts_of<Fd: AsFd>(dirfd: Fd, path: &CStr, what: &Path) -> Result<PathFac
             dev: (st.stx_dev_major, st.stx_dev_minor),
             ino: st.stx_ino,
         },
-        mount_id: st.stx_mnt_id,
+        mount_id,
         is_mount_root: st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT),
         file_type: FileType::from_raw_mode(st.stx_mode.into()),
     })
@@ -132,9 +143,8 @@ impl Target {
     }
 
     /// The mount this path is on.
-    pub fn mount<'t>(&self, table: &'t MountTable) -> Result<&'t MountEntry> {
-        table
-            .by_id(self.facts.mount_id)
+    pub fn mount(&self) -> Result<MountEntry> {
+        describe(self.facts.mount_id)
             .map_err(|e| Error::os(format!("{}: mount not found", self.path.display()), e))
     }
 

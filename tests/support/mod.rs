@@ -248,8 +248,8 @@ impl Scratch {
         let mut records = entries
             .filter_map(|e| e.ok())
             .filter(|e| e.file_name().to_string_lossy().starts_with("sb."));
-        let first = records.next()?;
-        Some(std::fs::read_to_string(first.path()).unwrap())
+        // It may be removed between the listing and the read.
+        records.find_map(|r| std::fs::read_to_string(r.path()).ok())
     }
 
     /// Bind-mounts the scratch mount at `dir/name`.
