@@ -1,7 +1,8 @@
 //! FREEZE, one filesystem or several all-or-nothing (VxFS `VX_FREEZE_ALL`):
 //! check everything and open every fd first, hand each freeze to the holder,
 //! record it, flush all in parallel while writes still flow, then FIFREEZE
-//! them back to back, deepest mount first, under one deadline. On any
+//! them in parallel (a mount only after the mounts inside it), under one
+//! deadline. On any
 //! failure the ones already frozen are thawed, newest first: nothing is left.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -237,6 +238,11 @@ fn dirty_kib() -> Option<u64> {
 /// that FIFREEZE blocks writers only for what is left.
 fn presync(members: &[Member]) {
     let mut last = dirty_kib();
+    if last.is_some_and(|kib| kib <= SMALL_RESIDUE_KIB) {
+        // Next to nothing to flush: FIFREEZE's own sync is as short, and a
+        // second journal commit would only lengthen an idle freeze.
+        return;
+    }
     for _ in 0..MAX_SYNC_ROUNDS {
         std::thread::scope(|scope| {
             if let Some((first, rest)) = members.split_first() {
@@ -256,13 +262,86 @@ fn presync(members: &[Member]) {
     }
 }
 
-/// FIFREEZE each member in order; on a failure, thaw the ones already
-/// frozen, newest first, and return the failure.
-fn fifreeze_all(members: &mut [Member]) -> Result<()> {
+/// Freezing waves: a member goes after every member mounted inside it.
+/// Members with no nesting between them share a wave and freeze in
+/// parallel, so that they freeze within a few milliseconds of each other.
+fn waves(members: &[Member]) -> Vec<Vec<usize>> {
+    let inside = |inner: usize, outer: usize| {
+        let (a, b) = (
+            &members[inner].named.mount.mount_point,
+            &members[outer].named.mount.mount_point,
+        );
+        a != b && a.starts_with(b)
+    };
+    let mut wave_of = vec![0usize; members.len()];
+    // Members are sorted deepest first: every inner one is settled before its parents.
     for i in 0..members.len() {
-        if let Err(e) = sys::fifreeze(&members[i].mount_fd) {
-            for earlier in members[..i].iter().rev() {
-                let _ = sys::fithaw(&earlier.mount_fd);
+        wave_of[i] = (0..i)
+            .filter(|&j| inside(j, i))
+            .map(|j| wave_of[j] + 1)
+            .max()
+            .unwrap_or(0);
+    }
+    let mut waves = vec![Vec::new(); wave_of.iter().max().map_or(0, |m| m + 1)];
+    for (i, w) in wave_of.into_iter().enumerate() {
+        waves[w].push(i);
+    }
+    waves
+}
+
+/// FIFREEZE every member, wave by wave; on a failure, thaw every member
+/// frozen so far, newest first, and return the first failure (in member
+/// order).
+fn fifreeze_all(members: &mut [Member]) -> Result<()> {
+    let mut frozen: Vec<usize> = Vec::new();
+    for wave in waves(members) {
+        let freeze_one = |i: usize| {
+            (
+                i,
+                sys::fifreeze(&members[i].mount_fd).map(|()| now_boot_ns()),
+                now_unix_ns(),
+            )
+        };
+        let results: Vec<(usize, std::io::Result<u64>, u64)> = if let [only] = wave[..] {
+            // One filesystem: no thread to start.
+            vec![freeze_one(only)]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = wave
+                    .iter()
+                    .map(|&i| {
+                        let fd = &members[i].mount_fd;
+                        scope.spawn(move || {
+                            (i, sys::fifreeze(fd).map(|()| now_boot_ns()), now_unix_ns())
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("FIFREEZE thread"))
+                    .collect()
+            })
+        };
+        let mut first_failure = None;
+        for (i, result, unix_ns) in results {
+            match result {
+                Ok(boot_ns) => {
+                    frozen.push(i);
+                    if let Some(record) = &mut members[i].record {
+                        record.frozen_at_boot_ns = boot_ns;
+                        record.frozen_at_unix_ns = unix_ns;
+                    }
+                }
+                Err(e) => {
+                    if first_failure.as_ref().is_none_or(|(j, _)| i < *j) {
+                        first_failure = Some((i, e));
+                    }
+                }
+            }
+        }
+        if let Some((i, e)) = first_failure {
+            for &j in frozen.iter().rev() {
+                let _ = sys::fithaw(&members[j].mount_fd);
             }
             let m = &members[i];
             return Err(match e.raw_os_error() {
@@ -273,10 +352,6 @@ fn fifreeze_all(members: &mut [Member]) -> Result<()> {
                 },
                 _ => Error::os(format!("{}: FIFREEZE", m.path.display()), e),
             });
-        }
-        if let Some(record) = &mut members[i].record {
-            record.frozen_at_boot_ns = now_boot_ns();
-            record.frozen_at_unix_ns = now_unix_ns();
         }
     }
     Ok(())

@@ -46,10 +46,21 @@ pub fn is_alive(pid: u32, start: u64) -> bool {
     start_time(pid) == Some(start)
 }
 
-/// This process's id and start time.
+/// This process's id and start time, read once per process (a forked
+/// child has another pid, and reads its own). Atomics, not a lock: a
+/// forked child must never find it held.
 pub fn current() -> (u32, u64) {
+    use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+    static PID: AtomicU32 = AtomicU32::new(0);
+    static START: AtomicU64 = AtomicU64::new(0);
     let pid = std::process::id();
-    (pid, start_time(pid).unwrap_or(0))
+    if PID.load(Ordering::Acquire) == pid {
+        return (pid, START.load(Ordering::Acquire));
+    }
+    let start = start_time(pid).unwrap_or(0);
+    START.store(start, Ordering::Release);
+    PID.store(pid, Ordering::Release);
+    (pid, start)
 }
 
 /// A fresh random 64-bit number, never 0.

@@ -1,0 +1,277 @@
+//! The measurements, each side by side with the raw ioctls (and util-linux
+//! fsfreeze where a command is the natural rival).
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use freezefs::{Freezer, Timeout};
+
+use crate::scratch::{FIFREEZE, FITHAW, ScratchFs, raw_ioctl, run};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Method {
+    Raw,
+    Fsfreeze,
+    Freezefs,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Raw => "raw FIFREEZE",
+            Method::Fsfreeze => "fsfreeze -f",
+            Method::Freezefs => "freezefs",
+        }
+    }
+
+    fn freeze(self, fs: &ScratchFs, freezer: &Freezer) {
+        match self {
+            Method::Raw => raw_ioctl(fs.root(), FIFREEZE).unwrap(),
+            Method::Fsfreeze => run(Command::new("fsfreeze").arg("-f").arg(&fs.mnt)),
+            Method::Freezefs => freezer.freeze(&fs.mnt, Timeout::Never).unwrap(),
+        }
+    }
+
+    fn thaw(self, fs: &ScratchFs, freezer: &Freezer) {
+        match self {
+            Method::Raw => raw_ioctl(fs.root(), FITHAW).unwrap(),
+            Method::Fsfreeze => run(Command::new("fsfreeze").arg("-u").arg(&fs.mnt)),
+            Method::Freezefs => freezer.thaw(&fs.mnt).unwrap(),
+        }
+    }
+}
+
+pub struct Stall {
+    pub method: Method,
+    pub dirty_mib: u64,
+    /// Longest gap a writer appending every 0.5 ms saw.
+    pub stall_ms: f64,
+    /// From the call to frozen (the call's return).
+    pub to_frozen_ms: f64,
+}
+
+/// Writer stall: a writer appends 4 KiB every 0.5 ms while the filesystem,
+/// with `dirty_mib` MiB of dirty page cache, is frozen and thawed at once.
+pub fn writer_stall(fs: &ScratchFs, freezer: &Freezer, method: Method, dirty_mib: u64) -> Stall {
+    fs.settle();
+    fs.dirty(dirty_mib);
+    let stop = Arc::new(AtomicBool::new(false));
+    let times = Arc::new(Mutex::new(Vec::<Instant>::with_capacity(20_000)));
+    let mut log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(fs.mnt.join("log"))
+        .unwrap();
+    let writer = {
+        let (stop, times) = (Arc::clone(&stop), Arc::clone(&times));
+        thread::spawn(move || {
+            let block = [0x42u8; 4096];
+            while !stop.load(Ordering::Relaxed) {
+                log.write_all(&block).unwrap();
+                times.lock().unwrap().push(Instant::now());
+                thread::sleep(Duration::from_micros(500));
+            }
+        })
+    };
+    thread::sleep(Duration::from_millis(100));
+    let start = Instant::now();
+    method.freeze(fs, freezer);
+    let frozen = Instant::now();
+    method.thaw(fs, freezer);
+    thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let times = times.lock().unwrap();
+    let stall = times
+        .windows(2)
+        .filter(|w| w[1] >= start)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    Stall {
+        method,
+        dirty_mib,
+        stall_ms: ms(stall),
+        to_frozen_ms: ms(frozen - start),
+    }
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Sorted samples in microseconds.
+pub struct Samples(pub Vec<f64>);
+
+impl Samples {
+    pub fn collect(n: usize, mut f: impl FnMut()) -> Samples {
+        let mut v: Vec<f64> = (0..n)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        v.sort_by(f64::total_cmp);
+        Samples(v)
+    }
+
+    pub fn quantile(&self, q: f64) -> f64 {
+        let i = ((self.0.len() as f64 - 1.0) * q).round() as usize;
+        self.0[i]
+    }
+
+    pub fn mean(&self) -> f64 {
+        self.0.iter().sum::<f64>() / self.0.len() as f64
+    }
+
+    pub fn max(&self) -> f64 {
+        *self.0.last().unwrap()
+    }
+}
+
+/// Freeze+thaw cycles on an idle filesystem.
+pub fn cycles(fs: &ScratchFs, freezer: &Freezer, n: usize) -> Vec<(&'static str, Samples)> {
+    fs.settle();
+    let raw = Samples::collect(n, || {
+        raw_ioctl(fs.root(), FIFREEZE).unwrap();
+        raw_ioctl(fs.root(), FITHAW).unwrap();
+    });
+    let untimed = Samples::collect(n, || {
+        freezer.freeze(&fs.mnt, Timeout::Never).unwrap();
+        freezer.thaw(&fs.mnt).unwrap();
+    });
+    let timed = Samples::collect(n, || {
+        freezer.freeze(&fs.mnt, Timeout::Seconds(60)).unwrap();
+        freezer.thaw(&fs.mnt).unwrap();
+    });
+    let fsfreeze = Samples::collect((n / 10).max(3), || {
+        run(Command::new("fsfreeze").arg("-f").arg(&fs.mnt));
+        run(Command::new("fsfreeze").arg("-u").arg(&fs.mnt));
+    });
+    vec![
+        ("raw FIFREEZE+FITHAW", raw),
+        ("freezefs untimed", untimed),
+        ("freezefs timed (thread + holder)", timed),
+        ("fsfreeze -f / -u", fsfreeze),
+    ]
+}
+
+fn now_boot() -> Duration {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// |thaw - deadline| of 1 s freezes, in microseconds: the deadline from the
+/// status right after the freeze, the thaw when a blocked writer gets through.
+pub fn timeout_accuracy(fs: &ScratchFs, freezer: &Freezer, trials: usize) -> Samples {
+    let mut errors = Vec::with_capacity(trials);
+    for i in 0..trials {
+        freezer.freeze(&fs.mnt, Timeout::Seconds(1)).unwrap();
+        let left = freezer.status(&fs.mnt).unwrap().time_left.unwrap();
+        let deadline = now_boot() + left;
+        let path = fs.mnt.join(format!("t{i}"));
+        let done = thread::spawn(move || {
+            std::fs::write(path, b"x").unwrap();
+            now_boot()
+        });
+        let thawed = done.join().unwrap();
+        let error = if thawed > deadline {
+            thawed - deadline
+        } else {
+            deadline - thawed
+        };
+        errors.push(error.as_secs_f64() * 1e6);
+    }
+    errors.sort_by(f64::total_cmp);
+    Samples(errors)
+}
+
+/// Skew (first to last FIFREEZE) of freezing several filesystems with
+/// `dirty_mib` each: freezefs_all, and a loop of fsfreeze -f. Milliseconds.
+pub fn skew(filesystems: &[ScratchFs], freezer: &Freezer, dirty_mib: u64) -> (f64, f64, f64) {
+    for fs in filesystems {
+        fs.settle();
+        fs.dirty(dirty_mib);
+    }
+    let paths: Vec<&Path> = filesystems.iter().map(|f| f.mnt.as_path()).collect();
+    let start = Instant::now();
+    freezer.freeze_all(&paths, Timeout::Seconds(60)).unwrap();
+    let call_ms = ms(start.elapsed());
+    let since: Vec<f64> = paths
+        .iter()
+        .map(|p| {
+            let t = freezer.status(p).unwrap().frozen_since.unwrap();
+            t.duration_since(UNIX_EPOCH).unwrap().as_secs_f64() * 1e3
+        })
+        .collect();
+    let ours = since.iter().cloned().fold(f64::MIN, f64::max)
+        - since.iter().cloned().fold(f64::MAX, f64::min);
+    freezer.thaw_all(&paths).unwrap();
+
+    for fs in filesystems {
+        fs.settle();
+        fs.dirty(dirty_mib);
+    }
+    let done: Vec<Instant> = paths
+        .iter()
+        .map(|p| {
+            run(Command::new("fsfreeze").arg("-f").arg(p));
+            Instant::now()
+        })
+        .collect();
+    let theirs = ms(*done.last().unwrap() - done[0]);
+    for p in &paths {
+        run(Command::new("fsfreeze").arg("-u").arg(p));
+    }
+    (ours, theirs, call_ms)
+}
+
+/// QUERY latency (and, for contrast, a read of mountinfo) at the current
+/// number of mounts. Run inside a private mount namespace.
+pub fn query_latency(mnt: &Path, freezer: &Freezer, n: usize) -> (usize, Samples, Samples) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count();
+    let query = Samples::collect(n, || {
+        freezer.is_frozen(mnt).unwrap();
+    });
+    let mountinfo = Samples::collect(n.min(200), || {
+        let _ = std::fs::read("/proc/self/mountinfo").unwrap();
+    });
+    (mounts, query, mountinfo)
+}
+
+/// Adds bind mounts until the namespace has `total` mounts.
+pub fn add_bind_mounts(dir: &Path, total: usize) {
+    let source = dir.join("bind-source");
+    std::fs::create_dir_all(&source).unwrap();
+    let have = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count();
+    let c_source = std::ffi::CString::new(source.as_os_str().as_encoded_bytes()).unwrap();
+    for i in have..total {
+        let target = dir.join(format!("b{i}"));
+        std::fs::create_dir_all(&target).unwrap();
+        let c_target = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: NUL-terminated paths; MS_BIND ignores type and data.
+        let rc = unsafe {
+            libc::mount(
+                c_source.as_ptr(),
+                c_target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0, "bind mount {i}: {}", std::io::Error::last_os_error());
+    }
+}
