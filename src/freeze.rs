@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::freezer::{Freezer, Named, Stale, staleness};
-use crate::holder::{self, Handoff};
+use crate::holder::{self, Handoff, Pending};
 use crate::keeper::Watch;
 use crate::mounts::Device;
 use crate::policy;
@@ -27,6 +27,8 @@ use crate::timer;
 const MAX_SYNC_ROUNDS: usize = 4;
 /// A dirty residue this small (KiB, system-wide) is not worth another round.
 const SMALL_RESIDUE_KIB: u64 = 4096;
+/// A flush this quick had little to write; writers meanwhile dirtied less.
+const QUICK_SYNC: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// A freeze this call made.
 pub(crate) struct Frozen {
@@ -42,6 +44,7 @@ struct Member {
     named: Named,
     mount_fd: OwnedFd,
     record: Option<Record>,
+    pending: Option<Pending>,
     handoff: Option<Handoff>,
 }
 
@@ -134,6 +137,7 @@ impl Freezer {
                 named,
                 mount_fd,
                 record: None,
+                pending: None,
                 handoff: None,
             });
         }
@@ -148,10 +152,17 @@ impl Freezer {
             .iter()
             .map(|&d| dir.lock(d))
             .collect::<Result<_>>()?;
-        dir.sweep_orphans();
 
         let outcome = self.begin(&dir, &mut members, timeout_s).and_then(|()| {
             presync(&members);
+            // The holders have had the flush's time to take the attempts.
+            for m in &mut members {
+                let handoff = m.pending.take().expect("sent in begin").answer(&dir)?;
+                if let Some(record) = &mut m.record {
+                    record.holder_pid = Some(handoff.holder_pid);
+                }
+                m.handoff = Some(handoff);
+            }
             fifreeze_all(&mut members)
         });
         if let Err(e) = outcome {
@@ -187,7 +198,7 @@ impl Freezer {
                 Err(e) => return Err(e),
             }
             let started = now_boot_ns();
-            let mut record = Record {
+            let record = Record {
                 generation: process::fresh_generation(),
                 boot_id: process::boot_id().to_string(),
                 device,
@@ -206,10 +217,15 @@ impl Freezer {
             // The holder takes the attempt before its record exists and
             // before FIFREEZE, and keeps our connection until we are done:
             // a caller killed at any point leaves a freeze that is kept to
-            // its deadline or undone, never one that nobody keeps.
-            let handoff = holder::hold(dir, &exe, device, record.generation, m.mount_fd.as_fd())?;
-            record.holder_pid = Some(handoff.holder_pid);
-            m.handoff = Some(handoff);
+            // its deadline or undone, never one that nobody keeps. Its
+            // answer is read after the flush, just before FIFREEZE.
+            m.pending = Some(holder::hold(
+                dir,
+                &exe,
+                device,
+                record.generation,
+                m.mount_fd.as_fd(),
+            )?);
             dir.write(&record)?;
             m.record = Some(record);
         }
@@ -244,6 +260,7 @@ fn presync(members: &[Member]) {
         return;
     }
     for _ in 0..MAX_SYNC_ROUNDS {
+        let started = std::time::Instant::now();
         std::thread::scope(|scope| {
             if let Some((first, rest)) = members.split_first() {
                 for m in rest {
@@ -252,6 +269,10 @@ fn presync(members: &[Member]) {
                 let _ = rustix::fs::syncfs(&first.mount_fd);
             }
         });
+        if started.elapsed() < QUICK_SYNC {
+            // A quick flush leaves a residue too small for another round.
+            break;
+        }
         let now = dirty_kib();
         match (last, now) {
             (Some(before), Some(after)) if after > SMALL_RESIDUE_KIB && after < before / 2 => {

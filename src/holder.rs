@@ -11,7 +11,7 @@
 use std::ffi::{CString, OsStr};
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -85,6 +85,14 @@ fn seqpacket() -> Result<ParentOnlyFd> {
     .map_err(|e| Error::os("socket", e))
 }
 
+/// Connects to a running holder, without the start/stop lock: the common
+/// case. `None` when no holder listens.
+fn connect_running(dir: &StateDir) -> Result<Option<ParentOnlyFd>> {
+    let addr = socket_addr(dir)?;
+    let sock = seqpacket()?;
+    Ok(rustix::net::connect(&sock, &addr).is_ok().then_some(sock))
+}
+
 /// Connects to the state directory's holder, starting one when none answers.
 fn connect_or_start(dir: &StateDir, exe: &Path) -> Result<ParentOnlyFd> {
     let addr = socket_addr(dir)?;
@@ -136,32 +144,91 @@ pub struct Handoff {
     _conn: ParentOnlyFd,
 }
 
+/// An attempt sent to the holder whose answer has not been read yet: the
+/// caller goes on (record, flush) while the holder takes it.
+pub struct Pending {
+    conn: ParentOnlyFd,
+    /// Sent without the start/stop lock to a running holder, which might
+    /// have been exiting: then it is sent again the careful way.
+    optimistic: bool,
+    exe: PathBuf,
+    device: Device,
+    generation: u64,
+    mount_fd: OwnedFd,
+}
+
 /// Hands a freeze to the holder before its record is written and before
 /// FIFREEZE: the holder keeps an fd on the mount and the freeze's deadline
-/// from now on, whatever happens to the caller.
+/// from then on, whatever happens to the caller. Read the answer with
+/// [`Pending::answer`] before FIFREEZE.
 pub fn hold(
     dir: &StateDir,
     exe: &Path,
     device: Device,
     generation: u64,
     mount_fd: BorrowedFd<'_>,
-) -> Result<Handoff> {
-    let sock = connect_or_start(dir, exe)?;
-    let request = format!("hold {device} {generation}\n");
-    let fds = [mount_fd];
+) -> Result<Pending> {
+    let mount_fd = rustix::io::fcntl_dupfd_cloexec(mount_fd, 0).map_err(|e| Error::os("dup", e))?;
+    let (conn, optimistic) = match connect_running(dir)? {
+        Some(conn) => (conn, true),
+        None => (connect_or_start(dir, exe)?, false),
+    };
+    let pending = Pending {
+        conn,
+        optimistic,
+        exe: exe.to_path_buf(),
+        device,
+        generation,
+        mount_fd,
+    };
+    send(&pending.conn, &pending)?;
+    Ok(pending)
+}
+
+impl Pending {
+    /// Waits for the holder's answer: the holder has the attempt.
+    pub fn answer(self, dir: &StateDir) -> Result<Handoff> {
+        match receive(&self.conn, &self.exe) {
+            Ok(holder_pid) => Ok(Handoff {
+                holder_pid,
+                _conn: self.conn,
+            }),
+            // The running holder was exiting as we connected: start anew.
+            Err(_) if self.optimistic => {
+                let conn = connect_or_start(dir, &self.exe)?;
+                send(&conn, &self)?;
+                let holder_pid = receive(&conn, &self.exe)?;
+                Ok(Handoff {
+                    holder_pid,
+                    _conn: conn,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Sends the attempt and the mount fd.
+fn send(conn: &ParentOnlyFd, attempt: &Pending) -> Result<()> {
+    let request = format!("hold {} {}\n", attempt.device, attempt.generation);
+    let fds = [attempt.mount_fd.as_fd()];
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     control.push(SendAncillaryMessage::ScmRights(&fds));
     rustix::net::sendmsg(
-        &sock,
+        conn,
         &[IoSlice::new(request.as_bytes())],
         &mut control,
         SendFlags::NOSIGNAL,
     )
-    .map_err(|e| unavailable(exe, format!("sending to the holder: {e}")))?;
+    .map(drop)
+    .map_err(|e| unavailable(&attempt.exe, format!("sending to the holder: {e}")))
+}
 
+/// Reads the holder's answer; returns its pid.
+fn receive(conn: &ParentOnlyFd, exe: &Path) -> Result<u32> {
     rustix::net::sockopt::set_socket_timeout(
-        &sock,
+        conn,
         rustix::net::sockopt::Timeout::Recv,
         Some(std::time::Duration::from_secs(ANSWER_TIMEOUT_S as u64)),
     )
@@ -170,19 +237,14 @@ pub fn hold(
     let mut recv_space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut recv_control = RecvAncillaryBuffer::new(&mut recv_space);
     let got = rustix::net::recvmsg(
-        &sock,
+        conn,
         &mut [IoSliceMut::new(&mut answer)],
         &mut recv_control,
         RecvFlags::CMSG_CLOEXEC,
     )
     .map_err(|e| unavailable(exe, format!("no answer from the holder: {e}")))?;
     let text = OsStr::from_bytes(&answer[..got.bytes]).to_string_lossy();
-    let holder_pid = text
-        .strip_prefix("ok ")
+    text.strip_prefix("ok ")
         .and_then(|pid| pid.trim().parse().ok())
-        .ok_or_else(|| unavailable(exe, format!("the holder refused: {}", text.trim())))?;
-    Ok(Handoff {
-        holder_pid,
-        _conn: sock,
-    })
+        .ok_or_else(|| unavailable(exe, format!("the holder refused: {}", text.trim())))
 }

@@ -55,6 +55,9 @@ fn serve(dir_path: &Path) -> i32 {
     let Ok(dir) = StateDir::adopt(dir_path, dir_fd) else {
         return 1;
     };
+    // Litter of clients killed between writing a temporary record and
+    // renaming it: swept here, off every FREEZE's path.
+    dir.sweep_orphans();
     let dir = Arc::new(dir);
     let Ok(mut keeper) = Keeper::new() else {
         return 1;

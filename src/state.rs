@@ -56,6 +56,14 @@ impl StateDir {
     /// `create` is not set. A symlink, a non-directory, a directory owned by
     /// someone else or writable by group or others is refused.
     pub fn open(path: &Path, create: bool) -> Result<Option<StateDir>> {
+        let exists = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        );
+        if let Ok(fd) = exists {
+            return StateDir::adopt(path, fd).map(Some);
+        }
         if create {
             match rustix::fs::mkdir(path, Mode::RWXU) {
                 Ok(()) => {

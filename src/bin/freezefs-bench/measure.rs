@@ -182,11 +182,7 @@ pub fn timeout_accuracy(fs: &ScratchFs, freezer: &Freezer, trials: usize) -> Sam
             now_boot()
         });
         let thawed = done.join().unwrap();
-        let error = if thawed > deadline {
-            thawed - deadline
-        } else {
-            deadline - thawed
-        };
+        let error = thawed.abs_diff(deadline);
         errors.push(error.as_secs_f64() * 1e6);
     }
     errors.sort_by(f64::total_cmp);
