@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::events::{self, Event, Kind, Logger};
 use crate::freezer::{Freezer, Named, Stale, staleness};
 use crate::holder::{self, Handoff, Pending};
 use crate::keeper::Watch;
@@ -59,17 +60,23 @@ impl Freezer {
     ///
     /// Errors: see [`Error`]; nothing is left frozen or recorded on error.
     pub fn freeze(&self, path: impl AsRef<Path>, timeout: Timeout) -> Result<()> {
-        self.freeze_path(path.as_ref(), timeout).map(drop)
+        let path = path.as_ref();
+        self.freeze_path(path, timeout)
+            .map(drop)
+            .inspect_err(|e| events::failed(path, e))
     }
 
     /// Freezes the filesystem that `fd` lies on: any fd inside it, as the
     /// kernel's FIFREEZE accepts (the mount-point rule does not apply).
     pub fn freeze_fd(&self, fd: BorrowedFd<'_>, timeout: Timeout) -> Result<()> {
-        policy::require_privilege()?;
-        let (named, protected) = named_fd(fd)?;
-        let path = named.mount.mount_point.clone();
-        self.freeze_batch(vec![(path, named, protected)], timeout)
-            .map(drop)
+        let result = policy::require_privilege()
+            .and_then(|()| named_fd(fd))
+            .and_then(|(named, protected)| {
+                let path = named.mount.mount_point.clone();
+                self.freeze_batch(vec![(path, named, protected)], timeout)
+                    .map(drop)
+            });
+        result.inspect_err(|e| events::failed(Path::new("(fd)"), e))
     }
 
     /// Freezes several filesystems all or nothing, under one deadline. Two
@@ -77,14 +84,20 @@ impl Freezer {
     /// first. On any failure nothing is left frozen and the first failure
     /// is returned.
     pub fn freeze_all<P: AsRef<Path>>(&self, paths: &[P], timeout: Timeout) -> Result<()> {
-        policy::require_privilege()?;
-        let mut members = Vec::with_capacity(paths.len());
-        for path in paths {
-            let path = path.as_ref();
-            let (named, protected) = self.named(path)?;
-            members.push((path.to_path_buf(), named, protected));
-        }
-        self.freeze_batch(members, timeout).map(drop)
+        let all = || -> Result<()> {
+            policy::require_privilege()?;
+            let mut members = Vec::with_capacity(paths.len());
+            for path in paths {
+                let path = path.as_ref();
+                let (named, protected) = self.named(path)?;
+                members.push((path.to_path_buf(), named, protected));
+            }
+            self.freeze_batch(members, timeout).map(drop)
+        };
+        all().inspect_err(|e| {
+            let first = paths.first().map_or(Path::new(""), |p| p.as_ref());
+            events::failed(first, e)
+        })
     }
 
     /// [`Freezer::freeze_all`] for fds (any fd inside each filesystem), as
@@ -153,6 +166,8 @@ impl Freezer {
             .map(|&d| dir.lock(d))
             .collect::<Result<_>>()?;
 
+        // Connected now: after FIFREEZE, reporting looks no path up.
+        let logger = Logger::connect();
         let outcome = self.begin(&dir, &mut members, timeout_s).and_then(|()| {
             presync(&members);
             // The holders have had the flush's time to take the attempts.
@@ -175,7 +190,21 @@ impl Freezer {
         }
         // The freeze window: from here on only the state directory, which is
         // never on a frozen filesystem, is touched; no path lookup.
-        commit(Arc::new(dir), members, timeout_s)
+        let frozen = commit(Arc::new(dir), &members, timeout_s)?;
+        for m in &members {
+            if let Some(record) = &m.record {
+                logger.send(&Event {
+                    kind: Kind::Frozen,
+                    mount_point: &record.mount_point,
+                    device: Some(record.device),
+                    pid: record.pid,
+                    uid: record.uid,
+                    timeout: Some(timeout_s),
+                    reason: "frozen on request",
+                });
+            }
+        }
+        Ok(frozen)
     }
 
     /// Checks for live freezes, hands each attempt to the holder, records it.
@@ -380,11 +409,11 @@ fn fifreeze_all(members: &mut [Member]) -> Result<()> {
 
 /// Records every member frozen under one deadline and arms the helper
 /// thread; if that fails, undoes every freeze.
-fn commit(dir: Arc<StateDir>, members: Vec<Member>, timeout_s: Option<u32>) -> Result<Vec<Frozen>> {
+fn commit(dir: Arc<StateDir>, members: &[Member], timeout_s: Option<u32>) -> Result<Vec<Frozen>> {
     let all_frozen = now_boot_ns();
     let common_deadline = deadline(all_frozen, timeout_s);
     let mut kept: Result<()> = Ok(());
-    for m in &members {
+    for m in members {
         let mut record = m.record.clone().expect("recorded in begin");
         record.phase = Phase::Frozen;
         record.deadline_boot_ns = common_deadline;
@@ -418,14 +447,19 @@ fn commit(dir: Arc<StateDir>, members: Vec<Member>, timeout_s: Option<u32>) -> R
     }
     // Done: the holder now keeps each freeze by its record alone (dropping
     // the handoffs closes the connections).
-    Ok(members
-        .into_iter()
-        .map(|m| Frozen {
-            device: m.device(),
-            generation: m.record.expect("recorded").generation,
-            mount_fd: m.mount_fd,
+    members
+        .iter()
+        .map(|m| {
+            Ok(Frozen {
+                device: m.device(),
+                generation: m.record.as_ref().expect("recorded").generation,
+                mount_fd: m
+                    .mount_fd
+                    .try_clone()
+                    .map_err(|e| Error::os("dup mount fd", e))?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Resolves an fd to the filesystem it lies on.

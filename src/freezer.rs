@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config;
 use crate::error::{Error, Result};
+use crate::events::{self, Event, Kind};
 use crate::holder;
 use crate::mounts::{Device, MountEntry};
 use crate::policy;
@@ -139,18 +140,22 @@ impl Freezer {
     /// Thaws the filesystem whose mount point is `path`. Always issues
     /// FITHAW, so it also rescues a freeze made by another tool.
     pub fn thaw(&self, path: impl AsRef<Path>) -> Result<()> {
-        policy::require_privilege()?;
         let path = path.as_ref();
-        let (named, _) = self.named(path)?;
-        self.thaw_named(&named, path)
+        policy::require_privilege()
+            .and_then(|()| self.named(path))
+            .and_then(|(named, _)| self.thaw_named(&named, path))
+            .inspect_err(|e| events::failed(path, e))
     }
 
     /// Thaws the filesystem that `fd` lies on (any fd inside it).
     pub fn thaw_fd(&self, fd: std::os::fd::BorrowedFd<'_>) -> Result<()> {
-        policy::require_privilege()?;
-        let (named, _) = crate::freeze::named_fd(fd)?;
-        let path = named.mount.mount_point.clone();
-        self.thaw_named(&named, &path)
+        policy::require_privilege()
+            .and_then(|()| crate::freeze::named_fd(fd))
+            .and_then(|(named, _)| {
+                let path = named.mount.mount_point.clone();
+                self.thaw_named(&named, &path)
+            })
+            .inspect_err(|e| events::failed(Path::new("(fd)"), e))
     }
 
     /// Thaws several filesystems. Every one is thawed that can be (a thaw
@@ -173,6 +178,7 @@ impl Freezer {
                 self.thaw_named(&named, path)
             });
             if let Err(e) = result {
+                events::failed(path, &e);
                 first_error.get_or_insert(e);
             }
         }
@@ -184,6 +190,7 @@ impl Freezer {
         let mount_fd = named.target.open_for_ioctl()?;
         let dir = StateDir::open(&self.state_dir, false)?;
         let _lock = dir.as_ref().map(|d| d.lock(device)).transpose()?;
+        let record = dir.as_ref().and_then(|d| d.read(device).ok().flatten());
         let thawed = sys::fithaw(&mount_fd);
         let not_frozen = |e: &std::io::Error| e.raw_os_error() == Some(libc::EINVAL);
         if thawed.is_ok() || thawed.as_ref().is_err_and(not_frozen) {
@@ -194,7 +201,21 @@ impl Freezer {
             timer::forget(device);
         }
         match thawed {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                match &record {
+                    Some(r) => events::about_record(Kind::Thawed, r, "thawed on request"),
+                    None => events::emit(&Event {
+                        kind: Kind::Thawed,
+                        mount_point: &named.mount.mount_point,
+                        device: Some(device),
+                        pid: std::process::id(),
+                        uid: rustix::process::getuid().as_raw(),
+                        timeout: None,
+                        reason: "thawed on request (frozen by another tool)",
+                    }),
+                }
+                Ok(())
+            }
             Err(e) if not_frozen(&e) => Err(Error::NotFrozen(path.to_path_buf())),
             Err(e) => Err(Error::os(format!("{}: FITHAW", path.display()), e)),
         }
@@ -260,5 +281,19 @@ pub(crate) fn enforce(
     if why != Stale::OtherBoot {
         let _ = sys::fithaw(&mount_fd);
     }
-    dir.remove(device)
+    dir.remove(device)?;
+    match why {
+        Stale::Expired => events::about_record(
+            Kind::Timeout,
+            &record,
+            "deadline passed; thawed by a later call",
+        ),
+        Stale::Abandoned => events::about_record(
+            Kind::Abandoned,
+            &record,
+            "the freezer died before the freeze completed",
+        ),
+        Stale::OtherBoot => {}
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::events;
 use crate::freezer::Freezer;
 use crate::mounts::Device;
 use crate::state::StateDir;
@@ -87,6 +88,9 @@ impl FreezeGuard {
         let thawed = sys::fithaw(&mount_fd);
         dir.remove(self.device)?;
         timer::forget(self.device);
+        if thawed.is_ok() {
+            events::about_record(events::Kind::Thawed, &record, "thawed by its guard");
+        }
         if crate::freezer::is_stale(&record) {
             return Err(not_ours());
         }

@@ -129,8 +129,15 @@ fn start(exe: &Path, listener: BorrowedFd<'_>, dir: &StateDir) -> Result<()> {
     let c_dir = CString::new(dir.path().as_os_str().as_bytes())
         .map_err(|_| unavailable(exe, "state directory path contains a NUL byte"))?;
     let argv = [c"freezefs-holder", c"--serve", c_dir.as_c_str()];
-    // A clean environment: above all no LD_PRELOAD of the caller's.
-    let envp = [c"PATH=/usr/sbin:/usr/bin:/sbin:/bin"];
+    // A clean environment: above all no LD_PRELOAD of the caller's; only
+    // the syslog socket override travels, so that tests hear the holder.
+    let syslog = sys::secure_env(crate::events::SOCKET_ENV).and_then(|path| {
+        let mut var = format!("{}=", crate::events::SOCKET_ENV).into_bytes();
+        var.extend_from_slice(path.as_bytes());
+        CString::new(var).ok()
+    });
+    let mut envp = vec![c"PATH=/usr/sbin:/usr/bin:/sbin:/bin"];
+    envp.extend(syslog.as_deref());
     crate::spawn::spawn_detached(&c_exe, &argv, &envp, [listener, dir.fd().as_fd()])
         .map_err(|e| unavailable(exe, e.to_string()))
 }

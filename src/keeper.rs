@@ -24,6 +24,7 @@ use rustix::time::{
     Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec, timerfd_settime,
 };
 
+use crate::events::{self, Kind};
 use crate::forksafe::lock;
 use crate::mounts::Device;
 use crate::process::{self, now_boot_ns};
@@ -227,5 +228,14 @@ fn end(watch: &Watch) -> Verdict {
     // EINVAL here means another tool thawed it already; either way it is over.
     let _ = sys::fithaw(&watch.mount_fd);
     let _ = watch.dir.remove(watch.device);
+    if record.deadline_boot_ns.is_some_and(|d| d <= now_boot_ns()) {
+        events::about_record(Kind::Timeout, &record, "deadline passed");
+    } else {
+        events::about_record(
+            Kind::Abandoned,
+            &record,
+            "the freezer died before the freeze completed",
+        );
+    }
     Verdict::Done
 }

@@ -30,6 +30,7 @@
 
 mod config;
 mod error;
+mod events;
 mod ffi;
 mod forksafe;
 mod freeze;

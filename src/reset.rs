@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::events::{self, Kind};
 use crate::freezer::{Freezer, is_stale};
 use crate::process::now_boot_ns;
 use crate::record::Phase;
@@ -19,6 +20,11 @@ impl Freezer {
     /// [`Error::ResetNotFrozen`] (`EINVAL`) when it is not frozen.
     pub fn reset_timeout(&self, path: impl AsRef<Path>, timeout: Timeout) -> Result<()> {
         let path = path.as_ref();
+        self.reset_at(path, timeout)
+            .inspect_err(|e| events::failed(path, e))
+    }
+
+    fn reset_at(&self, path: &Path, timeout: Timeout) -> Result<()> {
         let (target, mount) = self.filesystem(path)?;
         let timeout_s = timeout.resolve(&self.sysconfigtab)?;
         let not_frozen = || Error::ResetNotFrozen(path.to_path_buf());
@@ -33,6 +39,8 @@ impl Freezer {
         }
         record.timeout_s = timeout_s;
         record.deadline_boot_ns = timeout_s.map(|s| now_boot_ns() + u64::from(s) * 1_000_000_000);
-        dir.write(&record)
+        dir.write(&record)?;
+        events::about_record(Kind::Reset, &record, "timeout reset, counted from now");
+        Ok(())
     }
 }

@@ -1,0 +1,68 @@
+# freezefs: build and install like a C library.
+#
+#   make                      build (release) into target/make
+#   make install              install under PREFIX (default /usr/local)
+#   make install DESTDIR=/tmp/stage PREFIX=/usr
+#   make uninstall
+#
+# The installed library looks for its holder in $(LIBEXECDIR)/freezefs, baked
+# in at build time: build and install with the same PREFIX/LIBEXECDIR.
+
+PREFIX      ?= /usr/local
+EXEC_PREFIX ?= $(PREFIX)
+LIBDIR      ?= $(EXEC_PREFIX)/lib
+INCLUDEDIR  ?= $(PREFIX)/include
+SBINDIR     ?= $(EXEC_PREFIX)/sbin
+LIBEXECDIR  ?= $(EXEC_PREFIX)/libexec
+MANDIR      ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DESTDIR     ?=
+CARGO       ?= cargo
+
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+MAJOR   := $(firstword $(subst ., ,$(VERSION)))
+SONAME  := libfreezefs.so.$(MAJOR)
+BUILD   ?= target/make
+OUT     := $(BUILD)/release
+ENV     := CARGO_TARGET_DIR=$(BUILD) FREEZEFS_SONAME=$(SONAME) FREEZEFS_LIBEXECDIR=$(LIBEXECDIR)/freezefs
+
+.PHONY: all build install uninstall clean
+all: build
+
+build:
+	$(ENV) $(CARGO) build --release --workspace --bins --lib
+	$(ENV) $(CARGO) rustc --release -p freezefs --lib --crate-type staticlib -- --print native-static-libs 2>&1 \
+	  | sed -n 's/.*native-static-libs: //p' | tail -n 1 > $(BUILD)/libs-private
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' -e "s|@LIBS_PRIVATE@|$$(cat $(BUILD)/libs-private)|" \
+	    freezefs.pc.in > $(BUILD)/freezefs.pc
+
+install: build
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(INCLUDEDIR)/freezefs/compat/sys \
+	  $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBEXECDIR)/freezefs $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man8
+	install -m 0755 $(OUT)/libfreezefs.so $(DESTDIR)$(LIBDIR)/libfreezefs.so.$(VERSION)
+	ln -sf libfreezefs.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libfreezefs.so
+	install -m 0644 $(OUT)/libfreezefs.a $(DESTDIR)$(LIBDIR)/libfreezefs.a
+	install -m 0755 $(OUT)/libfreezefs_preload.so $(DESTDIR)$(LIBDIR)/libfreezefs_preload.so
+	install -m 0644 $(BUILD)/freezefs.pc $(DESTDIR)$(PKGCONFIGDIR)/freezefs.pc
+	install -m 0644 include/freezefs.h $(DESTDIR)$(INCLUDEDIR)/freezefs.h
+	install -m 0644 include/compat/sys/mount.h $(DESTDIR)$(INCLUDEDIR)/freezefs/compat/sys/mount.h
+	install -m 0755 $(OUT)/freezefs $(OUT)/thawfs $(DESTDIR)$(SBINDIR)/
+	install -m 0755 $(OUT)/freezefs-holder $(DESTDIR)$(LIBEXECDIR)/freezefs/freezefs-holder
+	install -m 0644 man/freezefs.3 $(DESTDIR)$(MANDIR)/man3/freezefs.3
+	install -m 0644 man/freezefs.8 man/thawfs.8 $(DESTDIR)$(MANDIR)/man8/
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libfreezefs.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+	  $(DESTDIR)$(LIBDIR)/libfreezefs.so $(DESTDIR)$(LIBDIR)/libfreezefs.a \
+	  $(DESTDIR)$(LIBDIR)/libfreezefs_preload.so $(DESTDIR)$(PKGCONFIGDIR)/freezefs.pc \
+	  $(DESTDIR)$(INCLUDEDIR)/freezefs.h $(DESTDIR)$(INCLUDEDIR)/freezefs/compat/sys/mount.h \
+	  $(DESTDIR)$(SBINDIR)/freezefs $(DESTDIR)$(SBINDIR)/thawfs \
+	  $(DESTDIR)$(LIBEXECDIR)/freezefs/freezefs-holder \
+	  $(DESTDIR)$(MANDIR)/man3/freezefs.3 $(DESTDIR)$(MANDIR)/man8/freezefs.8 $(DESTDIR)$(MANDIR)/man8/thawfs.8
+	-rmdir $(DESTDIR)$(INCLUDEDIR)/freezefs/compat/sys $(DESTDIR)$(INCLUDEDIR)/freezefs/compat \
+	  $(DESTDIR)$(INCLUDEDIR)/freezefs $(DESTDIR)$(LIBEXECDIR)/freezefs 2>/dev/null
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,210 @@
+//! Events, the analogue of AdvFS's EVM events: every freeze, thaw, timeout
+//! thaw, undo after the caller died, reset and failure goes to syslog, as
+//! `freezefs[PID]: freezefs.KIND key=value...`.
+//!
+//! Sending never blocks: one non-blocking datagram to `/dev/log` (or
+//! `$FREEZEFS_SYSLOG_SOCKET`, ignored under `AT_SECURE`), dropped when the
+//! socket is absent or full. A freeze connects its socket before FIFREEZE,
+//! so that nothing in the freeze window looks a path up.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::net::{AddressFamily, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
+
+use crate::mounts::{Device, escape_octal};
+use crate::sys;
+
+/// The environment variable that overrides `/dev/log` (ignored under `AT_SECURE`).
+pub const SOCKET_ENV: &str = "FREEZEFS_SYSLOG_SOCKET";
+const DEV_LOG: &str = "/dev/log";
+/// syslog facility "daemon".
+const FACILITY_DAEMON: u8 = 3;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A filesystem was frozen.
+    Frozen,
+    /// A filesystem was thawed on request.
+    Thawed,
+    /// A freeze reached its deadline and was thawed.
+    Timeout,
+    /// A freeze whose caller died before it completed was undone.
+    Abandoned,
+    /// A freeze got a new timeout.
+    Reset,
+    /// An operation failed.
+    Failed,
+}
+
+impl Kind {
+    /// The stable event name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Frozen => "freezefs.frozen",
+            Kind::Thawed => "freezefs.thawed",
+            Kind::Timeout => "freezefs.timeout",
+            Kind::Abandoned => "freezefs.abandoned",
+            Kind::Reset => "freezefs.reset",
+            Kind::Failed => "freezefs.failed",
+        }
+    }
+
+    /// syslog severity: notice, warning for a thaw nobody asked for, error.
+    fn severity(self) -> u8 {
+        match self {
+            Kind::Frozen | Kind::Thawed | Kind::Reset => 5,
+            Kind::Timeout | Kind::Abandoned => 4,
+            Kind::Failed => 3,
+        }
+    }
+}
+
+/// One event.
+pub struct Event<'a> {
+    /// What happened.
+    pub kind: Kind,
+    /// The mount point (or the path the caller gave).
+    pub mount_point: &'a Path,
+    /// The superblock, when known.
+    pub device: Option<Device>,
+    /// The process the event is about (the freezer).
+    pub pid: u32,
+    /// That process's real uid.
+    pub uid: u32,
+    /// The timeout: `Some(None)` for none; `None` when it does not apply.
+    pub timeout: Option<Option<u32>>,
+    /// Why, in words.
+    pub reason: &'a str,
+}
+
+impl Event<'_> {
+    fn line(&self) -> String {
+        let pri = FACILITY_DAEMON * 8 + self.kind.severity();
+        let device = self.device.map_or("-".to_string(), |d| d.to_string());
+        let timeout = match self.timeout {
+            None => "-".to_string(),
+            Some(None) => "none".to_string(),
+            Some(Some(s)) => s.to_string(),
+        };
+        format!(
+            "<{pri}>freezefs[{}]: {} mount_point={} device={device} pid={} uid={} timeout={timeout} reason={}",
+            std::process::id(),
+            self.kind.name(),
+            escape_octal(self.mount_point.as_os_str().as_bytes()),
+            self.pid,
+            self.uid,
+            escape_octal(self.reason.as_bytes()),
+        )
+    }
+}
+
+/// The syslog socket path in force.
+pub fn socket_path() -> PathBuf {
+    sys::secure_env(SOCKET_ENV)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEV_LOG))
+}
+
+/// A connected, non-blocking datagram socket to syslog, or nothing.
+pub struct Logger(Option<OwnedFd>);
+
+impl Logger {
+    /// Connects to the syslog socket in force; nothing when there is none.
+    pub fn connect() -> Logger {
+        Logger::connect_to(&socket_path())
+    }
+
+    /// Connects to `path`; nothing when it cannot.
+    pub fn connect_to(path: &Path) -> Logger {
+        let socket = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::DGRAM,
+            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+            None,
+        )
+        .ok();
+        let connected = socket.filter(|s| {
+            SocketAddrUnix::new(path).is_ok_and(|addr| rustix::net::connect(s, &addr).is_ok())
+        });
+        Logger(connected)
+    }
+
+    /// Sends the event, or drops it: never waits.
+    pub fn send(&self, event: &Event<'_>) {
+        if let Some(socket) = &self.0 {
+            let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
+            let _ = rustix::net::send(socket, event.line().as_bytes(), flags);
+        }
+    }
+}
+
+/// Reports a failed operation on `path`.
+pub fn failed(path: &Path, error: &crate::error::Error) {
+    emit(&Event {
+        kind: Kind::Failed,
+        mount_point: path,
+        device: None,
+        pid: std::process::id(),
+        uid: rustix::process::getuid().as_raw(),
+        timeout: None,
+        reason: &error.to_string(),
+    });
+}
+
+/// Reports what happened to the freeze a record describes.
+pub fn about_record(kind: Kind, record: &crate::record::Record, reason: &str) {
+    emit(&Event {
+        kind,
+        mount_point: &record.mount_point,
+        device: Some(record.device),
+        pid: record.pid,
+        uid: record.uid,
+        timeout: Some(record.timeout_s),
+        reason,
+    });
+}
+
+/// Connects, sends, closes: for events outside any freeze window.
+pub fn emit(event: &Event<'_>) {
+    Logger::connect().send(event);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_line_has_the_priority_ident_name_and_escaped_fields() {
+        let e = Event {
+            kind: Kind::Timeout,
+            mount_point: Path::new("/mnt/a b"),
+            device: Some(Device { major: 7, minor: 2 }),
+            pid: 42,
+            uid: 0,
+            timeout: Some(Some(30)),
+            reason: "deadline passed",
+        };
+        let line = e.line();
+        assert!(line.starts_with("<28>freezefs["), "{line}");
+        assert!(line.contains("]: freezefs.timeout mount_point=/mnt/a\\040b device=7:2 pid=42 uid=0 timeout=30 reason=deadline\\040passed"), "{line}");
+    }
+
+    #[test]
+    fn a_missing_socket_drops_events_without_error() {
+        let logger = Logger::connect_to(Path::new("/nonexistent/log"));
+        assert!(logger.0.is_none());
+        logger.send(&Event {
+            kind: Kind::Failed,
+            mount_point: Path::new("/"),
+            device: None,
+            pid: 1,
+            uid: 0,
+            timeout: None,
+            reason: "x",
+        });
+    }
+}

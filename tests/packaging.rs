@@ -1,0 +1,365 @@
+//! Installs like a C library (issue 6): make install, SONAME, exports,
+//! pkg-config, the installed holder, man pages, syslog events.
+
+mod support;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use support::{Kind, Scratch, crate_dir, mkdtemp, run, with_env};
+
+const API: [&str; 6] = [
+    "freezefs",
+    "freezefs_all",
+    "freezefs_list",
+    "freezefs_reset_timeout",
+    "freezefs_status",
+    "thawfs_all",
+];
+
+/// One release build, installed twice with the same PREFIX: once for real
+/// (so that the installed library runs the installed holder), once under a
+/// DESTDIR (the layout a package would ship).
+fn installed() -> &'static (PathBuf, PathBuf) {
+    static INSTALLED: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let root = mkdtemp("freezefs-install");
+        std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let prefix = root.join("usr");
+        let stage = root.join("stage");
+        let build = crate_dir().join("target/make-test");
+        for destdir in [None, Some(&stage)] {
+            let mut make = Command::new("make");
+            make.current_dir(crate_dir())
+                .arg("install")
+                .arg(format!("PREFIX={}", prefix.display()))
+                .arg(format!("BUILD={}", build.display()))
+                .env("CARGO", env!("CARGO"));
+            if let Some(d) = destdir {
+                make.arg(format!("DESTDIR={}", d.display()));
+            }
+            run(&mut make);
+        }
+        (prefix, stage)
+    })
+}
+
+fn staged(rel: &str) -> PathBuf {
+    let (prefix, stage) = installed();
+    stage.join(prefix.strip_prefix("/").unwrap()).join(rel)
+}
+
+#[test]
+fn make_install_puts_every_file_where_a_c_library_goes() {
+    for rel in [
+        "lib/libfreezefs.so.1.0.0",
+        "lib/libfreezefs.so.1",
+        "lib/libfreezefs.so",
+        "lib/libfreezefs.a",
+        "lib/libfreezefs_preload.so",
+        "lib/pkgconfig/freezefs.pc",
+        "include/freezefs.h",
+        "include/freezefs/compat/sys/mount.h",
+        "sbin/freezefs",
+        "sbin/thawfs",
+        "libexec/freezefs/freezefs-holder",
+        "share/man/man3/freezefs.3",
+        "share/man/man8/freezefs.8",
+        "share/man/man8/thawfs.8",
+    ] {
+        assert!(staged(rel).exists(), "{rel} not installed");
+    }
+    assert_eq!(
+        std::fs::read_link(staged("lib/libfreezefs.so.1")).unwrap(),
+        Path::new("libfreezefs.so.1.0.0")
+    );
+    assert_eq!(
+        std::fs::read_link(staged("lib/libfreezefs.so")).unwrap(),
+        Path::new("libfreezefs.so.1")
+    );
+    assert!(
+        !staged("include/sys").exists(),
+        "the compat header shadows <sys/mount.h>"
+    );
+}
+
+#[test]
+fn the_installed_library_has_its_soname_and_exports_only_the_api() {
+    let lib = staged("lib/libfreezefs.so.1.0.0");
+    let dynamic = run(Command::new("readelf").arg("-d").arg(&lib));
+    assert!(
+        dynamic.contains("Library soname: [libfreezefs.so.1]"),
+        "{dynamic}"
+    );
+    let symbols = run(Command::new("nm").args(["-D", "--defined-only"]).arg(&lib));
+    let names: Vec<&str> = symbols
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    assert_eq!(names, API, "{symbols}");
+}
+
+#[test]
+fn pkg_config_with_the_staged_sysroot_builds_and_runs_a_c_program() {
+    let (_, stage) = installed();
+    let pc_dir = staged("lib/pkgconfig");
+    let flags = run(Command::new("pkg-config")
+        .args(["--cflags", "--libs", "freezefs"])
+        .env("PKG_CONFIG_SYSROOT_DIR", stage)
+        .env("PKG_CONFIG_LIBDIR", &pc_dir));
+    assert!(flags.contains("-lfreezefs"), "{flags}");
+    let private = run(Command::new("pkg-config")
+        .args(["--static", "--libs", "freezefs"])
+        .env("PKG_CONFIG_SYSROOT_DIR", stage)
+        .env("PKG_CONFIG_LIBDIR", &pc_dir));
+    assert!(
+        private.contains("-lpthread") || private.contains("-lgcc_s"),
+        "Libs.private: {private}"
+    );
+    let dir = mkdtemp("freezefs-pc");
+    let src = dir.join("query.c");
+    std::fs::write(
+        &src,
+        "#include <stdio.h>\n#include <freezefs.h>\nint main(void) { int rc = freezefs(\"/\", FS_Q_QUERY, 0);\n\
+         printf(\"query=%d\\n\", rc); return rc == 0 ? 0 : 1; }\n",
+    )
+    .unwrap();
+    let exe = dir.join("query");
+    run(Command::new("sh").arg("-c").arg(format!(
+        "cc -std=c99 -Wall -Wextra -Werror {} -o {} {}",
+        src.display(),
+        exe.display(),
+        flags.trim()
+    )));
+    let out = run(Command::new(&exe)
+        .env("LD_LIBRARY_PATH", staged("lib"))
+        .env("FREEZEFS_RUNDIR", dir.join("run")));
+    assert_eq!(out.trim(), "query=0");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn the_installed_library_runs_the_installed_holder() {
+    let (prefix, _) = installed();
+    let fs = Scratch::new(Kind::Ext4);
+    let src = fs.dir.join("freeze.c");
+    std::fs::write(
+        &src,
+        "#include <freezefs.h>\nint main(int c, char **v) { (void)c; return freezefs(v[1], FS_Q_FREEZE, 30) == 0 ? 0 : 1; }\n",
+    )
+    .unwrap();
+    let exe = fs.dir.join("freeze");
+    let lib = prefix.join("lib");
+    run(Command::new("cc")
+        .arg(format!("-I{}", prefix.join("include").display()))
+        .arg(&src)
+        .arg("-o")
+        .arg(&exe)
+        .arg(format!("-L{}", lib.display()))
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-lfreezefs"));
+    let mut cmd = Command::new(&exe);
+    cmd.arg(&fs.mnt);
+    let mut cmd = with_env(&mut cmd, &fs);
+    cmd.env_remove("FREEZEFS_HOLDER");
+    assert!(cmd.status().unwrap().success());
+    let holder = fs.freezer().status(&fs.mnt).unwrap().holder_pid.unwrap();
+    let exe = std::fs::read_link(format!("/proc/{holder}/exe")).unwrap();
+    assert_eq!(
+        exe,
+        prefix.join("libexec/freezefs/freezefs-holder"),
+        "ran a holder from elsewhere"
+    );
+    fs.freezer().thaw(&fs.mnt).unwrap();
+}
+
+#[test]
+fn make_uninstall_removes_what_install_put() {
+    let root = mkdtemp("freezefs-uninstall");
+    let (prefix, _) = installed();
+    let build = crate_dir().join("target/make-test");
+    for target in ["install", "uninstall"] {
+        run(Command::new("make")
+            .current_dir(crate_dir())
+            .arg(target)
+            .arg(format!("PREFIX={}", prefix.display()))
+            .arg(format!("BUILD={}", build.display()))
+            .arg(format!("DESTDIR={}", root.display()))
+            .env("CARGO", env!("CARGO")));
+    }
+    let left: Vec<PathBuf> = walk(&root)
+        .into_iter()
+        .filter(|p| p.is_file() || p.is_symlink())
+        .collect();
+    assert!(left.is_empty(), "left after uninstall: {left:?}");
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() && !path.is_symlink() {
+            all.extend(walk(&path));
+        }
+        all.push(path);
+    }
+    all
+}
+
+#[test]
+fn the_man_pages_render_without_warnings() {
+    for (page, must) in [
+        ("man/freezefs.3", ["ERRORS", "EXAMPLES", "sysconfigtab"]),
+        ("man/freezefs.8", ["EXIT STATUS", "EXAMPLES", "--timeout"]),
+        ("man/thawfs.8", ["EXIT STATUS", "SysRq", "RECOVERY"]),
+    ] {
+        let out = Command::new("man")
+            .args(["--warnings", "-l"])
+            .arg(crate_dir().join(page))
+            .env("MANWIDTH", "80")
+            .env("LC_ALL", "C.UTF-8")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{page}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{page} warns");
+        let text = String::from_utf8_lossy(&out.stdout).replace('\u{2010}', "-");
+        for word in must {
+            assert!(text.contains(word), "{page} lacks {word}");
+        }
+    }
+}
+
+/// A syslog socket of the test's own.
+struct Syslog {
+    socket: UnixDatagram,
+    path: PathBuf,
+}
+
+impl Syslog {
+    fn new(dir: &Path) -> Syslog {
+        let path = dir.join("log");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        Syslog { socket, path }
+    }
+
+    /// Every message until 300 ms pass in silence.
+    fn drain(&self) -> Vec<String> {
+        let mut buf = [0u8; 4096];
+        let mut all = Vec::new();
+        while let Ok(n) = self.socket.recv(&mut buf) {
+            all.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        all
+    }
+}
+
+fn event<'a>(messages: &'a [String], name: &str) -> &'a String {
+    messages
+        .iter()
+        .find(|m| m.contains(&format!("]: {name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {messages:#?}"))
+}
+
+#[test]
+fn every_freeze_thaw_timeout_reset_and_failure_goes_to_syslog() {
+    let fs = Scratch::new(Kind::Ext4);
+    let log = Syslog::new(&fs.dir);
+    let command = |bin: &str, args: &[&std::ffi::OsStr]| {
+        let mut cmd = Command::new(bin);
+        cmd.args(args);
+        let mut cmd = with_env(&mut cmd, &fs);
+        cmd.env("FREEZEFS_SYSLOG_SOCKET", &log.path);
+        cmd.status().unwrap()
+    };
+    let mnt = fs.mnt.as_os_str();
+    let (freezefs, thawfs) = (env!("CARGO_BIN_EXE_freezefs"), env!("CARGO_BIN_EXE_thawfs"));
+
+    assert!(command(freezefs, &["-t".as_ref(), "1".as_ref(), mnt]).success());
+    std::thread::sleep(Duration::from_millis(1300)); // the holder's timeout thaw
+    assert!(!command(thawfs, &[mnt]).success()); // not frozen: a failure
+    assert!(command(freezefs, &["-t".as_ref(), "-1".as_ref(), mnt]).success());
+    assert!(command(freezefs, &["-r".as_ref(), "30".as_ref(), mnt]).success());
+    assert!(command(thawfs, &[mnt]).success());
+    let messages = log.drain();
+
+    let device = fs.freezer().status(&fs.mnt).unwrap().device.to_string();
+    let frozen = event(&messages, "freezefs.frozen");
+    for field in [
+        format!("mount_point={}", fs.mnt.display()),
+        format!("device={device}"),
+        "uid=0".to_string(),
+        "timeout=1".to_string(),
+        "reason=".to_string(),
+    ] {
+        assert!(frozen.contains(&field), "{field} not in {frozen}");
+    }
+    assert!(
+        frozen.starts_with("<29>freezefs["),
+        "daemon.notice, ident freezefs: {frozen}"
+    );
+    assert!(event(&messages, "freezefs.timeout").contains("reason=deadline\\040passed"));
+    assert!(event(&messages, "freezefs.failed").contains("not\\040frozen"));
+    assert!(event(&messages, "freezefs.reset").contains("timeout=30"));
+    assert!(event(&messages, "freezefs.thawed").contains(&format!("device={device}")));
+}
+
+#[test]
+fn a_freeze_undone_after_its_caller_died_goes_to_syslog() {
+    let fs = Scratch::new(Kind::Xfs);
+    let log = Syslog::new(&fs.dir);
+    // A record left 'freezing' by a caller that died (a reaped child's pid).
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    // Frozen by the command, so that the holder it starts reports to our socket.
+    let mut freeze = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    freeze.args(["-t", "30"]).arg(&fs.mnt);
+    let mut freeze = with_env(&mut freeze, &fs);
+    freeze.env("FREEZEFS_SYSLOG_SOCKET", &log.path);
+    assert!(freeze.status().unwrap().success());
+    let _frozen_event = log.drain();
+    let record_path = std::fs::read_dir(fs.state_dir())
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("sb."))
+        .unwrap()
+        .path();
+    let text: String = std::fs::read_to_string(&record_path)
+        .unwrap()
+        .lines()
+        .map(|l| match l.split_once(' ') {
+            Some(("phase", _)) => "phase freezing".to_string(),
+            Some(("pid", _)) => format!("pid {dead}"),
+            _ => l.to_string(),
+        })
+        .map(|l| l + "\n")
+        .collect();
+    let tmp = record_path.with_extension("edit");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, &record_path).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    cmd.arg("-q").arg(&fs.mnt);
+    let mut cmd = with_env(&mut cmd, &fs);
+    cmd.env("FREEZEFS_SYSLOG_SOCKET", &log.path);
+    // Whoever notices first (the holder, or this QUERY) undoes it.
+    assert_eq!(
+        cmd.status().unwrap().code(),
+        Some(1),
+        "an abandoned freeze is not frozen"
+    );
+    let messages = log.drain();
+    let abandoned = messages.iter().find(|m| m.contains("freezefs.abandoned"));
+    assert!(
+        abandoned.is_some_and(|m| m.contains(&format!("pid={dead}"))),
+        "{messages:#?}"
+    );
+    assert!(!fs.kernel_frozen());
+}
