@@ -111,6 +111,7 @@ fn may_exit(listener: &OwnedFd, dir: &StateDir) -> bool {
         return false;
     }
     let _ = rustix::fs::unlinkat(dir.fd(), SOCKET_NAME, rustix::fs::AtFlags::empty());
+    dir.sweep_orphans();
     true
 }
 

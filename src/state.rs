@@ -242,10 +242,7 @@ impl StateDir {
     /// Removes temporary files left by writers that were killed between
     /// create and rename (their pid no longer runs).
     pub fn sweep_orphans(&self) {
-        let Ok(dup) = rustix::io::fcntl_dupfd_cloexec(&self.fd, 0) else {
-            return;
-        };
-        let Ok(mut dir) = rustix::fs::Dir::new(dup) else {
+        let Ok(mut dir) = self.listing() else {
             return;
         };
         while let Some(Ok(entry)) = dir.read() {
@@ -274,11 +271,21 @@ impl StateDir {
         }
     }
 
+    /// A fresh directory stream: a new open file description, since a dup
+    /// would share (and leave at the end) the directory's read position.
+    fn listing(&self) -> rustix::io::Result<rustix::fs::Dir> {
+        let fd = rustix::fs::openat(
+            &self.fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        rustix::fs::Dir::new(fd)
+    }
+
     /// The devices that have a record, in no particular order.
     pub fn recorded_devices(&self) -> Result<Vec<Device>> {
-        let dup =
-            rustix::io::fcntl_dupfd_cloexec(&self.fd, 0).map_err(|e| self.err(".", "dup", e))?;
-        let mut dir = rustix::fs::Dir::new(dup).map_err(|e| self.err(".", "opendir", e))?;
+        let mut dir = self.listing().map_err(|e| self.err(".", "opendir", e))?;
         let mut devices = Vec::new();
         while let Some(entry) = dir.read() {
             let entry = entry.map_err(|e| self.err(".", "readdir", e))?;
@@ -298,5 +305,28 @@ impl StateDir {
     /// The mount id of the filesystem this directory is on.
     pub fn mount_id(&self) -> Result<crate::mounts::MountId> {
         crate::target::facts_of(self.fd.as_fd(), c"", &self.path).map(|f| f.mount_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listing_the_same_directory_twice_sees_everything_both_times() {
+        let path = std::env::temp_dir().join(format!("freezefs-state-unit.{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        let dir = StateDir::open(&path, true).unwrap().unwrap();
+        for name in ["sb.7:0", "sb.7:1", ".tmp.7:2.999999999.1"] {
+            std::fs::write(path.join(name), b"x").unwrap();
+        }
+        let first = dir.recorded_devices().unwrap().len();
+        let second = dir.recorded_devices().unwrap().len();
+        dir.sweep_orphans();
+        dir.sweep_orphans();
+        let left = std::fs::read_dir(&path).unwrap().count();
+        std::fs::remove_dir_all(&path).unwrap();
+        assert_eq!((first, second), (2, 2));
+        assert_eq!(left, 2, "the dead writer's temporary file was not swept");
     }
 }
