@@ -264,10 +264,13 @@ fn status_shows_freezing_while_the_flush_runs_and_frozen_after() {
         thread::spawn(move || {
             let f = fs.freezer();
             while !done.load(Ordering::SeqCst) {
+                // QUERY first, then status: a QUERY that said frozen can
+                // never be followed by a status that still says freezing.
+                let said_frozen = f.is_frozen(&fs.mnt).unwrap_or(false);
                 if let Ok(s) = f.status(&fs.mnt) {
                     if s.state == FreezeState::Freezing {
                         seen.store(true, Ordering::SeqCst);
-                        if f.is_frozen(&fs.mnt).unwrap_or(true) {
+                        if said_frozen {
                             queried.store(true, Ordering::SeqCst);
                         }
                     }
