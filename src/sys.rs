@@ -14,14 +14,18 @@ pub(crate) const FITHAW: libc::c_ulong = 0xC004_5878;
 /// The raw system call, not libc's `ioctl()`: the preload shim interposes
 /// `ioctl()`, and the library must never call back into it.
 fn ioctl_no_arg<Fd: AsFd>(fd: Fd, request: libc::c_ulong) -> io::Result<()> {
-    // SAFETY: FIFREEZE and FITHAW ignore their argument, the fd is borrowed
-    // for the call, and no memory is shared with the kernel.
+    // The kernel ignores the argument; a valid int 0 (not NULL) keeps memory
+    // checkers, which read _IOWR(.., int) as a 4-byte buffer, quiet, and is
+    // "no timeout" to kernels carrying the 2008 timeout patch.
+    let mut unused: libc::c_int = 0;
+    // SAFETY: the fd is borrowed for the call; the kernel may read or write
+    // the one int `unused` points to, which lives across the call.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_ioctl,
             fd.as_fd().as_raw_fd(),
             request,
-            0 as libc::c_ulong,
+            &mut unused as *mut libc::c_int,
         )
     };
     if rc == 0 {

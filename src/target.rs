@@ -37,6 +37,27 @@ pub struct PathFacts {
     pub file_type: FileType,
 }
 
+/// Whether statmount(2) answers here (Linux 6.8; not under every sandbox
+/// or valgrind): probed once on `/`. Without it, mount ids are the listed
+/// ones and mountinfo is read. An atomic, not a lock: fork-safe.
+fn statmount_works() -> bool {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    static WORKS: AtomicU8 = AtomicU8::new(0); // 0 unknown, 1 no, 2 yes
+    match WORKS.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            let unique = StatxFlags::from_bits_retain(STATX_MNT_ID_UNIQUE);
+            let works = rustix::fs::statx(CWD, "/", AtFlags::empty(), unique)
+                .ok()
+                .filter(|st| st.stx_mask & STATX_MNT_ID_UNIQUE != 0)
+                .is_some_and(|st| crate::sys::statmount(st.stx_mnt_id).is_ok());
+            WORKS.store(if works { 2 } else { 1 }, Ordering::Relaxed);
+            works
+        }
+    }
+}
+
 /// Checks the length rules of the contract and converts to a C string.
 pub fn checked_path(path: &Path) -> Result<CString> {
     let bytes = path.as_os_str().as_bytes();
@@ -56,11 +77,16 @@ pub fn facts_of<Fd: AsFd>(dirfd: Fd, path: &CStr, what: &Path) -> Result<PathFac
     } else {
         AtFlags::empty()
     };
+    let id_flag = if statmount_works() {
+        StatxFlags::from_bits_retain(STATX_MNT_ID_UNIQUE)
+    } else {
+        StatxFlags::MNT_ID
+    };
     let st = rustix::fs::statx(
         dirfd,
         path,
         flags,
-        StatxFlags::TYPE | StatxFlags::INO | StatxFlags::from_bits_retain(STATX_MNT_ID_UNIQUE),
+        StatxFlags::TYPE | StatxFlags::INO | id_flag,
     )
     .map_err(|e| Error::os(what.display().to_string(), e))?;
     let mount_id = if st.stx_mask & STATX_MNT_ID_UNIQUE != 0 {

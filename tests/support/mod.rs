@@ -336,7 +336,8 @@ fn rand_suffix() -> u64 {
     RandomState::new().hash_one(Instant::now())
 }
 
-fn umount(path: &Path) {
+/// Unmounts, retrying while it is busy (a holder letting go), then lazily.
+pub fn umount(path: &Path) {
     for _ in 0..40 {
         let status = Command::new("umount")
             .arg(path)

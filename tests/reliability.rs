@@ -1,0 +1,172 @@
+//! Reliability and security (issue 7): leaks, privilege, hostile input,
+//! storms, crashes, a full state directory, on real filesystems.
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use support::{Kind, Scratch, fzctl, fzctl_cmd, program, with_env};
+
+fn figures(line: &str) -> HashMap<String, i64> {
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+        .collect()
+}
+
+/// 1000 freeze/query/thaw cycles (timed, untimed, default): the caller's fd
+/// count and thread count do not move; RSS grows by at most 1 MiB.
+#[test]
+fn a_thousand_cycles_leak_no_fd_thread_or_memory() {
+    let fs = Scratch::new(Kind::Ext4);
+    let out = with_env(
+        Command::new(program("cycles")).arg(&fs.mnt).arg("1000"),
+        &fs,
+    )
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let line = |w: &str| figures(text.lines().find(|l| l.starts_with(w)).unwrap());
+    let (before, after) = (line("before"), line("after"));
+    eprintln!("1000 cycles: {before:?} -> {after:?}");
+    assert_eq!(before["fds"], after["fds"], "fd leak");
+    assert_eq!(before["threads"], after["threads"], "thread leak");
+    assert!(
+        after["rss_kib"] - before["rss_kib"] <= 1024,
+        "RSS grew by {} KiB",
+        after["rss_kib"] - before["rss_kib"]
+    );
+}
+
+/// The C API under valgrind: no leak, no invalid access.
+#[test]
+fn the_c_api_is_clean_under_valgrind() {
+    let fs = Scratch::new(Kind::Ext4);
+    let mut cmd = Command::new("valgrind");
+    cmd.args([
+        "--error-exitcode=99",
+        "--leak-check=full",
+        "--errors-for-leak-kinds=definite",
+        "-q",
+    ])
+    .arg(program("cycles"))
+    .arg(&fs.mnt)
+    .arg("30");
+    let out = with_env(&mut cmd, &fs).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "valgrind: {} {err}", out.status);
+    assert!(!fs.kernel_frozen());
+}
+
+fn as_nobody(fs: &Scratch, args: &[&str]) -> String {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(program("fzctl"))
+        .args(args);
+    fzctl(&mut with_env(&mut cmd, fs))
+}
+
+#[test]
+fn every_c_entry_point_returns_eperm_to_an_unprivileged_caller() {
+    let fs = Scratch::new(Kind::Ext4);
+    std::fs::set_permissions(&fs.dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mnt = fs.mnt.to_str().unwrap();
+    for args in [
+        vec!["1", mnt, "5"],
+        vec!["0", mnt],
+        vec!["2", mnt],
+        vec!["all", "5", mnt],
+        vec!["thawall", mnt],
+        vec!["reset", mnt, "5"],
+        vec!["status", mnt],
+        vec!["list"],
+        vec!["status", "-null"],
+        vec!["reset", "-null", "5"],
+    ] {
+        assert_eq!(as_nobody(&fs, &args), "rc=-1 errno=EPERM", "{args:?}");
+    }
+    assert!(!fs.kernel_frozen());
+}
+
+#[test]
+fn every_command_refuses_an_unprivileged_caller() {
+    let fs = Scratch::new(Kind::Ext4);
+    std::fs::set_permissions(&fs.dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mnt = fs.mnt.to_str().unwrap();
+    for (bin, args, code) in [
+        (env!("CARGO_BIN_EXE_freezefs"), vec![mnt], 1),
+        (env!("CARGO_BIN_EXE_freezefs"), vec!["-q", mnt], 2),
+        (env!("CARGO_BIN_EXE_freezefs"), vec!["-r", "5", mnt], 1),
+        (env!("CARGO_BIN_EXE_freezefs"), vec!["-l"], 1),
+        (env!("CARGO_BIN_EXE_thawfs"), vec![mnt], 1),
+    ] {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin)
+            .args(&args);
+        let out = with_env(&mut cmd, &fs).output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "{bin} {args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("permission denied"),
+            "{bin} {args:?}"
+        );
+    }
+    assert!(!fs.kernel_frozen());
+}
+
+#[test]
+fn a_full_state_directory_fails_the_freeze_and_freezes_nothing() {
+    let fs = Scratch::new(Kind::Ext4);
+    let run_dir = fs.state_dir();
+    std::fs::create_dir(&run_dir).unwrap();
+    support::run(
+        Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "none"])
+            .arg(&run_dir),
+    );
+    // Fill it up.
+    let filler = run_dir.join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 1 << 20]);
+    let got = fzctl(&mut fzctl_cmd(&fs, "1", &fs.mnt, "30"));
+    let frozen = fs.kernel_frozen();
+    let _ = std::fs::remove_file(&filler);
+    support::umount(&run_dir);
+    assert!(
+        got == "rc=-1 errno=ENOSPC" || got == "rc=-1 errno=ECHILD",
+        "{got}"
+    );
+    assert!(!frozen, "frozen with no room for its record");
+}
+
+#[test]
+fn state_files_are_never_followed_through_symlinks() {
+    let fs = Scratch::new(Kind::Ext4);
+    // A planted record symlink and a planted lock symlink.
+    assert_eq!(
+        fzctl(&mut fzctl_cmd(&fs, "2", &fs.mnt, "0")),
+        "rc=0 errno=0"
+    );
+    let device = fs.freezer().status(&fs.mnt).unwrap().device;
+    std::fs::create_dir_all(fs.state_dir()).unwrap();
+    let victim = fs.dir.join("victim");
+    std::fs::write(&victim, b"untouched").unwrap();
+    let lock = fs.state_dir().join(format!("lock.{device}"));
+    let _ = std::fs::remove_file(&lock);
+    std::os::unix::fs::symlink(&victim, &lock).unwrap();
+    assert_eq!(
+        fzctl(&mut fzctl_cmd(&fs, "1", &fs.mnt, "30")),
+        "rc=-1 errno=ELOOP"
+    );
+    assert!(!fs.kernel_frozen());
+    std::fs::remove_file(&lock).unwrap();
+    let record = fs.state_dir().join(format!("sb.{device}"));
+    std::os::unix::fs::symlink(&victim, &record).unwrap();
+    assert_eq!(
+        fzctl(&mut fzctl_cmd(&fs, "2", &fs.mnt, "0")),
+        "rc=-1 errno=ELOOP"
+    );
+    assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
+    std::fs::remove_file(&record).unwrap();
+}
