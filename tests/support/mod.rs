@@ -173,6 +173,8 @@ pub struct Scratch {
     pub image: Option<PathBuf>,
     /// Extra mounts (bind, subvolume) to unmount first, innermost last added.
     extra: Vec<PathBuf>,
+    /// Set once the test unmounted it itself.
+    unmounted: bool,
     /// Open on the mount root from the start: thaws without a path lookup.
     root: Option<File>,
 }
@@ -200,6 +202,7 @@ impl Scratch {
             mnt: mnt.clone(),
             image: None,
             extra: Vec::new(),
+            unmounted: false,
             root: None,
         };
         match kind.image_mib() {
@@ -323,6 +326,18 @@ impl Scratch {
         matches!(rx.recv_timeout(wait), Ok(true))
     }
 
+    /// Thaws and unmounts now (to check the image), leaving the directory
+    /// for drop to remove.
+    pub fn unmount(&mut self) {
+        self.thaw_everything();
+        self.root = None;
+        for at in self.extra.drain(..).rev() {
+            umount(&at);
+        }
+        umount(&self.mnt);
+        self.unmounted = true;
+    }
+
     fn thaw_everything(&self) {
         if let Some(root) = &self.root {
             let _ = self.freezer().thaw(&self.mnt);
@@ -362,7 +377,9 @@ impl Drop for Scratch {
         for at in self.extra.drain(..).rev() {
             umount(&at);
         }
-        umount(&self.mnt);
+        if !self.unmounted {
+            umount(&self.mnt);
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
         if !thread::panicking() {
             assert_system_never_frozen();
