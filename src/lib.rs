@@ -115,6 +115,36 @@ pub fn default_timeout() -> DefaultTimeout {
 }
 
 #[doc(hidden)]
+/// Entry points for the fuzz harness (tests/fuzz.rs): the parsers that read
+/// untrusted bytes, with their invariants checked by the caller.
+pub mod fuzzing {
+    /// The default timeout a sysconfigtab text gives.
+    pub fn sysconfigtab(text: &[u8]) -> crate::DefaultTimeout {
+        crate::config::default_timeout_from(text)
+    }
+
+    /// Mount points of a mountinfo text, and each one escaped and read back.
+    pub fn mountinfo(text: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        use std::os::unix::ffi::OsStrExt;
+        crate::mounts::parse_mountinfo(text)
+            .into_iter()
+            .map(|e| {
+                let raw = e.mount_point.as_os_str().as_bytes().to_vec();
+                let again =
+                    crate::mounts::unescape_octal(crate::mounts::escape_octal(&raw).as_bytes());
+                (raw, again)
+            })
+            .collect()
+    }
+
+    /// A state record: parsed, written back, parsed again (equal when Some).
+    pub fn record(text: &[u8]) -> Option<bool> {
+        let r = crate::record::Record::from_text(text).ok()?;
+        Some(crate::record::Record::from_text(r.to_text().as_bytes()).ok() == Some(r))
+    }
+}
+
+#[doc(hidden)]
 /// The `freezefs-holder` executable's main (an internal helper).
 pub fn holder_process_main(args: &[std::ffi::OsString]) -> i32 {
     holder_main::main(args)

@@ -6,7 +6,6 @@
 mod support;
 
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
