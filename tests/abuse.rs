@@ -9,39 +9,12 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{Kind, Scratch, fzctl_cmd, program, run, wait_until, with_env};
+use support::{
+    Kind, Scratch, fzctl_cmd, live_holders, program, run, sigkill, wait_until, with_env,
+};
 
 fn full() -> bool {
     std::env::var_os("FREEZEFS_FULL").is_some()
-}
-
-fn sigkill(pid: u32) {
-    let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
-    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-}
-
-fn live_holders(fs: &Scratch) -> Vec<u32> {
-    let out = Command::new("pgrep")
-        .arg("-f")
-        .arg(format!(
-            "freezefs-holder --serve {}",
-            fs.state_dir().display()
-        ))
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .filter(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/stat"))
-                .ok()
-                .and_then(|s| {
-                    s.rsplit_once(')')
-                        .map(|r| !r.1.trim_start().starts_with('Z'))
-                })
-                .unwrap_or(false)
-        })
-        .collect()
 }
 
 fn records(fs: &Scratch) -> usize {

@@ -10,22 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use freezefs::Timeout;
-use support::{Kind, Scratch, fzctl, fzctl_cmd, program, with_env};
-
-fn sigkill(pid: u32) {
-    let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
-    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-}
-
-fn proc_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
-}
-
-/// Alive and not a zombie.
-fn running(pid: u32) -> bool {
-    proc_state(pid).is_some_and(|s| s != 'Z' && s != 'X')
-}
+use support::{Kind, Scratch, fzctl, fzctl_cmd, live_holders, program, running, sigkill, with_env};
 
 fn holder_of(fs: &Scratch) -> u32 {
     fs.freezer()
@@ -313,19 +298,7 @@ fn fifty_freezers_killed_at_random_moments_are_all_thawed_by_the_deadline() {
     );
     thread::sleep(Duration::from_millis(200));
     for fs in &filesystems {
-        let holders = Command::new("pgrep")
-            .arg("-f")
-            .arg(format!(
-                "freezefs-holder --serve {}",
-                fs.state_dir().display()
-            ))
-            .output()
-            .unwrap();
-        let live: Vec<u32> = String::from_utf8_lossy(&holders.stdout)
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .filter(|&p| running(p))
-            .collect();
+        let live = live_holders(fs);
         assert!(live.is_empty(), "holders left: {live:?}");
     }
 }

@@ -118,7 +118,7 @@ fn every_command_refuses_an_unprivileged_caller() {
 
 #[test]
 fn a_full_state_directory_fails_the_freeze_and_freezes_nothing() {
-    let fs = Scratch::new(Kind::Ext4);
+    let mut fs = Scratch::new(Kind::Ext4);
     let run_dir = fs.state_dir();
     std::fs::create_dir(&run_dir).unwrap();
     support::run(
@@ -126,13 +126,14 @@ fn a_full_state_directory_fails_the_freeze_and_freezes_nothing() {
             .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "none"])
             .arg(&run_dir),
     );
+    // Unmounted by the fixture, also if an assertion below fails.
+    fs.adopt_mount(run_dir.clone());
     // Fill it up.
     let filler = run_dir.join("filler");
     let _ = std::fs::write(&filler, vec![0u8; 1 << 20]);
     let got = fzctl(&mut fzctl_cmd(&fs, "1", &fs.mnt, "30"));
     let frozen = fs.kernel_frozen();
     let _ = std::fs::remove_file(&filler);
-    support::umount(&run_dir);
     assert!(
         got == "rc=-1 errno=ENOSPC" || got == "rc=-1 errno=ECHILD",
         "{got}"

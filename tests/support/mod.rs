@@ -387,6 +387,42 @@ impl Drop for Scratch {
     }
 }
 
+/// Sends SIGKILL (no-op if the process is gone).
+pub fn sigkill(pid: u32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// Alive and not a zombie.
+pub fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|r| r.1.trim_start().chars().next())
+        })
+        .flatten()
+        .is_some_and(|state| state != 'Z' && state != 'X')
+}
+
+/// The running holders serving this scratch's state directory.
+pub fn live_holders(fs: &Scratch) -> Vec<u32> {
+    let out = Command::new("pgrep")
+        .arg("-f")
+        .arg(format!(
+            "freezefs-holder --serve {}",
+            fs.state_dir().display()
+        ))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .filter(|&p| running(p))
+        .collect()
+}
+
 /// The holder executable cargo built for these tests.
 pub fn holder_exe() -> &'static str {
     env!("CARGO_BIN_EXE_freezefs-holder")
