@@ -51,6 +51,7 @@ mod sys;
 mod target;
 mod timeout;
 mod timer;
+mod window;
 
 use std::path::Path;
 
