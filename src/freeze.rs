@@ -162,6 +162,10 @@ impl Freezer {
 
         // Connected now: after FIFREEZE, reporting looks no path up.
         let logger = Logger::connect();
+        // Likewise the helper thread exists before the freeze window.
+        if timeout_s.is_some() {
+            timer::start().map_err(|e| Error::os("starting the helper thaw thread", e))?;
+        }
         let outcome = self.begin(&dir, &mut members, timeout_s).and_then(|()| {
             window::presync(&members);
             // The holders have had the flush's time to take the attempts.

@@ -52,6 +52,17 @@ impl ThreadState {
     }
 }
 
+/// Starts the thread if it is not running yet: called before FIFREEZE, so
+/// that the freeze window never has to create it.
+pub fn start() -> io::Result<()> {
+    forksafe::ensure_registered();
+    let mut thread = lock(&THREAD);
+    if thread.wake.is_none() {
+        start_thread(&mut thread)?;
+    }
+    Ok(())
+}
+
 /// Keeps a deadline: the thread thaws the freeze when it passes, if the
 /// record still has this generation.
 pub fn arm(watch: Watch) -> io::Result<()> {
