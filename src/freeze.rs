@@ -215,7 +215,7 @@ impl Freezer {
                 Ok(Some(old)) => match staleness(&old, now_boot_ns()) {
                     None => return Err(Error::AlreadyFrozen(m.path.clone())),
                     Some(Stale::OtherBoot) => {}
-                    Some(Stale::Expired | Stale::Abandoned) => {
+                    Some(Stale::Expired | Stale::Abandoned | Stale::HalfThawed) => {
                         let _ = sys::fithaw(&m.mount_fd);
                     }
                 },
@@ -240,6 +240,7 @@ impl Freezer {
                 timeout_s,
                 deadline_boot_ns: deadline(started, timeout_s),
                 holder_pid: None,
+                thawer: None,
             };
             // The holder takes the attempt before its record exists and
             // before FIFREEZE, and keeps our connection until we are done:

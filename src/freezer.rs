@@ -43,6 +43,9 @@ pub(crate) enum Stale {
     /// Its freezer died before FIFREEZE returned: the freeze never reached
     /// anyone, so it is undone.
     Abandoned,
+    /// Its thawer died between FITHAW and removing the record: the thaw is
+    /// finished.
+    HalfThawed,
 }
 
 pub(crate) fn staleness(record: &Record, now_boot: u64) -> Option<Stale> {
@@ -52,6 +55,12 @@ pub(crate) fn staleness(record: &Record, now_boot: u64) -> Option<Stale> {
         Some(Stale::Expired)
     } else if record.phase == Phase::Freezing && !process::is_alive(record.pid, record.pid_start) {
         Some(Stale::Abandoned)
+    } else if record.phase == Phase::Thawing
+        && !record
+            .thawer
+            .is_some_and(|(pid, start)| process::is_alive(pid, start))
+    {
+        Some(Stale::HalfThawed)
     } else {
         None
     }
@@ -191,6 +200,14 @@ impl Freezer {
         let dir = StateDir::open(&self.state_dir, false)?;
         let _lock = dir.as_ref().map(|d| d.lock(device)).transpose()?;
         let record = dir.as_ref().and_then(|d| d.read(device).ok().flatten());
+        // Say "thawing" first: a thaw killed between FITHAW and removing the
+        // record must never leave a record that still says "frozen".
+        if let (Some(dir), Some(r)) = (&dir, &record) {
+            let mut thawing = r.clone();
+            thawing.phase = Phase::Thawing;
+            thawing.thawer = Some(process::current());
+            dir.write(&thawing)?;
+        }
         let thawed = sys::fithaw(&mount_fd);
         let not_frozen = |e: &std::io::Error| e.raw_os_error() == Some(libc::EINVAL);
         if thawed.is_ok() || thawed.as_ref().is_err_and(not_frozen) {
@@ -292,6 +309,11 @@ pub(crate) fn enforce(
             Kind::Abandoned,
             &record,
             "the freezer died before the freeze completed",
+        ),
+        Stale::HalfThawed => events::about_record(
+            Kind::Thawed,
+            &record,
+            "finished a thaw whose caller died halfway",
         ),
         Stale::OtherBoot => {}
     }

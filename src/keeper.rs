@@ -34,6 +34,8 @@ use crate::sys;
 
 /// How soon to try again when a superblock's lock is busy.
 const RETRY_NS: u64 = 5_000_000;
+/// How often a keeper checks that a thawer still lives.
+const THAWER_CHECK_NS: u64 = 100_000_000;
 /// How soon to look again at a record that cannot be read.
 const UNREADABLE_RETRY_NS: u64 = 1_000_000_000;
 
@@ -175,6 +177,9 @@ fn review(watch: &mut Watch) -> Verdict {
     };
     if is_over(&record, watch) {
         end(watch)
+    } else if record.phase == Phase::Thawing {
+        // A live thawer: look again shortly, in case it dies halfway.
+        Verdict::Keep(Some(now_boot_ns() + THAWER_CHECK_NS))
     } else {
         Verdict::Keep(record.deadline_boot_ns)
     }
@@ -186,7 +191,11 @@ fn is_over(record: &Record, watch: &Watch) -> bool {
     let abandoned = record.phase == Phase::Freezing
         && watch.attempt.is_none()
         && !process::is_alive(record.pid, record.pid_start);
-    expired || abandoned
+    let half_thawed = record.phase == Phase::Thawing
+        && !record
+            .thawer
+            .is_some_and(|(pid, start)| process::is_alive(pid, start));
+    expired || abandoned || half_thawed
 }
 
 /// True when the peer closed the connection (EOF or hang-up).
@@ -228,7 +237,13 @@ fn end(watch: &Watch) -> Verdict {
     // EINVAL here means another tool thawed it already; either way it is over.
     let _ = sys::fithaw(&watch.mount_fd);
     let _ = watch.dir.remove(watch.device);
-    if record.deadline_boot_ns.is_some_and(|d| d <= now_boot_ns()) {
+    if record.phase == Phase::Thawing {
+        events::about_record(
+            Kind::Thawed,
+            &record,
+            "finished a thaw whose caller died halfway",
+        );
+    } else if record.deadline_boot_ns.is_some_and(|d| d <= now_boot_ns()) {
         events::about_record(Kind::Timeout, &record, "deadline passed");
     } else {
         events::about_record(

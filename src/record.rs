@@ -16,6 +16,9 @@ pub enum Phase {
     Freezing,
     /// FIFREEZE returned: the filesystem is frozen.
     Frozen,
+    /// A THAW is under way (FITHAW, then the record goes). If the thawer
+    /// dies halfway, whoever notices finishes the thaw; QUERY says 0.
+    Thawing,
 }
 
 /// The shared record of one freeze of one superblock.
@@ -51,6 +54,8 @@ pub struct Record {
     pub deadline_boot_ns: Option<u64>,
     /// The holder process keeping this freeze, once it took it.
     pub holder_pid: Option<u32>,
+    /// While thawing: the thawing process and its start time.
+    pub thawer: Option<(u32, u64)>,
 }
 
 impl Record {
@@ -58,7 +63,7 @@ impl Record {
     pub fn to_text(&self) -> String {
         let opt = |v: Option<u64>| v.map_or("none".to_string(), |v| v.to_string());
         format!(
-            "{MAGIC}\ngeneration {}\nboot_id {}\ndevice {}\nfs_type {}\nmount_point {}\nphase {}\npid {}\npid_start {}\nuid {}\nfrozen_at_unix_ns {}\nfrozen_at_boot_ns {}\ntimeout_s {}\ndeadline_boot_ns {}\nholder_pid {}\nend\n",
+            "{MAGIC}\ngeneration {}\nboot_id {}\ndevice {}\nfs_type {}\nmount_point {}\nphase {}\npid {}\npid_start {}\nuid {}\nfrozen_at_unix_ns {}\nfrozen_at_boot_ns {}\ntimeout_s {}\ndeadline_boot_ns {}\nholder_pid {}\nthawer {}\nend\n",
             self.generation,
             self.boot_id,
             self.device,
@@ -67,6 +72,7 @@ impl Record {
             match self.phase {
                 Phase::Freezing => "freezing",
                 Phase::Frozen => "frozen",
+                Phase::Thawing => "thawing",
             },
             self.pid,
             self.pid_start,
@@ -76,6 +82,8 @@ impl Record {
             opt(self.timeout_s.map(u64::from)),
             opt(self.deadline_boot_ns),
             opt(self.holder_pid.map(u64::from)),
+            self.thawer
+                .map_or("none".to_string(), |(pid, start)| format!("{pid} {start}")),
         )
     }
 
@@ -115,6 +123,7 @@ impl Record {
             phase: match get("phase")? {
                 "freezing" => Phase::Freezing,
                 "frozen" => Phase::Frozen,
+                "thawing" => Phase::Thawing,
                 _ => return Err("bad phase".into()),
             },
             pid: small("pid")?,
@@ -129,6 +138,16 @@ impl Record {
             holder_pid: opt("holder_pid")?
                 .map(|v| u32::try_from(v).map_err(|_| "bad holder_pid"))
                 .transpose()?,
+            thawer: match fields.get("thawer").copied() {
+                None | Some("none") => None,
+                Some(v) => {
+                    let (pid, start) = v.split_once(' ').ok_or("bad thawer")?;
+                    Some((
+                        pid.parse().map_err(|_| "bad thawer")?,
+                        start.parse().map_err(|_| "bad thawer")?,
+                    ))
+                }
+            },
         })
     }
 }
@@ -153,6 +172,7 @@ mod tests {
             timeout_s: Some(60),
             deadline_boot_ns: Some(65_000_000_000),
             holder_pid: Some(77),
+            thawer: None,
         }
     }
 
@@ -169,6 +189,7 @@ mod tests {
             timeout_s: None,
             deadline_boot_ns: None,
             holder_pid: None,
+            thawer: Some((9, 10)),
             ..sample()
         };
         let text = r.to_text();

@@ -67,6 +67,8 @@ impl Status {
             state: match record.phase {
                 Phase::Freezing => FreezeState::Freezing,
                 Phase::Frozen => FreezeState::Frozen,
+                // Being thawed by a live process: as good as thawed.
+                Phase::Thawing => FreezeState::Thawed,
             },
             mount_point: record.mount_point.clone(),
             device: record.device,

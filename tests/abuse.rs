@@ -238,3 +238,31 @@ fn freezes_under_io_load_leave_clean_filesystems() {
         eprintln!("{name}: {cycles} freeze/thaw cycles under stress-ng in {took:?}; fsck clean");
     }
 }
+
+/// A thaw killed between FITHAW and removing the record never leaves a
+/// record that says "frozen": the `thawing` record it leaves is not frozen
+/// to QUERY, and the thaw is finished by whoever notices the thawer died.
+#[test]
+fn a_thaw_killed_halfway_never_leaves_a_lying_record() {
+    let fs = Scratch::new(Kind::Ext4);
+    let f = fs.freezer();
+    for trial in 0..30u64 {
+        f.freeze(&fs.mnt, freezefs::Timeout::Never).unwrap();
+        let mut child = fzctl_cmd(&fs, "0", &fs.mnt, "0")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        thread::sleep(Duration::from_micros((trial * 211) % 6000));
+        sigkill(child.id());
+        let _ = child.wait();
+        // At every moment after the kill, QUERY must agree with the kernel
+        // (untimed: no deadline would ever correct a lie).
+        assert_eq!(
+            f.is_frozen(&fs.mnt).unwrap(),
+            fs.kernel_frozen(),
+            "trial {trial}"
+        );
+        let _ = f.thaw(&fs.mnt);
+        assert!(!fs.kernel_frozen());
+    }
+}
