@@ -26,9 +26,10 @@ const API: [&str; 6] = [
 fn installed() -> &'static (PathBuf, PathBuf) {
     static INSTALLED: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     INSTALLED.get_or_init(|| {
-        let root = mkdtemp("freezefs-install");
-        std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        // Under target/, replaced by each run: no litter in /tmp.
+        let root = crate_dir().join("target/install-test");
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
         let prefix = root.join("usr");
         let stage = root.join("stage");
         let build = crate_dir().join("target/make-test");
