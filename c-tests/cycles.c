@@ -14,18 +14,7 @@
 
 #include <freezefs.h>
 
-static int count(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	int n = 0;
-	while (d && (e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	if (d)
-		closedir(d);
-	return n;
-}
+#include "proc_count.h"
 
 static long rss_kib(void)
 {
@@ -42,8 +31,8 @@ static long rss_kib(void)
 
 static void report(const char *when)
 {
-	printf("%s fds=%d threads=%d rss_kib=%ld\n", when, count("/proc/self/fd") - 1,
-	       count("/proc/self/task"), rss_kib());
+	printf("%s fds=%d threads=%d rss_kib=%ld\n", when, count_entries("/proc/self/fd") - 1,
+	       count_entries("/proc/self/task"), rss_kib());
 }
 
 int main(int argc, char **argv)

@@ -11,20 +11,9 @@
 #include <stdio.h>
 #include <string.h>
 
-int freezefs(char *mountPoint, unsigned long optionFlags, int timeout);
+#include "proc_count.h"
 
-static int count_entries(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	int n = 0;
-	while (d && (e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	if (d)
-		closedir(d);
-	return n;
-}
+int freezefs(char *mountPoint, unsigned long optionFlags, int timeout);
 
 int main(int argc, char **argv)
 {

@@ -18,6 +18,8 @@
 
 #include <freezefs.h>
 
+#include "proc_count.h"
+
 static int failures, count;
 static char *mnt;
 
@@ -27,19 +29,6 @@ static void ok(int cond, const char *what)
 	printf("%s %d - %s\n", cond ? "ok" : "not ok", count, what);
 	if (!cond)
 		failures++;
-}
-
-static int thread_count(void)
-{
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	int n = 0;
-	while (d && (e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	if (d)
-		closedir(d);
-	return n;
 }
 
 /* The hex mask of a /proc status field (SigBlk, SigCgt) of a task. */
@@ -128,16 +117,16 @@ int main(int argc, char **argv)
 	}
 	mnt = argv[1];
 	caught_before = status_mask("self", "SigCgt");
-	before = thread_count();
+	before = count_entries("/proc/self/task");
 
 	ok(freezefs(mnt, FS_Q_QUERY, 0) == 0, "QUERY works");
 	ok(freezefs(mnt, FS_Q_FREEZE, -1) == 0 && freezefs(mnt, FS_Q_THAW, 0) == 0,
 	   "untimed FREEZE and THAW work");
-	ok(thread_count() == before, "no thread before the first timed freeze");
+	ok(count_entries("/proc/self/task") == before, "no thread before the first timed freeze");
 	ok(timer_task() == NULL, "no freezefs-timer thread yet");
 
 	ok(freezefs(mnt, FS_Q_FREEZE, 30) == 0, "timed FREEZE works");
-	ok(thread_count() == before + 1, "the first timed freeze starts one thread");
+	ok(count_entries("/proc/self/task") == before + 1, "the first timed freeze starts one thread");
 	/* The new thread names itself once it runs: give it a moment. */
 	for (i = 0; i < 200 && (task = timer_task()) == NULL; i++)
 		usleep(10000);
@@ -153,7 +142,7 @@ int main(int argc, char **argv)
 	ok(freezefs(mnt, FS_Q_THAW, 0) == 0, "THAW works");
 	ok(freezefs(mnt, FS_Q_FREEZE, 30) == 0 && freezefs(mnt, FS_Q_THAW, 0) == 0,
 	   "a second timed freeze works");
-	ok(thread_count() == before + 1, "and starts no second thread");
+	ok(count_entries("/proc/self/task") == before + 1, "and starts no second thread");
 	ok(status_mask("self", "SigCgt") == caught_before, "the library installed no signal handler");
 
 	pthread_create(&cycler, NULL, cycle, NULL);

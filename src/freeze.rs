@@ -124,7 +124,7 @@ impl Freezer {
         }
         let dir = StateDir::open(&self.state_dir, true)?
             .ok_or_else(|| Error::os("state directory", rustix::io::Errno::NOENT))?;
-        let dir_mount_id = dir.mount_id()?;
+        let protected_superblocks = policy::ProtectedSuperblocks::resolve(dir.mount_id()?);
         let mut members: Vec<Member> = Vec::with_capacity(named.len());
         for (path, named, protected) in named {
             if let Some(name) = protected {
@@ -134,7 +134,7 @@ impl Freezer {
                 });
             }
             let device = named.mount.device;
-            policy::refuse_protected_superblock(&named.target, device, dir_mount_id)?;
+            protected_superblocks.refuse(&path, device)?;
             if members.iter().any(|m| m.device() == device) {
                 continue;
             }

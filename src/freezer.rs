@@ -200,13 +200,8 @@ impl Freezer {
         let dir = StateDir::open(&self.state_dir, false)?;
         let _lock = dir.as_ref().map(|d| d.lock(device)).transpose()?;
         let record = dir.as_ref().and_then(|d| d.read(device).ok().flatten());
-        // Say "thawing" first: a thaw killed between FITHAW and removing the
-        // record must never leave a record that still says "frozen".
         if let (Some(dir), Some(r)) = (&dir, &record) {
-            let mut thawing = r.clone();
-            thawing.phase = Phase::Thawing;
-            thawing.thawer = Some(process::current());
-            dir.write(&thawing)?;
+            dir.mark_thawing(r)?;
         }
         let thawed = sys::fithaw(&mount_fd);
         let not_frozen = |e: &std::io::Error| e.raw_os_error() == Some(libc::EINVAL);

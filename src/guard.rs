@@ -84,12 +84,8 @@ impl FreezeGuard {
         if record.generation != self.generation {
             return Err(not_ours());
         }
-        // Ours: end it, even if its deadline passed a moment ago. Say
-        // "thawing" first, so that dying halfway never leaves "frozen".
-        let mut thawing = record.clone();
-        thawing.phase = crate::record::Phase::Thawing;
-        thawing.thawer = Some(crate::process::current());
-        dir.write(&thawing)?;
+        // Ours: end it, even if its deadline passed a moment ago.
+        dir.mark_thawing(&record)?;
         let thawed = sys::fithaw(&mount_fd);
         dir.remove(self.device)?;
         timer::forget(self.device);

@@ -152,9 +152,3 @@ pub fn holder_process_main(args: &[std::ffi::OsString]) -> i32 {
 }
 
 pub use holder::HOLDER_ENV;
-
-#[doc(hidden)]
-/// Number of deadlines the helper thread of this process keeps (tests).
-pub fn helper_watch_count() -> usize {
-    timer::watch_count()
-}

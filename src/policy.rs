@@ -36,32 +36,40 @@ pub fn protected_name_of(target: &Target) -> Option<&'static str> {
         .find(|name| identity_of(name).is_some_and(|facts| facts.identity == target.facts.identity))
 }
 
-/// Refuses to freeze a superblock that holds `/`, `/usr`, `/var` or the state
-/// directory, whatever name the caller reached it by.
-pub fn refuse_protected_superblock(
-    target: &Target,
-    device: Device,
-    state_dir_mount_id: MountId,
-) -> Result<()> {
-    let protected = PROTECTED_NAMES
-        .into_iter()
-        .filter_map(|name| Some((name.to_string(), identity_of(name)?.mount_id)))
-        .chain([(
+/// The superblocks that are never frozen: those of `/`, `/usr`, `/var` and
+/// the state directory, resolved once per FREEZE (however many filesystems
+/// it freezes).
+pub struct ProtectedSuperblocks(Vec<(String, Device)>);
+
+impl ProtectedSuperblocks {
+    /// Resolves them now.
+    pub fn resolve(state_dir_mount_id: MountId) -> ProtectedSuperblocks {
+        let named = PROTECTED_NAMES.into_iter().filter_map(|name| {
+            Some((
+                format!("{name} (its filesystem is never frozen)"),
+                identity_of(name)?.mount_id,
+            ))
+        });
+        let state = (
             "the filesystem holding the state directory".to_string(),
             state_dir_mount_id,
-        )]);
-    for (what, mount_id) in protected {
-        if describe(mount_id).ok().map(|m| m.device) == Some(device) {
-            let what = if what.starts_with('/') {
-                format!("{what} (its filesystem is never frozen)")
-            } else {
-                what
-            };
-            return Err(Error::Protected {
-                path: target.path.clone(),
-                what,
-            });
+        );
+        ProtectedSuperblocks(
+            named
+                .chain([state])
+                .filter_map(|(what, id)| Some((what, describe(id).ok()?.device)))
+                .collect(),
+        )
+    }
+
+    /// Refuses `device`, reached through `path`, if it is one of them.
+    pub fn refuse(&self, path: &std::path::Path, device: Device) -> Result<()> {
+        match self.0.iter().find(|(_, d)| *d == device) {
+            Some((what, _)) => Err(Error::Protected {
+                path: path.to_path_buf(),
+                what: what.clone(),
+            }),
+            None => Ok(()),
         }
     }
-    Ok(())
 }

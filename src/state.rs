@@ -262,6 +262,17 @@ impl StateDir {
         }
     }
 
+    /// Rewrites a record as being thawed by this process. Called under the
+    /// lock before FITHAW: a thaw killed between FITHAW and removing the
+    /// record then leaves `thawing` (not frozen to QUERY, finished by
+    /// whoever notices the thawer died), never a record that says `frozen`.
+    pub fn mark_thawing(&self, record: &Record) -> Result<()> {
+        let mut thawing = record.clone();
+        thawing.phase = crate::record::Phase::Thawing;
+        thawing.thawer = Some(crate::process::current());
+        self.write(&thawing)
+    }
+
     /// Removes a superblock's record; no record is not an error.
     pub fn remove(&self, device: Device) -> Result<()> {
         let name = Self::record_name(device);

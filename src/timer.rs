@@ -83,11 +83,6 @@ pub fn forget(device: Device) {
     lock(&WATCHES).retain(|w| w.device != device);
 }
 
-/// Number of freezes this process's helper thread keeps.
-pub fn watch_count() -> usize {
-    lock(&WATCHES).len()
-}
-
 fn start_thread(thread: &mut ThreadState) -> io::Result<()> {
     let wake = Arc::new(rustix::event::eventfd(
         0,
