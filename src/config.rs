@@ -7,7 +7,7 @@ use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::sys;
+use crate::os::syscalls;
 
 /// Where the default timeout is read from.
 pub const SYSCONFIGTAB: &str = "/etc/sysconfigtab";
@@ -28,8 +28,8 @@ pub enum DefaultTimeout {
 }
 
 /// The sysconfigtab path in force: the override, or `/etc/sysconfigtab`.
-pub fn sysconfigtab_path() -> PathBuf {
-    sys::secure_env(SYSCONFIGTAB_ENV)
+pub(crate) fn sysconfigtab_path() -> PathBuf {
+    syscalls::secure_env(SYSCONFIGTAB_ENV)
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(SYSCONFIGTAB))
@@ -37,7 +37,7 @@ pub fn sysconfigtab_path() -> PathBuf {
 
 /// Reads the default timeout from `path`. A missing, unreadable, non-regular
 /// or oversized file, a missing stanza or attribute, or a bad value gives 60 s.
-pub fn default_timeout(path: &Path) -> DefaultTimeout {
+pub(crate) fn default_timeout(path: &Path) -> DefaultTimeout {
     read_bounded(path)
         .map(|text| default_timeout_from(&text))
         .unwrap_or(DefaultTimeout::Seconds(FALLBACK_SECONDS))
@@ -61,7 +61,7 @@ fn read_bounded(path: &Path) -> Option<Vec<u8>> {
 }
 
 /// The default timeout a sysconfigtab text gives.
-pub fn default_timeout_from(text: &[u8]) -> DefaultTimeout {
+pub(crate) fn default_timeout_from(text: &[u8]) -> DefaultTimeout {
     match attribute(text, "vfs", "freezefs_default_timeout").and_then(|v| parse_seconds(&v)) {
         Some(n) if n < 0 => DefaultTimeout::Never,
         Some(n) if n > 0 => DefaultTimeout::Seconds(n as u32),
@@ -85,7 +85,7 @@ fn parse_seconds(value: &str) -> Option<i32> {
 /// Format: a line `name:` at the left margin starts a stanza; indented
 /// `attribute = value[, value...]` lines belong to it; `#` starts a comment;
 /// blank lines are ignored; CRLF line ends are accepted.
-pub fn attribute(text: &[u8], subsystem: &str, attr: &str) -> Option<String> {
+pub(crate) fn attribute(text: &[u8], subsystem: &str, attr: &str) -> Option<String> {
     let text = String::from_utf8_lossy(text);
     let mut in_stanza = false;
     let mut found = None;

@@ -126,11 +126,121 @@ impl Error {
         }
     }
 
+    /// Every errno the library sets for an error of its own, with its name:
+    /// what the header, freezefs(3) and the README list. [`Error::Os`] also
+    /// passes through the errno of a failed system call.
+    pub const DOCUMENTED_ERRNOS: [(i32, &'static str); 11] = [
+        (libc::EPERM, "EPERM"),
+        (libc::EINVAL, "EINVAL"),
+        (libc::ENOENT, "ENOENT"),
+        (libc::ENAMETOOLONG, "ENAMETOOLONG"),
+        (libc::EOPNOTSUPP, "EOPNOTSUPP"),
+        (libc::EALREADY, "EALREADY"),
+        (libc::EACCES, "EACCES"),
+        (libc::ELOOP, "ELOOP"),
+        (libc::ENOTDIR, "ENOTDIR"),
+        (libc::EIO, "EIO"),
+        (libc::ECHILD, "ECHILD"),
+    ];
+
     /// Wraps a failed system call, keeping its errno.
     pub(crate) fn os(what: impl Into<String>, source: impl Into<io::Error>) -> Error {
         Error::Os {
             what: what.into(),
             source: source.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One error of every kind, with every errno an unsafe state directory
+    /// reports. The match makes a new variant fail to compile here until it
+    /// is listed.
+    fn one_of_each() -> Vec<Error> {
+        let path = PathBuf::from("/x");
+        let all = vec![
+            Error::NotPrivileged,
+            Error::InvalidArgument("x"),
+            Error::EmptyPath,
+            Error::PathTooLong,
+            Error::NotMountPoint(path.clone()),
+            Error::Protected {
+                path: path.clone(),
+                what: "/".into(),
+            },
+            Error::Unsupported {
+                path: path.clone(),
+                fs_type: "tmpfs".into(),
+            },
+            Error::AlreadyFrozen(path.clone()),
+            Error::NotFrozen(path.clone()),
+            Error::ResetNotFrozen(path.clone()),
+            Error::UnsafeStateDir {
+                path: path.clone(),
+                problem: "is a symlink",
+                errno: libc::ELOOP,
+            },
+            Error::UnsafeStateDir {
+                path: path.clone(),
+                problem: "is not a directory",
+                errno: libc::ENOTDIR,
+            },
+            Error::UnsafeStateDir {
+                path: path.clone(),
+                problem: "is owned by another user",
+                errno: libc::EACCES,
+            },
+            Error::CorruptRecord {
+                path: path.clone(),
+                reason: "torn".into(),
+            },
+            Error::HolderUnavailable {
+                path,
+                reason: "missing".into(),
+            },
+        ];
+        for e in &all {
+            match e {
+                Error::NotPrivileged
+                | Error::InvalidArgument(_)
+                | Error::EmptyPath
+                | Error::PathTooLong
+                | Error::NotMountPoint(_)
+                | Error::Protected { .. }
+                | Error::Unsupported { .. }
+                | Error::AlreadyFrozen(_)
+                | Error::NotFrozen(_)
+                | Error::ResetNotFrozen(_)
+                | Error::UnsafeStateDir { .. }
+                | Error::CorruptRecord { .. }
+                | Error::HolderUnavailable { .. }
+                | Error::Os { .. } => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_error_of_the_library_has_a_documented_errno() {
+        for e in one_of_each() {
+            assert!(
+                Error::DOCUMENTED_ERRNOS
+                    .iter()
+                    .any(|&(errno, _)| errno == e.errno()),
+                "{e:?} gives errno {}, which Error::DOCUMENTED_ERRNOS does not list",
+                e.errno()
+            );
+        }
+    }
+
+    #[test]
+    fn every_documented_errno_is_given_by_some_error() {
+        let given: Vec<i32> = one_of_each().iter().map(Error::errno).collect();
+        for (errno, name) in Error::DOCUMENTED_ERRNOS {
+            assert!(given.contains(&errno), "no error gives {name}");
         }
     }
 }

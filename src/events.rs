@@ -13,18 +13,20 @@ use std::path::{Path, PathBuf};
 
 use rustix::net::{AddressFamily, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
 
-use crate::mounts::{Device, escape_octal};
-use crate::sys;
+use crate::os::mounts::{Device, escape_octal};
+use crate::os::syscalls;
+use crate::store::liveness::Over;
+use crate::store::record::Record;
 
 /// The environment variable that overrides `/dev/log` (ignored under `AT_SECURE`).
-pub const SOCKET_ENV: &str = "FREEZEFS_SYSLOG_SOCKET";
+pub(crate) const SOCKET_ENV: &str = "FREEZEFS_SYSLOG_SOCKET";
 const DEV_LOG: &str = "/dev/log";
 /// syslog facility "daemon".
 const FACILITY_DAEMON: u8 = 3;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A filesystem was frozen.
     Frozen,
     /// A filesystem was thawed on request.
@@ -41,7 +43,7 @@ pub enum Kind {
 
 impl Kind {
     /// The stable event name.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Frozen => "freezefs.frozen",
             Kind::Thawed => "freezefs.thawed",
@@ -63,21 +65,21 @@ impl Kind {
 }
 
 /// One event.
-pub struct Event<'a> {
+pub(crate) struct Event<'a> {
     /// What happened.
-    pub kind: Kind,
+    pub(crate) kind: Kind,
     /// The mount point (or the path the caller gave).
-    pub mount_point: &'a Path,
+    pub(crate) mount_point: &'a Path,
     /// The superblock, when known.
-    pub device: Option<Device>,
+    pub(crate) device: Option<Device>,
     /// The process the event is about (the freezer).
-    pub pid: u32,
+    pub(crate) pid: u32,
     /// That process's real uid.
-    pub uid: u32,
+    pub(crate) uid: u32,
     /// The timeout: `Some(None)` for none; `None` when it does not apply.
-    pub timeout: Option<Option<u32>>,
+    pub(crate) timeout: Option<Option<u32>>,
     /// Why, in words.
-    pub reason: &'a str,
+    pub(crate) reason: &'a str,
 }
 
 impl Event<'_> {
@@ -102,24 +104,24 @@ impl Event<'_> {
 }
 
 /// The syslog socket path in force.
-pub fn socket_path() -> PathBuf {
-    sys::secure_env(SOCKET_ENV)
+pub(crate) fn socket_path() -> PathBuf {
+    syscalls::secure_env(SOCKET_ENV)
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(DEV_LOG))
 }
 
 /// A connected, non-blocking datagram socket to syslog, or nothing.
-pub struct Logger(Option<OwnedFd>);
+pub(crate) struct Logger(Option<OwnedFd>);
 
 impl Logger {
     /// Connects to the syslog socket in force; nothing when there is none.
-    pub fn connect() -> Logger {
+    pub(crate) fn connect() -> Logger {
         Logger::connect_to(&socket_path())
     }
 
     /// Connects to `path`; nothing when it cannot.
-    pub fn connect_to(path: &Path) -> Logger {
+    pub(crate) fn connect_to(path: &Path) -> Logger {
         let socket = rustix::net::socket_with(
             AddressFamily::UNIX,
             SocketType::DGRAM,
@@ -134,7 +136,7 @@ impl Logger {
     }
 
     /// Sends the event, or drops it: never waits.
-    pub fn send(&self, event: &Event<'_>) {
+    pub(crate) fn send(&self, event: &Event<'_>) {
         if let Some(socket) = &self.0 {
             let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
             let _ = rustix::net::send(socket, event.line().as_bytes(), flags);
@@ -143,7 +145,7 @@ impl Logger {
 }
 
 /// Reports a failed operation on `path`.
-pub fn failed(path: &Path, error: &crate::error::Error) {
+pub(crate) fn failed(path: &Path, error: &crate::error::Error) {
     emit(&Event {
         kind: Kind::Failed,
         mount_point: path,
@@ -155,8 +157,23 @@ pub fn failed(path: &Path, error: &crate::error::Error) {
     });
 }
 
+/// Reports how a freeze that was over ended ([`crate::keep::end`]); a record
+/// of another boot ends silently.
+pub(crate) fn about_over(record: &Record, over: Over) {
+    let (kind, reason) = match over {
+        Over::Expired => (Kind::Timeout, "deadline passed"),
+        Over::Abandoned => (
+            Kind::Abandoned,
+            "the freezer died before the freeze completed",
+        ),
+        Over::HalfThawed => (Kind::Thawed, "finished a thaw whose caller died halfway"),
+        Over::OtherBoot => return,
+    };
+    about_record(kind, record, reason);
+}
+
 /// Reports what happened to the freeze a record describes.
-pub fn about_record(kind: Kind, record: &crate::record::Record, reason: &str) {
+pub(crate) fn about_record(kind: Kind, record: &Record, reason: &str) {
     emit(&Event {
         kind,
         mount_point: &record.mount_point,
@@ -169,7 +186,7 @@ pub fn about_record(kind: Kind, record: &crate::record::Record, reason: &str) {
 }
 
 /// Connects, sends, closes: for events outside any freeze window.
-pub fn emit(event: &Event<'_>) {
+pub(crate) fn emit(event: &Event<'_>) {
     Logger::connect().send(event);
 }
 

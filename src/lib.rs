@@ -7,7 +7,7 @@
 //! - a freeze has a timeout (given, the sysconfigtab default, or none), kept by
 //!   a helper thread that thaws even a caller that deadlocked on its own
 //!   frozen filesystem;
-//! - any process can ask whether a filesystem is frozen, and thaw it;
+//! - any privileged process can ask whether a filesystem is frozen, and thaw it;
 //! - `/`, `/usr`, `/var` and the state directory's filesystem are never
 //!   frozen, under any of their names;
 //! - one freeze per superblock, whatever mount (bind, btrfs subvolume) it is
@@ -28,40 +28,29 @@
 
 #![deny(missing_docs)]
 
-mod config;
-mod error;
-mod events;
-mod ffi;
-mod forksafe;
-mod freeze;
-mod freezer;
-mod guard;
-mod holder;
-mod holder_main;
-mod keeper;
-mod mounts;
-mod policy;
-mod process;
-mod record;
-mod reset;
-mod spawn;
-mod state;
-mod status;
-mod sys;
-mod target;
-mod timeout;
-mod timer;
-mod window;
+// The crate, top down; imports only go down this list (tests/integration/
+// layering.rs checks it):
+mod ffi; // the C ABI: the only extern "C" code
+mod ops; // the operations: FREEZE, THAW, QUERY, status, reset, the guard
+mod keep; // what keeps deadlines: the helper thread, the holder
+mod events; // syslog events
+mod policy; // who may call; what is never frozen
+mod timeout; // the Timeout type and how it resolves
+mod config; // the sysconfigtab file
+mod store; // the state directory: records, locks, liveness
+mod os; // facts about the machine and the system calls behind them
+mod error; // the error type and its errno
 
 use std::path::Path;
 
 pub use config::{DefaultTimeout, FALLBACK_SECONDS, SYSCONFIGTAB, SYSCONFIGTAB_ENV};
 pub use error::{Error, Result};
-pub use freezer::Freezer;
-pub use guard::FreezeGuard;
-pub use mounts::Device;
-pub use state::{RUNDIR, RUNDIR_ENV};
-pub use status::{FreezeState, Status};
+pub use keep::holder_client::HOLDER_ENV;
+pub use ops::freeze_guard::FreezeGuard;
+pub use ops::freezer::Freezer;
+pub use ops::status::{FreezeState, Status};
+pub use os::mounts::Device;
+pub use store::state_dir::{RUNDIR, RUNDIR_ENV};
 pub use timeout::Timeout;
 
 /// Flushes and freezes the filesystem mounted at `path`, with a timeout.
@@ -116,7 +105,7 @@ pub fn default_timeout() -> DefaultTimeout {
 }
 
 #[doc(hidden)]
-/// Entry points for the fuzz harness (tests/fuzz.rs): the parsers that read
+/// Entry points for the fuzz harness (tests/integration/fuzz.rs): the parsers that read
 /// untrusted bytes, with their invariants checked by the caller.
 pub mod fuzzing {
     /// The default timeout a sysconfigtab text gives.
@@ -127,12 +116,13 @@ pub mod fuzzing {
     /// Mount points of a mountinfo text, and each one escaped and read back.
     pub fn mountinfo(text: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         use std::os::unix::ffi::OsStrExt;
-        crate::mounts::parse_mountinfo(text)
+        crate::os::mounts::parse_mountinfo(text)
             .into_iter()
             .map(|e| {
                 let raw = e.mount_point.as_os_str().as_bytes().to_vec();
-                let again =
-                    crate::mounts::unescape_octal(crate::mounts::escape_octal(&raw).as_bytes());
+                let again = crate::os::mounts::unescape_octal(
+                    crate::os::mounts::escape_octal(&raw).as_bytes(),
+                );
                 (raw, again)
             })
             .collect()
@@ -140,15 +130,20 @@ pub mod fuzzing {
 
     /// A state record: parsed, written back, parsed again (equal when Some).
     pub fn record(text: &[u8]) -> Option<bool> {
-        let r = crate::record::Record::from_text(text).ok()?;
-        Some(crate::record::Record::from_text(r.to_text().as_bytes()).ok() == Some(r))
+        let r = crate::store::record::Record::from_text(text).ok()?;
+        Some(crate::store::record::Record::from_text(r.to_text().as_bytes()).ok() == Some(r))
     }
 }
 
 #[doc(hidden)]
 /// The `freezefs-holder` executable's main (an internal helper).
 pub fn holder_process_main(args: &[std::ffi::OsString]) -> i32 {
-    holder_main::main(args)
+    keep::holder_server::main(args)
 }
 
-pub use holder::HOLDER_ENV;
+#[doc(hidden)]
+/// The kernel's and VxFS's freeze ioctl numbers, defined once for the
+/// library, the preload shim, the benchmark and the tests.
+pub mod ioctl_numbers {
+    pub use crate::os::syscalls::{FIFREEZE, FITHAW, VX_FREEZE, VX_FREEZE_ALL, VX_THAW};
+}

@@ -35,18 +35,16 @@
 //! argument in the same register as a fixed one, which is what makes
 //! LD_PRELOAD ioctl shims work.
 
+// All of this crate is C boundary: an interposed libc function.
+#![allow(unsafe_code)]
+
 use std::ffi::{c_int, c_ulong, c_void};
 use std::os::fd::BorrowedFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
+use freezefs::ioctl_numbers::{FIFREEZE, FITHAW, VX_FREEZE, VX_FREEZE_ALL, VX_THAW};
 use freezefs::{Error, Freezer, Timeout};
-
-const FIFREEZE: u32 = 0xC004_5877;
-const FITHAW: u32 = 0xC004_5878;
-const VX_FREEZE: u32 = 0x564F_4C64;
-const VX_THAW: u32 = 0x564F_4C65;
-const VX_FREEZE_ALL: u32 = 0x5658_4606;
 
 /// VxFS's argument to `VX_FREEZE_ALL`.
 #[repr(C)]

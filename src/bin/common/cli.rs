@@ -8,11 +8,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use freezefs::Error;
 
 /// Exit status for a usage error.
-pub const USAGE: i32 = 2;
+pub(crate) const USAGE: i32 = 2;
 
 /// The reason part of `<command>: <mount point>: <reason>`, with a hint
 /// where one helps.
-pub fn reason(error: &Error) -> String {
+pub(crate) fn reason(error: &Error) -> String {
     match error {
         Error::NotPrivileged => "permission denied (freezing needs root or CAP_SYS_ADMIN)".into(),
         Error::NotMountPoint(_) => "not a mount point".into(),
@@ -46,28 +46,28 @@ pub fn reason(error: &Error) -> String {
 }
 
 /// Prints `<command>: <path>: <reason>` on stderr.
-pub fn complain(command: &str, path: &Path, error: &Error) {
+pub(crate) fn complain(command: &str, path: &Path, error: &Error) {
     eprintln!("{command}: {}: {}", path.display(), reason(error));
 }
 
 /// Prints a usage error with the hint to ask for help, and returns [`USAGE`].
-pub fn usage_error(command: &str, message: &str) -> i32 {
+pub(crate) fn usage_error(command: &str, message: &str) -> i32 {
     eprintln!("{command}: {message}\nTry '{command} --help' for more information.");
     USAGE
 }
 
 /// The command's version line.
-pub fn version(command: &str) -> String {
+pub(crate) fn version(command: &str) -> String {
     format!("{command} (freezefs) {}", env!("CARGO_PKG_VERSION"))
 }
 
 /// The arguments after the program name, as OS strings (paths need not be UTF-8).
-pub fn args() -> Vec<OsString> {
+pub(crate) fn args() -> Vec<OsString> {
     std::env::args_os().skip(1).collect()
 }
 
 /// `2026-11-21T05:57:01Z` for a wall-clock time (UTC, no time zone database).
-pub fn iso_utc(time: SystemTime) -> String {
+pub(crate) fn iso_utc(time: SystemTime) -> String {
     let secs = time
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -92,7 +92,7 @@ pub fn iso_utc(time: SystemTime) -> String {
 }
 
 /// A JSON string literal (lossy for non-UTF-8 bytes).
-pub fn json_string(text: &str) -> String {
+pub(crate) fn json_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for c in text.chars() {

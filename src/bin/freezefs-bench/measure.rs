@@ -15,14 +15,14 @@ use freezefs::{Freezer, Timeout};
 use crate::scratch::{FIFREEZE, FITHAW, ScratchFs, raw_ioctl, run};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Method {
+pub(crate) enum Method {
     Raw,
     Fsfreeze,
     Freezefs,
 }
 
 impl Method {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Method::Raw => "raw FIFREEZE",
             Method::Fsfreeze => "fsfreeze -f",
@@ -47,7 +47,7 @@ impl Method {
     }
 }
 
-pub struct Stall {
+pub(crate) struct Stall {
     pub method: Method,
     pub dirty_mib: u64,
     /// Longest gap a writer appending every 0.5 ms saw.
@@ -58,7 +58,12 @@ pub struct Stall {
 
 /// Writer stall: a writer appends 4 KiB every 0.5 ms while the filesystem,
 /// with `dirty_mib` MiB of dirty page cache, is frozen and thawed at once.
-pub fn writer_stall(fs: &ScratchFs, freezer: &Freezer, method: Method, dirty_mib: u64) -> Stall {
+pub(crate) fn writer_stall(
+    fs: &ScratchFs,
+    freezer: &Freezer,
+    method: Method,
+    dirty_mib: u64,
+) -> Stall {
     fs.settle();
     fs.dirty(dirty_mib);
     let stop = Arc::new(AtomicBool::new(false));
@@ -102,15 +107,15 @@ pub fn writer_stall(fs: &ScratchFs, freezer: &Freezer, method: Method, dirty_mib
     }
 }
 
-pub fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
 /// Sorted samples in microseconds.
-pub struct Samples(pub Vec<f64>);
+pub(crate) struct Samples(pub Vec<f64>);
 
 impl Samples {
-    pub fn collect(n: usize, mut f: impl FnMut()) -> Samples {
+    pub(crate) fn collect(n: usize, mut f: impl FnMut()) -> Samples {
         let mut v: Vec<f64> = (0..n)
             .map(|_| {
                 let t = Instant::now();
@@ -122,22 +127,22 @@ impl Samples {
         Samples(v)
     }
 
-    pub fn quantile(&self, q: f64) -> f64 {
+    pub(crate) fn quantile(&self, q: f64) -> f64 {
         let i = ((self.0.len() as f64 - 1.0) * q).round() as usize;
         self.0[i]
     }
 
-    pub fn mean(&self) -> f64 {
+    pub(crate) fn mean(&self) -> f64 {
         self.0.iter().sum::<f64>() / self.0.len() as f64
     }
 
-    pub fn max(&self) -> f64 {
+    pub(crate) fn max(&self) -> f64 {
         *self.0.last().unwrap()
     }
 }
 
 /// Freeze+thaw cycles on an idle filesystem.
-pub fn cycles(fs: &ScratchFs, freezer: &Freezer, n: usize) -> Vec<(&'static str, Samples)> {
+pub(crate) fn cycles(fs: &ScratchFs, freezer: &Freezer, n: usize) -> Vec<(&'static str, Samples)> {
     fs.settle();
     let raw = Samples::collect(n, || {
         raw_ioctl(fs.root(), FIFREEZE).unwrap();
@@ -170,7 +175,7 @@ fn now_boot() -> Duration {
 
 /// |thaw - deadline| of 1 s freezes, in microseconds: the deadline from the
 /// status right after the freeze, the thaw when a blocked writer gets through.
-pub fn timeout_accuracy(fs: &ScratchFs, freezer: &Freezer, trials: usize) -> Samples {
+pub(crate) fn timeout_accuracy(fs: &ScratchFs, freezer: &Freezer, trials: usize) -> Samples {
     let mut errors = Vec::with_capacity(trials);
     for i in 0..trials {
         freezer.freeze(&fs.mnt, Timeout::Seconds(1)).unwrap();
@@ -191,7 +196,11 @@ pub fn timeout_accuracy(fs: &ScratchFs, freezer: &Freezer, trials: usize) -> Sam
 
 /// Skew (first to last FIFREEZE) of freezing several filesystems with
 /// `dirty_mib` each: freezefs_all, and a loop of fsfreeze -f. Milliseconds.
-pub fn skew(filesystems: &[ScratchFs], freezer: &Freezer, dirty_mib: u64) -> (f64, f64, f64) {
+pub(crate) fn skew(
+    filesystems: &[ScratchFs],
+    freezer: &Freezer,
+    dirty_mib: u64,
+) -> (f64, f64, f64) {
     for fs in filesystems {
         fs.settle();
         fs.dirty(dirty_mib);
@@ -231,7 +240,7 @@ pub fn skew(filesystems: &[ScratchFs], freezer: &Freezer, dirty_mib: u64) -> (f6
 
 /// QUERY latency (and, for contrast, a read of mountinfo) at the current
 /// number of mounts. Run inside a private mount namespace.
-pub fn query_latency(mnt: &Path, freezer: &Freezer, n: usize) -> (usize, Samples, Samples) {
+pub(crate) fn query_latency(mnt: &Path, freezer: &Freezer, n: usize) -> (usize, Samples, Samples) {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
@@ -246,7 +255,7 @@ pub fn query_latency(mnt: &Path, freezer: &Freezer, n: usize) -> (usize, Samples
 }
 
 /// Adds bind mounts until the namespace has `total` mounts.
-pub fn add_bind_mounts(dir: &Path, total: usize) {
+pub(crate) fn add_bind_mounts(dir: &Path, total: usize) {
     let source = dir.join("bind-source");
     std::fs::create_dir_all(&source).unwrap();
     let have = std::fs::read_to_string("/proc/self/mountinfo")
@@ -258,16 +267,7 @@ pub fn add_bind_mounts(dir: &Path, total: usize) {
         let target = dir.join(format!("b{i}"));
         std::fs::create_dir_all(&target).unwrap();
         let c_target = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: NUL-terminated paths; MS_BIND ignores type and data.
-        let rc = unsafe {
-            libc::mount(
-                c_source.as_ptr(),
-                c_target.as_ptr(),
-                std::ptr::null(),
-                libc::MS_BIND,
-                std::ptr::null(),
-            )
-        };
+        let rc = crate::scratch::bind_mount(&c_source, &c_target);
         assert_eq!(rc, 0, "bind mount {i}: {}", std::io::Error::last_os_error());
     }
 }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use crate::measure::{Method, Samples, Stall};
 
-pub struct Results {
+pub(crate) struct Results {
     pub machine: String,
     pub smoke: bool,
     pub stalls: Vec<Stall>,
@@ -17,7 +17,7 @@ pub struct Results {
     pub skew_dirty_mib: u64,
 }
 
-pub struct Goal {
+pub(crate) struct Goal {
     pub what: String,
     pub measured: String,
     pub met: bool,
@@ -29,7 +29,7 @@ fn stall(r: &Results, method: Method, mib: u64) -> Option<&Stall> {
         .find(|s| s.method == method && s.dirty_mib == mib)
 }
 
-pub fn goals(r: &Results) -> Vec<Goal> {
+pub(crate) fn goals(r: &Results) -> Vec<Goal> {
     let mut goals = Vec::new();
     let top = r.stalls.iter().map(|s| s.dirty_mib).max().unwrap_or(0);
     if let (Some(ours), Some(raw)) = (stall(r, Method::Freezefs, top), stall(r, Method::Raw, top)) {
@@ -94,7 +94,7 @@ pub fn goals(r: &Results) -> Vec<Goal> {
     goals
 }
 
-pub fn table(r: &Results) -> String {
+pub(crate) fn table(r: &Results) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
@@ -199,7 +199,7 @@ fn samples_json(s: &Samples) -> String {
     )
 }
 
-pub fn json(r: &Results) -> String {
+pub(crate) fn json(r: &Results) -> String {
     let stalls: Vec<String> = r
         .stalls
         .iter()
@@ -257,7 +257,7 @@ pub fn json(r: &Results) -> String {
 }
 
 /// Writer stall against dirty size, one line per method.
-pub fn svg(r: &Results) -> String {
+pub(crate) fn svg(r: &Results) -> String {
     let (w, h, left, bottom, top, right) = (640.0, 400.0, 60.0, 50.0, 40.0, 150.0);
     let max_x = r
         .stalls

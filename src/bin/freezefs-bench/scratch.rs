@@ -1,5 +1,9 @@
 //! Scratch loop-mounted filesystems for the benchmark, and a guard that
 //! thaws the machine's own filesystems should anything freeze them.
+//!
+//! The benchmark's system-call wrappers live here (the raw ioctls it
+//! measures freezefs against, a bind mount), and so its `unsafe`.
+#![allow(unsafe_code)]
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -7,11 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-pub const FIFREEZE: libc::c_ulong = 0xC004_5877;
-pub const FITHAW: libc::c_ulong = 0xC004_5878;
+pub(crate) use freezefs::ioctl_numbers::{FIFREEZE, FITHAW};
 
 /// The raw ioctl, as any freezer would call it (the baseline).
-pub fn raw_ioctl(file: &File, request: libc::c_ulong) -> std::io::Result<()> {
+pub(crate) fn raw_ioctl(file: &File, request: u32) -> std::io::Result<()> {
     // SAFETY: FIFREEZE/FITHAW take no argument memory; the fd is open.
     let rc = unsafe { libc::ioctl(file.as_raw_fd(), request as _, 0) };
     if rc == 0 {
@@ -21,7 +24,21 @@ pub fn raw_ioctl(file: &File, request: libc::c_ulong) -> std::io::Result<()> {
     }
 }
 
-pub fn run(cmd: &mut Command) {
+/// `mount --bind source target`; the raw return value.
+pub(crate) fn bind_mount(source: &std::ffi::CStr, target: &std::ffi::CStr) -> libc::c_int {
+    // SAFETY: NUL-terminated paths; MS_BIND ignores type and data.
+    unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    }
+}
+
+pub(crate) fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
@@ -31,7 +48,7 @@ pub fn run(cmd: &mut Command) {
 }
 
 /// Thaws /, /usr, /var, /tmp, /run every 50 ms for the life of the process.
-pub fn start_system_guard() {
+pub(crate) fn start_system_guard() {
     let files: Vec<File> = ["/", "/usr", "/var", "/tmp", "/run"]
         .iter()
         .filter_map(|p| File::open(p).ok())
@@ -49,13 +66,13 @@ pub fn start_system_guard() {
 }
 
 /// A loop-mounted ext4 image under `dir`, thawed and unmounted on drop.
-pub struct ScratchFs {
+pub(crate) struct ScratchFs {
     pub mnt: PathBuf,
     root: File,
 }
 
 impl ScratchFs {
-    pub fn new(dir: &Path, name: &str, mib: u64) -> ScratchFs {
+    pub(crate) fn new(dir: &Path, name: &str, mib: u64) -> ScratchFs {
         let image = dir.join(format!("{name}.img"));
         let mnt = dir.join(name);
         std::fs::create_dir_all(&mnt).unwrap();
@@ -70,12 +87,12 @@ impl ScratchFs {
         ScratchFs { mnt, root }
     }
 
-    pub fn root(&self) -> &File {
+    pub(crate) fn root(&self) -> &File {
         &self.root
     }
 
     /// Leaves `mib` MiB of dirty page cache in the filesystem.
-    pub fn dirty(&self, mib: u64) {
+    pub(crate) fn dirty(&self, mib: u64) {
         let chunk = vec![0xa5u8; 1 << 20];
         let mut file = File::create(self.mnt.join("dirty")).unwrap();
         for _ in 0..mib {
@@ -84,7 +101,7 @@ impl ScratchFs {
     }
 
     /// Removes the dirty file and writes everything back.
-    pub fn settle(&self) {
+    pub(crate) fn settle(&self) {
         let _ = std::fs::remove_file(self.mnt.join("dirty"));
         let _ = rustix::fs::syncfs(&self.root);
     }

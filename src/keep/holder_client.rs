@@ -22,32 +22,32 @@ use rustix::net::{
 };
 
 use crate::error::{Error, Result};
-use crate::forksafe::ParentOnlyFd;
-use crate::mounts::Device;
-use crate::state::StateDir;
-use crate::sys;
+use crate::os::fork::ParentOnlyFd;
+use crate::os::mounts::Device;
+use crate::os::syscalls;
+use crate::store::state_dir::StateDir;
 
 /// Environment variable naming the holder executable (ignored under `AT_SECURE`).
 pub const HOLDER_ENV: &str = "FREEZEFS_HOLDER";
 /// The holder executable's file name.
-pub const HOLDER_NAME: &str = "freezefs-holder";
+pub(crate) const HOLDER_NAME: &str = "freezefs-holder";
 /// The socket a holder listens on, in the state directory.
-pub const SOCKET_NAME: &str = "holder.sock";
+pub(crate) const SOCKET_NAME: &str = "holder.sock";
 /// The lock that orders starting and stopping holders.
-pub const LOCK_NAME: &str = "lock.holder";
+pub(crate) const LOCK_NAME: &str = "lock.holder";
 /// How long a client waits for the holder's answer.
 const ANSWER_TIMEOUT_S: i64 = 5;
 
 /// The holder executable: the explicit choice, else `FREEZEFS_HOLDER`, else
 /// the one next to the loaded library or executable, else the installed one.
-pub fn executable(explicit: Option<&Path>) -> PathBuf {
+pub(crate) fn executable(explicit: Option<&Path>) -> PathBuf {
     if let Some(path) = explicit {
         return path.to_path_buf();
     }
-    if let Some(path) = sys::secure_env(HOLDER_ENV).filter(|p| !p.is_empty()) {
+    if let Some(path) = syscalls::secure_env(HOLDER_ENV).filter(|p| !p.is_empty()) {
         return PathBuf::from(path);
     }
-    if let Some(beside) = sys::loaded_object_path()
+    if let Some(beside) = syscalls::loaded_object_path()
         .and_then(|lib| lib.parent().map(|d| d.join(HOLDER_NAME)))
         .filter(|p| p.is_file())
     {
@@ -122,7 +122,7 @@ fn connect_or_start(dir: &StateDir, exe: &Path) -> Result<ParentOnlyFd> {
 }
 
 /// Starts a holder serving `listener` and `dir`, detached from the caller
-/// (see [`crate::spawn`]).
+/// (see [`crate::os::spawn`]).
 fn start(exe: &Path, listener: BorrowedFd<'_>, dir: &StateDir) -> Result<()> {
     let c_exe = CString::new(exe.as_os_str().as_bytes())
         .map_err(|_| unavailable(exe, "path contains a NUL byte"))?;
@@ -131,29 +131,29 @@ fn start(exe: &Path, listener: BorrowedFd<'_>, dir: &StateDir) -> Result<()> {
     let argv = [c"freezefs-holder", c"--serve", c_dir.as_c_str()];
     // A clean environment: above all no LD_PRELOAD of the caller's; only
     // the syslog socket override travels, so that tests hear the holder.
-    let syslog = sys::secure_env(crate::events::SOCKET_ENV).and_then(|path| {
+    let syslog = syscalls::secure_env(crate::events::SOCKET_ENV).and_then(|path| {
         let mut var = format!("{}=", crate::events::SOCKET_ENV).into_bytes();
         var.extend_from_slice(path.as_bytes());
         CString::new(var).ok()
     });
     let mut envp = vec![c"PATH=/usr/sbin:/usr/bin:/sbin:/bin"];
     envp.extend(syslog.as_deref());
-    crate::spawn::spawn_detached(&c_exe, &argv, &envp, [listener, dir.fd().as_fd()])
+    crate::os::spawn::spawn_detached(&c_exe, &argv, &envp, [listener, dir.fd().as_fd()])
         .map_err(|e| unavailable(exe, e.to_string()))
 }
 
 /// A freeze attempt the holder has taken: the connection stays open until
 /// the attempt is over (dropped), which tells the holder to go by the
 /// record alone from then on.
-pub struct Handoff {
+pub(crate) struct Handoff {
     /// The holder's pid.
-    pub holder_pid: u32,
+    pub(crate) holder_pid: u32,
     _conn: ParentOnlyFd,
 }
 
 /// An attempt sent to the holder whose answer has not been read yet: the
 /// caller goes on (record, flush) while the holder takes it.
-pub struct Pending {
+pub(crate) struct Pending {
     conn: ParentOnlyFd,
     /// Sent without the start/stop lock to a running holder, which might
     /// have been exiting: then it is sent again the careful way.
@@ -168,7 +168,7 @@ pub struct Pending {
 /// FIFREEZE: the holder keeps an fd on the mount and the freeze's deadline
 /// from then on, whatever happens to the caller. Read the answer with
 /// [`Pending::answer`] before FIFREEZE.
-pub fn hold(
+pub(crate) fn hold(
     dir: &StateDir,
     exe: &Path,
     device: Device,
@@ -194,7 +194,7 @@ pub fn hold(
 
 impl Pending {
     /// Waits for the holder's answer: the holder has the attempt.
-    pub fn answer(self, dir: &StateDir) -> Result<Handoff> {
+    pub(crate) fn answer(self, dir: &StateDir) -> Result<Handoff> {
         match receive(&self.conn, &self.exe) {
             Ok(holder_pid) => Ok(Handoff {
                 holder_pid,

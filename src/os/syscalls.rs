@@ -1,19 +1,32 @@
-//! The system calls rustix does not wrap, each a tiny typed function.
+//! The system calls rustix does not wrap, each a tiny typed function, and
+//! the one definition of every ioctl and system call number the library and
+//! the shim use.
 //!
-//! Every `unsafe` block of the safe core lives here, with its reason.
+//! With [`crate::os::spawn`], the only module of the safe core allowed
+//! `unsafe`; each block says why it is sound.
+#![allow(unsafe_code)]
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-/// `FIFREEZE` = `_IOWR('X', 119, int)`.
-pub(crate) const FIFREEZE: libc::c_ulong = 0xC004_5877;
-/// `FITHAW` = `_IOWR('X', 120, int)`.
-pub(crate) const FITHAW: libc::c_ulong = 0xC004_5878;
+/// `FIFREEZE` = `_IOWR('X', 119, int)` (also XFS's old `XFS_IOC_FREEZE`).
+pub const FIFREEZE: u32 = 0xC004_5877;
+/// `FITHAW` = `_IOWR('X', 120, int)` (also XFS's old `XFS_IOC_THAW`).
+pub const FITHAW: u32 = 0xC004_5878;
+/// Solaris VxFS `VX_FREEZE`: freeze, timeout by value.
+pub const VX_FREEZE: u32 = 0x564F_4C64;
+/// Solaris VxFS `VX_THAW`.
+pub const VX_THAW: u32 = 0x564F_4C65;
+/// Solaris VxFS `VX_FREEZE_ALL` (LP64 `struct vx_freezeall`).
+pub const VX_FREEZE_ALL: u32 = 0x5658_4606;
+/// `statmount(2)` (Linux 6.8), the same number on every architecture of the
+/// unified system call table; libc does not name it yet.
+const SYS_STATMOUNT: libc::c_long = 457;
 
 /// The raw system call, not libc's `ioctl()`: the preload shim interposes
 /// `ioctl()`, and the library must never call back into it.
-fn ioctl_no_arg<Fd: AsFd>(fd: Fd, request: libc::c_ulong) -> io::Result<()> {
+fn ioctl_no_arg<Fd: AsFd>(fd: Fd, request: u32) -> io::Result<()> {
     // The kernel ignores the argument; a valid int 0 (not NULL) keeps memory
     // checkers, which read _IOWR(.., int) as a 4-byte buffer, quiet, and is
     // "no timeout" to kernels carrying the 2008 timeout patch.
@@ -24,7 +37,7 @@ fn ioctl_no_arg<Fd: AsFd>(fd: Fd, request: libc::c_ulong) -> io::Result<()> {
         libc::syscall(
             libc::SYS_ioctl,
             fd.as_fd().as_raw_fd(),
-            request,
+            libc::c_ulong::from(request),
             &mut unused as *mut libc::c_int,
         )
     };
@@ -36,23 +49,23 @@ fn ioctl_no_arg<Fd: AsFd>(fd: Fd, request: libc::c_ulong) -> io::Result<()> {
 }
 
 /// Freezes the filesystem that `fd` lies on (`FIFREEZE`).
-pub fn fifreeze<Fd: AsFd>(fd: Fd) -> io::Result<()> {
+pub(crate) fn fifreeze<Fd: AsFd>(fd: Fd) -> io::Result<()> {
     ioctl_no_arg(fd, FIFREEZE)
 }
 
 /// Thaws the filesystem that `fd` lies on (`FITHAW`); `EINVAL` when it was not frozen.
-pub fn fithaw<Fd: AsFd>(fd: Fd) -> io::Result<()> {
+pub(crate) fn fithaw<Fd: AsFd>(fd: Fd) -> io::Result<()> {
     ioctl_no_arg(fd, FITHAW)
 }
 
 /// True in a setuid/setgid or otherwise privilege-changing exec (`AT_SECURE`).
-pub fn at_secure() -> bool {
+pub(crate) fn at_secure() -> bool {
     // SAFETY: getauxval only reads the process's auxiliary vector.
     unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
 }
 
 /// `secure_getenv`: the variable, unless the process runs under `AT_SECURE`.
-pub fn secure_env(name: &str) -> Option<OsString> {
+pub(crate) fn secure_env(name: &str) -> Option<OsString> {
     if at_secure() {
         None
     } else {
@@ -61,7 +74,7 @@ pub fn secure_env(name: &str) -> Option<OsString> {
 }
 
 /// Sets the calling thread's `errno`.
-pub fn set_errno(errno: i32) {
+pub(crate) fn set_errno(errno: i32) {
     // SAFETY: __errno_location returns the calling thread's errno slot, valid
     // for the thread's lifetime.
     unsafe { *libc::__errno_location() = errno };
@@ -70,13 +83,13 @@ pub fn set_errno(errno: i32) {
 /// Blocks every signal in the calling thread until dropped, so that a thread
 /// spawned meanwhile starts with all signals blocked and never takes one that
 /// was meant for the caller.
-pub struct AllSignalsBlocked {
+pub(crate) struct AllSignalsBlocked {
     previous: libc::sigset_t,
 }
 
 impl AllSignalsBlocked {
     /// Blocks all signals; the previous mask comes back on drop.
-    pub fn new() -> AllSignalsBlocked {
+    pub(crate) fn new() -> AllSignalsBlocked {
         // SAFETY: sigset_t is plain data; sigfillset initialises it and
         // pthread_sigmask only reads `all` and writes `previous`.
         unsafe {
@@ -98,7 +111,7 @@ impl Drop for AllSignalsBlocked {
 
 /// Registers fork handlers (`pthread_atfork`). glibc ties them to this
 /// object's `__dso_handle`, so a dlclose() of the library unregisters them.
-pub fn register_atfork(
+pub(crate) fn register_atfork(
     prepare: extern "C" fn(),
     parent: extern "C" fn(),
     child: extern "C" fn(),
@@ -115,7 +128,7 @@ pub fn register_atfork(
 
 /// Closes a raw fd that this library owns but holds no `OwnedFd` for (the
 /// child's copies of lock fds after fork).
-pub fn close_raw(fd: i32) {
+pub(crate) fn close_raw(fd: i32) {
     // SAFETY: only called on fds this library opened and registered, in the
     // child after fork, where no other owner of that number exists.
     unsafe { libc::close(fd) };
@@ -123,9 +136,10 @@ pub fn close_raw(fd: i32) {
 
 /// The file this code was loaded from (`dladdr`): libfreezefs.so, or the
 /// executable a static or Rust build is linked into.
-pub fn loaded_object_path() -> Option<std::path::PathBuf> {
+pub(crate) fn loaded_object_path() -> Option<std::path::PathBuf> {
     use std::os::unix::ffi::OsStrExt;
-    let mut info: libc::Dl_info = unsafe_zeroed_dl_info();
+    // SAFETY: Dl_info is plain data (pointers); all-zero is a valid value.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     let here = loaded_object_path as *const libc::c_void;
     // SAFETY: dladdr only reads the loader's tables and fills `info`.
     if unsafe { libc::dladdr(here, &mut info) } == 0 || info.dli_fname.is_null() {
@@ -139,19 +153,22 @@ pub fn loaded_object_path() -> Option<std::path::PathBuf> {
     )))
 }
 
-fn unsafe_zeroed_dl_info() -> libc::Dl_info {
-    // SAFETY: Dl_info is plain data (pointers); all-zero is a valid value.
-    unsafe { std::mem::zeroed() }
+/// Takes ownership of an fd this process inherited at a known number (the
+/// holder's listening socket and state directory, fds 3 and 4).
+pub(crate) fn take_inherited_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: called once per number, at the holder's start, on fds its
+    // launcher handed over and that nothing else in the process owns.
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 /// Ignores a signal in this process (the holder's own, never the caller's).
-pub fn ignore_signal(signal: libc::c_int) {
+pub(crate) fn ignore_signal(signal: libc::c_int) {
     // SAFETY: SIG_IGN installs no handler code; any signal number is accepted.
     unsafe { libc::signal(signal, libc::SIG_IGN) };
 }
 
 /// Unblocks every signal in the calling thread (the holder at its start).
-pub fn unblock_all_signals() {
+pub(crate) fn unblock_all_signals() {
     // SAFETY: sigemptyset initialises the set; pthread_sigmask only reads it.
     unsafe {
         let mut none: libc::sigset_t = std::mem::zeroed();
@@ -177,18 +194,18 @@ const STATMOUNT_FS_TYPE: u64 = 0x20;
 const STATMOUNT_STR_OFFSET: usize = 512;
 
 /// What statmount(2) says of a mount.
-pub struct StatMount {
+pub(crate) struct StatMount {
     /// The superblock's device (major, minor).
-    pub device: (u32, u32),
+    pub(crate) device: (u32, u32),
     /// The filesystem type.
-    pub fs_type: Vec<u8>,
+    pub(crate) fs_type: Vec<u8>,
     /// The mount point, in this process's mount namespace.
-    pub mount_point: Vec<u8>,
+    pub(crate) mount_point: Vec<u8>,
 }
 
 /// `statmount(2)` (Linux 6.8) of the mount with this unique id: the
 /// superblock, type and mount point without reading all of mountinfo.
-pub fn statmount(unique_mount_id: u64) -> io::Result<StatMount> {
+pub(crate) fn statmount(unique_mount_id: u64) -> io::Result<StatMount> {
     let req = MntIdReq {
         size: std::mem::size_of::<MntIdReq>() as u32,
         spare: 0,
@@ -202,7 +219,7 @@ pub fn statmount(unique_mount_id: u64) -> io::Result<StatMount> {
         // `bytes` bytes into `words`, which is that large and aligned.
         let rc = unsafe {
             libc::syscall(
-                457,
+                SYS_STATMOUNT,
                 &req as *const MntIdReq,
                 words.as_mut_ptr(),
                 bytes,

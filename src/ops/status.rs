@@ -4,12 +4,14 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::Result;
-use crate::freezer::Freezer;
-use crate::mounts::Device;
-use crate::process::now_boot_ns;
-use crate::record::{Phase, Record};
-use crate::state::StateDir;
-use crate::target::Target;
+use crate::ops::freezer::Freezer;
+use crate::ops::query;
+use crate::ops::resolve::Resolved;
+use crate::os::mounts::Device;
+use crate::os::process::now_boot_ns;
+use crate::store::liveness;
+use crate::store::record::{Phase, Record};
+use crate::store::state_dir::StateDir;
 use crate::timeout::Timeout;
 
 /// Where a filesystem is in a freeze (Linux `freeze_super` stages; NetBSD
@@ -84,56 +86,36 @@ impl Status {
     }
 }
 
-impl Freezer {
-    /// The state of the filesystem mounted at `path`. Like QUERY, it thaws
-    /// a freeze whose deadline has passed, and then reports it thawed.
-    pub fn status(&self, path: impl AsRef<std::path::Path>) -> Result<Status> {
-        let (target, mount) = self.filesystem(path.as_ref())?;
-        let thawed = || {
-            Status::thawed(
-                mount.mount_point.clone(),
-                mount.device,
-                mount.fs_type.clone(),
-            )
-        };
-        let Some(record) = self.live_record(mount.device, &target)? else {
-            return Ok(thawed());
-        };
-        Ok(Status::from_record(&record, now_boot_ns()))
-    }
-
-    /// Every filesystem frozen (or freezing) through this state directory.
-    /// Freezes whose deadline passed are thawed on the way and left out.
-    pub fn list(&self) -> Result<Vec<Status>> {
-        crate::policy::require_privilege()?;
-        let Some(dir) = StateDir::open(self.state_dir(), false)? else {
-            return Ok(Vec::new());
-        };
-        let mut all = Vec::new();
-        for device in dir.recorded_devices()? {
-            let Some(record) = dir.read(device)? else {
-                continue;
-            };
-            if crate::freezer::is_stale(&record) {
-                enforce_by_mount_point(&dir, &record);
-                continue;
-            }
-            all.push(Status::from_record(&record, now_boot_ns()));
-        }
-        all.sort_by(|a, b| a.mount_point.cmp(&b.mount_point));
-        Ok(all)
+/// The state of the filesystem `named` names.
+pub(crate) fn status(freezer: &Freezer, named: &Resolved) -> Result<Status> {
+    let mount = &named.mount;
+    match query::live_record(freezer, mount.device, &named.target)? {
+        Some(record) => Ok(Status::from_record(&record, now_boot_ns())),
+        None => Ok(Status::thawed(
+            mount.mount_point.clone(),
+            mount.device,
+            mount.fs_type.clone(),
+        )),
     }
 }
 
-/// A stale record noticed while listing: reach its filesystem through the
-/// recorded mount point (checking it is still that superblock) and end it.
-fn enforce_by_mount_point(dir: &StateDir, record: &Record) {
-    let Ok(target) = Target::open(&record.mount_point) else {
-        return;
+/// Every filesystem frozen (or freezing) through the freezer's state
+/// directory, by mount point; freezes that are over are ended on the way.
+pub(crate) fn list(freezer: &Freezer) -> Result<Vec<Status>> {
+    let Some(dir) = StateDir::open(freezer.state_dir(), false)? else {
+        return Ok(Vec::new());
     };
-    if target.mount().map(|m| m.device).ok() == Some(record.device) {
-        let _ = crate::freezer::enforce(dir, record.device, record.generation, &target);
-    } else if record.boot_id != crate::process::boot_id() {
-        let _ = dir.remove(record.device);
+    let mut all = Vec::new();
+    for device in dir.recorded_devices()? {
+        let Some(record) = dir.read(device)? else {
+            continue;
+        };
+        if liveness::is_over(&record) {
+            query::end_by_mount_point(&dir, &record);
+            continue;
+        }
+        all.push(Status::from_record(&record, now_boot_ns()));
     }
+    all.sort_by(|a, b| a.mount_point.cmp(&b.mount_point));
+    Ok(all)
 }

@@ -10,10 +10,10 @@ use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::error::{Error, Result};
-use crate::forksafe::ParentOnlyFd;
-use crate::mounts::Device;
-use crate::record::Record;
-use crate::sys;
+use crate::os::fork::ParentOnlyFd;
+use crate::os::mounts::Device;
+use crate::os::syscalls;
+use crate::store::record::Record;
 
 /// The state directory used when `FREEZEFS_RUNDIR` is not set.
 pub const RUNDIR: &str = "/run/freezefs";
@@ -23,8 +23,8 @@ pub const RUNDIR_ENV: &str = "FREEZEFS_RUNDIR";
 const MAX_RECORD_BYTES: u64 = 64 * 1024;
 
 /// The state directory path in force.
-pub fn rundir_path() -> PathBuf {
-    sys::secure_env(RUNDIR_ENV)
+pub(crate) fn rundir_path() -> PathBuf {
+    syscalls::secure_env(RUNDIR_ENV)
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(RUNDIR))
@@ -32,13 +32,13 @@ pub fn rundir_path() -> PathBuf {
 
 /// An open, verified state directory.
 #[derive(Debug)]
-pub struct StateDir {
+pub(crate) struct StateDir {
     path: PathBuf,
     fd: OwnedFd,
 }
 
 /// Holds a superblock's lock (an exclusive `flock` on its lock file) until dropped.
-pub struct SbLock {
+pub(crate) struct SbLock {
     _fd: ParentOnlyFd,
 }
 
@@ -55,7 +55,7 @@ impl StateDir {
     /// umask) when `create` is set. `Ok(None)` when it does not exist and
     /// `create` is not set. A symlink, a non-directory, a directory owned by
     /// someone else or writable by group or others is refused.
-    pub fn open(path: &Path, create: bool) -> Result<Option<StateDir>> {
+    pub(crate) fn open(path: &Path, create: bool) -> Result<Option<StateDir>> {
         let exists = rustix::fs::open(
             path,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -96,7 +96,7 @@ impl StateDir {
     }
 
     /// Takes an already open state directory, after the same checks.
-    pub fn adopt(path: &Path, fd: OwnedFd) -> Result<StateDir> {
+    pub(crate) fn adopt(path: &Path, fd: OwnedFd) -> Result<StateDir> {
         let st = rustix::fs::fstat(&fd).map_err(|e| Error::os(path.display().to_string(), e))?;
         if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
             return Err(unsafe_dir(path, "is not a directory", libc::ENOTDIR));
@@ -119,12 +119,12 @@ impl StateDir {
     }
 
     /// The directory's path.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The directory's fd.
-    pub fn fd(&self) -> &OwnedFd {
+    pub(crate) fn fd(&self) -> &OwnedFd {
         &self.fd
     }
 
@@ -138,13 +138,13 @@ impl StateDir {
 
     /// Takes the superblock's lock, blocking while another thread or process
     /// holds it.
-    pub fn lock(&self, device: Device) -> Result<SbLock> {
+    pub(crate) fn lock(&self, device: Device) -> Result<SbLock> {
         self.lock_file(&format!("lock.{device}"), FlockOperation::LockExclusive)
             .map(|l| l.expect("a blocking flock either locks or fails"))
     }
 
     /// Takes the superblock's lock if it is free; `Ok(None)` when it is not.
-    pub fn try_lock(&self, device: Device) -> Result<Option<SbLock>> {
+    pub(crate) fn try_lock(&self, device: Device) -> Result<Option<SbLock>> {
         self.lock_file(
             &format!("lock.{device}"),
             FlockOperation::NonBlockingLockExclusive,
@@ -152,7 +152,7 @@ impl StateDir {
     }
 
     /// Takes a lock of the directory's own (e.g. "lock.holder").
-    pub fn lock_named(&self, name: &str) -> Result<SbLock> {
+    pub(crate) fn lock_named(&self, name: &str) -> Result<SbLock> {
         self.lock_file(name, FlockOperation::LockExclusive)
             .map(|l| l.expect("a blocking flock either locks or fails"))
     }
@@ -182,7 +182,7 @@ impl StateDir {
     }
 
     /// The record of a superblock, if there is one.
-    pub fn read(&self, device: Device) -> Result<Option<Record>> {
+    pub(crate) fn read(&self, device: Device) -> Result<Option<Record>> {
         let name = Self::record_name(device);
         let fd = match rustix::fs::openat(
             &self.fd,
@@ -210,13 +210,13 @@ impl StateDir {
 
     /// Writes a record atomically: a private temporary file, then rename.
     /// A crash at any point leaves the old record or the new one, never half.
-    pub fn write(&self, record: &Record) -> Result<()> {
+    pub(crate) fn write(&self, record: &Record) -> Result<()> {
         let name = Self::record_name(record.device);
         let tmp = format!(
             ".tmp.{}.{}.{:x}",
             record.device,
             std::process::id(),
-            crate::process::fresh_generation()
+            crate::os::process::fresh_generation()
         );
         let fd = rustix::fs::openat(
             &self.fd,
@@ -241,7 +241,7 @@ impl StateDir {
 
     /// Removes temporary files left by writers that were killed between
     /// create and rename (their pid no longer runs).
-    pub fn sweep_orphans(&self) {
+    pub(crate) fn sweep_orphans(&self) {
         let Ok(mut dir) = self.listing() else {
             return;
         };
@@ -256,7 +256,7 @@ impl StateDir {
             else {
                 continue;
             };
-            if crate::process::start_time(pid).is_none() {
+            if crate::os::process::start_time(pid).is_none() {
                 let _ = rustix::fs::unlinkat(&self.fd, name, AtFlags::empty());
             }
         }
@@ -266,15 +266,15 @@ impl StateDir {
     /// lock before FITHAW: a thaw killed between FITHAW and removing the
     /// record then leaves `thawing` (not frozen to QUERY, finished by
     /// whoever notices the thawer died), never a record that says `frozen`.
-    pub fn mark_thawing(&self, record: &Record) -> Result<()> {
+    pub(crate) fn mark_thawing(&self, record: &Record) -> Result<()> {
         let mut thawing = record.clone();
-        thawing.phase = crate::record::Phase::Thawing;
-        thawing.thawer = Some(crate::process::current());
+        thawing.phase = crate::store::record::Phase::Thawing;
+        thawing.thawer = Some(crate::os::process::current());
         self.write(&thawing)
     }
 
     /// Removes a superblock's record; no record is not an error.
-    pub fn remove(&self, device: Device) -> Result<()> {
+    pub(crate) fn remove(&self, device: Device) -> Result<()> {
         let name = Self::record_name(device);
         match rustix::fs::unlinkat(&self.fd, name.as_str(), AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
@@ -295,7 +295,7 @@ impl StateDir {
     }
 
     /// The devices that have a record, in no particular order.
-    pub fn recorded_devices(&self) -> Result<Vec<Device>> {
+    pub(crate) fn recorded_devices(&self) -> Result<Vec<Device>> {
         let mut dir = self.listing().map_err(|e| self.err(".", "opendir", e))?;
         let mut devices = Vec::new();
         while let Some(entry) = dir.read() {
@@ -314,8 +314,8 @@ impl StateDir {
     }
 
     /// The mount id of the filesystem this directory is on.
-    pub fn mount_id(&self) -> Result<crate::mounts::MountId> {
-        crate::target::facts_of(self.fd.as_fd(), c"", &self.path).map(|f| f.mount_id)
+    pub(crate) fn mount_id(&self) -> Result<crate::os::mounts::MountId> {
+        crate::os::target::facts_of(self.fd.as_fd(), c"", &self.path).map(|f| f.mount_id)
     }
 }
 

@@ -39,7 +39,7 @@ impl FromStr for Device {
 
 /// One line of `/proc/self/mountinfo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountEntry {
+pub(crate) struct MountEntry {
     /// The mount id: mountinfo's field 1, or the unique id statmount took.
     pub mount_id: u64,
     /// The superblock's device (field 3).
@@ -53,7 +53,7 @@ pub struct MountEntry {
 /// Undoes the kernel's octal escapes (`\040` space, `\011` tab, `\012`
 /// newline, `\134` backslash). A backslash not followed by three octal
 /// digits is kept as it is.
-pub fn unescape_octal(field: &[u8]) -> Vec<u8> {
+pub(crate) fn unescape_octal(field: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(field.len());
     let mut i = 0;
     while i < field.len() {
@@ -76,7 +76,7 @@ pub fn unescape_octal(field: &[u8]) -> Vec<u8> {
 
 /// Escapes bytes the way mountinfo does, for one-line text records: `\`,
 /// whitespace, control characters and non-ASCII bytes become `\ooo`.
-pub fn escape_octal(bytes: &[u8]) -> String {
+pub(crate) fn escape_octal(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for &b in bytes {
         if b == b'\\' || b <= b' ' || b >= 0x7f {
@@ -89,7 +89,7 @@ pub fn escape_octal(bytes: &[u8]) -> String {
 }
 
 /// Parses one mountinfo line; `None` for a malformed one.
-pub fn parse_mountinfo_line(line: &[u8]) -> Option<MountEntry> {
+pub(crate) fn parse_mountinfo_line(line: &[u8]) -> Option<MountEntry> {
     let mut fields = line.split(|&b| b == b' ').filter(|f| !f.is_empty());
     let mount_id = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
     let _parent_id = fields.next()?;
@@ -108,7 +108,7 @@ pub fn parse_mountinfo_line(line: &[u8]) -> Option<MountEntry> {
 }
 
 /// Every well-formed line of a mountinfo text.
-pub fn parse_mountinfo(text: &[u8]) -> Vec<MountEntry> {
+pub(crate) fn parse_mountinfo(text: &[u8]) -> Vec<MountEntry> {
     text.split(|&b| b == b'\n')
         .filter_map(parse_mountinfo_line)
         .collect()
@@ -117,7 +117,7 @@ pub fn parse_mountinfo(text: &[u8]) -> Vec<MountEntry> {
 /// A mount's id as statx gave it: the unique 64-bit id (Linux 6.8, which
 /// statmount takes), or the reusable id that mountinfo lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MountId {
+pub(crate) enum MountId {
     /// `STATX_MNT_ID_UNIQUE`.
     Unique(u64),
     /// `STATX_MNT_ID`, mountinfo's first field.
@@ -126,10 +126,10 @@ pub enum MountId {
 
 /// The mount with this id: one statmount(2) call when the id is unique
 /// (flat cost however many mounts there are), else a mountinfo scan.
-pub fn describe(id: MountId) -> io::Result<MountEntry> {
+pub(crate) fn describe(id: MountId) -> io::Result<MountEntry> {
     match id {
         MountId::Unique(unique) => {
-            let m = crate::sys::statmount(unique)?;
+            let m = crate::os::syscalls::statmount(unique)?;
             Ok(MountEntry {
                 mount_id: unique,
                 device: Device {
@@ -145,13 +145,13 @@ pub fn describe(id: MountId) -> io::Result<MountEntry> {
 }
 
 /// A snapshot of this process's mount table.
-pub struct MountTable {
+pub(crate) struct MountTable {
     entries: Vec<MountEntry>,
 }
 
 impl MountTable {
     /// Reads `/proc/self/mountinfo`.
-    pub fn read() -> io::Result<MountTable> {
+    pub(crate) fn read() -> io::Result<MountTable> {
         let text = std::fs::read("/proc/self/mountinfo")?;
         Ok(MountTable {
             entries: parse_mountinfo(&text),
@@ -159,7 +159,7 @@ impl MountTable {
     }
 
     /// The mount with this id; `ENOENT` if it went away meanwhile.
-    pub fn by_id(&self, mount_id: u64) -> io::Result<&MountEntry> {
+    pub(crate) fn by_id(&self, mount_id: u64) -> io::Result<&MountEntry> {
         self.entries
             .iter()
             .find(|e| e.mount_id == mount_id)
@@ -226,7 +226,7 @@ mod tests {
 
     #[test]
     fn statmount_and_mountinfo_describe_the_root_mount_alike() {
-        let facts = crate::target::identity_of("/").unwrap();
+        let facts = crate::os::target::identity_of("/").unwrap();
         let fast = describe(facts.mount_id).unwrap();
         let table = MountTable::read().unwrap();
         let listed = table

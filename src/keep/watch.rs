@@ -7,9 +7,8 @@
 //! watches against the records, which are the truth:
 //!
 //! - no record, or another generation: the freeze ended elsewhere; let go;
-//! - deadline passed, or still `freezing` once its freezer is gone: thaw
-//!   (FITHAW, then remove the record) under the superblock's lock, and only
-//!   if the record still carries this generation;
+//! - over ([`Over::of`]: deadline passed, freezer or thawer gone): end it
+//!   through [`end_if_over`], which thaws only the generation kept;
 //! - otherwise follow the record's deadline.
 //!
 //! A keeper never blocks on a superblock lock: a client holds it while it
@@ -24,13 +23,13 @@ use rustix::time::{
     Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec, timerfd_settime,
 };
 
-use crate::events::{self, Kind};
-use crate::forksafe::lock;
-use crate::mounts::Device;
-use crate::process::{self, now_boot_ns};
-use crate::record::{Phase, Record};
-use crate::state::StateDir;
-use crate::sys;
+use crate::keep::end::{Ending, end_if_over};
+use crate::os::fork::lock;
+use crate::os::mounts::Device;
+use crate::os::process::now_boot_ns;
+use crate::store::liveness::Over;
+use crate::store::record::Phase;
+use crate::store::state_dir::StateDir;
 
 /// How soon to try again when a superblock's lock is busy.
 const RETRY_NS: u64 = 5_000_000;
@@ -40,24 +39,24 @@ const THAWER_CHECK_NS: u64 = 100_000_000;
 const UNREADABLE_RETRY_NS: u64 = 1_000_000_000;
 
 /// One freeze a keeper holds.
-pub struct Watch {
+pub(crate) struct Watch {
     /// The state directory holding the record.
-    pub dir: Arc<StateDir>,
+    pub(crate) dir: Arc<StateDir>,
     /// The superblock.
-    pub device: Device,
+    pub(crate) device: Device,
     /// The generation kept.
-    pub generation: u64,
+    pub(crate) generation: u64,
     /// When to look at it next (`CLOCK_BOOTTIME` ns): its deadline, or a
     /// retry; `None` while nothing is due.
-    pub wake_at: Option<u64>,
+    pub(crate) wake_at: Option<u64>,
     /// An fd on the mount, opened before FIFREEZE.
-    pub mount_fd: OwnedFd,
+    pub(crate) mount_fd: OwnedFd,
     /// Holder only: the client's connection, open while its freeze attempt
     /// is under way (it closes it when done, or by dying). Until then a
     /// missing record only means "not written yet".
-    pub attempt: Option<OwnedFd>,
+    pub(crate) attempt: Option<OwnedFd>,
     /// Whether the record of this generation has been seen.
-    pub seen: bool,
+    pub(crate) seen: bool,
 }
 
 /// What review decided for a watch.
@@ -67,7 +66,7 @@ enum Verdict {
 }
 
 /// The timerfd and inotify instance a keeper sleeps on.
-pub struct Keeper {
+pub(crate) struct Keeper {
     timerfd: OwnedFd,
     notify: OwnedFd,
     watched: Vec<PathBuf>,
@@ -75,7 +74,7 @@ pub struct Keeper {
 
 impl Keeper {
     /// Creates the keeper's fds (close-on-exec, non-blocking).
-    pub fn new() -> std::io::Result<Keeper> {
+    pub(crate) fn new() -> std::io::Result<Keeper> {
         Ok(Keeper {
             timerfd: rustix::time::timerfd_create(
                 TimerfdClockId::Boottime,
@@ -87,18 +86,18 @@ impl Keeper {
     }
 
     /// The timerfd, then the inotify fd, for the caller's poll set.
-    pub fn fds(&self) -> [BorrowedFd<'_>; 2] {
+    pub(crate) fn fds(&self) -> [BorrowedFd<'_>; 2] {
         [self.timerfd.as_fd(), self.notify.as_fd()]
     }
 
     /// Raw numbers of the keeper's fds (the fork handlers close them in a child).
-    pub fn raw_fds(&self) -> [i32; 2] {
+    pub(crate) fn raw_fds(&self) -> [i32; 2] {
         [self.timerfd.as_raw_fd(), self.notify.as_raw_fd()]
     }
 
     /// Before sleeping: watch each new state directory, arm the timer for
     /// the earliest wake.
-    pub fn prepare(&mut self, watches: &Mutex<Vec<Watch>>) {
+    pub(crate) fn prepare(&mut self, watches: &Mutex<Vec<Watch>>) {
         let watches = lock(watches);
         for w in watches.iter() {
             if !self.watched.iter().any(|p| p == w.dir.path()) {
@@ -134,7 +133,7 @@ impl Keeper {
 
     /// After waking: reviews the watches that are due, or all of them when a
     /// record changed or a client's attempt ended (`changed`).
-    pub fn settle(&mut self, watches: &Mutex<Vec<Watch>>, changed: bool) {
+    pub(crate) fn settle(&mut self, watches: &Mutex<Vec<Watch>>, changed: bool) {
         drain(&self.timerfd);
         drain(&self.notify);
         let now = now_boot_ns();
@@ -156,7 +155,7 @@ impl Keeper {
 }
 
 /// Reads whatever is pending on a non-blocking fd.
-pub fn drain<Fd: AsFd>(fd: Fd) {
+pub(crate) fn drain<Fd: AsFd>(fd: Fd) {
     let mut buf = [0u8; 4096];
     while matches!(rustix::io::read(&fd, &mut buf), Ok(n) if n > 0) {}
 }
@@ -175,27 +174,29 @@ fn review(watch: &mut Watch) -> Verdict {
         Ok(_) => return Verdict::Done,
         Err(_) => return Verdict::Keep(Some(now_boot_ns() + UNREADABLE_RETRY_NS)),
     };
-    if is_over(&record, watch) {
-        end(watch)
-    } else if record.phase == Phase::Thawing {
-        // A live thawer: look again shortly, in case it dies halfway.
-        Verdict::Keep(Some(now_boot_ns() + THAWER_CHECK_NS))
-    } else {
-        Verdict::Keep(record.deadline_boot_ns)
+    let attempt_open = watch.attempt.is_some();
+    if Over::of(&record, now_boot_ns(), attempt_open).is_none() {
+        return if record.phase == Phase::Thawing {
+            // A live thawer: look again shortly, in case it dies halfway.
+            Verdict::Keep(Some(now_boot_ns() + THAWER_CHECK_NS))
+        } else {
+            Verdict::Keep(record.deadline_boot_ns)
+        };
     }
-}
-
-/// Deadline passed, or still `freezing` after its freezer went away.
-fn is_over(record: &Record, watch: &Watch) -> bool {
-    let expired = record.deadline_boot_ns.is_some_and(|d| d <= now_boot_ns());
-    let abandoned = record.phase == Phase::Freezing
-        && watch.attempt.is_none()
-        && !process::is_alive(record.pid, record.pid_start);
-    let half_thawed = record.phase == Phase::Thawing
-        && !record
-            .thawer
-            .is_some_and(|(pid, start)| process::is_alive(pid, start));
-    expired || abandoned || half_thawed
+    let ending = end_if_over(
+        &watch.dir,
+        watch.device,
+        watch.generation,
+        watch.mount_fd.as_fd(),
+        attempt_open,
+        false,
+    );
+    match ending {
+        Ok(Ending::Ended) => Verdict::Done,
+        Ok(Ending::Alive(wake_at)) => Verdict::Keep(wake_at),
+        Ok(Ending::Busy) => Verdict::Keep(Some(now_boot_ns() + RETRY_NS)),
+        Err(_) => Verdict::Keep(Some(now_boot_ns() + UNREADABLE_RETRY_NS)),
+    }
 }
 
 /// True when the peer closed the connection (EOF or hang-up).
@@ -217,40 +218,4 @@ fn connection_closed(conn: &OwnedFd) -> bool {
         rustix::net::recv(conn, &mut byte, flags),
         Err(rustix::io::Errno::AGAIN)
     )
-}
-
-/// Thaws a freeze that is over, under its lock, if the record still
-/// carries this generation and still says it is over.
-fn end(watch: &Watch) -> Verdict {
-    let Ok(Some(_lock)) = watch.dir.try_lock(watch.device) else {
-        return Verdict::Keep(Some(now_boot_ns() + RETRY_NS));
-    };
-    let Ok(Some(record)) = watch.dir.read(watch.device) else {
-        return Verdict::Done;
-    };
-    if record.generation != watch.generation {
-        return Verdict::Done;
-    }
-    if !is_over(&record, watch) {
-        return Verdict::Keep(record.deadline_boot_ns);
-    }
-    // EINVAL here means another tool thawed it already; either way it is over.
-    let _ = sys::fithaw(&watch.mount_fd);
-    let _ = watch.dir.remove(watch.device);
-    if record.phase == Phase::Thawing {
-        events::about_record(
-            Kind::Thawed,
-            &record,
-            "finished a thaw whose caller died halfway",
-        );
-    } else if record.deadline_boot_ns.is_some_and(|d| d <= now_boot_ns()) {
-        events::about_record(Kind::Timeout, &record, "deadline passed");
-    } else {
-        events::about_record(
-            Kind::Abandoned,
-            &record,
-            "the freezer died before the freeze completed",
-        );
-    }
-    Verdict::Done
 }

@@ -17,13 +17,17 @@
 //!
 //! The library then reaps step 1 with `__WCLONE`. Both children run only
 //! async-signal-safe calls on stacks and data prepared before the clone.
+//!
+//! A system-call wrapper like [`crate::os::syscalls`], and like it allowed
+//! `unsafe`.
+#![allow(unsafe_code)]
 
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use crate::sys::AllSignalsBlocked;
+use crate::os::syscalls::AllSignalsBlocked;
 
 const STACK_BYTES: usize = 64 * 1024;
 
@@ -106,7 +110,7 @@ fn null_terminated(strings: &[&CStr]) -> Vec<*const libc::c_char> {
 
 /// Starts `path` with `argv` and `envp`, detached as described above, with
 /// `fds` as its fds 3 and 4. Returns once it has exec'd (or failed to).
-pub fn spawn_detached(
+pub(crate) fn spawn_detached(
     path: &CStr,
     argv: &[&CStr],
     envp: &[&CStr],

@@ -2,14 +2,14 @@
 //! not, whatever happens to the process that made it.
 //!
 //! `freezefs-holder --serve DIR`, started by the library (see
-//! [`crate::spawn`]) with fd 3 its listening socket and fd 4 the state
+//! [`crate::os::spawn`]) with fd 3 its listening socket and fd 4 the state
 //! directory, accepts freezes, keeps them with a [`Keeper`], and exits about
 //! [`LINGER_MS`] after it holds nothing, once no client is queued.
 
 use std::ffi::OsStr;
 use std::io::IoSliceMut;
 use std::mem::MaybeUninit;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -17,18 +17,18 @@ use std::sync::{Arc, Mutex};
 use rustix::event::{PollFd, PollFlags};
 use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendFlags, SocketFlags};
 
-use crate::forksafe::lock;
-use crate::holder::{LOCK_NAME, SOCKET_NAME};
-use crate::keeper::{Keeper, Watch};
-use crate::mounts::Device;
-use crate::state::StateDir;
-use crate::sys;
+use crate::keep::holder_client::{LOCK_NAME, SOCKET_NAME};
+use crate::keep::watch::{Keeper, Watch};
+use crate::os::fork::lock;
+use crate::os::mounts::Device;
+use crate::os::syscalls;
+use crate::store::state_dir::StateDir;
 
 /// How long a holder that holds nothing waits for more work before it exits.
 pub(crate) const LINGER_MS: i64 = 50;
 
 /// Entry point of the `freezefs-holder` executable; returns its exit status.
-pub fn main(args: &[std::ffi::OsString]) -> i32 {
+pub(crate) fn main(args: &[std::ffi::OsString]) -> i32 {
     match (args.get(1).map(|a| a.as_bytes()), args.get(2)) {
         (Some(b"--serve"), Some(dir)) => serve(Path::new(dir)),
         _ => {
@@ -42,12 +42,14 @@ pub fn main(args: &[std::ffi::OsString]) -> i32 {
 
 fn serve(dir_path: &Path) -> i32 {
     // Immune to a hang-up of the caller's terminal; its own mask is empty.
-    sys::ignore_signal(libc::SIGHUP);
-    sys::ignore_signal(libc::SIGPIPE);
-    sys::unblock_all_signals();
-    // SAFETY: fds 3 and 4 are handed to this process by the launcher and
-    // owned by nothing else here.
-    let (listener, dir_fd) = unsafe { (OwnedFd::from_raw_fd(3), OwnedFd::from_raw_fd(4)) };
+    syscalls::ignore_signal(libc::SIGHUP);
+    syscalls::ignore_signal(libc::SIGPIPE);
+    syscalls::unblock_all_signals();
+    // fds 3 and 4: the launcher's (see crate::os::spawn).
+    let (listener, dir_fd) = (
+        syscalls::take_inherited_fd(3),
+        syscalls::take_inherited_fd(4),
+    );
     for fd in [&listener, &dir_fd] {
         let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
     }

@@ -1,17 +1,21 @@
-//! The C ABI: argument conversion, `catch_unwind` and `errno`, nothing else.
-//! Every exported body goes through [`guard`].
+//! The C ABI, the only `extern "C"` code: every exported function checks
+//! privilege, converts its arguments and calls the safe API, all inside
+//! [`ffi_call`], which catches panics and sets `errno`. It reads like a table.
+//!
+//! Its `pub` items are the C API's, whatever Rust can reach: cbindgen puts
+//! only `pub` items into the header.
+#![allow(unsafe_code, unreachable_pub)]
 
-use std::ffi::{CStr, OsStr, c_char, c_int, c_long, c_longlong, c_uint, c_ulong};
-use std::os::unix::ffi::OsStrExt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
+mod call;
 
-use crate::error::{Error, Result};
-use crate::freezer::Freezer;
+use std::ffi::{c_char, c_int, c_ulong};
+
+use crate::error::Error;
+use crate::ops::freezer::Freezer;
 use crate::policy;
-use crate::status::{FreezeState, Status};
-use crate::sys;
 use crate::timeout::Timeout;
+use call::{ffi_call, path_arg, path_list};
+use status_struct::freezefs_status;
 
 /// Thaw the filesystem (Tru64: the absence of the other bits).
 pub const FS_Q_THAW: c_ulong = 0x0;
@@ -20,116 +24,8 @@ pub const FS_Q_FREEZE: c_ulong = 0x1;
 /// Ask whether the filesystem is frozen.
 pub const FS_Q_QUERY: c_ulong = 0x2;
 
-/// `freezefs_status.state`: not frozen through freezefs.
-pub const FREEZEFS_THAWED: c_int = 0;
-/// `freezefs_status.state`: flushing before the freeze; writes still flow.
-pub const FREEZEFS_FREEZING: c_int = 1;
-/// `freezefs_status.state`: frozen.
-pub const FREEZEFS_FROZEN: c_int = 2;
-/// Size of `freezefs_status.mount_point`, NUL included (Linux `PATH_MAX`).
-pub const FREEZEFS_PATH_MAX: usize = 4096;
-/// Size of `freezefs_status.fs_type`, NUL included.
-pub const FREEZEFS_FSTYPE_MAX: usize = 32;
-
-/// The state of one filesystem's freeze, filled by `freezefs_status()` and
-/// `freezefs_list()`.
-#[repr(C)]
-#[allow(non_camel_case_types)]
-pub struct freezefs_status {
-    /// `FREEZEFS_THAWED`, `FREEZEFS_FREEZING` or `FREEZEFS_FROZEN`.
-    pub state: c_int,
-    /// 1 when frozen (what `FS_Q_QUERY` answers), else 0.
-    pub frozen: c_int,
-    /// The mount point (the one it was frozen through), NUL-terminated.
-    pub mount_point: [c_char; FREEZEFS_PATH_MAX],
-    /// The filesystem type, NUL-terminated (may be cut short).
-    pub fs_type: [c_char; FREEZEFS_FSTYPE_MAX],
-    /// The superblock's device number, major part.
-    pub dev_major: c_uint,
-    /// The superblock's device number, minor part.
-    pub dev_minor: c_uint,
-    /// The process that froze it; 0 when thawed.
-    pub pid: c_int,
-    /// The holder process keeping it; 0 when none.
-    pub holder_pid: c_int,
-    /// When it was frozen: seconds since the epoch; 0 when thawed.
-    pub frozen_since: c_longlong,
-    /// When it was frozen: the nanoseconds part.
-    pub frozen_since_nsec: c_long,
-    /// The timeout in seconds; -1 for no timeout; 0 when thawed.
-    pub timeout: c_int,
-    /// Milliseconds until the deadline; -1 without a timeout or when thawed.
-    pub time_left_ms: c_longlong,
-}
-
-fn copy_cstr(dst: &mut [c_char], src: &[u8]) {
-    let n = src.len().min(dst.len() - 1);
-    for (d, &b) in dst.iter_mut().zip(&src[..n]) {
-        *d = b as c_char;
-    }
-    dst[n] = 0;
-}
-
-fn fill(out: &mut freezefs_status, status: &Status) {
-    out.state = match status.state {
-        FreezeState::Thawed => FREEZEFS_THAWED,
-        FreezeState::Freezing => FREEZEFS_FREEZING,
-        FreezeState::Frozen => FREEZEFS_FROZEN,
-    };
-    out.frozen = c_int::from(status.state == FreezeState::Frozen);
-    copy_cstr(
-        &mut out.mount_point,
-        status.mount_point.as_os_str().as_bytes(),
-    );
-    copy_cstr(&mut out.fs_type, status.fs_type.as_bytes());
-    out.dev_major = status.device.major;
-    out.dev_minor = status.device.minor;
-    out.pid = status.pid.map_or(0, |p| p as c_int);
-    out.holder_pid = status.holder_pid.map_or(0, |p| p as c_int);
-    let since = status
-        .frozen_since
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .unwrap_or_default();
-    out.frozen_since = since.as_secs() as c_longlong;
-    out.frozen_since_nsec = c_long::from(since.subsec_nanos() as i32);
-    out.timeout = match status.timeout {
-        None => 0,
-        Some(Timeout::Seconds(n)) => n.min(i32::MAX as u32) as c_int,
-        Some(_) => -1,
-    };
-    out.time_left_ms = status
-        .time_left
-        .map_or(-1, |d| d.as_millis().min(i64::MAX as u128) as c_longlong);
-}
-
-/// Runs an exported body: a panic becomes -1 with errno `EIO`, an error -1
-/// with its errno; nothing unwinds into C.
-fn guard(body: impl FnOnce() -> Result<c_int>) -> c_int {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(value)) => value,
-        Ok(Err(error)) => {
-            sys::set_errno(error.errno());
-            -1
-        }
-        Err(_) => {
-            sys::set_errno(libc::EIO);
-            -1
-        }
-    }
-}
-
-/// Borrows a C string as a path; NULL is `EINVAL`.
-///
-/// # Safety
-/// `ptr` is NULL or points to a NUL-terminated string that outlives the call.
-unsafe fn path_arg<'a>(ptr: *const c_char) -> Result<&'a Path> {
-    if ptr.is_null() {
-        return Err(Error::InvalidArgument("mount point is NULL"));
-    }
-    // SAFETY: non-NULL, and the caller promises a NUL-terminated string.
-    let bytes = unsafe { CStr::from_ptr(ptr) }.to_bytes();
-    Ok(Path::new(OsStr::from_bytes(bytes)))
-}
+// After the flags, so that the header keeps its order.
+mod status_struct;
 
 /// Freezes, thaws or queries the filesystem mounted at `mountPoint`.
 ///
@@ -150,7 +46,11 @@ unsafe fn path_arg<'a>(ptr: *const c_char) -> Result<&'a Path> {
 ///   filesystem under any name, or of a filesystem that cannot be frozen;
 /// - `EALREADY`: FREEZE of a frozen filesystem, THAW of one that is not frozen;
 /// - `EACCES`, `ELOOP`, `ENOTDIR`: the state directory (`/run/freezefs`) is
-///   unsafe: not owned by root, writable by others, a symlink, not a directory.
+///   unsafe: not owned by root, writable by others, a symlink, not a directory;
+/// - `ECHILD`: FREEZE could not start the holder process that keeps the
+///   freeze (missing or not executable); nothing was frozen;
+/// - `EIO`: a state record does not parse (the state directory was tampered
+///   with), or a bug inside the library was caught.
 ///
 /// QUERY of a protected filesystem is allowed. THAW of a filesystem frozen
 /// by another tool (`fsfreeze -f`) thaws it. Thread-safe.
@@ -164,7 +64,7 @@ pub unsafe extern "C" fn freezefs(
     optionFlags: c_ulong,
     timeout: c_int,
 ) -> c_int {
-    guard(|| {
+    ffi_call(|| {
         policy::require_privilege()?;
         // SAFETY: forwarded from this function's own contract.
         let path = unsafe { path_arg(mountPoint) }?;
@@ -193,14 +93,14 @@ pub unsafe extern "C" fn freezefs_status(
     mountPoint: *const c_char,
     out: *mut freezefs_status,
 ) -> c_int {
-    guard(|| {
+    ffi_call(|| {
         policy::require_privilege()?;
         // SAFETY: forwarded from this function's own contract.
         let path = unsafe { path_arg(mountPoint) }?;
         // SAFETY: NULL or valid for one struct, per the contract.
         let out = unsafe { out.as_mut() }.ok_or(Error::InvalidArgument("out is NULL"))?;
         let status = Freezer::from_env().status(path)?;
-        fill(out, &status);
+        status_struct::fill(out, &status);
         Ok(0)
     })
 }
@@ -215,7 +115,7 @@ pub unsafe extern "C" fn freezefs_status(
 /// `out` is NULL or points to writable memory for `capacity` entries.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn freezefs_list(out: *mut freezefs_status, capacity: c_int) -> c_int {
-    guard(|| {
+    ffi_call(|| {
         policy::require_privilege()?;
         let capacity =
             usize::try_from(capacity).map_err(|_| Error::InvalidArgument("negative capacity"))?;
@@ -225,28 +125,10 @@ pub unsafe extern "C" fn freezefs_list(out: *mut freezefs_status, capacity: c_in
         let all = Freezer::from_env().list()?;
         for (i, status) in all.iter().take(capacity).enumerate() {
             // SAFETY: i < capacity, and out has room for capacity entries.
-            fill(unsafe { &mut *out.add(i) }, status);
+            status_struct::fill(unsafe { &mut *out.add(i) }, status);
         }
         Ok(c_int::try_from(all.len()).unwrap_or(c_int::MAX))
     })
-}
-
-/// Borrows `count` C strings as paths; NULL array or element is `EINVAL`.
-///
-/// # Safety
-/// `list` is NULL or points to `count` pointers, each NULL or a string.
-unsafe fn path_list<'a>(list: *const *mut c_char, count: c_int) -> Result<Vec<&'a Path>> {
-    let count = usize::try_from(count)
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or(Error::InvalidArgument("count must be at least 1"))?;
-    if list.is_null() {
-        return Err(Error::InvalidArgument("mount point list is NULL"));
-    }
-    // SAFETY: list points to count pointers, per the contract.
-    let pointers = unsafe { std::slice::from_raw_parts(list, count) };
-    // SAFETY: each is NULL or a NUL-terminated string, per the contract.
-    pointers.iter().map(|&p| unsafe { path_arg(p) }).collect()
 }
 
 /// Gives a frozen filesystem a new timeout, counted from now, with the
@@ -262,7 +144,7 @@ pub unsafe extern "C" fn freezefs_reset_timeout(
     mountPoint: *const c_char,
     timeout: c_int,
 ) -> c_int {
-    guard(|| {
+    ffi_call(|| {
         policy::require_privilege()?;
         // SAFETY: forwarded from this function's own contract.
         let path = unsafe { path_arg(mountPoint) }?;
@@ -290,7 +172,7 @@ pub unsafe extern "C" fn freezefs_all(
     count: c_int,
     timeout: c_int,
 ) -> c_int {
-    guard(|| {
+    ffi_call(|| {
         policy::require_privilege()?;
         // SAFETY: forwarded from this function's own contract.
         let paths = unsafe { path_list(mountPoints, count) }?;
@@ -308,7 +190,7 @@ pub unsafe extern "C" fn freezefs_all(
 #[unsafe(no_mangle)]
 #[allow(non_snake_case)]
 pub unsafe extern "C" fn thawfs_all(mountPoints: *const *mut c_char, count: c_int) -> c_int {
-    guard(|| {
+    ffi_call(|| {
         policy::require_privilege()?;
         // SAFETY: forwarded from this function's own contract.
         let paths = unsafe { path_list(mountPoints, count) }?;

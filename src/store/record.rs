@@ -5,13 +5,13 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use crate::mounts::{Device, escape_octal, unescape_octal};
+use crate::os::mounts::{Device, escape_octal, unescape_octal};
 
 const MAGIC: &str = "freezefs-record 1";
 
 /// Where a freeze is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Recorded, syncing and entering FIFREEZE: writes may still flow.
     Freezing,
     /// FIFREEZE returned: the filesystem is frozen.
@@ -23,7 +23,7 @@ pub enum Phase {
 
 /// The shared record of one freeze of one superblock.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
+pub(crate) struct Record {
     /// A fresh random number per freeze: a timer armed for another
     /// generation never thaws this freeze.
     pub generation: u64,
@@ -60,7 +60,7 @@ pub struct Record {
 
 impl Record {
     /// The record as text.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let opt = |v: Option<u64>| v.map_or("none".to_string(), |v| v.to_string());
         format!(
             "{MAGIC}\ngeneration {}\nboot_id {}\ndevice {}\nfs_type {}\nmount_point {}\nphase {}\npid {}\npid_start {}\nuid {}\nfrozen_at_unix_ns {}\nfrozen_at_boot_ns {}\ntimeout_s {}\ndeadline_boot_ns {}\nholder_pid {}\nthawer {}\nend\n",
@@ -89,7 +89,7 @@ impl Record {
 
     /// Parses a record; the error says which field is missing or bad.
     /// Unknown keys are ignored, so newer writers stay readable.
-    pub fn from_text(text: &[u8]) -> Result<Record, String> {
+    pub(crate) fn from_text(text: &[u8]) -> Result<Record, String> {
         // The closing "end" line tells a whole record from a torn one.
         let body = text
             .strip_suffix(b"\nend\n")

@@ -5,19 +5,19 @@ use std::sync::OnceLock;
 use rustix::time::{ClockId, clock_gettime};
 
 /// `CLOCK_BOOTTIME` in nanoseconds: deadlines keep counting through suspend.
-pub fn now_boot_ns() -> u64 {
+pub(crate) fn now_boot_ns() -> u64 {
     let ts = clock_gettime(ClockId::Boottime);
     (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
 }
 
 /// Wall-clock time in nanoseconds since the epoch.
-pub fn now_unix_ns() -> u64 {
+pub(crate) fn now_unix_ns() -> u64 {
     let ts = clock_gettime(ClockId::Realtime);
     (ts.tv_sec.max(0) as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
 }
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`); "unknown" without /proc.
-pub fn boot_id() -> &'static str {
+pub(crate) fn boot_id() -> &'static str {
     static BOOT_ID: OnceLock<String> = OnceLock::new();
     BOOT_ID.get_or_init(|| {
         std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
@@ -28,7 +28,7 @@ pub fn boot_id() -> &'static str {
 
 /// A running (not zombie) process's start time in clock ticks since boot
 /// (`/proc/PID/stat` field 22); `None` when no such process runs.
-pub fn start_time(pid: u32) -> Option<u64> {
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may hold anything: skip past
     // the last ')'.
@@ -42,14 +42,14 @@ pub fn start_time(pid: u32) -> Option<u64> {
 }
 
 /// True while the process that `pid` and `start` name is running.
-pub fn is_alive(pid: u32, start: u64) -> bool {
+pub(crate) fn is_alive(pid: u32, start: u64) -> bool {
     start_time(pid) == Some(start)
 }
 
 /// This process's id and start time, read once per process (a forked
 /// child has another pid, and reads its own). Atomics, not a lock: a
 /// forked child must never find it held.
-pub fn current() -> (u32, u64) {
+pub(crate) fn current() -> (u32, u64) {
     use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
     static PID: AtomicU32 = AtomicU32::new(0);
     static START: AtomicU64 = AtomicU64::new(0);
@@ -64,7 +64,7 @@ pub fn current() -> (u32, u64) {
 }
 
 /// A fresh random 64-bit number, never 0.
-pub fn fresh_generation() -> u64 {
+pub(crate) fn fresh_generation() -> u64 {
     let mut bytes = [0u8; 8];
     if rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()).is_err() {
         // No entropy syscall: time and pid still make a new value per freeze.

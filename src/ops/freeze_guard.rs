@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::events;
-use crate::freezer::Freezer;
-use crate::mounts::Device;
-use crate::state::StateDir;
-use crate::sys;
-use crate::timeout::Timeout;
-use crate::timer;
+use crate::keep::helper_thread;
+use crate::ops::freeze::Frozen;
+use crate::ops::freezer::Freezer;
+use crate::os::mounts::Device;
+use crate::os::syscalls;
+use crate::store::liveness;
+use crate::store::state_dir::StateDir;
 
 /// A freeze held by this guard. [`FreezeGuard::thaw`] ends it and tells
 /// whether it held to the end; dropping the guard ends it quietly.
@@ -33,23 +34,18 @@ pub struct FreezeGuard {
     mount_fd: Option<OwnedFd>,
 }
 
-impl Freezer {
-    /// Freezes like [`Freezer::freeze`] and returns a guard that thaws
-    /// this freeze, and only this one, when dropped.
-    pub fn freeze_guard(&self, path: impl AsRef<Path>, timeout: Timeout) -> Result<FreezeGuard> {
-        let path = path.as_ref();
-        let frozen = self.freeze_path(path, timeout)?;
-        Ok(FreezeGuard {
-            freezer: self.clone(),
+impl FreezeGuard {
+    /// Takes charge of `frozen`, made through `path`.
+    pub(crate) fn new(freezer: Freezer, path: &Path, frozen: Frozen) -> FreezeGuard {
+        FreezeGuard {
+            freezer,
             path: path.to_path_buf(),
             device: frozen.device,
             generation: frozen.generation,
             mount_fd: Some(frozen.mount_fd),
-        })
+        }
     }
-}
 
-impl FreezeGuard {
     /// The mount point this guard froze.
     pub fn path(&self) -> &Path {
         &self.path
@@ -63,7 +59,7 @@ impl FreezeGuard {
         };
         Ok(dir
             .read(self.device)?
-            .is_some_and(|r| r.generation == self.generation && !crate::freezer::is_stale(&r)))
+            .is_some_and(|r| r.generation == self.generation && !liveness::is_over(&r)))
     }
 
     /// Thaws this freeze. `Err(NotFrozen)` when it had already ended
@@ -86,13 +82,13 @@ impl FreezeGuard {
         }
         // Ours: end it, even if its deadline passed a moment ago.
         dir.mark_thawing(&record)?;
-        let thawed = sys::fithaw(&mount_fd);
+        let thawed = syscalls::fithaw(&mount_fd);
         dir.remove(self.device)?;
-        timer::forget(self.device);
+        helper_thread::forget(self.device);
         if thawed.is_ok() {
             events::about_record(events::Kind::Thawed, &record, "thawed by its guard");
         }
-        if crate::freezer::is_stale(&record) {
+        if liveness::is_over(&record) {
             return Err(not_ours());
         }
         thawed.map_err(|e| Error::os(format!("{}: FITHAW", self.path.display()), e))

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, StatxAttributes, StatxFlags};
 
 use crate::error::{Error, Result};
-use crate::mounts::{MountEntry, MountId, describe};
+use crate::os::mounts::{MountEntry, MountId, describe};
 
 /// `STATX_MNT_ID_UNIQUE` (Linux 6.8), which rustix does not name yet.
 const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
@@ -19,14 +19,14 @@ const PATH_MAX: usize = libc::PATH_MAX as usize;
 
 /// An inode, as `(st_dev, st_ino)`: two names for the same directory compare equal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Identity {
+pub(crate) struct Identity {
     dev: (u32, u32),
     ino: u64,
 }
 
 /// What `statx` says about a path.
 #[derive(Debug, Clone, Copy)]
-pub struct PathFacts {
+pub(crate) struct PathFacts {
     /// Its inode identity.
     pub identity: Identity,
     /// The mount it is on.
@@ -51,7 +51,7 @@ fn statmount_works() -> bool {
             let works = rustix::fs::statx(CWD, "/", AtFlags::empty(), unique)
                 .ok()
                 .filter(|st| st.stx_mask & STATX_MNT_ID_UNIQUE != 0)
-                .is_some_and(|st| crate::sys::statmount(st.stx_mnt_id).is_ok());
+                .is_some_and(|st| crate::os::syscalls::statmount(st.stx_mnt_id).is_ok());
             WORKS.store(if works { 2 } else { 1 }, Ordering::Relaxed);
             works
         }
@@ -59,7 +59,7 @@ fn statmount_works() -> bool {
 }
 
 /// Checks the length rules of the contract and converts to a C string.
-pub fn checked_path(path: &Path) -> Result<CString> {
+pub(crate) fn checked_path(path: &Path) -> Result<CString> {
     let bytes = path.as_os_str().as_bytes();
     if bytes.is_empty() {
         return Err(Error::EmptyPath);
@@ -71,7 +71,7 @@ pub fn checked_path(path: &Path) -> Result<CString> {
 }
 
 /// `statx` of a path (following symlinks) or, with an empty path, of an fd.
-pub fn facts_of<Fd: AsFd>(dirfd: Fd, path: &CStr, what: &Path) -> Result<PathFacts> {
+pub(crate) fn facts_of<Fd: AsFd>(dirfd: Fd, path: &CStr, what: &Path) -> Result<PathFacts> {
     let flags = if path.is_empty() {
         AtFlags::EMPTY_PATH
     } else {
@@ -118,7 +118,7 @@ pub fn facts_of<Fd: AsFd>(dirfd: Fd, path: &CStr, what: &Path) -> Result<PathFac
 
 /// A path the caller named, held open with `O_PATH` so that every later
 /// step works on the same object, whatever happens to the name.
-pub struct Target {
+pub(crate) struct Target {
     /// The path as given (or, for an fd, its mount point), for messages.
     pub path: PathBuf,
     fd: OwnedFd,
@@ -131,7 +131,7 @@ pub struct Target {
 impl Target {
     /// Opens `path` (following symlinks) without reading, writing or
     /// triggering device side effects.
-    pub fn open(path: &Path) -> Result<Target> {
+    pub(crate) fn open(path: &Path) -> Result<Target> {
         let c_path = checked_path(path)?;
         let fd = rustix::fs::open(
             c_path.as_c_str(),
@@ -150,7 +150,7 @@ impl Target {
 
     /// Takes a caller's fd (any fd inside a filesystem, as FIFREEZE
     /// accepts), dup'd so that the caller keeps its own.
-    pub fn from_fd(fd: BorrowedFd<'_>) -> Result<Target> {
+    pub(crate) fn from_fd(fd: BorrowedFd<'_>) -> Result<Target> {
         let own = rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(|e| Error::os("dup fd", e))?;
         let path = rustix::fs::readlinkat(
             CWD,
@@ -169,7 +169,7 @@ impl Target {
     }
 
     /// The mount this path is on.
-    pub fn mount(&self) -> Result<MountEntry> {
+    pub(crate) fn mount(&self) -> Result<MountEntry> {
         describe(self.facts.mount_id)
             .map_err(|e| Error::os(format!("{}: mount not found", self.path.display()), e))
     }
@@ -177,7 +177,7 @@ impl Target {
     /// An fd that ioctls work on (`O_PATH` ones do not): the same object,
     /// reopened through `/proc/self/fd`. Only directories and regular files
     /// are reopened, so no device or FIFO is ever opened for real.
-    pub fn open_for_ioctl(&self) -> Result<OwnedFd> {
+    pub(crate) fn open_for_ioctl(&self) -> Result<OwnedFd> {
         if self.from_fd {
             return rustix::io::fcntl_dupfd_cloexec(&self.fd, 0)
                 .map_err(|e| Error::os("dup fd", e));
@@ -204,7 +204,7 @@ impl Target {
 }
 
 /// Identity of a well-known path, `None` when it does not exist.
-pub fn identity_of(path: &str) -> Option<PathFacts> {
+pub(crate) fn identity_of(path: &str) -> Option<PathFacts> {
     let c_path = CString::new(path).ok()?;
     facts_of(CWD, &c_path, Path::new(OsStr::new(path))).ok()
 }

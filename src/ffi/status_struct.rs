@@ -1,0 +1,91 @@
+//! `struct freezefs_status`, as `freezefs_status()` and `freezefs_list()`
+//! fill it from a [`Status`].
+#![allow(unreachable_pub)] // C's, for cbindgen: see the module above
+
+use std::ffi::{c_char, c_int, c_long, c_longlong, c_uint};
+use std::os::unix::ffi::OsStrExt;
+
+use crate::ops::status::{FreezeState, Status};
+use crate::timeout::Timeout;
+
+/// `freezefs_status.state`: not frozen through freezefs.
+pub const FREEZEFS_THAWED: c_int = 0;
+/// `freezefs_status.state`: flushing before the freeze; writes still flow.
+pub const FREEZEFS_FREEZING: c_int = 1;
+/// `freezefs_status.state`: frozen.
+pub const FREEZEFS_FROZEN: c_int = 2;
+/// Size of `freezefs_status.mount_point`, NUL included (Linux `PATH_MAX`).
+pub const FREEZEFS_PATH_MAX: usize = 4096;
+/// Size of `freezefs_status.fs_type`, NUL included.
+pub const FREEZEFS_FSTYPE_MAX: usize = 32;
+
+/// The state of one filesystem's freeze, filled by `freezefs_status()` and
+/// `freezefs_list()`.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub struct freezefs_status {
+    /// `FREEZEFS_THAWED`, `FREEZEFS_FREEZING` or `FREEZEFS_FROZEN`.
+    pub state: c_int,
+    /// 1 when frozen (what `FS_Q_QUERY` answers), else 0.
+    pub frozen: c_int,
+    /// The mount point (the one it was frozen through), NUL-terminated.
+    pub mount_point: [c_char; FREEZEFS_PATH_MAX],
+    /// The filesystem type, NUL-terminated (may be cut short).
+    pub fs_type: [c_char; FREEZEFS_FSTYPE_MAX],
+    /// The superblock's device number, major part.
+    pub dev_major: c_uint,
+    /// The superblock's device number, minor part.
+    pub dev_minor: c_uint,
+    /// The process that froze it; 0 when thawed.
+    pub pid: c_int,
+    /// The holder process keeping it; 0 when none.
+    pub holder_pid: c_int,
+    /// When it was frozen: seconds since the epoch; 0 when thawed.
+    pub frozen_since: c_longlong,
+    /// When it was frozen: the nanoseconds part.
+    pub frozen_since_nsec: c_long,
+    /// The timeout in seconds; -1 for no timeout; 0 when thawed.
+    pub timeout: c_int,
+    /// Milliseconds until the deadline; -1 without a timeout or when thawed.
+    pub time_left_ms: c_longlong,
+}
+
+fn copy_cstr(dst: &mut [c_char], src: &[u8]) {
+    let n = src.len().min(dst.len() - 1);
+    for (d, &b) in dst.iter_mut().zip(&src[..n]) {
+        *d = b as c_char;
+    }
+    dst[n] = 0;
+}
+
+pub(crate) fn fill(out: &mut freezefs_status, status: &Status) {
+    out.state = match status.state {
+        FreezeState::Thawed => FREEZEFS_THAWED,
+        FreezeState::Freezing => FREEZEFS_FREEZING,
+        FreezeState::Frozen => FREEZEFS_FROZEN,
+    };
+    out.frozen = c_int::from(status.state == FreezeState::Frozen);
+    copy_cstr(
+        &mut out.mount_point,
+        status.mount_point.as_os_str().as_bytes(),
+    );
+    copy_cstr(&mut out.fs_type, status.fs_type.as_bytes());
+    out.dev_major = status.device.major;
+    out.dev_minor = status.device.minor;
+    out.pid = status.pid.map_or(0, |p| p as c_int);
+    out.holder_pid = status.holder_pid.map_or(0, |p| p as c_int);
+    let since = status
+        .frozen_since
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    out.frozen_since = since.as_secs() as c_longlong;
+    out.frozen_since_nsec = c_long::from(since.subsec_nanos() as i32);
+    out.timeout = match status.timeout {
+        None => 0,
+        Some(Timeout::Seconds(n)) => n.min(i32::MAX as u32) as c_int,
+        Some(_) => -1,
+    };
+    out.time_left_ms = status
+        .time_left
+        .map_or(-1, |d| d.as_millis().min(i64::MAX as u128) as c_longlong);
+}

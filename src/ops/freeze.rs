@@ -1,0 +1,291 @@
+//! FREEZE, one filesystem or several all-or-nothing (VxFS `VX_FREEZE_ALL`):
+//! check everything and open every fd first, hand each freeze to the holder,
+//! record it, flush all in parallel while writes still flow, then FIFREEZE
+//! them in parallel (a mount only after the mounts inside it), under one
+//! deadline. On any failure the ones already frozen are thawed, newest
+//! first: nothing is left.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::events::{Event, Kind, Logger};
+use crate::keep::helper_thread;
+use crate::keep::holder_client::{self, Handoff, Pending};
+use crate::keep::watch::Watch;
+use crate::ops::freeze_window;
+use crate::ops::freezer::Freezer;
+use crate::ops::resolve::Resolved;
+use crate::os::mounts::Device;
+use crate::os::process::{self, now_boot_ns, now_unix_ns};
+use crate::os::syscalls;
+use crate::policy;
+use crate::store::liveness::Over;
+use crate::store::record::{Phase, Record};
+use crate::store::state_dir::{SbLock, StateDir};
+use crate::timeout::Timeout;
+
+/// A freeze this call made.
+pub(crate) struct Frozen {
+    pub(crate) device: Device,
+    pub(crate) generation: u64,
+    /// The fd the freeze was made through (opened before FIFREEZE).
+    pub(crate) mount_fd: OwnedFd,
+}
+
+/// One filesystem of a batch, from checks to FIFREEZE.
+struct Member {
+    named: Resolved,
+    mount_fd: OwnedFd,
+    record: Option<Record>,
+    pending: Option<Pending>,
+    handoff: Option<Handoff>,
+}
+
+impl Member {
+    fn device(&self) -> Device {
+        self.named.device()
+    }
+}
+
+/// Freezes every filesystem of `named` all or nothing, under one deadline.
+pub(crate) fn freeze_batch(
+    freezer: &Freezer,
+    named: Vec<Resolved>,
+    timeout: Timeout,
+) -> Result<Vec<Frozen>> {
+    if named.is_empty() {
+        return Err(Error::InvalidArgument("no mount point given"));
+    }
+    let dir = StateDir::open(&freezer.state_dir, true)?
+        .ok_or_else(|| Error::os("state directory", rustix::io::Errno::NOENT))?;
+    let protected_superblocks = policy::ProtectedSuperblocks::resolve(dir.mount_id()?);
+    let mut members: Vec<Member> = Vec::with_capacity(named.len());
+    for named in named {
+        if let Some(name) = named.protected {
+            return Err(Error::Protected {
+                path: named.given,
+                what: name.to_string(),
+            });
+        }
+        let device = named.device();
+        protected_superblocks.refuse(&named.given, device)?;
+        if members.iter().any(|m| m.device() == device) {
+            continue;
+        }
+        let mount_fd = named.target.open_for_ioctl()?;
+        members.push(Member {
+            named,
+            mount_fd,
+            record: None,
+            pending: None,
+            handoff: None,
+        });
+    }
+    let timeout_s = timeout.resolve(&freezer.sysconfigtab)?;
+
+    // Locks in device order, so that concurrent batches cannot deadlock.
+    let mut devices: Vec<Device> = members.iter().map(Member::device).collect();
+    devices.sort();
+    let _locks: Vec<SbLock> = devices
+        .iter()
+        .map(|&d| dir.lock(d))
+        .collect::<Result<_>>()?;
+
+    // Connected now: after FIFREEZE, reporting looks no path up.
+    let logger = Logger::connect();
+    // Likewise the helper thread exists before the freeze window.
+    if timeout_s.is_some() {
+        helper_thread::start().map_err(|e| Error::os("starting the helper thaw thread", e))?;
+    }
+    let outcome = begin(freezer, &dir, &mut members, timeout_s).and_then(|()| {
+        let fds: Vec<BorrowedFd<'_>> = members.iter().map(|m| m.mount_fd.as_fd()).collect();
+        freeze_window::presync(&fds);
+        // The holders have had the flush's time to take the attempts.
+        for m in &mut members {
+            let handoff = m.pending.take().expect("sent in begin").answer(&dir)?;
+            if let Some(record) = &mut m.record {
+                record.holder_pid = Some(handoff.holder_pid);
+            }
+            m.handoff = Some(handoff);
+        }
+        fifreeze_members(&mut members)
+    });
+    if let Err(e) = outcome {
+        for m in &members {
+            if m.record.is_some() {
+                let _ = dir.remove(m.device());
+            }
+        }
+        return Err(e);
+    }
+    // The freeze window: from here on only the state directory, which is
+    // never on a frozen filesystem, is touched; no path lookup.
+    let frozen = commit(Arc::new(dir), &members, timeout_s)?;
+    for m in &members {
+        if let Some(record) = &m.record {
+            logger.send(&Event {
+                kind: Kind::Frozen,
+                mount_point: &record.mount_point,
+                device: Some(record.device),
+                pid: record.pid,
+                uid: record.uid,
+                timeout: Some(timeout_s),
+                reason: "frozen on request",
+            });
+        }
+    }
+    Ok(frozen)
+}
+
+/// FIFREEZE every member (see [`freeze_window::fifreeze_all`]) and note in
+/// its record when it froze; a failure is reported in the contract's terms.
+fn fifreeze_members(members: &mut [Member]) -> Result<()> {
+    let fds: Vec<BorrowedFd<'_>> = members.iter().map(|m| m.mount_fd.as_fd()).collect();
+    let mount_points: Vec<&Path> = members
+        .iter()
+        .map(|m| m.named.mount.mount_point.as_path())
+        .collect();
+    match freeze_window::fifreeze_all(&fds, &mount_points) {
+        Ok(times) => {
+            for (m, at) in members.iter_mut().zip(times) {
+                if let Some(record) = &mut m.record {
+                    record.frozen_at_boot_ns = at.boot_ns;
+                    record.frozen_at_unix_ns = at.unix_ns;
+                }
+            }
+            Ok(())
+        }
+        Err((i, e)) => {
+            let named = &members[i].named;
+            Err(match e.raw_os_error() {
+                Some(libc::EBUSY) => Error::AlreadyFrozen(named.given.clone()),
+                Some(libc::EOPNOTSUPP) => Error::Unsupported {
+                    path: named.given.clone(),
+                    fs_type: named.mount.fs_type.clone(),
+                },
+                _ => Error::os(format!("{}: FIFREEZE", named.given.display()), e),
+            })
+        }
+    }
+}
+
+/// Checks for live freezes, hands each attempt to the holder, records it.
+fn begin(
+    freezer: &Freezer,
+    dir: &StateDir,
+    members: &mut [Member],
+    timeout_s: Option<u32>,
+) -> Result<()> {
+    let exe = freezer.holder();
+    let (pid, pid_start) = process::current();
+    for m in members.iter_mut() {
+        let device = m.device();
+        match dir.read(device) {
+            Ok(Some(old)) => match Over::of(&old, now_boot_ns(), false) {
+                None => return Err(Error::AlreadyFrozen(m.named.given.clone())),
+                Some(over) if over.needs_thaw() => {
+                    let _ = syscalls::fithaw(&m.mount_fd);
+                }
+                Some(_) => {}
+            },
+            Ok(None) => {}
+            // Overwritten below; the kernel says whether it is frozen.
+            Err(Error::CorruptRecord { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let started = now_boot_ns();
+        let record = Record {
+            generation: process::fresh_generation(),
+            boot_id: process::boot_id().to_string(),
+            device,
+            fs_type: m.named.mount.fs_type.clone(),
+            mount_point: m.named.mount.mount_point.clone(),
+            phase: Phase::Freezing,
+            pid,
+            pid_start,
+            uid: rustix::process::getuid().as_raw(),
+            frozen_at_unix_ns: now_unix_ns(),
+            frozen_at_boot_ns: started,
+            timeout_s,
+            deadline_boot_ns: deadline(started, timeout_s),
+            holder_pid: None,
+            thawer: None,
+        };
+        // The holder takes the attempt before its record exists and
+        // before FIFREEZE, and keeps our connection until we are done:
+        // a caller killed at any point leaves a freeze that is kept to
+        // its deadline or undone, never one that nobody keeps. Its
+        // answer is read after the flush, just before FIFREEZE.
+        m.pending = Some(holder_client::hold(
+            dir,
+            &exe,
+            device,
+            record.generation,
+            m.mount_fd.as_fd(),
+        )?);
+        dir.write(&record)?;
+        m.record = Some(record);
+    }
+    Ok(())
+}
+
+fn deadline(from_boot_ns: u64, timeout_s: Option<u32>) -> Option<u64> {
+    timeout_s.map(|s| from_boot_ns + u64::from(s) * 1_000_000_000)
+}
+
+/// Records every member frozen under one deadline and arms the helper
+/// thread; if that fails, undoes every freeze.
+fn commit(dir: Arc<StateDir>, members: &[Member], timeout_s: Option<u32>) -> Result<Vec<Frozen>> {
+    let all_frozen = now_boot_ns();
+    let common_deadline = deadline(all_frozen, timeout_s);
+    let mut kept: Result<()> = Ok(());
+    for m in members {
+        let mut record = m.record.clone().expect("recorded in begin");
+        record.phase = Phase::Frozen;
+        record.deadline_boot_ns = common_deadline;
+        kept = kept
+            .and_then(|()| dir.write(&record))
+            .and_then(|()| match common_deadline {
+                None => Ok(()),
+                Some(at) => helper_thread::arm(Watch {
+                    dir: Arc::clone(&dir),
+                    device: m.device(),
+                    generation: record.generation,
+                    wake_at: Some(at),
+                    attempt: None,
+                    seen: true,
+                    mount_fd: m
+                        .mount_fd
+                        .try_clone()
+                        .map_err(|e| Error::os("dup mount fd", e))?,
+                })
+                .map_err(|e| Error::os("starting the helper thaw thread", e)),
+            });
+    }
+    if let Err(e) = kept {
+        // A freeze whose deadline cannot be kept is not made at all.
+        for m in members.iter().rev() {
+            let _ = syscalls::fithaw(&m.mount_fd);
+            let _ = dir.remove(m.device());
+            helper_thread::forget(m.device());
+        }
+        return Err(e);
+    }
+    // Done: the holder now keeps each freeze by its record alone (dropping
+    // the handoffs closes the connections).
+    members
+        .iter()
+        .map(|m| {
+            Ok(Frozen {
+                device: m.device(),
+                generation: m.record.as_ref().expect("recorded").generation,
+                mount_fd: m
+                    .mount_fd
+                    .try_clone()
+                    .map_err(|e| Error::os("dup mount fd", e))?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,216 @@
+//! [`Freezer`]: the whole Rust API in one table. Each method checks who
+//! calls, resolves what it names and hands over to the operation's own
+//! module; a failure is reported as an event on the way out.
+
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
+
+use crate::config;
+use crate::error::{Error, Result};
+use crate::events;
+use crate::keep::holder_client;
+use crate::ops::freeze_guard::FreezeGuard;
+use crate::ops::resolve::Resolved;
+use crate::ops::status::Status;
+use crate::ops::{freeze, query, reset, status, thaw};
+use crate::policy::require_privilege;
+use crate::store::state_dir;
+use crate::timeout::Timeout;
+
+/// Freezes, thaws and queries filesystems, keeping shared state in one
+/// state directory and reading default timeouts from one sysconfigtab file.
+///
+/// [`Freezer::from_env`] is what the C API and the free functions use; build
+/// one with other paths to keep tests or tools apart from the system state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Freezer {
+    pub(crate) state_dir: PathBuf,
+    pub(crate) sysconfigtab: PathBuf,
+    holder: Option<PathBuf>,
+}
+
+impl Default for Freezer {
+    fn default() -> Self {
+        Freezer::new()
+    }
+}
+
+/// Where an fd's failure is reported: it has no path of the caller's.
+const AN_FD: &str = "(fd)";
+
+impl Freezer {
+    /// `/run/freezefs` and `/etc/sysconfigtab`, whatever the environment says.
+    pub fn new() -> Freezer {
+        Freezer {
+            state_dir: PathBuf::from(state_dir::RUNDIR),
+            sysconfigtab: PathBuf::from(config::SYSCONFIGTAB),
+            holder: None,
+        }
+    }
+
+    /// The paths in force: `FREEZEFS_RUNDIR` and `FREEZEFS_SYSCONFIGTAB`
+    /// when set (ignored under `AT_SECURE`), else the system ones.
+    pub fn from_env() -> Freezer {
+        Freezer {
+            state_dir: state_dir::rundir_path(),
+            sysconfigtab: config::sysconfigtab_path(),
+            holder: None,
+        }
+    }
+
+    /// Uses another state directory.
+    pub fn with_state_dir(mut self, path: impl Into<PathBuf>) -> Freezer {
+        self.state_dir = path.into();
+        self
+    }
+
+    /// Reads the default timeout from another file.
+    pub fn with_sysconfigtab(mut self, path: impl Into<PathBuf>) -> Freezer {
+        self.sysconfigtab = path.into();
+        self
+    }
+
+    /// Starts this holder executable rather than the one found by default
+    /// (`$FREEZEFS_HOLDER`, next to the library, the installed one).
+    pub fn with_holder(mut self, path: impl Into<PathBuf>) -> Freezer {
+        self.holder = Some(path.into());
+        self
+    }
+
+    /// The holder executable this freezer starts when none is running.
+    pub fn holder(&self) -> PathBuf {
+        holder_client::executable(self.holder.as_deref())
+    }
+
+    /// The state directory this freezer uses.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// The sysconfigtab file this freezer reads.
+    pub fn sysconfigtab(&self) -> &Path {
+        &self.sysconfigtab
+    }
+
+    /// Flushes and freezes the filesystem whose mount point is `path`.
+    ///
+    /// Errors: see [`Error`]; nothing is left frozen or recorded on error.
+    pub fn freeze(&self, path: impl AsRef<Path>, timeout: Timeout) -> Result<()> {
+        let path = path.as_ref();
+        self.freeze_path(path, timeout)
+            .map(drop)
+            .inspect_err(|e| events::failed(path, e))
+    }
+
+    /// Freezes the filesystem that `fd` lies on: any fd inside it, as the
+    /// kernel's FIFREEZE accepts (the mount-point rule does not apply).
+    pub fn freeze_fd(&self, fd: BorrowedFd<'_>, timeout: Timeout) -> Result<()> {
+        require_privilege()
+            .and_then(|()| Resolved::fd(fd))
+            .and_then(|named| freeze::freeze_batch(self, vec![named], timeout))
+            .map(drop)
+            .inspect_err(|e| events::failed(Path::new(AN_FD), e))
+    }
+
+    /// Freezes several filesystems all or nothing, under one deadline. Two
+    /// names of one filesystem count once; nested mounts freeze deepest
+    /// first. On any failure nothing is left frozen and the first failure
+    /// is returned.
+    pub fn freeze_all<P: AsRef<Path>>(&self, paths: &[P], timeout: Timeout) -> Result<()> {
+        require_privilege()
+            .and_then(|()| paths.iter().map(|p| Resolved::path(p.as_ref())).collect())
+            .and_then(|named| freeze::freeze_batch(self, named, timeout))
+            .map(drop)
+            .inspect_err(|e| {
+                let first = paths.first().map_or(Path::new(""), |p| p.as_ref());
+                events::failed(first, e)
+            })
+    }
+
+    /// [`Freezer::freeze_all`] for fds (any fd inside each filesystem), as
+    /// VxFS's `VX_FREEZE_ALL` takes them.
+    pub fn freeze_all_fds(&self, fds: &[BorrowedFd<'_>], timeout: Timeout) -> Result<()> {
+        require_privilege()
+            .and_then(|()| fds.iter().map(|&fd| Resolved::fd(fd)).collect())
+            .and_then(|named| freeze::freeze_batch(self, named, timeout))
+            .map(drop)
+            .inspect_err(|e| events::failed(Path::new(AN_FD), e))
+    }
+
+    /// Freezes like [`Freezer::freeze`] and returns a guard that thaws
+    /// this freeze, and only this one, when dropped.
+    pub fn freeze_guard(&self, path: impl AsRef<Path>, timeout: Timeout) -> Result<FreezeGuard> {
+        let path = path.as_ref();
+        let frozen = self.freeze_path(path, timeout)?;
+        Ok(FreezeGuard::new(self.clone(), path, frozen))
+    }
+
+    fn freeze_path(&self, path: &Path, timeout: Timeout) -> Result<freeze::Frozen> {
+        require_privilege()?;
+        let named = Resolved::path(path)?;
+        let mut frozen = freeze::freeze_batch(self, vec![named], timeout)?;
+        Ok(frozen.remove(0))
+    }
+
+    /// Thaws the filesystem whose mount point is `path`. Always issues
+    /// FITHAW, so it also rescues a freeze made by another tool.
+    pub fn thaw(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        require_privilege()
+            .and_then(|()| Resolved::path(path))
+            .and_then(|named| thaw::thaw(self, &named))
+            .inspect_err(|e| events::failed(path, e))
+    }
+
+    /// Thaws the filesystem that `fd` lies on (any fd inside it).
+    pub fn thaw_fd(&self, fd: BorrowedFd<'_>) -> Result<()> {
+        require_privilege()
+            .and_then(|()| Resolved::fd(fd))
+            .and_then(|named| thaw::thaw(self, &named))
+            .inspect_err(|e| events::failed(Path::new(AN_FD), e))
+    }
+
+    /// Thaws several filesystems. Every one is thawed that can be (a thaw
+    /// never stops half way: leaving one frozen is the worse outcome); the
+    /// first failure, if any, is returned.
+    pub fn thaw_all<P: AsRef<Path>>(&self, paths: &[P]) -> Result<()> {
+        require_privilege()?;
+        if paths.is_empty() {
+            return Err(Error::InvalidArgument("no mount point given"));
+        }
+        thaw::thaw_all(self, paths)
+    }
+
+    /// True when the filesystem whose mount point is `path` is frozen through
+    /// freezefs (by any process). A freeze still flushing is not frozen yet.
+    /// Never freezes anything; thaws only a freeze whose deadline has passed.
+    pub fn is_frozen(&self, path: impl AsRef<Path>) -> Result<bool> {
+        require_privilege()?;
+        query::is_frozen(self, &Resolved::path(path.as_ref())?)
+    }
+
+    /// The state of the filesystem mounted at `path`. Like QUERY, it thaws
+    /// a freeze whose deadline has passed, and then reports it thawed.
+    pub fn status(&self, path: impl AsRef<Path>) -> Result<Status> {
+        require_privilege()?;
+        status::status(self, &Resolved::path(path.as_ref())?)
+    }
+
+    /// Every filesystem frozen (or freezing) through this state directory.
+    /// Freezes whose deadline passed are thawed on the way and left out.
+    pub fn list(&self) -> Result<Vec<Status>> {
+        require_privilege()?;
+        status::list(self)
+    }
+
+    /// Gives the freeze of the filesystem mounted at `path` a new timeout,
+    /// counted from now (`Timeout::Never` removes the deadline).
+    /// [`Error::ResetNotFrozen`] (`EINVAL`) when it is not frozen.
+    pub fn reset_timeout(&self, path: impl AsRef<Path>, timeout: Timeout) -> Result<()> {
+        let path = path.as_ref();
+        require_privilege()
+            .and_then(|()| Resolved::path(path))
+            .and_then(|named| reset::reset_timeout(self, &named, timeout))
+            .inspect_err(|e| events::failed(path, e))
+    }
+}

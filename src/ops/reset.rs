@@ -1,0 +1,37 @@
+//! Reset the timeout of a frozen filesystem (the 2008 Linux patch's
+//! `FIFREEZE_RESET_TIMEOUT`): the same timeout rules, counted from now.
+//!
+//! Only the record changes; the helper thread and the holder follow it
+//! through inotify, as they follow every record.
+
+use crate::error::{Error, Result};
+use crate::events::{self, Kind};
+use crate::ops::freezer::Freezer;
+use crate::ops::query;
+use crate::ops::resolve::Resolved;
+use crate::os::process::now_boot_ns;
+use crate::store::liveness;
+use crate::store::record::Phase;
+use crate::store::state_dir::StateDir;
+use crate::timeout::Timeout;
+
+/// Rewrites the record of the freeze `named` names with a deadline counted
+/// from now; [`Error::ResetNotFrozen`] when there is no live freeze.
+pub(crate) fn reset_timeout(freezer: &Freezer, named: &Resolved, timeout: Timeout) -> Result<()> {
+    let device = named.device();
+    let timeout_s = timeout.resolve(&freezer.sysconfigtab)?;
+    let not_frozen = || Error::ResetNotFrozen(named.given.clone());
+    // A freeze that is over is ended here, and then it is not frozen.
+    query::live_record(freezer, device, &named.target)?.ok_or_else(not_frozen)?;
+    let dir = StateDir::open(&freezer.state_dir, false)?.ok_or_else(not_frozen)?;
+    let _lock = dir.lock(device)?;
+    let mut record = dir.read(device)?.ok_or_else(not_frozen)?;
+    if record.phase != Phase::Frozen || liveness::is_over(&record) {
+        return Err(not_frozen());
+    }
+    record.timeout_s = timeout_s;
+    record.deadline_boot_ns = timeout_s.map(|s| now_boot_ns() + u64::from(s) * 1_000_000_000);
+    dir.write(&record)?;
+    events::about_record(Kind::Reset, &record, "timeout reset, counted from now");
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! From what a caller names (a path, or any fd inside a filesystem) to the
+//! filesystem it names: the one resolved-target type every operation takes.
+
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::os::mounts::{Device, MountEntry};
+use crate::os::target::Target;
+use crate::policy;
+
+/// A filesystem a caller named, held open.
+pub(crate) struct Resolved {
+    /// The name as the caller gave it (for an fd, its mount point), for messages.
+    pub(crate) given: PathBuf,
+    /// The object named, held open.
+    pub(crate) target: Target,
+    /// The mount it lies on.
+    pub(crate) mount: MountEntry,
+    /// Which of `/`, `/usr`, `/var` it is under some name, if any.
+    pub(crate) protected: Option<&'static str>,
+}
+
+impl Resolved {
+    /// Resolves `path`: a mount root, or one of `/`, `/usr`, `/var` under any
+    /// name (`//usr/.`, a symlink), which names its filesystem as on AdvFS.
+    /// Anything else is [`Error::NotMountPoint`].
+    pub(crate) fn path(path: &Path) -> Result<Resolved> {
+        let target = Target::open(path)?;
+        // A mount root needs no name check: FREEZE refuses a protected one
+        // by its superblock.
+        let protected = if target.facts.is_mount_root {
+            None
+        } else {
+            let name = policy::protected_name_of(&target);
+            if name.is_none() {
+                return Err(Error::NotMountPoint(path.to_path_buf()));
+            }
+            name
+        };
+        let mount = target.mount()?;
+        Ok(Resolved {
+            given: path.to_path_buf(),
+            target,
+            mount,
+            protected,
+        })
+    }
+
+    /// Resolves an fd to the filesystem it lies on (any fd inside it, as
+    /// FIFREEZE accepts: the mount-point rule does not apply).
+    pub(crate) fn fd(fd: BorrowedFd<'_>) -> Result<Resolved> {
+        let target = Target::from_fd(fd)?;
+        let protected = policy::protected_name_of(&target);
+        let mount = target.mount()?;
+        Ok(Resolved {
+            given: mount.mount_point.clone(),
+            target,
+            mount,
+            protected,
+        })
+    }
+
+    /// The superblock: what a freeze belongs to.
+    pub(crate) fn device(&self) -> Device {
+        self.mount.device
+    }
+}
