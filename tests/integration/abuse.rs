@@ -3,7 +3,7 @@
 //!
 //! Bounded for CI; `FREEZEFS_FULL=1` runs the longer version.
 
-mod support;
+use crate::support;
 
 use std::process::{Command, Stdio};
 use std::thread;

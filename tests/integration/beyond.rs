@@ -1,7 +1,7 @@
 //! Beyond AdvFS (issue 5): reset timeout, all-or-nothing multi-freeze,
 //! freeze states, on real filesystems.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! -Wall -Wextra -Werror and run here against real filesystems, from other
 //! processes, uids, umasks and environments.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::{Command, Output};

@@ -1,6 +1,6 @@
 //! freezefs(8) and thawfs(8) end to end, on real filesystems.
 
-mod support;
+use crate::support;
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! loop-mounted ext4, xfs and btrfs (and tmpfs, ramfs, vfat where a
 //! filesystem cannot be frozen). Run as root.
 
-mod support;
+use crate::support;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-mod fuzzkit;
+use crate::fuzzkit;
 
 use freezefs::DefaultTimeout;
 use freezefs::fuzzing;

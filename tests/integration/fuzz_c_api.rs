@@ -3,15 +3,27 @@
 //! paths, protected paths, a scratch mount; every flag value; extreme
 //! timeouts. Every call returns -1, 0 or 1 with a documented errno, and no
 //! system filesystem is ever frozen. FREEZEFS_FUZZ_SECS seconds (default 60).
+//!
+//! The library reads its paths from the environment, which a process that
+//! runs other tests at the same time must not change: the fuzzing runs in a
+//! child of this test binary, started with that environment, while this
+//! process owns the scratch mount.
+#![allow(unsafe_code)] // dlopen, dlsym and the C calls themselves
 
-mod support;
+use crate::support;
 
 use std::ffi::{CString, c_char, c_int, c_ulong, c_void};
 use std::time::{Duration, Instant};
 
+use std::fs::File;
+use std::process::Command;
+
 use support::{Kind, Scratch, lib_dir};
 
-mod fuzzkit;
+/// Set in the child: the scratch mount point to fuzz against.
+const CHILD_MOUNT_ENV: &str = "FREEZEFS_FUZZ_C_API_MOUNT";
+
+use crate::fuzzkit;
 use fuzzkit::{Rng, mutate, seconds};
 
 type Freezefs = unsafe extern "C" fn(*mut c_char, c_ulong, c_int) -> c_int;
@@ -28,19 +40,11 @@ fn symbol<T: Copy>(lib: *mut c_void, name: &std::ffi::CStr) -> T {
     unsafe { std::mem::transmute_copy(&ptr) }
 }
 
-const DOCUMENTED: &[c_int] = &[
-    libc::EPERM,
-    libc::EINVAL,
-    libc::ENOENT,
-    libc::ENAMETOOLONG,
-    libc::EOPNOTSUPP,
-    libc::EALREADY,
-    libc::EACCES,
-    libc::ELOOP,
-    libc::ENOTDIR,
-    libc::ECHILD,
-    libc::EIO,
-];
+fn documented(errno: c_int) -> bool {
+    freezefs::Error::DOCUMENTED_ERRNOS
+        .iter()
+        .any(|&(value, _)| value == errno)
+}
 
 fn errno() -> c_int {
     // SAFETY: the calling thread's errno.
@@ -49,15 +53,47 @@ fn errno() -> c_int {
 
 #[test]
 fn fuzz_the_c_entry_points() {
-    let fs = Scratch::new(Kind::Ext4);
-    // SAFETY: set before any other thread of this process reads the
-    // environment: this binary has this one test.
-    unsafe {
-        std::env::set_var("FREEZEFS_RUNDIR", fs.state_dir());
-        std::env::set_var("FREEZEFS_SYSCONFIGTAB", fs.sysconfigtab());
-        std::env::set_var("FREEZEFS_HOLDER", support::holder_exe());
+    if let Some(mnt) = std::env::var_os(CHILD_MOUNT_ENV) {
+        return fuzz_in_this_process(std::path::Path::new(&mnt));
     }
+    let fs = Scratch::new(Kind::Ext4);
     support::write_sysconfigtab(&fs.sysconfigtab(), "3");
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "fuzz_c_api::fuzz_the_c_entry_points",
+            "--nocapture",
+        ])
+        .env(CHILD_MOUNT_ENV, &fs.mnt)
+        .env("FREEZEFS_RUNDIR", fs.state_dir())
+        .env("FREEZEFS_SYSCONFIGTAB", fs.sysconfigtab())
+        .env("FREEZEFS_HOLDER", support::holder_exe())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the fuzzing child failed: {}\n{}{stderr}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    eprint!(
+        "{}",
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("fuzz C API"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+    );
+    assert!(
+        !fs.kernel_frozen(),
+        "the child left the scratch filesystem frozen"
+    );
+}
+
+fn fuzz_in_this_process(mnt: &std::path::Path) {
+    support::start_system_guard();
+    let root = File::open(mnt).unwrap();
     let path = CString::new(
         lib_dir()
             .join("libfreezefs.so")
@@ -74,12 +110,12 @@ fn fuzz_the_c_entry_points() {
     let thaw_all: ThawAll = symbol(lib, c"thawfs_all");
     let status: Status = symbol(lib, c"freezefs_status");
 
-    let mnt = fs.mnt.as_os_str().as_encoded_bytes().to_vec();
+    let mnt_bytes = mnt.as_os_str().as_encoded_bytes().to_vec();
     let mut pool: Vec<Vec<u8>> = vec![
-        mnt.clone(),
-        [&mnt[..], b"/"].concat(),
-        [&mnt[..], b"/."].concat(),
-        [&mnt[..], b"/../mnt"].concat(),
+        mnt_bytes.clone(),
+        [&mnt_bytes[..], b"/"].concat(),
+        [&mnt_bytes[..], b"/."].concat(),
+        [&mnt_bytes[..], b"/../mnt"].concat(),
         b"".to_vec(),
         b"/".to_vec(),
         b"//usr/.".to_vec(),
@@ -148,12 +184,12 @@ fn fuzz_the_c_entry_points() {
             "{what}({raw:?}, {flags:#x}, {timeout}) returned {rc}"
         );
         assert!(
-            rc != -1 || DOCUMENTED.contains(&err),
+            rc != -1 || documented(err),
             "{what}({raw:?}, {flags:#x}, {timeout}): errno {err}"
         );
-        if fs.kernel_frozen() {
+        if support::kernel_frozen(&root) {
             frozen_by_us += 1;
-            fs.freezer().thaw(&fs.mnt).unwrap();
+            freezefs::thaw(mnt).unwrap();
         }
         if rng.below(512) == 0 && pool.len() < 64 {
             pool.push(raw);

@@ -4,21 +4,21 @@
 use std::path::Path;
 
 /// xorshift64*: small, seeded, reproducible.
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
         Rng(seed.max(1))
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    pub fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
 }
@@ -26,7 +26,7 @@ impl Rng {
 const INTERESTING: &[u8] = b"\n\r\t :=#,\\01234567-+\x00\xff\xfevfs_-";
 
 /// One mutation of `input`, sometimes spliced with another corpus entry.
-pub fn mutate(rng: &mut Rng, input: &[u8], corpus: &[Vec<u8>]) -> Vec<u8> {
+pub(crate) fn mutate(rng: &mut Rng, input: &[u8], corpus: &[Vec<u8>]) -> Vec<u8> {
     let mut out = input.to_vec();
     for _ in 0..=rng.below(4) {
         let len = out.len();
@@ -66,11 +66,11 @@ pub fn mutate(rng: &mut Rng, input: &[u8], corpus: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-pub fn crate_dir() -> &'static Path {
+pub(crate) fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-pub fn corpus(target: &str) -> Vec<Vec<u8>> {
+pub(crate) fn corpus(target: &str) -> Vec<Vec<u8>> {
     let dir = crate_dir().join("fuzz/corpus").join(target);
     let mut all: Vec<Vec<u8>> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -81,7 +81,7 @@ pub fn corpus(target: &str) -> Vec<Vec<u8>> {
     all
 }
 
-pub fn seconds() -> u64 {
+pub(crate) fn seconds() -> u64 {
     std::env::var("FREEZEFS_FUZZ_SECS")
         .ok()
         .and_then(|s| s.parse().ok())

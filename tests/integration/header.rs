@@ -1,5 +1,5 @@
 //! include/freezefs.h is what cbindgen makes of src/ffi.rs, to the byte.
-//! `FREEZEFS_BLESS=1 cargo test --test header` rewrites it.
+//! `FREEZEFS_BLESS=1 cargo test --test integration header` rewrites it.
 
 use std::path::Path;
 
@@ -23,7 +23,7 @@ fn committed_header_is_what_cbindgen_generates() {
     assert!(
         committed == generated,
         "include/freezefs.h differs from what cbindgen generates; run \
-         FREEZEFS_BLESS=1 cargo test --test header and commit it.\n--- generated ---\n{}",
+         FREEZEFS_BLESS=1 cargo test --test integration header and commit it.\n--- generated ---\n{}",
         String::from_utf8_lossy(&generated)
     );
 }

@@ -1,7 +1,7 @@
 //! The holder process keeps freezes whatever happens to their callers
 //! (issue 3), on real filesystems.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -2,7 +2,7 @@
 //! with where each is tested, is docs/hostile-input.md. Every case: its
 //! documented result, and nothing frozen.
 
-mod support;
+use crate::support;
 
 use std::os::unix::ffi::OsStrExt;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! LD_PRELOAD of the library, and the ioctl shim under real fsfreeze and
 //! xfs_freeze, on real filesystems.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -1,7 +1,7 @@
 //! Installs like a C library (issue 6): make install, SONAME, exports,
 //! pkg-config, the installed holder, man pages, syslog events.
 
-mod support;
+use crate::support;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Reliability and security (issue 7): leaks, privilege, hostile input,
 //! storms, crashes, a full state directory, on real filesystems.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::process::Command;

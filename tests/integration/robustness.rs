@@ -1,6 +1,6 @@
 //! Thread safety and crash safety of the core on real filesystems.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::sync::Arc;

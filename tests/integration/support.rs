@@ -2,6 +2,8 @@
 //! unmounted and detached on drop (also when the test panics), and a guard
 //! that thaws the system's own filesystems if anything ever freezes them.
 #![allow(dead_code)]
+// The harness's own raw system calls (the kernel's FIFREEZE probe, mkdtemp).
+#![allow(unsafe_code)]
 
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
@@ -17,13 +19,12 @@ use std::time::{Duration, Instant};
 
 use freezefs::Freezer;
 
-const FIFREEZE: libc::c_ulong = 0xC004_5877;
-const FITHAW: libc::c_ulong = 0xC004_5878;
+use freezefs::ioctl_numbers::{FIFREEZE, FITHAW};
 
 /// Set by the guard when it had to thaw a system filesystem: a bug of ours.
 static SYSTEM_WAS_FROZEN: AtomicBool = AtomicBool::new(false);
 
-fn ioctl(file: &File, request: libc::c_ulong) -> std::io::Result<()> {
+fn ioctl(file: &File, request: u32) -> std::io::Result<()> {
     // SAFETY: FIFREEZE/FITHAW take no argument memory; the fd is open.
     let rc = unsafe { libc::ioctl(file.as_raw_fd(), request as _, 0) };
     if rc == 0 {
@@ -35,7 +36,7 @@ fn ioctl(file: &File, request: libc::c_ulong) -> std::io::Result<()> {
 
 /// Thaws `/` and the filesystems of `/usr`, `/var`, `/tmp`, `/run` every 50 ms
 /// for the life of the test process. Never guards a scratch filesystem.
-pub fn start_system_guard() {
+pub(crate) fn start_system_guard() {
     static GUARD: Once = Once::new();
     GUARD.call_once(|| {
         let files: Vec<(String, File)> = ["/", "/usr", "/var", "/tmp", "/run"]
@@ -60,14 +61,14 @@ pub fn start_system_guard() {
 }
 
 /// Panics if the guard ever had to thaw a system filesystem.
-pub fn assert_system_never_frozen() {
+pub(crate) fn assert_system_never_frozen() {
     assert!(
         !SYSTEM_WAS_FROZEN.load(Ordering::SeqCst),
         "a system filesystem was frozen during the tests"
     );
 }
 
-pub fn run(cmd: &mut Command) -> String {
+pub(crate) fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
@@ -79,16 +80,14 @@ pub fn run(cmd: &mut Command) -> String {
 }
 
 fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
+    assert!(
+        rustix::process::geteuid().is_root(),
         "the real-filesystem tests must run as root (loop mounts, FIFREEZE); they do not skip"
     );
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Ext4,
     Xfs,
     Btrfs,
@@ -99,10 +98,10 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const FREEZABLE: [Kind; 3] = [Kind::Ext4, Kind::Xfs, Kind::Btrfs];
+    pub(crate) const FREEZABLE: [Kind; 3] = [Kind::Ext4, Kind::Xfs, Kind::Btrfs];
     /// Filesystems Linux cannot freeze that this kernel can mount: vfat is
     /// left out (loudly) on a kernel built without it.
-    pub fn unfreezable() -> Vec<Kind> {
+    pub(crate) fn unfreezable() -> Vec<Kind> {
         let known = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
         let mut kinds = vec![Kind::Squashfs, Kind::Tmpfs, Kind::Ramfs];
         if known.split_whitespace().any(|f| f == "vfat") {
@@ -151,7 +150,7 @@ impl Kind {
         cmd
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Ext4 => "ext4",
             Kind::Xfs => "xfs",
@@ -166,7 +165,7 @@ impl Kind {
 
 /// A scratch filesystem mounted at `mnt`, inside its own temporary directory
 /// that also holds its own state directory and sysconfigtab.
-pub struct Scratch {
+pub(crate) struct Scratch {
     pub kind: Kind,
     pub dir: PathBuf,
     pub mnt: PathBuf,
@@ -179,7 +178,7 @@ pub struct Scratch {
     root: Option<File>,
 }
 
-pub fn mkdtemp(prefix: &str) -> PathBuf {
+pub(crate) fn mkdtemp(prefix: &str) -> PathBuf {
     let template = CString::new(format!("/tmp/{prefix}.XXXXXX")).unwrap();
     let mut bytes = template.into_bytes_with_nul();
     // SAFETY: bytes is a writable NUL-terminated template ending in XXXXXX.
@@ -190,7 +189,7 @@ pub fn mkdtemp(prefix: &str) -> PathBuf {
 }
 
 impl Scratch {
-    pub fn new(kind: Kind) -> Scratch {
+    pub(crate) fn new(kind: Kind) -> Scratch {
         require_root();
         start_system_guard();
         let dir = mkdtemp(&format!("freezefs-test-{}", kind.name()));
@@ -230,22 +229,22 @@ impl Scratch {
     }
 
     /// A freezer whose state directory and sysconfigtab are this scratch's own.
-    pub fn freezer(&self) -> Freezer {
+    pub(crate) fn freezer(&self) -> Freezer {
         Freezer::new()
             .with_state_dir(self.state_dir())
             .with_sysconfigtab(self.sysconfigtab())
             .with_holder(holder_exe())
     }
 
-    pub fn state_dir(&self) -> PathBuf {
+    pub(crate) fn state_dir(&self) -> PathBuf {
         self.dir.join("run")
     }
 
-    pub fn sysconfigtab(&self) -> PathBuf {
+    pub(crate) fn sysconfigtab(&self) -> PathBuf {
         self.dir.join("sysconfigtab")
     }
 
-    pub fn record_text(&self) -> Option<String> {
+    pub(crate) fn record_text(&self) -> Option<String> {
         let dir = self.state_dir();
         let entries = std::fs::read_dir(&dir).ok()?;
         let mut records = entries
@@ -256,7 +255,7 @@ impl Scratch {
     }
 
     /// Bind-mounts the scratch mount at `dir/name`.
-    pub fn bind(&mut self, name: &str) -> PathBuf {
+    pub(crate) fn bind(&mut self, name: &str) -> PathBuf {
         let at = self.dir.join(name);
         std::fs::create_dir_all(&at).unwrap();
         run(Command::new("mount").arg("--bind").arg(&self.mnt).arg(&at));
@@ -265,12 +264,12 @@ impl Scratch {
     }
 
     /// Takes a mount the test made itself into this scratch's care.
-    pub fn adopt_mount(&mut self, at: PathBuf) {
+    pub(crate) fn adopt_mount(&mut self, at: PathBuf) {
         self.extra.push(at);
     }
 
     /// Mounts something of the caller's at `dir/name`; unmounted on drop.
-    pub fn mount_extra(&mut self, name: &str, args: &[&str]) -> PathBuf {
+    pub(crate) fn mount_extra(&mut self, name: &str, args: &[&str]) -> PathBuf {
         let at = self.dir.join(name);
         std::fs::create_dir_all(&at).unwrap();
         run(Command::new("mount").args(args).arg(&at));
@@ -278,24 +277,15 @@ impl Scratch {
         at
     }
 
-    /// The kernel's own answer, for tests only: FIFREEZE says EBUSY when the
-    /// filesystem is frozen; when it was not, the probe thaws it again.
-    pub fn kernel_frozen(&self) -> bool {
-        let root = self.root.as_ref().unwrap();
-        match ioctl(root, FIFREEZE) {
-            Ok(()) => {
-                ioctl(root, FITHAW).unwrap();
-                false
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => true,
-            Err(e) => panic!("FIFREEZE probe: {e}"),
-        }
+    /// The kernel's own answer (see [`kernel_frozen`]).
+    pub(crate) fn kernel_frozen(&self) -> bool {
+        kernel_frozen(self.root.as_ref().unwrap())
     }
 
     /// Starts a write into the filesystem and reports whether it finished
     /// within `wait`. A write still blocked goes on in its thread and ends
     /// when the filesystem is thawed (drop thaws it).
-    pub fn write_completes_within(&self, wait: Duration) -> bool {
+    pub(crate) fn write_completes_within(&self, wait: Duration) -> bool {
         let (tx, rx) = mpsc::channel();
         let path = self.mnt.join(format!("w.{}", rand_suffix()));
         thread::spawn(move || {
@@ -306,7 +296,7 @@ impl Scratch {
     }
 
     /// Like [`write_completes_within`], but returns when the write finished.
-    pub fn write_in_background(&self) -> mpsc::Receiver<Instant> {
+    pub(crate) fn write_in_background(&self) -> mpsc::Receiver<Instant> {
         let (tx, rx) = mpsc::channel();
         let path = self.mnt.join(format!("w.{}", rand_suffix()));
         thread::spawn(move || {
@@ -316,7 +306,7 @@ impl Scratch {
         rx
     }
 
-    pub fn read_completes_within(&self, wait: Duration) -> bool {
+    pub(crate) fn read_completes_within(&self, wait: Duration) -> bool {
         let (tx, rx) = mpsc::channel();
         let mnt = self.mnt.clone();
         thread::spawn(move || {
@@ -328,7 +318,7 @@ impl Scratch {
 
     /// Thaws and unmounts now (to check the image), leaving the directory
     /// for drop to remove.
-    pub fn unmount(&mut self) {
+    pub(crate) fn unmount(&mut self) {
         self.thaw_everything();
         self.root = None;
         for at in self.extra.drain(..).rev() {
@@ -346,13 +336,27 @@ impl Scratch {
     }
 }
 
+/// The kernel's own answer, for tests only: FIFREEZE says EBUSY when the
+/// filesystem `root` lies on is frozen; when it was not, the probe thaws it
+/// again.
+pub(crate) fn kernel_frozen(root: &File) -> bool {
+    match ioctl(root, FIFREEZE) {
+        Ok(()) => {
+            ioctl(root, FITHAW).unwrap();
+            false
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => true,
+        Err(e) => panic!("FIFREEZE probe: {e}"),
+    }
+}
+
 fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(Instant::now())
 }
 
 /// Unmounts, retrying while it is busy (a holder letting go), then lazily.
-pub fn umount(path: &Path) {
+pub(crate) fn umount(path: &Path) {
     for _ in 0..40 {
         let status = Command::new("umount")
             .arg(path)
@@ -388,14 +392,14 @@ impl Drop for Scratch {
 }
 
 /// Sends SIGKILL (no-op if the process is gone).
-pub fn sigkill(pid: u32) {
+pub(crate) fn sigkill(pid: u32) {
     if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
     }
 }
 
 /// Alive and not a zombie.
-pub fn running(pid: u32) -> bool {
+pub(crate) fn running(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| {
@@ -407,7 +411,7 @@ pub fn running(pid: u32) -> bool {
 }
 
 /// The running holders serving this scratch's state directory.
-pub fn live_holders(fs: &Scratch) -> Vec<u32> {
+pub(crate) fn live_holders(fs: &Scratch) -> Vec<u32> {
     let out = Command::new("pgrep")
         .arg("-f")
         .arg(format!(
@@ -424,12 +428,12 @@ pub fn live_holders(fs: &Scratch) -> Vec<u32> {
 }
 
 /// The holder executable cargo built for these tests.
-pub fn holder_exe() -> &'static str {
+pub(crate) fn holder_exe() -> &'static str {
     env!("CARGO_BIN_EXE_freezefs-holder")
 }
 
 /// Waits until `cond` holds, polling every `step`, at most `limit`.
-pub fn wait_until(limit: Duration, step: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_until(limit: Duration, step: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + limit;
     loop {
         if cond() {
@@ -443,7 +447,7 @@ pub fn wait_until(limit: Duration, step: Duration, mut cond: impl FnMut() -> boo
 }
 
 /// Writes a sysconfigtab with a `vfs:` stanza setting the default timeout.
-pub fn write_sysconfigtab(path: &Path, value: &str) {
+pub(crate) fn write_sysconfigtab(path: &Path, value: &str) {
     std::fs::write(
         path,
         format!("# test\ngeneric:\n\tmemberid = 1\n\nvfs:\n\tfreezefs_default_timeout = {value}\n"),
@@ -453,13 +457,13 @@ pub fn write_sysconfigtab(path: &Path, value: &str) {
 
 // C programs from c-tests/, built against the header and the fresh library.
 
-pub fn crate_dir() -> &'static Path {
+pub(crate) fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// target/<profile>/deps, where cargo test builds libfreezefs.so and .a
 /// (it does not copy them up to target/<profile>, which may hold stale ones).
-pub fn lib_dir() -> PathBuf {
+pub(crate) fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().to_path_buf();
     assert!(
@@ -471,19 +475,19 @@ pub fn lib_dir() -> PathBuf {
 }
 
 /// How every C file of the project is compiled.
-pub const STRICT_C: [&str; 5] = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"];
+pub(crate) const STRICT_C: [&str; 5] = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"];
 
-pub fn cc(args: &[&str]) {
+pub(crate) fn cc(args: &[&str]) {
     run(Command::new("cc").args(args));
 }
 
 /// Compiles c-tests/<name>.c once per test process, strictly.
-pub fn program(name: &str) -> PathBuf {
+pub(crate) fn program(name: &str) -> PathBuf {
     build_c("c-tests", name)
 }
 
 /// Compiles examples/<name>.c once per test process, strictly.
-pub fn example(name: &str) -> PathBuf {
+pub(crate) fn example(name: &str) -> PathBuf {
     build_c("examples", name)
 }
 
@@ -524,7 +528,7 @@ fn build_c(dir: &str, name: &str) -> PathBuf {
     out
 }
 
-pub fn with_env(cmd: &mut Command, fs: &Scratch) -> Command {
+pub(crate) fn with_env(cmd: &mut Command, fs: &Scratch) -> Command {
     let mut c = std::mem::replace(cmd, Command::new("true"));
     c.env_remove("LD_LIBRARY_PATH")
         .env("FREEZEFS_RUNDIR", fs.state_dir())
@@ -534,7 +538,7 @@ pub fn with_env(cmd: &mut Command, fs: &Scratch) -> Command {
 }
 
 /// Runs fzctl (one freezefs() call) and returns "rc=.. errno=..".
-pub fn fzctl(cmd: &mut Command) -> String {
+pub(crate) fn fzctl(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
@@ -544,7 +548,7 @@ pub fn fzctl(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-pub fn fzctl_cmd(fs: &Scratch, flags: &str, path: &Path, timeout: &str) -> Command {
+pub(crate) fn fzctl_cmd(fs: &Scratch, flags: &str, path: &Path, timeout: &str) -> Command {
     let mut cmd = Command::new(program("fzctl"));
     cmd.arg(flags).arg(path).arg(timeout);
     with_env(&mut cmd, fs)

@@ -1,0 +1,24 @@
+//! freezefs's integration tests: one test crate, so that the helpers are
+//! compiled once and linked once. Each module shows one part of the contract
+//! on real loop-mounted filesystems (as root; they fail rather than skip
+//! without root or loop devices), or checks a rule of the project itself.
+
+mod support;
+
+mod abuse;
+mod beyond;
+mod c_api;
+mod commands;
+mod contract;
+mod errnos;
+mod fuzz;
+mod fuzz_c_api;
+mod fuzzkit;
+mod header;
+mod holder;
+mod hostile;
+mod layering;
+mod legacy;
+mod packaging;
+mod reliability;
+mod robustness;
