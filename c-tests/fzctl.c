@@ -8,6 +8,8 @@
  *   fzctl reset <path|-null> <timeout>         freezefs_reset_timeout()
  *   fzctl status <path|-null>                  freezefs_status()
  *   fzctl list                                 freezefs_list()
+ *   fzctl last <path|-null>                    freezefs_last_freeze(), and
+ *                                              " reason=<n>" when it returns 1
  */
 #include <errno.h>
 #include <stdio.h>
@@ -42,6 +44,8 @@ static char *path_arg(char *arg)
 	return strcmp(arg, "-null") == 0 ? NULL : arg;
 }
 
+static struct freezefs_last_freeze last;
+
 static int named(int argc, char **argv, int *rc)
 {
 	struct freezefs_status st;
@@ -57,6 +61,8 @@ static int named(int argc, char **argv, int *rc)
 		*rc = freezefs_status(path_arg(argv[2]), &st);
 	else if (strcmp(op, "list") == 0)
 		*rc = freezefs_list(NULL, 0);
+	else if (strcmp(op, "last") == 0 && argc >= 3)
+		*rc = freezefs_last_freeze(path_arg(argv[2]), &last);
 	else
 		return 0;
 	return 1;
@@ -74,7 +80,10 @@ int main(int argc, char **argv)
 			fprintf(stderr, "fzctl: bad arguments\n");
 			return 2;
 		}
-		printf("rc=%d errno=%s\n", rc, rc == -1 ? errno_name(errno) : "0");
+		printf("rc=%d errno=%s", rc, rc == -1 ? errno_name(errno) : "0");
+		if (strcmp(argv[1], "last") == 0 && rc == 1)
+			printf(" reason=%d", last.reason);
+		printf("\n");
 		return 0;
 	}
 	if (argc < 3) {

@@ -52,6 +52,26 @@
 #define FREEZEFS_FSTYPE_MAX 32
 
 /**
+ * `freezefs_last_freeze.reason`: thawed on request.
+ */
+#define FREEZEFS_ENDED_THAWED 1
+
+/**
+ * `freezefs_last_freeze.reason`: its timeout passed.
+ */
+#define FREEZEFS_ENDED_TIMEOUT 2
+
+/**
+ * `freezefs_last_freeze.reason`: another tool thawed it.
+ */
+#define FREEZEFS_ENDED_OTHER_TOOL 3
+
+/**
+ * `freezefs_last_freeze.reason`: its freezer died before it completed.
+ */
+#define FREEZEFS_ENDED_FREEZER_DIED 4
+
+/**
  * The state of one filesystem's freeze, filled by `freezefs_status()` and
  * `freezefs_list()`.
  */
@@ -106,6 +126,46 @@ struct freezefs_status {
   long long time_left_ms;
 };
 
+/**
+ * How the last freeze made through freezefs of one filesystem ended,
+ * filled by `freezefs_last_freeze()`. A separate struct rather than more
+ * fields of `struct freezefs_status`, whose size callers compiled against.
+ */
+struct freezefs_last_freeze {
+  /**
+   * `FREEZEFS_ENDED_THAWED`, `_TIMEOUT`, `_OTHER_TOOL` or `_FREEZER_DIED`.
+   */
+  int reason;
+  /**
+   * The process that froze it.
+   */
+  int pid;
+  /**
+   * Its timeout in seconds; -1 for none.
+   */
+  int timeout;
+  /**
+   * When it was frozen: seconds since the epoch.
+   */
+  long long frozen_since;
+  /**
+   * When it was frozen: the nanoseconds part.
+   */
+  long frozen_since_nsec;
+  /**
+   * When it ended: seconds since the epoch.
+   */
+  long long ended_at;
+  /**
+   * When it ended: the nanoseconds part.
+   */
+  long ended_at_nsec;
+  /**
+   * The mount point it was frozen through, NUL-terminated.
+   */
+  char mount_point[FREEZEFS_PATH_MAX];
+};
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -128,7 +188,9 @@ extern "C" {
  * - `ENAMETOOLONG`: the path is too long;
  * - `EOPNOTSUPP`: FREEZE of `/`, `/usr`, `/var` or the state directory's
  *   filesystem under any name, or of a filesystem that cannot be frozen;
- * - `EALREADY`: FREEZE of a frozen filesystem, THAW of one that is not frozen;
+ * - `EALREADY`: FREEZE of a frozen filesystem; THAW of one that is not
+ *   frozen, or whose freeze already ended (its timeout passed, or another
+ *   tool thawed it): the snapshot cannot rely on it, and nothing is touched;
  * - `EACCES`, `ELOOP`, `ENOTDIR`: the state directory (`/run/freezefs`) is
  *   unsafe: not owned by root, writable by others, a symlink, not a directory;
  * - `ECHILD`: FREEZE could not start the holder process that keeps the
@@ -136,8 +198,12 @@ extern "C" {
  * - `EIO`: a state record does not parse (the state directory was tampered
  *   with), or a bug inside the library was caught.
  *
- * QUERY of a protected filesystem is allowed. THAW of a filesystem frozen
- * by another tool (`fsfreeze -f`) thaws it. Thread-safe.
+ * QUERY answers 1 for a freeze made by any tool (`fsfreeze`, a hypervisor's
+ * agent), in the kernel's word; QUERY of a protected filesystem is allowed.
+ * A freeze made through freezefs is watched: when another tool thaws it,
+ * QUERY says 0 within milliseconds and its deadline thaws nothing any more.
+ * THAW of a filesystem frozen by another tool (`fsfreeze -f`) with no
+ * freezefs freeze on record thaws it. Thread-safe.
  *
  * # Safety
  * `mountPoint` is NULL or a NUL-terminated string.
@@ -147,15 +213,31 @@ int freezefs(char *mountPoint, unsigned long optionFlags, int timeout);
 /**
  * Fills `*out` with the state of the filesystem mounted at `mountPoint`:
  * thawed, freezing or frozen, and when frozen by whom, since when, the
- * timeout, the time left and the holder. Returns 0, or -1 with `errno` as
- * for `freezefs()` (and `EINVAL` when `out` is NULL). Like `FS_Q_QUERY`,
- * it thaws a freeze whose deadline has passed.
+ * timeout, the time left and the holder. A freeze made by another tool is
+ * `FREEZEFS_FROZEN` with `pid` 0 and `timeout` -1 (its owner is unknown).
+ * Returns 0, or -1 with `errno` as for `freezefs()` (and `EINVAL` when
+ * `out` is NULL). Like `FS_Q_QUERY`, it thaws a freeze whose deadline has
+ * passed. How the last freeze ended: `freezefs_last_freeze()`.
  *
  * # Safety
  * `mountPoint` is NULL or a NUL-terminated string; `out` is NULL or points
  * to writable memory for one `struct freezefs_status`.
  */
 int freezefs_status(const char *mountPoint, struct freezefs_status *out);
+
+/**
+ * Fills `*out` with how the last freeze made through freezefs of the
+ * filesystem mounted at `mountPoint` ended (thawed, timed out, thawed by
+ * another tool, or undone because its freezer died), while it is
+ * remembered: until the next freeze of that filesystem, or a reboot.
+ * Returns 1 when filled, 0 when none is remembered, -1 with `errno` as for
+ * `freezefs()` (and `EINVAL` when `out` is NULL).
+ *
+ * # Safety
+ * `mountPoint` is NULL or a NUL-terminated string; `out` is NULL or points
+ * to writable memory for one `struct freezefs_last_freeze`.
+ */
+int freezefs_last_freeze(const char *mountPoint, struct freezefs_last_freeze *out);
 
 /**
  * Lists every filesystem frozen (or freezing) through freezefs: fills up to

@@ -48,8 +48,9 @@ pub use error::{Error, Result};
 pub use keep::holder_client::HOLDER_ENV;
 pub use ops::freeze_guard::FreezeGuard;
 pub use ops::freezer::Freezer;
-pub use ops::status::{FreezeState, Status};
+pub use ops::status::{FreezeState, LastFreeze, Status};
 pub use os::mounts::Device;
+pub use store::record::EndReason;
 pub use store::state_dir::{RUNDIR, RUNDIR_ENV};
 pub use timeout::Timeout;
 

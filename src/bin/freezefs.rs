@@ -165,9 +165,18 @@ fn print_table(all: &[Status]) {
             s.frozen_since.map_or("-".into(), cli::iso_utc),
             timeout_text(s),
             s.time_left.map_or("-".into(), seconds),
-            s.pid.map_or("-".into(), |p| p.to_string()),
+            owner_text(s),
             s.holder_pid.map_or("-".into(), |p| p.to_string()),
         );
+    }
+}
+
+/// The freezing pid; "unknown" for another tool's freeze.
+fn owner_text(status: &Status) -> String {
+    match status.pid {
+        Some(pid) => pid.to_string(),
+        None if status.frozen_by_other_tool => "unknown".into(),
+        None => "-".into(),
     }
 }
 
@@ -177,7 +186,7 @@ fn print_json(all: &[Status]) {
         .iter()
         .map(|s| {
             format!(
-                "{{\"mount_point\":{},\"device\":\"{}\",\"fs_type\":{},\"state\":\"{}\",\"frozen_since\":{},\"frozen_since_unix\":{},\"timeout\":{},\"time_left_ms\":{},\"pid\":{},\"holder_pid\":{}}}",
+                "{{\"mount_point\":{},\"device\":\"{}\",\"fs_type\":{},\"state\":\"{}\",\"frozen_since\":{},\"frozen_since_unix\":{},\"timeout\":{},\"time_left_ms\":{},\"pid\":{},\"holder_pid\":{},\"frozen_by_other_tool\":{}}}",
                 cli::json_string(&s.mount_point.to_string_lossy()),
                 s.device,
                 cli::json_string(&s.fs_type),
@@ -191,6 +200,7 @@ fn print_json(all: &[Status]) {
                 opt(s.time_left.map(|d| d.as_millis().to_string())),
                 opt(s.pid.map(|p| p.to_string())),
                 opt(s.holder_pid.map(|p| p.to_string())),
+                s.frozen_by_other_tool,
             )
         })
         .collect();
@@ -233,12 +243,16 @@ fn main() {
         }
         Mode::Query => {
             let path = &options.paths[0];
-            match freezefs::is_frozen(path) {
-                Ok(true) => {
+            match freezefs::status(path) {
+                Ok(s) if s.state == FreezeState::Frozen && s.frozen_by_other_tool => {
+                    println!("{} is frozen (by another tool)", path.display());
+                    0
+                }
+                Ok(s) if s.state == FreezeState::Frozen => {
                     println!("{} is frozen", path.display());
                     0
                 }
-                Ok(false) => {
+                Ok(_) => {
                     println!("{} is not frozen", path.display());
                     1
                 }

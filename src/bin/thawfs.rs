@@ -5,14 +5,17 @@ mod cli;
 
 use std::path::PathBuf;
 
+use freezefs::Error;
+
 const HELP: &str = "\
 Usage:
   thawfs mount_point...
 
 Thaws each mount_point's filesystem, whoever froze it (freezefs, or another
 tool such as fsfreeze -f); with several, every one that can be. Exit 0 when
-it thawed them; 1 when one was not frozen or a thaw failed; 2 for a usage
-error.
+it thawed them; 1 when one was not frozen, when its freeze had already ended
+(its timeout, or another tool thawed it: a snapshot taken under it may be
+inconsistent), or a thaw failed; 2 for a usage error.
 
 Options:
   -h, --help     show this help
@@ -42,7 +45,12 @@ fn main() {
         [] => std::process::exit(cli::usage_error("thawfs", "no mount point given")),
         [path] => {
             if let Err(e) = freezefs::thaw(path) {
-                cli::complain("thawfs", path, &e);
+                match (&e, freezefs::status(path).ok().and_then(|s| s.last_freeze)) {
+                    (Error::NotFrozen(_), Some(last)) => {
+                        eprintln!("thawfs: {}: {}", path.display(), cli::ended_text(&last));
+                    }
+                    _ => cli::complain("thawfs", path, &e),
+                }
                 std::process::exit(1);
             }
         }

@@ -15,7 +15,7 @@ use crate::ops::freezer::Freezer;
 use crate::policy;
 use crate::timeout::Timeout;
 use call::{ffi_call, path_arg, path_list};
-use status_struct::freezefs_status;
+use status_struct::{freezefs_last_freeze, freezefs_status};
 
 /// Thaw the filesystem (Tru64: the absence of the other bits).
 pub const FS_Q_THAW: c_ulong = 0x0;
@@ -44,7 +44,9 @@ mod status_struct;
 /// - `ENAMETOOLONG`: the path is too long;
 /// - `EOPNOTSUPP`: FREEZE of `/`, `/usr`, `/var` or the state directory's
 ///   filesystem under any name, or of a filesystem that cannot be frozen;
-/// - `EALREADY`: FREEZE of a frozen filesystem, THAW of one that is not frozen;
+/// - `EALREADY`: FREEZE of a frozen filesystem; THAW of one that is not
+///   frozen, or whose freeze already ended (its timeout passed, or another
+///   tool thawed it): the snapshot cannot rely on it, and nothing is touched;
 /// - `EACCES`, `ELOOP`, `ENOTDIR`: the state directory (`/run/freezefs`) is
 ///   unsafe: not owned by root, writable by others, a symlink, not a directory;
 /// - `ECHILD`: FREEZE could not start the holder process that keeps the
@@ -52,8 +54,12 @@ mod status_struct;
 /// - `EIO`: a state record does not parse (the state directory was tampered
 ///   with), or a bug inside the library was caught.
 ///
-/// QUERY of a protected filesystem is allowed. THAW of a filesystem frozen
-/// by another tool (`fsfreeze -f`) thaws it. Thread-safe.
+/// QUERY answers 1 for a freeze made by any tool (`fsfreeze`, a hypervisor's
+/// agent), in the kernel's word; QUERY of a protected filesystem is allowed.
+/// A freeze made through freezefs is watched: when another tool thaws it,
+/// QUERY says 0 within milliseconds and its deadline thaws nothing any more.
+/// THAW of a filesystem frozen by another tool (`fsfreeze -f`) with no
+/// freezefs freeze on record thaws it. Thread-safe.
 ///
 /// # Safety
 /// `mountPoint` is NULL or a NUL-terminated string.
@@ -80,9 +86,11 @@ pub unsafe extern "C" fn freezefs(
 
 /// Fills `*out` with the state of the filesystem mounted at `mountPoint`:
 /// thawed, freezing or frozen, and when frozen by whom, since when, the
-/// timeout, the time left and the holder. Returns 0, or -1 with `errno` as
-/// for `freezefs()` (and `EINVAL` when `out` is NULL). Like `FS_Q_QUERY`,
-/// it thaws a freeze whose deadline has passed.
+/// timeout, the time left and the holder. A freeze made by another tool is
+/// `FREEZEFS_FROZEN` with `pid` 0 and `timeout` -1 (its owner is unknown).
+/// Returns 0, or -1 with `errno` as for `freezefs()` (and `EINVAL` when
+/// `out` is NULL). Like `FS_Q_QUERY`, it thaws a freeze whose deadline has
+/// passed. How the last freeze ended: `freezefs_last_freeze()`.
 ///
 /// # Safety
 /// `mountPoint` is NULL or a NUL-terminated string; `out` is NULL or points
@@ -102,6 +110,38 @@ pub unsafe extern "C" fn freezefs_status(
         let status = Freezer::from_env().status(path)?;
         status_struct::fill(out, &status);
         Ok(0)
+    })
+}
+
+/// Fills `*out` with how the last freeze made through freezefs of the
+/// filesystem mounted at `mountPoint` ended (thawed, timed out, thawed by
+/// another tool, or undone because its freezer died), while it is
+/// remembered: until the next freeze of that filesystem, or a reboot.
+/// Returns 1 when filled, 0 when none is remembered, -1 with `errno` as for
+/// `freezefs()` (and `EINVAL` when `out` is NULL).
+///
+/// # Safety
+/// `mountPoint` is NULL or a NUL-terminated string; `out` is NULL or points
+/// to writable memory for one `struct freezefs_last_freeze`.
+#[unsafe(no_mangle)]
+#[allow(non_snake_case)]
+pub unsafe extern "C" fn freezefs_last_freeze(
+    mountPoint: *const c_char,
+    out: *mut freezefs_last_freeze,
+) -> c_int {
+    ffi_call(|| {
+        policy::require_privilege()?;
+        // SAFETY: forwarded from this function's own contract.
+        let path = unsafe { path_arg(mountPoint) }?;
+        // SAFETY: NULL or valid for one struct, per the contract.
+        let out = unsafe { out.as_mut() }.ok_or(Error::InvalidArgument("out is NULL"))?;
+        match Freezer::from_env().status(path)?.last_freeze {
+            Some(last) => {
+                status_struct::fill_last(out, &last);
+                Ok(1)
+            }
+            None => Ok(0),
+        }
     })
 }
 

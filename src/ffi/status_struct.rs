@@ -1,11 +1,13 @@
 //! `struct freezefs_status`, as `freezefs_status()` and `freezefs_list()`
-//! fill it from a [`Status`].
+//! fill it from a [`Status`], and `struct freezefs_last_freeze`, as
+//! `freezefs_last_freeze()` fills it from a [`LastFreeze`].
 #![allow(unreachable_pub)] // C's, for cbindgen: see the module above
 
 use std::ffi::{c_char, c_int, c_long, c_longlong, c_uint};
 use std::os::unix::ffi::OsStrExt;
 
-use crate::ops::status::{FreezeState, Status};
+use crate::ops::status::{FreezeState, LastFreeze, Status};
+use crate::store::record::EndReason;
 use crate::timeout::Timeout;
 
 /// `freezefs_status.state`: not frozen through freezefs.
@@ -81,6 +83,8 @@ pub(crate) fn fill(out: &mut freezefs_status, status: &Status) {
     out.frozen_since = since.as_secs() as c_longlong;
     out.frozen_since_nsec = c_long::from(since.subsec_nanos() as i32);
     out.timeout = match status.timeout {
+        // Another tool's freeze: no deadline that freezefs knows of.
+        None if status.frozen_by_other_tool => -1,
         None => 0,
         Some(Timeout::Seconds(n)) => n.min(i32::MAX as u32) as c_int,
         Some(_) => -1,
@@ -88,4 +92,67 @@ pub(crate) fn fill(out: &mut freezefs_status, status: &Status) {
     out.time_left_ms = status
         .time_left
         .map_or(-1, |d| d.as_millis().min(i64::MAX as u128) as c_longlong);
+}
+
+/// `freezefs_last_freeze.reason`: thawed on request.
+pub const FREEZEFS_ENDED_THAWED: c_int = 1;
+/// `freezefs_last_freeze.reason`: its timeout passed.
+pub const FREEZEFS_ENDED_TIMEOUT: c_int = 2;
+/// `freezefs_last_freeze.reason`: another tool thawed it.
+pub const FREEZEFS_ENDED_OTHER_TOOL: c_int = 3;
+/// `freezefs_last_freeze.reason`: its freezer died before it completed.
+pub const FREEZEFS_ENDED_FREEZER_DIED: c_int = 4;
+
+/// How the last freeze made through freezefs of one filesystem ended,
+/// filled by `freezefs_last_freeze()`. A separate struct rather than more
+/// fields of `struct freezefs_status`, whose size callers compiled against.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub struct freezefs_last_freeze {
+    /// `FREEZEFS_ENDED_THAWED`, `_TIMEOUT`, `_OTHER_TOOL` or `_FREEZER_DIED`.
+    pub reason: c_int,
+    /// The process that froze it.
+    pub pid: c_int,
+    /// Its timeout in seconds; -1 for none.
+    pub timeout: c_int,
+    /// When it was frozen: seconds since the epoch.
+    pub frozen_since: c_longlong,
+    /// When it was frozen: the nanoseconds part.
+    pub frozen_since_nsec: c_long,
+    /// When it ended: seconds since the epoch.
+    pub ended_at: c_longlong,
+    /// When it ended: the nanoseconds part.
+    pub ended_at_nsec: c_long,
+    /// The mount point it was frozen through, NUL-terminated.
+    pub mount_point: [c_char; FREEZEFS_PATH_MAX],
+}
+
+fn since_epoch(time: std::time::SystemTime) -> (c_longlong, c_long) {
+    let d = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (
+        d.as_secs() as c_longlong,
+        c_long::from(d.subsec_nanos() as i32),
+    )
+}
+
+pub(crate) fn fill_last(out: &mut freezefs_last_freeze, last: &LastFreeze) {
+    out.reason = match last.reason {
+        EndReason::Thawed => FREEZEFS_ENDED_THAWED,
+        EndReason::Timeout => FREEZEFS_ENDED_TIMEOUT,
+        EndReason::OtherTool => FREEZEFS_ENDED_OTHER_TOOL,
+        EndReason::FreezerDied => FREEZEFS_ENDED_FREEZER_DIED,
+    };
+    out.pid = last.pid as c_int;
+    out.timeout = match last.timeout {
+        Timeout::Seconds(n) => n.min(i32::MAX as u32) as c_int,
+        _ => -1,
+    };
+    (out.frozen_since, out.frozen_since_nsec) = since_epoch(last.frozen_since);
+    (out.ended_at, out.ended_at_nsec) = since_epoch(last.ended_at);
+    copy_cstr(
+        &mut out.mount_point,
+        last.mount_point.as_os_str().as_bytes(),
+    );
 }

@@ -11,6 +11,7 @@ use crate::events;
 use crate::os::mounts::Device;
 use crate::os::{process, syscalls};
 use crate::store::liveness::Over;
+use crate::store::record::{EndReason, Phase, Record};
 use crate::store::state_dir::{SbLock, StateDir};
 
 /// What [`end_if_over`] found.
@@ -54,11 +55,90 @@ pub(crate) fn end_if_over(
     let Some(over) = Over::of(&record, process::now_boot_ns(), attempt_open) else {
         return Ok(Ending::Alive(record.deadline_boot_ns));
     };
-    if over.needs_thaw() {
-        // EINVAL here means another tool thawed it already; either way it is over.
-        let _ = syscalls::fithaw(mount_fd);
-    }
-    dir.remove(device)?;
-    events::about_over(&record, over);
+    end_over(dir, &record, over, mount_fd)?;
     Ok(Ending::Ended)
+}
+
+/// Ends the freeze `record` describes, found `over`, under its superblock's
+/// lock (the caller holds it): FITHAW unless it is of another boot, remember
+/// how it ended, send the event.
+pub(crate) fn end_over(
+    dir: &StateDir,
+    record: &Record,
+    over: Over,
+    mount_fd: BorrowedFd<'_>,
+) -> Result<()> {
+    match over {
+        Over::OtherBoot => dir.remove(record.device)?,
+        Over::Expired | Over::Abandoned | Over::HalfThawed => {
+            // EINVAL here means another tool thawed it already; either way
+            // it is over.
+            let _ = syscalls::fithaw(mount_fd);
+            let (reason, reported) = match over {
+                Over::Expired => (EndReason::Timeout, false),
+                Over::Abandoned => (EndReason::FreezerDied, false),
+                // Its thawer was answered, or died: nobody is left to tell.
+                _ => (EndReason::Thawed, true),
+            };
+            dir.record_end(record, reason, reported)?;
+        }
+    }
+    events::about_over(record, over);
+    Ok(())
+}
+
+/// Remembers that another tool ended the freeze `record` describes, under
+/// its lock (the caller holds it), and says so. `reported`: the caller is
+/// a THAW that answers so now.
+pub(crate) fn record_thawed_elsewhere(
+    dir: &StateDir,
+    record: &Record,
+    reported: bool,
+) -> Result<()> {
+    dir.record_end(record, EndReason::OtherTool, reported)?;
+    events::about_record(events::Kind::Thawed, record, "thawed by another tool");
+    Ok(())
+}
+
+/// Ends the freeze of `device` that has `generation` as thawed by another
+/// tool: its continuity waiter was let through while its record still said
+/// frozen. Under the lock, only if the record still says so (the freeze's
+/// own thaw marks the record or removes it under that lock first). From
+/// here on its deadline thaws nothing.
+pub(crate) fn end_thawed_elsewhere(
+    dir: &StateDir,
+    device: Device,
+    generation: u64,
+) -> Result<Ending> {
+    let Some(_lock) = dir.try_lock(device)? else {
+        return Ok(Ending::Busy);
+    };
+    let Some(record) = dir.read(device)? else {
+        return Ok(Ending::Ended);
+    };
+    if record.generation != generation {
+        return Ok(Ending::Ended);
+    }
+    if record.phase != Phase::Frozen {
+        return Ok(Ending::Alive(Some(process::now_boot_ns())));
+    }
+    record_thawed_elsewhere(dir, &record, false)?;
+    Ok(Ending::Ended)
+}
+
+/// How long whoever notices an expired freeze, other than its holder, leaves
+/// the thaw to the holder: the holder alone knows whether the freeze is
+/// still the one recorded (another tool may have thawed and refrozen it a
+/// moment ago), and it thaws within a few milliseconds of the deadline.
+const HOLDER_GRACE_NS: u64 = 20_000_000;
+
+/// For an expired freeze whose holder lives, the end of the grace during
+/// which the thaw is left to it; `None` when there is no reason to wait.
+pub(crate) fn defer_to_holder(record: &Record, over: Over, now_boot_ns: u64) -> Option<u64> {
+    let deadline = record.deadline_boot_ns?;
+    let holder_lives = record
+        .holder_pid
+        .is_some_and(|pid| process::start_time(pid).is_some());
+    let until = deadline + HOLDER_GRACE_NS;
+    (over == Over::Expired && holder_lives && now_boot_ns < until).then_some(until)
 }

@@ -90,7 +90,17 @@ fn seqpacket() -> Result<ParentOnlyFd> {
 fn connect_running(dir: &StateDir) -> Result<Option<ParentOnlyFd>> {
     let addr = socket_addr(dir)?;
     let sock = seqpacket()?;
-    Ok(rustix::net::connect(&sock, &addr).is_ok().then_some(sock))
+    let connected = rustix::net::connect(&sock, &addr).is_ok() && peer_alive(&sock);
+    Ok(connected.then_some(sock))
+}
+
+/// Whether the process at the other end still runs. A holder killed while
+/// one of its waiters waits in the kernel cannot finish exiting before the
+/// thaw: its socket still takes connections, but nobody answers them.
+fn peer_alive(sock: &ParentOnlyFd) -> bool {
+    rustix::net::sockopt::socket_peercred(sock).is_ok_and(|cred| {
+        crate::os::process::start_time(cred.pid.as_raw_nonzero().get() as u32).is_some()
+    })
 }
 
 /// Connects to the state directory's holder, starting one when none answers.
@@ -99,10 +109,13 @@ fn connect_or_start(dir: &StateDir, exe: &Path) -> Result<ParentOnlyFd> {
     let _lock = dir.lock_named(LOCK_NAME)?;
     let sock = seqpacket()?;
     match rustix::net::connect(&sock, &addr) {
-        Ok(()) => return Ok(sock),
+        Ok(()) if peer_alive(&sock) => return Ok(sock),
+        // A killed holder that cannot finish exiting yet: replaced.
+        Ok(()) => {}
         Err(Errno::CONNREFUSED | Errno::NOENT) => {}
         Err(e) => return Err(Error::os("connect to the holder", e)),
     }
+    let sock = seqpacket()?;
     // No holder: a stale socket file (a killed holder) is replaced.
     let _ = rustix::fs::unlinkat(dir.fd(), SOCKET_NAME, rustix::fs::AtFlags::empty());
     let listener = seqpacket()?;
@@ -159,23 +172,29 @@ pub(crate) struct Pending {
     /// have been exiting: then it is sent again the careful way.
     optimistic: bool,
     exe: PathBuf,
-    device: Device,
-    generation: u64,
-    mount_fd: OwnedFd,
+    request: String,
+    /// The mount fd, then a directory on the filesystem when there is one
+    /// (for the continuity waiter).
+    fds: Vec<OwnedFd>,
 }
 
 /// Hands a freeze to the holder before its record is written and before
 /// FIFREEZE: the holder keeps an fd on the mount and the freeze's deadline
-/// from then on, whatever happens to the caller. Read the answer with
-/// [`Pending::answer`] before FIFREEZE.
+/// from then on, whatever happens to the caller, and, given `dir_fd` (a
+/// directory on the filesystem), watches that the freeze holds. Read the
+/// answer with [`Pending::answer`] before FIFREEZE.
 pub(crate) fn hold(
     dir: &StateDir,
     exe: &Path,
     device: Device,
     generation: u64,
     mount_fd: BorrowedFd<'_>,
+    dir_fd: Option<BorrowedFd<'_>>,
 ) -> Result<Pending> {
-    let mount_fd = rustix::io::fcntl_dupfd_cloexec(mount_fd, 0).map_err(|e| Error::os("dup", e))?;
+    let fds = std::iter::once(mount_fd)
+        .chain(dir_fd)
+        .map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(|e| Error::os("dup", e)))
+        .collect::<Result<Vec<OwnedFd>>>()?;
     let (conn, optimistic) = match connect_running(dir)? {
         Some(conn) => (conn, true),
         None => (connect_or_start(dir, exe)?, false),
@@ -184,18 +203,28 @@ pub(crate) fn hold(
         conn,
         optimistic,
         exe: exe.to_path_buf(),
-        device,
-        generation,
-        mount_fd,
+        request: format!("hold {device} {generation}\n"),
+        fds,
     };
-    send(&pending.conn, &pending)?;
+    pending.send(&pending.conn)?;
     Ok(pending)
 }
 
 impl Pending {
+    fn send(&self, conn: &ParentOnlyFd) -> Result<()> {
+        let fds: Vec<BorrowedFd<'_>> = self.fds.iter().map(AsFd::as_fd).collect();
+        send(conn, &self.exe, &self.request, &fds)
+    }
+
     /// Waits for the holder's answer: the holder has the attempt.
     pub(crate) fn answer(self, dir: &StateDir) -> Result<Handoff> {
-        match receive(&self.conn, &self.exe) {
+        let pid_of = |answer: String| {
+            answer
+                .strip_prefix("ok ")
+                .and_then(|pid| pid.trim().parse().ok())
+                .ok_or_else(|| unavailable(&self.exe, format!("the holder refused: {answer}")))
+        };
+        match receive(&self.conn, &self.exe).and_then(pid_of) {
             Ok(holder_pid) => Ok(Handoff {
                 holder_pid,
                 _conn: self.conn,
@@ -203,8 +232,8 @@ impl Pending {
             // The running holder was exiting as we connected: start anew.
             Err(_) if self.optimistic => {
                 let conn = connect_or_start(dir, &self.exe)?;
-                send(&conn, &self)?;
-                let holder_pid = receive(&conn, &self.exe)?;
+                self.send(&conn)?;
+                let holder_pid = receive(&conn, &self.exe).and_then(pid_of)?;
                 Ok(Handoff {
                     holder_pid,
                     _conn: conn,
@@ -215,13 +244,90 @@ impl Pending {
     }
 }
 
-/// Sends the attempt and the mount fd.
-fn send(conn: &ParentOnlyFd, attempt: &Pending) -> Result<()> {
-    let request = format!("hold {} {}\n", attempt.device, attempt.generation);
-    let fds = [attempt.mount_fd.as_fd()];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+/// What the holder says once asked to watch a freeze whose FIFREEZE just
+/// returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Watching {
+    /// Its waiter waits for the thaw: this thread (id, start time).
+    Thread(u32, u64),
+    /// A thaw let its waiter through already: another tool thawed it.
+    Ended,
+    /// No waiter can tell (a read-only mount, no directory to wait in).
+    Unknown,
+}
+
+/// Asks the holder, which keeps the freeze of `device` with `generation`,
+/// to watch it from now on: called just after FIFREEZE returned, before the
+/// caller hears of the freeze, so that the waiter blocks on this very
+/// freeze.
+pub(crate) fn watch(dir: &StateDir, exe: &Path, device: Device, generation: u64) -> Watching {
+    let Ok(Some(conn)) = connect_running(dir) else {
+        return Watching::Unknown;
+    };
+    let request = format!("watch {device} {generation}\n");
+    let answer = send(&conn, exe, &request, &[]).and_then(|()| receive(&conn, exe));
+    let Ok(answer) = answer else {
+        return Watching::Unknown;
+    };
+    if answer == "ended" {
+        return Watching::Ended;
+    }
+    let mut words = answer.split(' ');
+    match (words.next(), words.next(), words.next()) {
+        (Some("watching"), Some(tid), Some(start)) => match (tid.parse(), start.parse()) {
+            (Ok(tid), Ok(start)) => Watching::Thread(tid, start),
+            _ => Watching::Unknown,
+        },
+        _ => Watching::Unknown,
+    }
+}
+
+/// What a probe of a filesystem found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Probe {
+    /// The kernel holds the holder's waiter for a thaw: frozen, by whoever.
+    Frozen,
+    /// Not frozen.
+    Thawed,
+    /// The kernel will not tell (a read-only mount), or not in time.
+    Unknown,
+}
+
+/// Asks the holder (started when none runs) whether the filesystem of
+/// `dir_fd`, a directory on it, is frozen: it keeps one waiter per
+/// superblock, reused while the filesystem stays frozen.
+pub(crate) fn probe(
+    dir: &StateDir,
+    exe: &Path,
+    device: Device,
+    dir_fd: BorrowedFd<'_>,
+) -> Result<Probe> {
+    let request = format!("probe {device}\n");
+    let ask = |conn: &ParentOnlyFd| {
+        send(conn, exe, &request, &[dir_fd]).and_then(|()| receive(conn, exe))
+    };
+    let answer = match connect_running(dir)? {
+        Some(conn) => match ask(&conn) {
+            Ok(answer) => answer,
+            // It was exiting as we connected: start anew.
+            Err(_) => ask(&connect_or_start(dir, exe)?)?,
+        },
+        None => ask(&connect_or_start(dir, exe)?)?,
+    };
+    Ok(match answer.as_str() {
+        "frozen" => Probe::Frozen,
+        "thawed" => Probe::Thawed,
+        _ => Probe::Unknown,
+    })
+}
+
+/// Sends one request with its fds.
+fn send(conn: &ParentOnlyFd, exe: &Path, request: &str, fds: &[BorrowedFd<'_>]) -> Result<()> {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
     let mut control = SendAncillaryBuffer::new(&mut space);
-    control.push(SendAncillaryMessage::ScmRights(&fds));
+    if !fds.is_empty() {
+        control.push(SendAncillaryMessage::ScmRights(fds));
+    }
     rustix::net::sendmsg(
         conn,
         &[IoSlice::new(request.as_bytes())],
@@ -229,11 +335,11 @@ fn send(conn: &ParentOnlyFd, attempt: &Pending) -> Result<()> {
         SendFlags::NOSIGNAL,
     )
     .map(drop)
-    .map_err(|e| unavailable(&attempt.exe, format!("sending to the holder: {e}")))
+    .map_err(|e| unavailable(exe, format!("sending to the holder: {e}")))
 }
 
-/// Reads the holder's answer; returns its pid.
-fn receive(conn: &ParentOnlyFd, exe: &Path) -> Result<u32> {
+/// Reads the holder's answer, trimmed.
+fn receive(conn: &ParentOnlyFd, exe: &Path) -> Result<String> {
     rustix::net::sockopt::set_socket_timeout(
         conn,
         rustix::net::sockopt::Timeout::Recv,
@@ -250,8 +356,11 @@ fn receive(conn: &ParentOnlyFd, exe: &Path) -> Result<u32> {
         RecvFlags::CMSG_CLOEXEC,
     )
     .map_err(|e| unavailable(exe, format!("no answer from the holder: {e}")))?;
-    let text = OsStr::from_bytes(&answer[..got.bytes]).to_string_lossy();
-    text.strip_prefix("ok ")
-        .and_then(|pid| pid.trim().parse().ok())
-        .ok_or_else(|| unavailable(exe, format!("the holder refused: {}", text.trim())))
+    if got.bytes == 0 {
+        return Err(unavailable(exe, "the holder closed the connection"));
+    }
+    Ok(OsStr::from_bytes(&answer[..got.bytes])
+        .to_string_lossy()
+        .trim()
+        .to_string())
 }

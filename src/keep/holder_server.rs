@@ -6,19 +6,22 @@
 //! directory, accepts freezes, keeps them with a [`Keeper`], and exits about
 //! [`LINGER_MS`] after it holds nothing, once no client is queued.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::IoSliceMut;
 use std::mem::MaybeUninit;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rustix::event::{PollFd, PollFlags};
 use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendFlags, SocketFlags};
 
+use crate::keep::continuity::{self, Seen, Waiter};
 use crate::keep::holder_client::{LOCK_NAME, SOCKET_NAME};
-use crate::keep::watch::{Keeper, Watch};
+use crate::keep::watch::{Continuity, Keeper, Watch, drain};
 use crate::os::fork::lock;
 use crate::os::mounts::Device;
 use crate::os::syscalls;
@@ -65,9 +68,10 @@ fn serve(dir_path: &Path) -> i32 {
         return 1;
     };
     let watches: Mutex<Vec<Watch>> = Mutex::new(Vec::new());
+    let mut probes: HashMap<Device, Waiter> = HashMap::new();
     loop {
         keeper.prepare(&watches);
-        let idle = lock(&watches).is_empty();
+        let idle = lock(&watches).is_empty() && probes.is_empty();
         let (ready, changed) = {
             let held = lock(&watches);
             let [timer, notify] = keeper.fds();
@@ -81,17 +85,34 @@ fn serve(dir_path: &Path) -> i32 {
                     .filter_map(|w| w.attempt.as_ref())
                     .map(|conn| PollFd::new(conn, PollFlags::IN)),
             );
+            // A waiter let through: a freeze ended, or a probe is done.
+            let waiters: Vec<BorrowedFd<'_>> = held
+                .iter()
+                .filter_map(Watch::waiter_fd)
+                .chain(probes.values().map(Waiter::fd))
+                .collect();
+            fds.extend(
+                waiters
+                    .iter()
+                    .map(|&fd| PollFd::from_borrowed_fd(fd, PollFlags::IN)),
+            );
             let linger = rustix::time::Timespec {
                 tv_sec: 0,
                 tv_nsec: LINGER_MS * 1_000_000,
             };
             let n = rustix::event::poll(&mut fds, idle.then_some(&linger)).unwrap_or(0);
             let changed = fds[2..].iter().any(|f| !f.revents().is_empty());
+            for fd in waiters {
+                drain(fd);
+            }
             (n, changed)
         };
-        accept_all(&listener, &dir, &watches);
+        probes.retain(|_, waiter| waiter.look() != Some(Seen::Thawed));
+        accept_all(&listener, &dir, &watches, &mut probes);
         keeper.settle(&watches, changed);
-        if ready == 0 && idle && lock(&watches).is_empty() && may_exit(&listener, &dir) {
+        let nothing_left =
+            lock(&watches).is_empty() && probes.is_empty() && !continuity::any_thread_running();
+        if ready == 0 && idle && nothing_left && may_exit(&listener, &dir) {
             return 0;
         }
     }
@@ -117,25 +138,114 @@ fn may_exit(listener: &OwnedFd, dir: &StateDir) -> bool {
     true
 }
 
-fn accept_all(listener: &OwnedFd, dir: &Arc<StateDir>, watches: &Mutex<Vec<Watch>>) {
+/// What a client asks.
+enum Request {
+    /// `hold DEVICE GENERATION`, with the mount fd and maybe a directory fd:
+    /// keep this freeze attempt.
+    Hold(Watch),
+    /// `watch DEVICE GENERATION`, sent just after FIFREEZE returned: start
+    /// that freeze's continuity waiter and say once it waits.
+    Watch(Device, u64),
+    /// `probe DEVICE`, with a directory fd: is that filesystem frozen, by
+    /// whoever?
+    Probe(Device, OwnedFd),
+}
+
+/// How long an answer may wait for a waiter to settle.
+const SETTLE_LIMIT: Duration = Duration::from_millis(250);
+
+fn accept_all(
+    listener: &OwnedFd,
+    dir: &Arc<StateDir>,
+    watches: &Mutex<Vec<Watch>>,
+    probes: &mut HashMap<Device, Waiter>,
+) {
     while let Ok(conn) = rustix::net::accept_with(listener, SocketFlags::CLOEXEC) {
-        match receive(&conn, dir) {
-            Some(mut watch) => {
+        let answer: String = match receive(&conn, dir) {
+            Some(Request::Hold(mut watch)) => {
                 let answer = format!("ok {}\n", std::process::id());
                 let _ = rustix::net::send(&conn, answer.as_bytes(), SendFlags::NOSIGNAL);
                 // Kept open: its end tells the client's attempt is over.
                 watch.attempt = Some(conn);
                 lock(watches).push(watch);
+                continue;
             }
-            None => {
-                let _ = rustix::net::send(&conn, b"refused\n", SendFlags::NOSIGNAL);
-            }
+            Some(Request::Watch(device, generation)) => watch(watches, device, generation),
+            Some(Request::Probe(device, dir_fd)) => probe(watches, probes, device, &dir_fd).into(),
+            None => "refused".into(),
+        };
+        let _ = rustix::net::send(&conn, answer.as_bytes(), SendFlags::NOSIGNAL);
+    }
+}
+
+/// Starts the continuity waiter of the freeze of `device` with
+/// `generation`, kept here, whose FIFREEZE just returned: it blocks on that
+/// freeze, since nothing that waited for the freeze to be made can have
+/// thawed it yet. Answers `watching TID START` once it waits, `ended` when a
+/// thaw let it through already, `unknown` when no waiter can tell (a
+/// read-only mount) or the freeze is not kept here.
+fn watch(watches: &Mutex<Vec<Watch>>, device: Device, generation: u64) -> String {
+    let mut watches = lock(watches);
+    let Some(continuity) = watches
+        .iter_mut()
+        .find(|w| w.device == device && w.generation == generation)
+        .and_then(|w| w.continuity.as_mut())
+    else {
+        return "unknown".into();
+    };
+    let Ok(waiter) = Waiter::start(continuity.dir_fd.as_fd()) else {
+        return "unknown".into();
+    };
+    let answer = match (waiter.settle(SETTLE_LIMIT), waiter.thread()) {
+        (Some(Seen::Frozen), Some((tid, start))) => format!("watching {tid} {start}"),
+        (Some(Seen::Thawed), _) => "ended".into(),
+        _ => "unknown".into(),
+    };
+    continuity.waiter = Some(waiter);
+    answer
+}
+
+/// Whether the filesystem of `device` is frozen, by whoever: the waiter of a
+/// freeze kept here, else the superblock's probe, reused while it waits.
+fn probe(
+    watches: &Mutex<Vec<Watch>>,
+    probes: &mut HashMap<Device, Waiter>,
+    device: Device,
+    dir_fd: &OwnedFd,
+) -> &'static str {
+    let kept = lock(watches)
+        .iter()
+        .filter(|w| w.device == device)
+        .find_map(|w| w.continuity.as_ref()?.waiter.as_ref()?.look());
+    if kept == Some(Seen::Frozen) {
+        return "frozen";
+    }
+    if let Some(Seen::Frozen) = probes.get(&device).and_then(Waiter::look) {
+        return "frozen";
+    }
+    // None, or one let through since: a fresh look.
+    probes.remove(&device);
+    let Ok(waiter) = Waiter::start(dir_fd.as_fd()) else {
+        return "unknown";
+    };
+    match waiter.settle(SETTLE_LIMIT) {
+        Some(Seen::Frozen) => {
+            probes.insert(device, waiter);
+            "frozen"
+        }
+        Some(Seen::Thawed) => "thawed",
+        Some(Seen::CannotTell) => "unknown",
+        None => {
+            // Neither let through nor waiting for a thaw yet (slow I/O):
+            // kept, so that the next probe looks at it again.
+            probes.insert(device, waiter);
+            "unknown"
         }
     }
 }
 
-/// Reads one `hold DEVICE GENERATION` request with the mount fd.
-fn receive(conn: &OwnedFd, dir: &Arc<StateDir>) -> Option<Watch> {
+/// Reads one request and its fds, from a client of the same user or root.
+fn receive(conn: &OwnedFd, dir: &Arc<StateDir>) -> Option<Request> {
     let cred = rustix::net::sockopt::socket_peercred(conn).ok()?;
     let euid = rustix::process::geteuid();
     if !(cred.uid.is_root() || cred.uid == euid) {
@@ -147,7 +257,7 @@ fn receive(conn: &OwnedFd, dir: &Arc<StateDir>) -> Option<Watch> {
         Some(std::time::Duration::from_secs(2)),
     );
     let mut buf = [0u8; 256];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let got = rustix::net::recvmsg(
         conn,
@@ -156,29 +266,39 @@ fn receive(conn: &OwnedFd, dir: &Arc<StateDir>) -> Option<Watch> {
         RecvFlags::CMSG_CLOEXEC,
     )
     .ok()?;
-    let mut mount_fd = None;
+    let mut fds = Vec::new();
     for message in control.drain() {
-        if let RecvAncillaryMessage::ScmRights(fds) = message {
-            for fd in fds {
-                mount_fd.get_or_insert(fd);
-            }
+        if let RecvAncillaryMessage::ScmRights(received) = message {
+            fds.extend(received);
         }
     }
+    let mut fds = fds.into_iter();
     let text = OsStr::from_bytes(&buf[..got.bytes]).to_str()?;
     let mut words = text.split_whitespace();
-    if words.next()? != "hold" {
-        return None;
-    }
+    let verb = words.next()?;
     let device: Device = words.next()?.parse().ok()?;
-    let generation: u64 = words.next()?.parse().ok()?;
-    Some(Watch {
-        dir: Arc::clone(dir),
-        device,
-        generation,
-        // Review at once: the record says what to do next.
-        wake_at: Some(0),
-        mount_fd: mount_fd?,
-        attempt: None,
-        seen: false,
-    })
+    match verb {
+        "hold" => {
+            let generation: u64 = words.next()?.parse().ok()?;
+            let mount_fd = fds.next()?;
+            Some(Request::Hold(Watch {
+                dir: Arc::clone(dir),
+                device,
+                generation,
+                // Review at once: the record says what to do next.
+                wake_at: Some(0),
+                mount_fd,
+                attempt: None,
+                seen: false,
+                continuity: fds.next().map(|dir_fd| Continuity {
+                    dir_fd,
+                    waiter: None,
+                }),
+                defers_to_holder: false,
+            }))
+        }
+        "watch" => Some(Request::Watch(device, words.next()?.parse().ok()?)),
+        "probe" => Some(Request::Probe(device, fds.next()?)),
+        _ => None,
+    }
 }

@@ -2,6 +2,7 @@
 //! caller's process, the holder process that outlives the caller (its client
 //! and server sides), and the one routine that ends a freeze that is over.
 
+pub(crate) mod continuity;
 pub(crate) mod end;
 pub(crate) mod helper_thread;
 pub(crate) mod holder_client;

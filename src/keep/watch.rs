@@ -23,7 +23,8 @@ use rustix::time::{
     Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec, timerfd_settime,
 };
 
-use crate::keep::end::{Ending, end_if_over};
+use crate::keep::continuity::Waiter;
+use crate::keep::end::{Ending, defer_to_holder, end_if_over, end_thawed_elsewhere};
 use crate::os::fork::lock;
 use crate::os::mounts::Device;
 use crate::os::process::now_boot_ns;
@@ -57,6 +58,28 @@ pub(crate) struct Watch {
     pub(crate) attempt: Option<OwnedFd>,
     /// Whether the record of this generation has been seen.
     pub(crate) seen: bool,
+    /// Holder only: what watches the freeze's continuity.
+    pub(crate) continuity: Option<Continuity>,
+    /// Helper thread only: at the deadline, leave the thaw to a live holder
+    /// for a moment (see [`defer_to_holder`]).
+    pub(crate) defers_to_holder: bool,
+}
+
+/// The holder's watch on one freeze's continuity: from just after its
+/// FIFREEZE (the client's `watch` request), a [`Waiter`] on the filesystem,
+/// which a thaw by anyone lets through.
+pub(crate) struct Continuity {
+    /// A directory on the filesystem, opened before FIFREEZE.
+    pub(crate) dir_fd: OwnedFd,
+    /// Started when the client says FIFREEZE returned.
+    pub(crate) waiter: Option<Waiter>,
+}
+
+impl Watch {
+    /// The continuity waiter's fd, for a poll set.
+    pub(crate) fn waiter_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.continuity.as_ref()?.waiter.as_ref().map(Waiter::fd)
+    }
 }
 
 /// What review decided for a watch.
@@ -174,23 +197,43 @@ fn review(watch: &mut Watch) -> Verdict {
         Ok(_) => return Verdict::Done,
         Err(_) => return Verdict::Keep(Some(now_boot_ns() + UNREADABLE_RETRY_NS)),
     };
-    let attempt_open = watch.attempt.is_some();
-    if Over::of(&record, now_boot_ns(), attempt_open).is_none() {
-        return if record.phase == Phase::Thawing {
-            // A live thawer: look again shortly, in case it dies halfway.
-            Verdict::Keep(Some(now_boot_ns() + THAWER_CHECK_NS))
-        } else {
-            Verdict::Keep(record.deadline_boot_ns)
-        };
+    let let_through = watch
+        .continuity
+        .as_ref()
+        .and_then(|c| c.waiter.as_ref())
+        .is_some_and(Waiter::released);
+    if let_through && record.phase == Phase::Frozen {
+        // Let through while the record still says frozen: unless the
+        // freeze's own thaw holds the lock right now, another tool ended it.
+        return verdict(end_thawed_elsewhere(
+            &watch.dir,
+            watch.device,
+            watch.generation,
+        ));
     }
-    let ending = end_if_over(
-        &watch.dir,
-        watch.device,
-        watch.generation,
-        watch.mount_fd.as_fd(),
-        attempt_open,
-        false,
-    );
+    let attempt_open = watch.attempt.is_some();
+    let now = now_boot_ns();
+    match Over::of(&record, now, attempt_open) {
+        None if record.phase == Phase::Thawing => {
+            // A live thawer: look again shortly, in case it dies halfway.
+            Verdict::Keep(Some(now + THAWER_CHECK_NS))
+        }
+        None => Verdict::Keep(record.deadline_boot_ns),
+        Some(over) => match defer_to_holder(&record, over, now) {
+            Some(until) if watch.defers_to_holder => Verdict::Keep(Some(until)),
+            _ => verdict(end_if_over(
+                &watch.dir,
+                watch.device,
+                watch.generation,
+                watch.mount_fd.as_fd(),
+                attempt_open,
+                false,
+            )),
+        },
+    }
+}
+
+fn verdict(ending: crate::error::Result<Ending>) -> Verdict {
     match ending {
         Ok(Ending::Ended) => Verdict::Done,
         Ok(Ending::Alive(wake_at)) => Verdict::Keep(wake_at),

@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::events::{Event, Kind, Logger};
+use crate::keep::end::record_thawed_elsewhere;
 use crate::keep::helper_thread;
-use crate::keep::holder_client::{self, Handoff, Pending};
+use crate::keep::holder_client::{self, Handoff, Pending, Watching};
 use crate::keep::watch::Watch;
 use crate::ops::freeze_window;
 use crate::ops::freezer::Freezer;
@@ -41,6 +42,8 @@ struct Member {
     record: Option<Record>,
     pending: Option<Pending>,
     handoff: Option<Handoff>,
+    /// Another tool thawed it between FIFREEZE and its watch.
+    thawed_elsewhere: bool,
 }
 
 impl Member {
@@ -81,6 +84,7 @@ pub(crate) fn freeze_batch(
             record: None,
             pending: None,
             handoff: None,
+            thawed_elsewhere: false,
         });
     }
     let timeout_s = timeout.resolve(&freezer.sysconfigtab)?;
@@ -110,7 +114,9 @@ pub(crate) fn freeze_batch(
             }
             m.handoff = Some(handoff);
         }
-        fifreeze_members(&mut members)
+        fifreeze_members(&mut members)?;
+        watch_members(freezer, &dir, &mut members);
+        Ok(())
     });
     if let Err(e) = outcome {
         for m in &members {
@@ -171,6 +177,23 @@ fn fifreeze_members(members: &mut [Member]) -> Result<()> {
     }
 }
 
+/// Has the holder watch each freeze just made, before anyone hears of it, so
+/// that its waiter waits on this very freeze (see [`crate::keep::continuity`]).
+fn watch_members(freezer: &Freezer, dir: &StateDir, members: &mut [Member]) {
+    let exe = freezer.holder();
+    for m in members.iter_mut() {
+        let Some(record) = &mut m.record else {
+            continue;
+        };
+        match holder_client::watch(dir, &exe, record.device, record.generation) {
+            Watching::Thread(tid, start) => record.watcher = Some((tid, start)),
+            // Thawed already by another tool, between FIFREEZE and now.
+            Watching::Ended => m.thawed_elsewhere = true,
+            Watching::Unknown => {}
+        }
+    }
+}
+
 /// Checks for live freezes, hands each attempt to the holder, records it.
 fn begin(
     freezer: &Freezer,
@@ -212,18 +235,22 @@ fn begin(
             deadline_boot_ns: deadline(started, timeout_s),
             holder_pid: None,
             thawer: None,
+            watcher: None,
+            ended: None,
         };
         // The holder takes the attempt before its record exists and
         // before FIFREEZE, and keeps our connection until we are done:
         // a caller killed at any point leaves a freeze that is kept to
         // its deadline or undone, never one that nobody keeps. Its
         // answer is read after the flush, just before FIFREEZE.
+        let waiter_dir = m.named.directory_fd();
         m.pending = Some(holder_client::hold(
             dir,
             &exe,
             device,
             record.generation,
             m.mount_fd.as_fd(),
+            waiter_dir.as_ref().map(AsFd::as_fd),
         )?);
         dir.write(&record)?;
         m.record = Some(record);
@@ -249,6 +276,7 @@ fn commit(dir: Arc<StateDir>, members: &[Member], timeout_s: Option<u32>) -> Res
             .and_then(|()| dir.write(&record))
             .and_then(|()| match common_deadline {
                 None => Ok(()),
+                Some(_) if m.thawed_elsewhere => Ok(()),
                 Some(at) => helper_thread::arm(Watch {
                     dir: Arc::clone(&dir),
                     device: m.device(),
@@ -256,6 +284,8 @@ fn commit(dir: Arc<StateDir>, members: &[Member], timeout_s: Option<u32>) -> Res
                     wake_at: Some(at),
                     attempt: None,
                     seen: true,
+                    continuity: None,
+                    defers_to_holder: true,
                     mount_fd: m
                         .mount_fd
                         .try_clone()
@@ -272,6 +302,16 @@ fn commit(dir: Arc<StateDir>, members: &[Member], timeout_s: Option<u32>) -> Res
             helper_thread::forget(m.device());
         }
         return Err(e);
+    }
+    for m in members {
+        // A new freeze supersedes how the last one ended...
+        let _ = dir.forget_end(m.device());
+        if m.thawed_elsewhere {
+            // ...unless it ended at once: THAW and QUERY will say so.
+            let mut record = m.record.clone().expect("recorded in begin");
+            record.phase = Phase::Frozen;
+            let _ = record_thawed_elsewhere(&dir, &record, false);
+        }
     }
     // Done: the holder now keeps each freeze by its record alone (dropping
     // the handoffs closes the connections).

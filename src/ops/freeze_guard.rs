@@ -1,16 +1,14 @@
 //! A freeze that ends when its guard goes away (RAII), and that only ever
 //! ends itself: a guard never thaws a newer freeze made by someone else.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::events;
-use crate::keep::helper_thread;
 use crate::ops::freeze::Frozen;
 use crate::ops::freezer::Freezer;
+use crate::ops::thaw::{Outcome, end_recorded};
 use crate::os::mounts::Device;
-use crate::os::syscalls;
 use crate::store::liveness;
 use crate::store::state_dir::StateDir;
 
@@ -80,18 +78,12 @@ impl FreezeGuard {
         if record.generation != self.generation {
             return Err(not_ours());
         }
-        // Ours: end it, even if its deadline passed a moment ago.
-        dir.mark_thawing(&record)?;
-        let thawed = syscalls::fithaw(&mount_fd);
-        dir.remove(self.device)?;
-        helper_thread::forget(self.device);
-        if thawed.is_ok() {
-            events::about_record(events::Kind::Thawed, &record, "thawed by its guard");
+        // Ours: end it, unless it ended otherwise (its deadline, another
+        // tool's thaw): then whatever ran under it was not protected.
+        match end_recorded(&dir, &record, mount_fd.as_fd(), &self.path)? {
+            Some(Outcome::Thawed) => Ok(()),
+            Some(Outcome::EndedBefore) | None => Err(not_ours()),
         }
-        if liveness::is_over(&record) {
-            return Err(not_ours());
-        }
-        thawed.map_err(|e| Error::os(format!("{}: FITHAW", self.path.display()), e))
     }
 }
 

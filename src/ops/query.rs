@@ -1,41 +1,71 @@
-//! QUERY: is a filesystem frozen through freezefs? Answered from its record;
-//! a record that is over (see [`Over::of`]) is ended on the way and reported
-//! as no freeze.
+//! QUERY: is a filesystem frozen? A freeze made through freezefs is answered
+//! from its record, which its holder keeps true to the kernel (see
+//! [`crate::keep::continuity`]); a record that is over is ended on the way.
+//! Without one, the kernel's word, through the holder's probe: a freeze made
+//! by any other tool is seen too.
 
 use std::os::fd::AsFd;
 use std::path::Path;
 
 use crate::error::Result;
-use crate::keep::end::end_if_over;
+use crate::keep::continuity;
+use crate::keep::end::{defer_to_holder, end_if_over, record_thawed_elsewhere};
+use crate::keep::holder_client::{self, Probe};
 use crate::ops::freezer::Freezer;
 use crate::ops::resolve::Resolved;
-use crate::os::mounts::Device;
+use crate::os::mounts;
+use crate::os::process::now_boot_ns;
 use crate::os::target::Target;
-use crate::store::liveness;
+use crate::store::liveness::Over;
 use crate::store::record::{Phase, Record};
 use crate::store::state_dir::StateDir;
 
-/// QUERY: frozen (not freezing, not thawing) through freezefs.
+/// QUERY: frozen (not freezing, not thawing), by freezefs or another tool.
 pub(crate) fn is_frozen(freezer: &Freezer, named: &Resolved) -> Result<bool> {
-    let record = live_record(freezer, named.device(), &named.target)?;
-    Ok(record.is_some_and(|r| r.phase == Phase::Frozen))
+    match live_record(freezer, named)? {
+        Some(record) => Ok(record.phase == Phase::Frozen),
+        None => Ok(frozen_by_any_tool(freezer, named)),
+    }
 }
 
-/// The record of a live freeze of `device`; one that is over is ended
-/// (thawed through `target`, removed) and reported as none.
-pub(crate) fn live_record(
-    freezer: &Freezer,
-    device: Device,
-    target: &Target,
-) -> Result<Option<Record>> {
+/// Whether a filesystem is frozen, by whichever tool, in the kernel's word
+/// (the holder's probe, started on demand): asked when freezefs has no
+/// watched freeze of it on record. Never asked of a network, FUSE or pseudo
+/// filesystem; `false` where the kernel will not tell (a read-only mount)
+/// or no holder can be started.
+pub(crate) fn frozen_by_any_tool(freezer: &Freezer, named: &Resolved) -> bool {
+    if !mounts::on_block_device(&named.mount.fs_type) {
+        return false;
+    }
+    let Some(dir_fd) = named.directory_fd() else {
+        return false;
+    };
+    let Ok(Some(dir)) = StateDir::open(&freezer.state_dir, true) else {
+        return false;
+    };
+    holder_client::probe(&dir, &freezer.holder(), named.device(), dir_fd.as_fd())
+        .is_ok_and(|probe| probe == Probe::Frozen)
+}
+
+/// The record of a live freeze of the filesystem `named` names; one that is
+/// over is ended (thawed, removed) and reported as none. One whose holder
+/// was killed is checked with the kernel, since nobody watches it any more.
+pub(crate) fn live_record(freezer: &Freezer, named: &Resolved) -> Result<Option<Record>> {
+    let device = named.device();
     let Some(dir) = StateDir::open(&freezer.state_dir, false)? else {
         return Ok(None);
     };
     let Some(record) = dir.read(device)? else {
         return Ok(None);
     };
-    if liveness::is_over(&record) {
-        let mount_fd = target.open_for_ioctl()?;
+    let now = now_boot_ns();
+    if let Some(over) = Over::of(&record, now, false) {
+        if defer_to_holder(&record, over, now).is_some() {
+            // Past its deadline: not frozen to anyone, but the thaw is its
+            // holder's, which knows whether the freeze is still this one.
+            return Ok(None);
+        }
+        let mount_fd = named.target.open_for_ioctl()?;
         end_if_over(
             &dir,
             device,
@@ -46,7 +76,36 @@ pub(crate) fn live_record(
         )?;
         return Ok(None);
     }
+    if record.phase == Phase::Frozen && !holder_lives(&record) && thawed_unseen(&record) {
+        // Its holder was killed, so nobody ended the record when another
+        // tool thawed it: the watcher thread, which outlives the holder
+        // until the thaw, says so.
+        let _lock = dir.lock(device)?;
+        if let Some(still) = dir
+            .read(device)?
+            .filter(|r| r.generation == record.generation)
+        {
+            record_thawed_elsewhere(&dir, &still, false)?;
+        }
+        return Ok(None);
+    }
     Ok(Some(record))
+}
+
+/// Whether a recorded freeze's watcher thread was let through by a thaw.
+fn thawed_unseen(record: &Record) -> bool {
+    match (record.holder_pid, record.watcher) {
+        (Some(holder), Some(watcher)) => !continuity::watcher_waits(holder, watcher),
+        _ => false,
+    }
+}
+
+/// Whether the holder that keeps a recorded freeze still runs (a holder
+/// killed while its waiter waits shows as a zombie until the thaw).
+fn holder_lives(record: &Record) -> bool {
+    record
+        .holder_pid
+        .is_none_or(|pid| crate::os::process::start_time(pid).is_some())
 }
 
 /// A record found over while listing: reach its filesystem through the

@@ -22,7 +22,7 @@ pub(crate) fn reset_timeout(freezer: &Freezer, named: &Resolved, timeout: Timeou
     let timeout_s = timeout.resolve(&freezer.sysconfigtab)?;
     let not_frozen = || Error::ResetNotFrozen(named.given.clone());
     // A freeze that is over is ended here, and then it is not frozen.
-    query::live_record(freezer, device, &named.target)?.ok_or_else(not_frozen)?;
+    query::live_record(freezer, named)?.ok_or_else(not_frozen)?;
     let dir = StateDir::open(&freezer.state_dir, false)?.ok_or_else(not_frozen)?;
     let _lock = dir.lock(device)?;
     let mut record = dir.read(device)?.ok_or_else(not_frozen)?;

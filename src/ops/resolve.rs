@@ -1,7 +1,9 @@
 //! From what a caller names (a path, or any fd inside a filesystem) to the
 //! filesystem it names: the one resolved-target type every operation takes.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+use rustix::fs::FileType;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -59,6 +61,21 @@ impl Resolved {
             mount,
             protected,
         })
+    }
+
+    /// A directory on the filesystem, for the holder's waiter (see
+    /// [`crate::keep::continuity`]): the target when it is one, else its
+    /// mount point when that still names the same mount. Opened before any
+    /// freeze; `None` when there is none to be had.
+    pub(crate) fn directory_fd(&self) -> Option<OwnedFd> {
+        if self.target.facts.file_type == FileType::Directory {
+            return self.target.open_for_ioctl().ok();
+        }
+        let root = Target::open(&self.mount.mount_point).ok()?;
+        (root.facts.mount_id == self.target.facts.mount_id
+            && root.facts.file_type == FileType::Directory)
+            .then(|| root.open_for_ioctl().ok())
+            .flatten()
     }
 
     /// The superblock: what a freeze belongs to.

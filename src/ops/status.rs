@@ -3,14 +3,14 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ops::freezer::Freezer;
 use crate::ops::query;
 use crate::ops::resolve::Resolved;
-use crate::os::mounts::Device;
+use crate::os::mounts::{self, Device, MountTable};
 use crate::os::process::now_boot_ns;
 use crate::store::liveness;
-use crate::store::record::{Phase, Record};
+use crate::store::record::{EndReason, Phase, Record};
 use crate::store::state_dir::StateDir;
 use crate::timeout::Timeout;
 
@@ -18,7 +18,7 @@ use crate::timeout::Timeout;
 /// fstrans NORMAL/SUSPENDING/SUSPENDED).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FreezeState {
-    /// Not frozen through freezefs.
+    /// Not frozen.
     Thawed,
     /// Flushing before FIFREEZE: writes still flow. QUERY says 0.
     Freezing,
@@ -47,6 +47,45 @@ pub struct Status {
     pub time_left: Option<Duration>,
     /// The holder process keeping it.
     pub holder_pid: Option<u32>,
+    /// Frozen by a tool other than freezefs (`fsfreeze`, a hypervisor's
+    /// agent, a raw `FIFREEZE`), in the kernel's word: who, since when and
+    /// until when are unknown.
+    pub frozen_by_other_tool: bool,
+    /// How the last freeze made through freezefs ended, while it is
+    /// remembered (until the next freeze of this filesystem, or a reboot).
+    pub last_freeze: Option<LastFreeze>,
+}
+
+/// How the last freeze made through freezefs ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastFreeze {
+    /// Thawed on request, timed out, thawed by another tool, or undone
+    /// because its freezer died.
+    pub reason: EndReason,
+    /// When it ended (wall clock).
+    pub ended_at: SystemTime,
+    /// When it was frozen (wall clock).
+    pub frozen_since: SystemTime,
+    /// The process that froze it.
+    pub pid: u32,
+    /// Its timeout: `Seconds(n)` or `Never`.
+    pub timeout: Timeout,
+    /// The mount point it was frozen through.
+    pub mount_point: PathBuf,
+}
+
+impl LastFreeze {
+    fn from_record(record: &Record) -> Option<LastFreeze> {
+        let ended = record.ended?;
+        Some(LastFreeze {
+            reason: ended.reason,
+            ended_at: UNIX_EPOCH + Duration::from_nanos(ended.at_unix_ns),
+            frozen_since: UNIX_EPOCH + Duration::from_nanos(record.frozen_at_unix_ns),
+            pid: record.pid,
+            timeout: record.timeout_s.map_or(Timeout::Never, Timeout::Seconds),
+            mount_point: record.mount_point.clone(),
+        })
+    }
 }
 
 impl Status {
@@ -61,6 +100,16 @@ impl Status {
             timeout: None,
             time_left: None,
             holder_pid: None,
+            frozen_by_other_tool: false,
+            last_freeze: None,
+        }
+    }
+
+    fn frozen_by_other_tool(mount_point: PathBuf, device: Device, fs_type: String) -> Status {
+        Status {
+            state: FreezeState::Frozen,
+            frozen_by_other_tool: true,
+            ..Status::thawed(mount_point, device, fs_type)
         }
     }
 
@@ -82,39 +131,77 @@ impl Status {
                 .deadline_boot_ns
                 .map(|d| Duration::from_nanos(d.saturating_sub(now_boot))),
             holder_pid: record.holder_pid,
+            frozen_by_other_tool: false,
+            last_freeze: None,
         }
     }
 }
 
-/// The state of the filesystem `named` names.
+/// The state of the filesystem `named` names, with how its last freeze
+/// ended.
 pub(crate) fn status(freezer: &Freezer, named: &Resolved) -> Result<Status> {
     let mount = &named.mount;
-    match query::live_record(freezer, mount.device, &named.target)? {
-        Some(record) => Ok(Status::from_record(&record, now_boot_ns())),
-        None => Ok(Status::thawed(
+    let mut status = match query::live_record(freezer, named)? {
+        Some(record) => Status::from_record(&record, now_boot_ns()),
+        None if query::frozen_by_any_tool(freezer, named) => Status::frozen_by_other_tool(
             mount.mount_point.clone(),
             mount.device,
             mount.fs_type.clone(),
-        )),
+        ),
+        None => Status::thawed(
+            mount.mount_point.clone(),
+            mount.device,
+            mount.fs_type.clone(),
+        ),
+    };
+    if let Some(dir) = StateDir::open(freezer.state_dir(), false)? {
+        status.last_freeze = dir
+            .read_ended(mount.device)?
+            .as_ref()
+            .and_then(LastFreeze::from_record);
     }
+    Ok(status)
 }
 
-/// Every filesystem frozen (or freezing) through the freezer's state
-/// directory, by mount point; freezes that are over are ended on the way.
+/// Every frozen (or freezing) filesystem, by mount point: those frozen
+/// through the freezer's state directory, whose freezes that are over are
+/// ended on the way, and those another tool froze, one line per superblock.
 pub(crate) fn list(freezer: &Freezer) -> Result<Vec<Status>> {
-    let Some(dir) = StateDir::open(freezer.state_dir(), false)? else {
-        return Ok(Vec::new());
-    };
     let mut all = Vec::new();
-    for device in dir.recorded_devices()? {
-        let Some(record) = dir.read(device)? else {
-            continue;
-        };
-        if liveness::is_over(&record) {
-            query::end_by_mount_point(&dir, &record);
+    if let Some(dir) = StateDir::open(freezer.state_dir(), false)? {
+        for device in dir.recorded_devices()? {
+            let Some(record) = dir.read(device)? else {
+                continue;
+            };
+            if liveness::is_over(&record) {
+                query::end_by_mount_point(&dir, &record);
+                continue;
+            }
+            all.push(Status::from_record(&record, now_boot_ns()));
+        }
+    }
+    let mut seen: Vec<Device> = all.iter().map(|s| s.device).collect();
+    let table = MountTable::read().map_err(|e| Error::os("/proc/self/mountinfo", e))?;
+    for entry in table.entries() {
+        if seen.contains(&entry.device) || !mounts::on_block_device(&entry.fs_type) {
             continue;
         }
-        all.push(Status::from_record(&record, now_boot_ns()));
+        // The mount point may be covered by a later mount: only a path that
+        // still reaches this superblock stands for it.
+        let Ok(named) = Resolved::path(&entry.mount_point) else {
+            continue;
+        };
+        if named.device() != entry.device {
+            continue;
+        }
+        seen.push(entry.device);
+        if query::frozen_by_any_tool(freezer, &named) {
+            all.push(Status::frozen_by_other_tool(
+                entry.mount_point.clone(),
+                entry.device,
+                entry.fs_type.clone(),
+            ));
+        }
     }
     all.sort_by(|a, b| a.mount_point.cmp(&b.mount_point));
     Ok(all)

@@ -1,55 +1,153 @@
-//! THAW: ends the freezefs freeze on record, or rescues a freeze made by
-//! another tool (FITHAW whoever froze it).
+//! THAW: ends the freezefs freeze on record, says so when that freeze ended
+//! otherwise (its timeout, another tool's thaw), and rescues a freeze made
+//! by another tool when freezefs has none on record.
+//!
+//! AdvFS's rule: "If error on thaw, cannot rely on the initial freeze." A
+//! THAW whose freeze already ended answers `EALREADY` once and touches
+//! nothing, even if someone else has frozen the filesystem again since.
 
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::events::{self, Event, Kind};
+use crate::keep::continuity;
+use crate::keep::end::{end_over, record_thawed_elsewhere};
 use crate::keep::helper_thread;
 use crate::ops::freezer::Freezer;
 use crate::ops::resolve::Resolved;
 use crate::os::mounts::Device;
+use crate::os::process::now_boot_ns;
 use crate::os::syscalls;
+use crate::store::liveness::Over;
+use crate::store::record::{EndReason, Phase, Record};
 use crate::store::state_dir::StateDir;
 
-/// Thaws one filesystem, under its lock: the record is marked `thawing`
-/// first, so that a thaw killed halfway never leaves a record that says
-/// `frozen`.
+/// How a THAW of a freeze on record came out.
+pub(crate) enum Outcome {
+    /// This THAW ended it.
+    Thawed,
+    /// It had ended before (timeout, another tool): the caller cannot rely
+    /// on it, and nothing was touched.
+    EndedBefore,
+}
+
+/// Thaws one filesystem, under its lock.
 pub(crate) fn thaw(freezer: &Freezer, named: &Resolved) -> Result<()> {
     let device = named.device();
     let mount_fd = named.target.open_for_ioctl()?;
-    let dir = StateDir::open(&freezer.state_dir, false)?;
-    let _lock = dir.as_ref().map(|d| d.lock(device)).transpose()?;
-    let record = dir.as_ref().and_then(|d| d.read(device).ok().flatten());
-    if let (Some(dir), Some(r)) = (&dir, &record) {
-        dir.mark_thawing(r)?;
-    }
-    let thawed = syscalls::fithaw(&mount_fd);
-    let not_frozen = |e: &std::io::Error| e.raw_os_error() == Some(libc::EINVAL);
-    if thawed.is_ok() || thawed.as_ref().is_err_and(not_frozen) {
-        // Thawed now, or not frozen at all: either way no freeze remains.
-        if let Some(dir) = &dir {
+    let not_frozen = || Error::NotFrozen(named.given.clone());
+    let Some(dir) = StateDir::open(&freezer.state_dir, false)? else {
+        return rescue(named, mount_fd.as_fd());
+    };
+    let _lock = dir.lock(device)?;
+    match dir.read(device) {
+        Ok(Some(record)) => match end_recorded(&dir, &record, mount_fd.as_fd(), &named.given)? {
+            Some(Outcome::Thawed) => return Ok(()),
+            Some(Outcome::EndedBefore) => return Err(not_frozen()),
+            // It ended just now as its keepers would have: tell below.
+            None => {}
+        },
+        Ok(None) => {}
+        Err(_) => {
+            // Unreadable (tampered with): the kernel decides, and after the
+            // rescue no freeze remains for it to describe.
+            let rescued = rescue(named, mount_fd.as_fd());
             dir.remove(device)?;
+            helper_thread::forget(device);
+            return rescued;
         }
-        helper_thread::forget(device);
     }
-    match thawed {
+    if let Some(ended) = dir.read_ended(device)? {
+        if ended.ended.is_some_and(|e| !e.reported) {
+            // The first THAW after a freeze that ended otherwise hears of it.
+            dir.mark_end_reported(&ended)?;
+            return Err(not_frozen());
+        }
+    }
+    rescue(named, mount_fd.as_fd())
+}
+
+/// Ends the freeze `record` describes, under its lock (held by the caller):
+/// - ended by another tool (its holder's waiter was let through, or FITHAW
+///   finds it thawed): remembered as such, [`Outcome::EndedBefore`];
+/// - over (deadline passed, freezer or thawer died): ended as its keepers
+///   would, `None`: the remembered end says how;
+/// - otherwise marked `thawing` (so that a THAW killed halfway never leaves
+///   a record that says frozen), FITHAW, remembered as thawed.
+pub(crate) fn end_recorded(
+    dir: &StateDir,
+    record: &Record,
+    mount_fd: BorrowedFd<'_>,
+    given: &Path,
+) -> Result<Option<Outcome>> {
+    let over = Over::of(record, now_boot_ns(), false);
+    let watched = record.phase == Phase::Frozen && matches!(over, None | Some(Over::Expired));
+    if watched && thawed_since_freeze(record) {
+        record_thawed_elsewhere(dir, record, true)?;
+        helper_thread::forget(record.device);
+        return Ok(Some(Outcome::EndedBefore));
+    }
+    if let Some(over) = over {
+        end_over(dir, record, over, mount_fd)?;
+        helper_thread::forget(record.device);
+        return Ok(None);
+    }
+    dir.mark_thawing(record)?;
+    match syscalls::fithaw(mount_fd) {
         Ok(()) => {
-            match &record {
-                Some(r) => events::about_record(Kind::Thawed, r, "thawed on request"),
-                None => events::emit(&Event {
-                    kind: Kind::Thawed,
-                    mount_point: &named.mount.mount_point,
-                    device: Some(device),
-                    pid: std::process::id(),
-                    uid: rustix::process::getuid().as_raw(),
-                    timeout: None,
-                    reason: "thawed on request (frozen by another tool)",
-                }),
-            }
+            dir.record_end(record, EndReason::Thawed, true)?;
+            helper_thread::forget(record.device);
+            events::about_record(Kind::Thawed, record, "thawed on request");
+            Ok(Some(Outcome::Thawed))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) && record.phase == Phase::Frozen => {
+            // Thawed already, and its holder could not tell: another tool.
+            record_thawed_elsewhere(dir, record, true)?;
+            helper_thread::forget(record.device);
+            Ok(Some(Outcome::EndedBefore))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            // Still freezing or being thawed: no freeze to end.
+            dir.remove(record.device)?;
+            helper_thread::forget(record.device);
+            Ok(Some(Outcome::EndedBefore))
+        }
+        Err(e) => Err(Error::os(format!("{}: FITHAW", given.display()), e)),
+    }
+}
+
+/// Whether the kernel let the freeze's watcher thread through (see
+/// [`crate::keep::continuity`]): a thaw happened since its FIFREEZE, by
+/// whoever, even if the filesystem was frozen again since. Read at once
+/// from `/proc`, without waiting for the holder to say so.
+fn thawed_since_freeze(record: &Record) -> bool {
+    match (record.holder_pid, record.watcher) {
+        (Some(holder), Some(watcher)) => !continuity::watcher_waits(holder, watcher),
+        // Not watched (a read-only mount): FITHAW's answer will tell.
+        _ => false,
+    }
+}
+
+/// No freezefs freeze to end: FITHAW, so that a freeze made by another tool
+/// is thawed too.
+fn rescue(named: &Resolved, mount_fd: BorrowedFd<'_>) -> Result<()> {
+    match syscalls::fithaw(mount_fd) {
+        Ok(()) => {
+            events::emit(&Event {
+                kind: Kind::Thawed,
+                mount_point: &named.mount.mount_point,
+                device: Some(named.device()),
+                pid: std::process::id(),
+                uid: rustix::process::getuid().as_raw(),
+                timeout: None,
+                reason: "thawed on request (frozen by another tool)",
+            });
             Ok(())
         }
-        Err(e) if not_frozen(&e) => Err(Error::NotFrozen(named.given.clone())),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            Err(Error::NotFrozen(named.given.clone()))
+        }
         Err(e) => Err(Error::os(format!("{}: FITHAW", named.given.display()), e)),
     }
 }

@@ -144,6 +144,22 @@ pub(crate) fn describe(id: MountId) -> io::Result<MountEntry> {
     }
 }
 
+/// True for a filesystem type that lives on a block device (listed without
+/// `nodev` in `/proc/filesystems`), FUSE's excepted: the only kind another
+/// tool can have frozen, and never a network or pseudo filesystem, which a
+/// probe must not touch.
+pub(crate) fn on_block_device(fs_type: &str) -> bool {
+    if fs_type.is_empty() || fs_type.starts_with("fuse") {
+        return false;
+    }
+    std::fs::read_to_string("/proc/filesystems").is_ok_and(|listed| {
+        listed.lines().any(|line| {
+            let mut words = line.split_whitespace();
+            words.next() == Some(fs_type) && words.next().is_none()
+        })
+    })
+}
+
 /// A snapshot of this process's mount table.
 pub(crate) struct MountTable {
     entries: Vec<MountEntry>,
@@ -156,6 +172,11 @@ impl MountTable {
         Ok(MountTable {
             entries: parse_mountinfo(&text),
         })
+    }
+
+    /// Every mount, in mountinfo's order.
+    pub(crate) fn entries(&self) -> &[MountEntry] {
+        &self.entries
     }
 
     /// The mount with this id; `ENOENT` if it went away meanwhile.

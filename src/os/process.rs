@@ -29,7 +29,17 @@ pub(crate) fn boot_id() -> &'static str {
 /// A running (not zombie) process's start time in clock ticks since boot
 /// (`/proc/PID/stat` field 22); `None` when no such process runs.
 pub(crate) fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    start_time_in(&format!("/proc/{pid}/stat"))
+}
+
+/// A running thread's start time, like [`start_time`]: thread `tid` of
+/// process `pid`.
+pub(crate) fn thread_start_time(pid: u32, tid: u32) -> Option<u64> {
+    start_time_in(&format!("/proc/{pid}/task/{tid}/stat"))
+}
+
+fn start_time_in(stat_path: &str) -> Option<u64> {
+    let stat = std::fs::read(stat_path).ok()?;
     // The command name is in parentheses and may hold anything: skip past
     // the last ')'.
     let after = &stat[stat.iter().rposition(|&b| b == b')')? + 1..];

@@ -77,6 +77,8 @@ mod tests {
             deadline_boot_ns: Some(100),
             holder_pid: None,
             thawer: None,
+            watcher: None,
+            ended: None,
         }
     }
 

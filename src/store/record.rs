@@ -21,6 +21,57 @@ pub(crate) enum Phase {
     Thawing,
 }
 
+/// How a freeze ended: what THAW, status and `thawfs` report afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// Thawed on request (THAW, `thawfs`, a guard), or a rescue thaw.
+    Thawed,
+    /// Its timeout passed; the holder, the helper thread or a later call
+    /// thawed it.
+    Timeout,
+    /// Another tool (`fsfreeze -u`, `xfs_freeze -u`, qemu-guest-agent, a raw
+    /// `FITHAW`) thawed it: writes could flow from then on.
+    OtherTool,
+    /// Its freezer died before the freeze completed; it was undone.
+    FreezerDied,
+}
+
+impl EndReason {
+    /// The word in records, events and `--json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EndReason::Thawed => "thawed",
+            EndReason::Timeout => "timeout",
+            EndReason::OtherTool => "other-tool",
+            EndReason::FreezerDied => "freezer-died",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<EndReason> {
+        [
+            EndReason::Thawed,
+            EndReason::Timeout,
+            EndReason::OtherTool,
+            EndReason::FreezerDied,
+        ]
+        .into_iter()
+        .find(|r| r.name() == name)
+    }
+}
+
+/// How and when a remembered freeze ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ended {
+    /// How.
+    pub(crate) reason: EndReason,
+    /// When (wall clock, nanoseconds since the epoch).
+    pub(crate) at_unix_ns: u64,
+    /// Whether a THAW has been told of it (or was the end itself): the
+    /// first THAW after a freeze that ended otherwise answers `EALREADY`
+    /// and touches nothing; later ones rescue as usual.
+    pub(crate) reported: bool,
+}
+
 /// The shared record of one freeze of one superblock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Record {
@@ -56,14 +107,24 @@ pub(crate) struct Record {
     pub holder_pid: Option<u32>,
     /// While thawing: the thawing process and its start time.
     pub thawer: Option<(u32, u64)>,
+    /// The holder's thread that waits in the kernel for this freeze's thaw
+    /// (its id and start time), once confirmed waiting: while it waits, no
+    /// thaw has happened since FIFREEZE, whoever would have thawed.
+    pub watcher: Option<(u32, u64)>,
+    /// Set in a remembered freeze that is over (`ended.DEV`), never in a
+    /// live one (`sb.DEV`).
+    pub ended: Option<Ended>,
 }
 
 impl Record {
     /// The record as text.
     pub(crate) fn to_text(&self) -> String {
         let opt = |v: Option<u64>| v.map_or("none".to_string(), |v| v.to_string());
+        let pair = |p: Option<(u32, u64)>| {
+            p.map_or("none".to_string(), |(id, start)| format!("{id} {start}"))
+        };
         format!(
-            "{MAGIC}\ngeneration {}\nboot_id {}\ndevice {}\nfs_type {}\nmount_point {}\nphase {}\npid {}\npid_start {}\nuid {}\nfrozen_at_unix_ns {}\nfrozen_at_boot_ns {}\ntimeout_s {}\ndeadline_boot_ns {}\nholder_pid {}\nthawer {}\nend\n",
+            "{MAGIC}\ngeneration {}\nboot_id {}\ndevice {}\nfs_type {}\nmount_point {}\nphase {}\npid {}\npid_start {}\nuid {}\nfrozen_at_unix_ns {}\nfrozen_at_boot_ns {}\ntimeout_s {}\ndeadline_boot_ns {}\nholder_pid {}\nthawer {}\nwatcher {}\nended {}\nend\n",
             self.generation,
             self.boot_id,
             self.device,
@@ -82,8 +143,14 @@ impl Record {
             opt(self.timeout_s.map(u64::from)),
             opt(self.deadline_boot_ns),
             opt(self.holder_pid.map(u64::from)),
-            self.thawer
-                .map_or("none".to_string(), |(pid, start)| format!("{pid} {start}")),
+            pair(self.thawer),
+            pair(self.watcher),
+            self.ended.map_or("none".to_string(), |e| format!(
+                "{} {} {}",
+                e.reason.name(),
+                e.at_unix_ns,
+                u8::from(e.reported)
+            )),
         )
     }
 
@@ -111,6 +178,20 @@ impl Record {
             v => v.parse::<u64>().map(Some).map_err(|_| format!("bad {key}")),
         };
         let small = |key: &str| u32::try_from(num(key)?).map_err(|_| format!("bad {key}"));
+        // "none", or "ID START"; absent in records of older writers.
+        let pair = |key: &str| -> Result<Option<(u32, u64)>, String> {
+            match fields.get(key).copied() {
+                None | Some("none") => Ok(None),
+                Some(v) => {
+                    let bad = || format!("bad {key}");
+                    let (id, start) = v.split_once(' ').ok_or_else(bad)?;
+                    Ok(Some((
+                        id.parse().map_err(|_| bad())?,
+                        start.parse().map_err(|_| bad())?,
+                    )))
+                }
+            }
+        };
         Ok(Record {
             generation: num("generation")?,
             boot_id: get("boot_id")?.to_string(),
@@ -138,14 +219,25 @@ impl Record {
             holder_pid: opt("holder_pid")?
                 .map(|v| u32::try_from(v).map_err(|_| "bad holder_pid"))
                 .transpose()?,
-            thawer: match fields.get("thawer").copied() {
+            thawer: pair("thawer")?,
+            watcher: pair("watcher")?,
+            ended: match fields.get("ended").copied() {
                 None | Some("none") => None,
                 Some(v) => {
-                    let (pid, start) = v.split_once(' ').ok_or("bad thawer")?;
-                    Some((
-                        pid.parse().map_err(|_| "bad thawer")?,
-                        start.parse().map_err(|_| "bad thawer")?,
-                    ))
+                    let mut words = v.split(' ');
+                    let mut next = || words.next().ok_or("bad ended");
+                    let reason = EndReason::from_name(next()?).ok_or("bad ended")?;
+                    let at_unix_ns = next()?.parse().map_err(|_| "bad ended")?;
+                    let reported = match next()? {
+                        "0" => false,
+                        "1" => true,
+                        _ => return Err("bad ended".into()),
+                    };
+                    Some(Ended {
+                        reason,
+                        at_unix_ns,
+                        reported,
+                    })
                 }
             },
         })
@@ -173,6 +265,8 @@ mod tests {
             deadline_boot_ns: Some(65_000_000_000),
             holder_pid: Some(77),
             thawer: None,
+            watcher: Some((4243, 987700)),
+            ended: None,
         }
     }
 
@@ -195,6 +289,32 @@ mod tests {
         let text = r.to_text();
         assert!(text.contains("timeout_s none\n"));
         assert_eq!(Record::from_text(text.as_bytes()).unwrap(), r);
+    }
+
+    #[test]
+    fn an_ended_record_round_trips_with_each_reason() {
+        for reason in [
+            EndReason::Thawed,
+            EndReason::Timeout,
+            EndReason::OtherTool,
+            EndReason::FreezerDied,
+        ] {
+            let r = Record {
+                ended: Some(Ended {
+                    reason,
+                    at_unix_ns: 1_700_000_001_000_000_000,
+                    reported: reason == EndReason::Thawed,
+                }),
+                ..sample()
+            };
+            assert_eq!(Record::from_text(r.to_text().as_bytes()).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn a_record_without_an_ended_line_is_a_live_one() {
+        let text = sample().to_text().replace("ended none\n", "");
+        assert_eq!(Record::from_text(text.as_bytes()).unwrap().ended, None);
     }
 
     #[test]

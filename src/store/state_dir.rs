@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::os::fork::ParentOnlyFd;
 use crate::os::mounts::Device;
 use crate::os::syscalls;
-use crate::store::record::Record;
+use crate::store::record::{EndReason, Ended, Record};
 
 /// The state directory used when `FREEZEFS_RUNDIR` is not set.
 pub const RUNDIR: &str = "/run/freezefs";
@@ -132,6 +132,11 @@ impl StateDir {
         format!("sb.{device}")
     }
 
+    /// The remembered end of a superblock's last freeze.
+    fn ended_name(device: Device) -> String {
+        format!("ended.{device}")
+    }
+
     fn err(&self, name: &str, what: &str, e: impl Into<std::io::Error>) -> Error {
         Error::os(format!("{}/{name}: {what}", self.path.display()), e)
     }
@@ -181,29 +186,40 @@ impl StateDir {
         }
     }
 
-    /// The record of a superblock, if there is one.
+    /// The record of a superblock's live freeze, if there is one.
     pub(crate) fn read(&self, device: Device) -> Result<Option<Record>> {
-        let name = Self::record_name(device);
+        self.read_file(&Self::record_name(device))
+    }
+
+    /// The remembered end of a superblock's last freeze, if there is one
+    /// (of this boot: one of another boot says nothing).
+    pub(crate) fn read_ended(&self, device: Device) -> Result<Option<Record>> {
+        Ok(self
+            .read_file(&Self::ended_name(device))?
+            .filter(|r| r.ended.is_some() && r.boot_id == crate::os::process::boot_id()))
+    }
+
+    fn read_file(&self, name: &str) -> Result<Option<Record>> {
         let fd = match rustix::fs::openat(
             &self.fd,
-            name.as_str(),
+            name,
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
             Mode::empty(),
         ) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Ok(None),
-            Err(e) => return Err(self.err(&name, "open", e)),
+            Err(e) => return Err(self.err(name, "open", e)),
         };
         let mut file = std::fs::File::from(fd);
         let mut text = Vec::new();
         (&mut file)
             .take(MAX_RECORD_BYTES)
             .read_to_end(&mut text)
-            .map_err(|e| self.err(&name, "read", e))?;
+            .map_err(|e| self.err(name, "read", e))?;
         Record::from_text(&text)
             .map(Some)
             .map_err(|reason| Error::CorruptRecord {
-                path: self.path.join(&name),
+                path: self.path.join(name),
                 reason,
             })
     }
@@ -211,7 +227,10 @@ impl StateDir {
     /// Writes a record atomically: a private temporary file, then rename.
     /// A crash at any point leaves the old record or the new one, never half.
     pub(crate) fn write(&self, record: &Record) -> Result<()> {
-        let name = Self::record_name(record.device);
+        self.write_file(&Self::record_name(record.device), record)
+    }
+
+    fn write_file(&self, name: &str, record: &Record) -> Result<()> {
         let tmp = format!(
             ".tmp.{}.{}.{:x}",
             record.device,
@@ -230,8 +249,8 @@ impl StateDir {
             .and_then(|()| std::fs::File::from(fd).write_all(record.to_text().as_bytes()))
             .map_err(|e| self.err(&tmp, "write", e))
             .and_then(|()| {
-                rustix::fs::renameat(&self.fd, tmp.as_str(), &self.fd, name.as_str())
-                    .map_err(|e| self.err(&name, "rename", e))
+                rustix::fs::renameat(&self.fd, tmp.as_str(), &self.fd, name)
+                    .map_err(|e| self.err(name, "rename", e))
             });
         if written.is_err() {
             let _ = rustix::fs::unlinkat(&self.fd, tmp.as_str(), AtFlags::empty());
@@ -275,10 +294,48 @@ impl StateDir {
 
     /// Removes a superblock's record; no record is not an error.
     pub(crate) fn remove(&self, device: Device) -> Result<()> {
-        let name = Self::record_name(device);
-        match rustix::fs::unlinkat(&self.fd, name.as_str(), AtFlags::empty()) {
+        self.remove_file(&Self::record_name(device))
+    }
+
+    /// Ends the live freeze `record` describes: remembers how and when
+    /// (`ended.DEV`, written first, so that a crash in between leaves the
+    /// live record to be ended again), then removes the live record.
+    /// `reported`: the caller of a THAW is told by this very call.
+    pub(crate) fn record_end(
+        &self,
+        record: &Record,
+        reason: EndReason,
+        reported: bool,
+    ) -> Result<()> {
+        let mut ended = record.clone();
+        ended.ended = Some(Ended {
+            reason,
+            at_unix_ns: crate::os::process::now_unix_ns(),
+            reported,
+        });
+        self.write_file(&Self::ended_name(record.device), &ended)?;
+        self.remove(record.device)
+    }
+
+    /// Notes that a THAW has been told how the remembered freeze ended.
+    pub(crate) fn mark_end_reported(&self, ended: &Record) -> Result<()> {
+        let mut reported = ended.clone();
+        if let Some(e) = &mut reported.ended {
+            e.reported = true;
+        }
+        self.write_file(&Self::ended_name(ended.device), &reported)
+    }
+
+    /// Forgets the remembered end of a superblock's last freeze (a new
+    /// freeze supersedes it).
+    pub(crate) fn forget_end(&self, device: Device) -> Result<()> {
+        self.remove_file(&Self::ended_name(device))
+    }
+
+    fn remove_file(&self, name: &str) -> Result<()> {
+        match rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
-            Err(e) => Err(self.err(&name, "unlink", e)),
+            Err(e) => Err(self.err(name, "unlink", e)),
         }
     }
 

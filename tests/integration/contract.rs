@@ -10,23 +10,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use freezefs::{Error, Timeout};
-use support::{Kind, Scratch, run};
+use support::{Kind, Scratch, on_ext4_xfs_btrfs, run};
 
 const SHORT: Duration = Duration::from_millis(300);
 const LONG: Duration = Duration::from_secs(5);
-
-/// One test per freezable filesystem kind.
-macro_rules! on_ext4_xfs_btrfs {
-    ($(#[$meta:meta])* fn $name:ident($kind:ident) $body:block) => {
-        mod $name {
-            use super::*;
-            fn check($kind: Kind) $body
-            #[test] fn ext4() { check(Kind::Ext4) }
-            #[test] fn xfs() { check(Kind::Xfs) }
-            #[test] fn btrfs() { check(Kind::Btrfs) }
-        }
-    };
-}
 
 fn errno(r: Result<impl std::fmt::Debug, Error>) -> i32 {
     r.expect_err("expected an error").errno()

@@ -17,6 +17,7 @@ mod fuzzkit;
 mod header;
 mod holder;
 mod hostile;
+mod kernel_truth;
 mod layering;
 mod legacy;
 mod packaging;

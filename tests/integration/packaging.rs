@@ -3,22 +3,12 @@
 
 use crate::support;
 
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use support::{Kind, Scratch, crate_dir, mkdtemp, run, with_env};
-
-const API: [&str; 6] = [
-    "freezefs",
-    "freezefs_all",
-    "freezefs_list",
-    "freezefs_reset_timeout",
-    "freezefs_status",
-    "thawfs_all",
-];
+use support::{C_API as API, Kind, Scratch, Syslog, crate_dir, event, mkdtemp, run, with_env};
 
 /// One release build, installed twice with the same PREFIX: once for real
 /// (so that the installed library runs the installed holder), once under a
@@ -233,40 +223,6 @@ fn the_man_pages_render_without_warnings() {
             assert!(text.contains(word), "{page} lacks {word}");
         }
     }
-}
-
-/// A syslog socket of the test's own.
-struct Syslog {
-    socket: UnixDatagram,
-    path: PathBuf,
-}
-
-impl Syslog {
-    fn new(dir: &Path) -> Syslog {
-        let path = dir.join("log");
-        let socket = UnixDatagram::bind(&path).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        Syslog { socket, path }
-    }
-
-    /// Every message until 300 ms pass in silence.
-    fn drain(&self) -> Vec<String> {
-        let mut buf = [0u8; 4096];
-        let mut all = Vec::new();
-        while let Ok(n) = self.socket.recv(&mut buf) {
-            all.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-        all
-    }
-}
-
-fn event<'a>(messages: &'a [String], name: &str) -> &'a String {
-    messages
-        .iter()
-        .find(|m| m.contains(&format!("]: {name} ")))
-        .unwrap_or_else(|| panic!("no {name} in {messages:#?}"))
 }
 
 #[test]

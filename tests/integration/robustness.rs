@@ -22,7 +22,11 @@ fn state_files(fs: &Scratch) -> Vec<String> {
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !n.starts_with("lock.") && n != "holder.sock")
+                // Locks, the holder's socket and how the last freeze
+                // ended are kept on purpose.
+                .filter(|n| {
+                    !n.starts_with("lock.") && !n.starts_with("ended.") && n != "holder.sock"
+                })
                 .collect()
         })
         .unwrap_or_default()

@@ -10,6 +10,7 @@ use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -163,6 +164,20 @@ impl Kind {
     }
 }
 
+/// One test per freezable filesystem kind.
+macro_rules! on_ext4_xfs_btrfs {
+    ($(#[$meta:meta])* fn $name:ident($kind:ident) $body:block) => {
+        mod $name {
+            use super::*;
+            fn check($kind: Kind) $body
+            #[test] fn ext4() { check(Kind::Ext4) }
+            #[test] fn xfs() { check(Kind::Xfs) }
+            #[test] fn btrfs() { check(Kind::Btrfs) }
+        }
+    };
+}
+pub(crate) use on_ext4_xfs_btrfs;
+
 /// A scratch filesystem mounted at `mnt`, inside its own temporary directory
 /// that also holds its own state directory and sysconfigtab.
 pub(crate) struct Scratch {
@@ -275,6 +290,17 @@ impl Scratch {
         run(Command::new("mount").args(args).arg(&at));
         self.extra.push(at.clone());
         at
+    }
+
+    /// FIFREEZE straight to the kernel, as another tool (fsfreeze,
+    /// qemu-guest-agent) does.
+    pub(crate) fn other_tool_freezes(&self) -> std::io::Result<()> {
+        ioctl(self.root.as_ref().unwrap(), FIFREEZE)
+    }
+
+    /// FITHAW straight to the kernel, as another tool does.
+    pub(crate) fn other_tool_thaws(&self) -> std::io::Result<()> {
+        ioctl(self.root.as_ref().unwrap(), FITHAW)
     }
 
     /// The kernel's own answer (see [`kernel_frozen`]).
@@ -391,6 +417,40 @@ impl Drop for Scratch {
     }
 }
 
+/// A syslog socket of the test's own.
+pub(crate) struct Syslog {
+    pub(crate) socket: UnixDatagram,
+    pub(crate) path: PathBuf,
+}
+
+impl Syslog {
+    pub(crate) fn new(dir: &Path) -> Syslog {
+        let path = dir.join("log");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        Syslog { socket, path }
+    }
+
+    /// Every message until 300 ms pass in silence.
+    pub(crate) fn drain(&self) -> Vec<String> {
+        let mut buf = [0u8; 4096];
+        let mut all = Vec::new();
+        while let Ok(n) = self.socket.recv(&mut buf) {
+            all.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        all
+    }
+}
+
+pub(crate) fn event<'a>(messages: &'a [String], name: &str) -> &'a String {
+    messages
+        .iter()
+        .find(|m| m.contains(&format!("]: {name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {messages:#?}"))
+}
+
 /// Sends SIGKILL (no-op if the process is gone).
 pub(crate) fn sigkill(pid: u32) {
     if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
@@ -473,6 +533,17 @@ pub(crate) fn lib_dir() -> PathBuf {
     );
     dir
 }
+
+/// Every symbol libfreezefs.so exports, sorted: the C API and nothing else.
+pub(crate) const C_API: [&str; 7] = [
+    "freezefs",
+    "freezefs_all",
+    "freezefs_last_freeze",
+    "freezefs_list",
+    "freezefs_reset_timeout",
+    "freezefs_status",
+    "thawfs_all",
+];
 
 /// How every C file of the project is compiled.
 pub(crate) const STRICT_C: [&str; 5] = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"];

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use freezefs::Error;
+use freezefs::{EndReason, Error, LastFreeze};
 
 /// Exit status for a usage error.
 pub(crate) const USAGE: i32 = 2;
@@ -42,6 +42,30 @@ pub(crate) fn reason(error: &Error) -> String {
                 .to_lowercase()
         }
         other => other.to_string(),
+    }
+}
+
+/// What THAW answers when the freeze it would end is over: how and when it
+/// ended, and what that means for a snapshot taken under it.
+pub(crate) fn ended_text(last: &LastFreeze) -> String {
+    let lasted = last
+        .ended_at
+        .duration_since(last.frozen_since)
+        .map_or(String::new(), |d| {
+            format!(", {:.1} s after it began", d.as_secs_f64())
+        });
+    let when = format!("{}{lasted}", iso_utc(last.ended_at));
+    match last.reason {
+        EndReason::Thawed => format!("not frozen (its last freeze was thawed at {when})"),
+        EndReason::Timeout => format!(
+            "the freeze had already ended: its timeout passed at {when}; a snapshot taken under it may be inconsistent"
+        ),
+        EndReason::OtherTool => format!(
+            "the freeze had already ended: another tool thawed it at {when}; a snapshot taken under it may be inconsistent"
+        ),
+        EndReason::FreezerDied => format!(
+            "the freeze had already ended: its freezer died before it completed ({when}); nothing was frozen for a snapshot"
+        ),
     }
 }
 
