@@ -229,7 +229,7 @@ int freezefs_status(const char *mountPoint, struct freezefs_status *out);
  * Fills `*out` with how the last freeze made through freezefs of the
  * filesystem mounted at `mountPoint` ended (thawed, timed out, thawed by
  * another tool, or undone because its freezer died), while it is
- * remembered: until the next freeze of that filesystem, or a reboot.
+ * remembered: until a later freeze of that filesystem ends, or a reboot.
  * Returns 1 when filled, 0 when none is remembered, -1 with `errno` as for
  * `freezefs()` (and `EINVAL` when `out` is NULL).
  *

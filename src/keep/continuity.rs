@@ -14,6 +14,8 @@
 //! waiter, as it reports any writer that a freeze blocks.
 
 use std::io;
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
@@ -22,7 +24,12 @@ use std::time::{Duration, Instant};
 use rustix::event::EventfdFlags;
 use rustix::fs::AtFlags;
 use rustix::io::Errno;
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+};
 
+use crate::keep::watch;
 use crate::os::process::{self, fresh_generation};
 use crate::os::syscalls;
 
@@ -39,6 +46,12 @@ pub(crate) enum Seen {
     CannotTell,
 }
 
+/// How long [`Waiter::settle`] watches only for the thread's return.
+const QUICK: Duration = Duration::from_micros(30);
+
+/// How long [`Waiter::settle`] yields before it starts sleeping.
+const SPIN: Duration = Duration::from_micros(300);
+
 const RUNNING: u8 = 0;
 const RELEASED: u8 = 1;
 const CANNOT_TELL: u8 = 2;
@@ -51,17 +64,31 @@ struct Shared {
     outcome: AtomicU8,
 }
 
-/// Waiter threads still running in this process, released or not by their
-/// [`Waiter`]: a process with one blocked cannot finish exiting, so the
-/// holder stays while any runs.
+/// Waiter threads told to wait and not returned yet: a process with one
+/// blocked cannot finish exiting, so the holder stays while any runs.
 static RUNNING_THREADS: AtomicUsize = AtomicUsize::new(0);
 
-/// True while any waiter thread of this process has not returned.
+/// True while any waiter thread of this process waits, or may.
 pub(crate) fn any_thread_running() -> bool {
     RUNNING_THREADS.load(Ordering::Acquire) > 0
 }
 
-/// A thread waiting to be let through by a thaw of one filesystem.
+/// A waiter's control line, a socket pair: the thread's end, and the end of
+/// whoever tells it to go (the client, for a freeze it just made: no round
+/// trip through the holder; the holder itself, for a probe). Closing the
+/// teller's end before telling dismisses the thread.
+pub(crate) fn control_line() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+/// A thread that waits (or is parked, ready to wait) to be let through by a
+/// thaw of one filesystem. Spawning a thread is the slow part of a watch or
+/// a probe, so it is done ahead of time; [`tell_go`] starts the wait.
 pub(crate) struct Waiter {
     shared: Arc<Shared>,
     /// Readable (an eventfd) once the thread has returned.
@@ -69,43 +96,55 @@ pub(crate) struct Waiter {
 }
 
 impl Waiter {
-    /// Starts a waiter on the filesystem of `dir`, a directory on it.
-    pub(crate) fn start(dir: BorrowedFd<'_>) -> io::Result<Waiter> {
-        let dir = rustix::io::fcntl_dupfd_cloexec(dir, 0)?;
+    /// A thread parked on `control` (its end of a [`control_line`]) that
+    /// waits once and is gone when a thaw lets it through: a freeze's
+    /// watcher, whose absence tells that the freeze ended.
+    pub(crate) fn parked(control: OwnedFd) -> io::Result<Waiter> {
+        Waiter::spawn(control, false)
+    }
+
+    /// A thread parked on `control` that parks again after each wait it is
+    /// let through: a probe, reused while the filesystems it looks at are
+    /// thawed (see [`Waiter::probe`]).
+    pub(crate) fn reusable(control: OwnedFd) -> io::Result<Waiter> {
+        Waiter::spawn(control, true)
+    }
+
+    fn spawn(control: OwnedFd, reusable: bool) -> io::Result<Waiter> {
         let done = rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
         let signal = rustix::io::fcntl_dupfd_cloexec(&done, 0)?;
         let shared = Arc::new(Shared {
             tid: AtomicI32::new(0),
             outcome: AtomicU8::new(RUNNING),
         });
-        // 128 random bits: a name that no file has, so nothing is removed.
-        let name = format!(
-            ".freezefs-waiter-{:016x}{:016x}",
-            fresh_generation(),
-            fresh_generation()
-        );
         let theirs = Arc::clone(&shared);
-        RUNNING_THREADS.fetch_add(1, Ordering::AcqRel);
-        let spawned = {
+        {
             let _blocked = syscalls::AllSignalsBlocked::new();
             std::thread::Builder::new()
                 .name("freezefs-waiter".into())
                 .stack_size(64 * 1024)
-                .spawn(move || wait(&dir, &name, &theirs, &signal))
-        };
-        if let Err(e) = spawned {
-            RUNNING_THREADS.fetch_sub(1, Ordering::AcqRel);
-            return Err(e);
+                .spawn(
+                    move || {
+                        while park_then_wait(&control, &theirs, &signal) && reusable {}
+                    },
+                )?;
         }
         Ok(Waiter { shared, done })
     }
 
-    /// The thread, as a freeze's record names it (its id and start time),
-    /// once it runs.
-    pub(crate) fn thread(&self) -> Option<(u32, u64)> {
-        let tid = u32::try_from(self.shared.tid.load(Ordering::Acquire)).ok()?;
-        let start = process::thread_start_time(std::process::id(), tid)?;
-        (tid != 0).then_some((tid, start))
+    /// Starts a wait of a [`Waiter::reusable`] thread, parked, through the
+    /// teller's end of its control line, on the filesystem of `dir`.
+    pub(crate) fn probe(&self, teller: &OwnedFd, dir: BorrowedFd<'_>) -> io::Result<()> {
+        // What it said of earlier waits is of no use here: the shared state
+        // is what the holder reads.
+        let mut buf = [0u8; 64];
+        while matches!(
+            rustix::net::recv(teller, &mut buf, RecvFlags::DONTWAIT),
+            Ok((n, _)) if n > 0
+        ) {}
+        watch::drain(&self.done);
+        self.shared.outcome.store(RUNNING, Ordering::Release);
+        send_go(teller, dir)
     }
 
     /// The fd that becomes readable when the thread returns, for a poll set.
@@ -116,6 +155,15 @@ impl Waiter {
     /// True once the thread was let through (the filesystem was thawed).
     pub(crate) fn released(&self) -> bool {
         self.shared.outcome.load(Ordering::Acquire) == RELEASED
+    }
+
+    /// What it tells once it returned; `None` before.
+    fn returned(&self) -> Option<Seen> {
+        match self.shared.outcome.load(Ordering::Acquire) {
+            RELEASED => Some(Seen::Thawed),
+            CANNOT_TELL => Some(Seen::CannotTell),
+            _ => None,
+        }
     }
 
     /// What it tells now; `None` while its thread has neither returned nor
@@ -131,31 +179,134 @@ impl Waiter {
         (tid != 0 && waits_for_thaw(&task)).then_some(Seen::Frozen)
     }
 
-    /// What it tells, waiting up to `limit` for it to settle.
+    /// What it tells, waiting up to `limit` for it to settle: it usually
+    /// does within tens of microseconds, less than one sleep lasts (timer
+    /// slack), so it yields first and sleeps only after [`SPIN`].
     pub(crate) fn settle(&self, limit: Duration) -> Option<Seen> {
-        let end = Instant::now() + limit;
-        let mut pause = Duration::from_micros(5);
+        let start = Instant::now();
+        let mut pause = Duration::from_micros(50);
         loop {
-            if let Some(seen) = self.look() {
+            // On a thawed filesystem it returns within microseconds: watch
+            // its outcome alone a moment before asking /proc.
+            let seen = if start.elapsed() < QUICK {
+                self.returned()
+            } else {
+                self.look()
+            };
+            if let Some(seen) = seen {
                 return Some(seen);
             }
-            if Instant::now() >= end {
+            let waited = start.elapsed();
+            if waited >= limit {
                 return None;
             }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(2));
+            if waited < SPIN {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(2));
+            }
         }
     }
 }
 
-/// The thread: one `unlinkat` of a name that does not exist.
-fn wait(dir: &OwnedFd, name: &str, shared: &Shared, signal: &OwnedFd) {
-    shared.tid.store(
-        rustix::thread::gettid().as_raw_nonzero().get(),
-        Ordering::Release,
+/// Tells a parked waiter, through the teller's end of its control line, to
+/// wait on the filesystem of `dir` (a directory on it), and returns the
+/// thread's id and start time (which it said when it started).
+pub(crate) fn tell_go(control: &OwnedFd, dir: BorrowedFd<'_>) -> io::Result<(u32, u64)> {
+    send_go(control, dir)?;
+    rustix::net::sockopt::set_socket_timeout(
+        control,
+        rustix::net::sockopt::Timeout::Recv,
+        Some(Duration::from_secs(5)),
+    )?;
+    let mut buf = [0u8; 64];
+    let (n, _) = rustix::net::recv(control, &mut buf, RecvFlags::empty())?;
+    let text = std::str::from_utf8(&buf[..n]).unwrap_or("");
+    let mut words = text.split(' ');
+    match (
+        words.next().and_then(|w| w.parse().ok()),
+        words.next().and_then(|w| w.parse().ok()),
+    ) {
+        (Some(tid), Some(start)) => Ok((tid, start)),
+        _ => Err(io::Error::from_raw_os_error(libc::EIO)),
+    }
+}
+
+/// The signal to go, with the directory to wait in.
+fn send_go(control: &OwnedFd, dir: BorrowedFd<'_>) -> io::Result<()> {
+    let fds = [dir];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut message = SendAncillaryBuffer::new(&mut space);
+    message.push(SendAncillaryMessage::ScmRights(&fds));
+    rustix::net::sendmsg(
+        control,
+        &[IoSlice::new(b"g")],
+        &mut message,
+        SendFlags::NOSIGNAL,
+    )?;
+    Ok(())
+}
+
+/// What the teller of a waiter (see [`tell_go`]) learns once the thread
+/// waits for the thaw of a freeze just made, was let through already, or
+/// cannot wait at all; `None` when it did not settle within `limit`.
+pub(crate) fn confirm(
+    control: &OwnedFd,
+    pid: u32,
+    thread: (u32, u64),
+    limit: Duration,
+) -> Option<Seen> {
+    let start = Instant::now();
+    loop {
+        if watcher_waits(pid, thread) {
+            return Some(Seen::Frozen);
+        }
+        if !watcher_exists(pid, thread) {
+            // It returned: its last word says how.
+            let mut buf = [0u8; 16];
+            let word = rustix::net::recv(control, &mut buf, RecvFlags::DONTWAIT);
+            return Some(match word {
+                Ok((n, _)) if &buf[..n] == b"released" => Seen::Thawed,
+                _ => Seen::CannotTell,
+            });
+        }
+        if start.elapsed() >= limit {
+            return None;
+        }
+        if start.elapsed() < SPIN {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+/// The thread: says who it is, parks until told to go (with the directory
+/// to wait in), then one `unlinkat` of a name that does not exist, and its
+/// last word: `released` or `cannot`. False when it was dismissed.
+fn park_then_wait(control: &OwnedFd, shared: &Shared, signal: &OwnedFd) -> bool {
+    let tid = rustix::thread::gettid().as_raw_nonzero().get();
+    let start = u32::try_from(tid)
+        .ok()
+        .and_then(|tid| process::thread_start_time(std::process::id(), tid))
+        .unwrap_or(0);
+    shared.tid.store(tid, Ordering::Release);
+    // Said at once, so that the teller finds it queued when it tells.
+    let me = format!("{tid} {start}");
+    let _ = rustix::net::send(control, me.as_bytes(), SendFlags::NOSIGNAL);
+    let Some(dir) = told_to_go(control) else {
+        return false; // dismissed
+    };
+    RUNNING_THREADS.fetch_add(1, Ordering::AcqRel);
+    // 128 random bits: a name that no file has, so nothing is removed.
+    let name = format!(
+        ".freezefs-waiter-{:016x}{:016x}",
+        fresh_generation(),
+        fresh_generation()
     );
     let outcome = loop {
-        match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+        match rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::empty()) {
             Err(Errno::INTR) => continue,
             // Let through. (Ok: a file of that random name existed; it did
             // not wait either way.)
@@ -165,18 +316,61 @@ fn wait(dir: &OwnedFd, name: &str, shared: &Shared, signal: &OwnedFd) {
         }
     };
     shared.outcome.store(outcome, Ordering::Release);
+    let last_word: &[u8] = if outcome == RELEASED {
+        b"released"
+    } else {
+        b"cannot"
+    };
+    let _ = rustix::net::send(
+        control,
+        last_word,
+        SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+    );
     let _ = rustix::io::write(signal, &1u64.to_ne_bytes());
     RUNNING_THREADS.fetch_sub(1, Ordering::AcqRel);
+    true
 }
 
-/// Whether the holder's watcher thread `(tid, start)`, recorded with a freeze,
-/// still waits for that freeze's thaw: read from `/proc` by any process of
-/// the holder's user or root, even once the holder itself was killed (a
-/// waiting thread outlives the rest of its process). `false` once it was let
-/// through or is gone: a thaw happened since FIFREEZE.
-pub(crate) fn watcher_waits(holder_pid: u32, (tid, start): (u32, u64)) -> bool {
-    process::thread_start_time(holder_pid, tid) == Some(start)
-        && waits_for_thaw(&format!("/proc/{holder_pid}/task/{tid}"))
+/// Blocks until the teller says go, with the directory; `None` when it
+/// closed its end or sent no directory.
+fn told_to_go(control: &OwnedFd) -> Option<OwnedFd> {
+    loop {
+        let mut buf = [0u8; 8];
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut message = RecvAncillaryBuffer::new(&mut space);
+        match rustix::net::recvmsg(
+            control,
+            &mut [IoSliceMut::new(&mut buf)],
+            &mut message,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Err(Errno::INTR) => continue,
+            Ok(got) if got.bytes > 0 => {
+                return message.drain().find_map(|m| match m {
+                    RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+                    _ => None,
+                });
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Whether the holder's watcher thread `(tid, _)`, recorded with a freeze,
+/// still exists: it returns (and is gone) when a thaw lets it through, so
+/// this is the cheap check, one system call. Valid even once the holder
+/// itself was killed (a waiting thread outlives the rest of its process).
+pub(crate) fn watcher_exists(holder_pid: u32, (tid, _): (u32, u64)) -> bool {
+    syscalls::thread_exists(holder_pid, tid)
+}
+
+/// Whether the holder's watcher thread still waits for its freeze's thaw,
+/// in the kernel's word: `false` once a thaw let it through, even before
+/// it ran again (a woken thread no longer waits). The exact check, for
+/// THAW.
+pub(crate) fn watcher_waits(holder_pid: u32, watcher: (u32, u64)) -> bool {
+    watcher_exists(holder_pid, watcher)
+        && waits_for_thaw(&format!("/proc/{holder_pid}/task/{}", watcher.0))
 }
 
 /// True when the kernel says the thread at `task` (a `/proc/.../task/TID`

@@ -17,11 +17,12 @@ use std::path::{Path, PathBuf};
 
 use rustix::io::Errno;
 use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage,
-    SendFlags, SocketAddrUnix, SocketFlags, SocketType,
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
 };
 
 use crate::error::{Error, Result};
+use crate::keep::continuity::{self, Seen};
 use crate::os::fork::ParentOnlyFd;
 use crate::os::mounts::Device;
 use crate::os::syscalls;
@@ -162,6 +163,35 @@ pub(crate) struct Handoff {
     /// The holder's pid.
     pub(crate) holder_pid: u32,
     _conn: ParentOnlyFd,
+    /// The teller's end of the freeze's waiter, parked in the holder.
+    waiter_control: Option<OwnedFd>,
+}
+
+/// How long a freeze's waiter may take to be seen waiting.
+const CONFIRM_LIMIT: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl Handoff {
+    /// Starts the freeze's waiter in `dir` (a directory on the filesystem):
+    /// called just after FIFREEZE returned, before the caller hears of the
+    /// freeze, so that it waits on this very freeze. Returns its thread (id,
+    /// start time) for the record; [`Handoff::confirm_watch`] then checks
+    /// that it waits. The holder's main loop is not involved.
+    pub(crate) fn start_watch(&self, dir: Option<BorrowedFd<'_>>) -> Option<(u32, u64)> {
+        continuity::tell_go(self.waiter_control.as_ref()?, dir?).ok()
+    }
+
+    /// Whether the waiter started by [`Handoff::start_watch`] waits for this
+    /// freeze's thaw, was let through already, or cannot tell.
+    pub(crate) fn confirm_watch(&self, thread: (u32, u64)) -> Watching {
+        let Some(control) = &self.waiter_control else {
+            return Watching::Unknown;
+        };
+        match continuity::confirm(control, self.holder_pid, thread, CONFIRM_LIMIT) {
+            Some(Seen::Frozen) => Watching::Thread(thread.0, thread.1),
+            Some(Seen::Thawed) => Watching::Ended,
+            Some(Seen::CannotTell) | None => Watching::Unknown,
+        }
+    }
 }
 
 /// An attempt sent to the holder whose answer has not been read yet: the
@@ -173,28 +203,22 @@ pub(crate) struct Pending {
     optimistic: bool,
     exe: PathBuf,
     request: String,
-    /// The mount fd, then a directory on the filesystem when there is one
-    /// (for the continuity waiter).
-    fds: Vec<OwnedFd>,
+    mount_fd: OwnedFd,
 }
 
 /// Hands a freeze to the holder before its record is written and before
 /// FIFREEZE: the holder keeps an fd on the mount and the freeze's deadline
-/// from then on, whatever happens to the caller, and, given `dir_fd` (a
-/// directory on the filesystem), watches that the freeze holds. Read the
-/// answer with [`Pending::answer`] before FIFREEZE.
+/// from then on, whatever happens to the caller, and parks a waiter for it
+/// (see [`Handoff::watch`]). Read the answer with [`Pending::answer`]
+/// before FIFREEZE.
 pub(crate) fn hold(
     dir: &StateDir,
     exe: &Path,
     device: Device,
     generation: u64,
     mount_fd: BorrowedFd<'_>,
-    dir_fd: Option<BorrowedFd<'_>>,
 ) -> Result<Pending> {
-    let fds = std::iter::once(mount_fd)
-        .chain(dir_fd)
-        .map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(|e| Error::os("dup", e)))
-        .collect::<Result<Vec<OwnedFd>>>()?;
+    let mount_fd = rustix::io::fcntl_dupfd_cloexec(mount_fd, 0).map_err(|e| Error::os("dup", e))?;
     let (conn, optimistic) = match connect_running(dir)? {
         Some(conn) => (conn, true),
         None => (connect_or_start(dir, exe)?, false),
@@ -204,7 +228,7 @@ pub(crate) fn hold(
         optimistic,
         exe: exe.to_path_buf(),
         request: format!("hold {device} {generation}\n"),
-        fds,
+        mount_fd,
     };
     pending.send(&pending.conn)?;
     Ok(pending)
@@ -212,32 +236,30 @@ pub(crate) fn hold(
 
 impl Pending {
     fn send(&self, conn: &ParentOnlyFd) -> Result<()> {
-        let fds: Vec<BorrowedFd<'_>> = self.fds.iter().map(AsFd::as_fd).collect();
-        send(conn, &self.exe, &self.request, &fds)
+        send(conn, &self.exe, &self.request, &[self.mount_fd.as_fd()])
     }
 
     /// Waits for the holder's answer: the holder has the attempt.
     pub(crate) fn answer(self, dir: &StateDir) -> Result<Handoff> {
-        let pid_of = |answer: String| {
-            answer
+        let handoff = |conn: ParentOnlyFd, (answer, fd): (String, Option<OwnedFd>)| {
+            let holder_pid = answer
                 .strip_prefix("ok ")
                 .and_then(|pid| pid.trim().parse().ok())
-                .ok_or_else(|| unavailable(&self.exe, format!("the holder refused: {answer}")))
-        };
-        match receive(&self.conn, &self.exe).and_then(pid_of) {
-            Ok(holder_pid) => Ok(Handoff {
+                .ok_or_else(|| unavailable(&self.exe, format!("the holder refused: {answer}")))?;
+            Ok(Handoff {
                 holder_pid,
-                _conn: self.conn,
-            }),
+                _conn: conn,
+                waiter_control: fd,
+            })
+        };
+        match receive_with_fd(&self.conn, &self.exe) {
+            Ok(answer) => handoff(self.conn, answer),
             // The running holder was exiting as we connected: start anew.
             Err(_) if self.optimistic => {
                 let conn = connect_or_start(dir, &self.exe)?;
                 self.send(&conn)?;
-                let holder_pid = receive(&conn, &self.exe).and_then(pid_of)?;
-                Ok(Handoff {
-                    holder_pid,
-                    _conn: conn,
-                })
+                let answer = receive_with_fd(&conn, &self.exe)?;
+                handoff(conn, answer)
             }
             Err(e) => Err(e),
         }
@@ -254,32 +276,6 @@ pub(crate) enum Watching {
     Ended,
     /// No waiter can tell (a read-only mount, no directory to wait in).
     Unknown,
-}
-
-/// Asks the holder, which keeps the freeze of `device` with `generation`,
-/// to watch it from now on: called just after FIFREEZE returned, before the
-/// caller hears of the freeze, so that the waiter blocks on this very
-/// freeze.
-pub(crate) fn watch(dir: &StateDir, exe: &Path, device: Device, generation: u64) -> Watching {
-    let Ok(Some(conn)) = connect_running(dir) else {
-        return Watching::Unknown;
-    };
-    let request = format!("watch {device} {generation}\n");
-    let answer = send(&conn, exe, &request, &[]).and_then(|()| receive(&conn, exe));
-    let Ok(answer) = answer else {
-        return Watching::Unknown;
-    };
-    if answer == "ended" {
-        return Watching::Ended;
-    }
-    let mut words = answer.split(' ');
-    match (words.next(), words.next(), words.next()) {
-        (Some("watching"), Some(tid), Some(start)) => match (tid.parse(), start.parse()) {
-            (Ok(tid), Ok(start)) => Watching::Thread(tid, start),
-            _ => Watching::Unknown,
-        },
-        _ => Watching::Unknown,
-    }
 }
 
 /// What a probe of a filesystem found.
@@ -340,6 +336,11 @@ fn send(conn: &ParentOnlyFd, exe: &Path, request: &str, fds: &[BorrowedFd<'_>]) 
 
 /// Reads the holder's answer, trimmed.
 fn receive(conn: &ParentOnlyFd, exe: &Path) -> Result<String> {
+    receive_with_fd(conn, exe).map(|(answer, _)| answer)
+}
+
+/// Reads the holder's answer, trimmed, and the fd that came with it.
+fn receive_with_fd(conn: &ParentOnlyFd, exe: &Path) -> Result<(String, Option<OwnedFd>)> {
     rustix::net::sockopt::set_socket_timeout(
         conn,
         rustix::net::sockopt::Timeout::Recv,
@@ -359,8 +360,13 @@ fn receive(conn: &ParentOnlyFd, exe: &Path) -> Result<String> {
     if got.bytes == 0 {
         return Err(unavailable(exe, "the holder closed the connection"));
     }
-    Ok(OsStr::from_bytes(&answer[..got.bytes])
+    let fd = recv_control.drain().find_map(|m| match m {
+        RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+        _ => None,
+    });
+    let text = OsStr::from_bytes(&answer[..got.bytes])
         .to_string_lossy()
         .trim()
-        .to_string())
+        .to_string();
+    Ok((text, fd))
 }

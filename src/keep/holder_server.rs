@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::io::IoSliceMut;
+use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -17,7 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustix::event::{PollFd, PollFlags};
-use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendFlags, SocketFlags};
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, SocketFlags,
+};
 
 use crate::keep::continuity::{self, Seen, Waiter};
 use crate::keep::holder_client::{LOCK_NAME, SOCKET_NAME};
@@ -68,7 +71,9 @@ fn serve(dir_path: &Path) -> i32 {
         return 1;
     };
     let watches: Mutex<Vec<Watch>> = Mutex::new(Vec::new());
-    let mut probes: HashMap<Device, Waiter> = HashMap::new();
+    let mut probes: HashMap<Device, Prober> = HashMap::new();
+    // A parked waiter for the next probe, once there has been one.
+    let mut spare: Option<Prober> = None;
     loop {
         keeper.prepare(&watches);
         let idle = lock(&watches).is_empty() && probes.is_empty();
@@ -89,7 +94,7 @@ fn serve(dir_path: &Path) -> i32 {
             let waiters: Vec<BorrowedFd<'_>> = held
                 .iter()
                 .filter_map(Watch::waiter_fd)
-                .chain(probes.values().map(Waiter::fd))
+                .chain(probes.values().map(|p| p.waiter.fd()))
                 .collect();
             fds.extend(
                 waiters
@@ -107,8 +112,23 @@ fn serve(dir_path: &Path) -> i32 {
             }
             (n, changed)
         };
-        probes.retain(|_, waiter| waiter.look() != Some(Seen::Thawed));
-        accept_all(&listener, &dir, &watches, &mut probes);
+        // A probe let through (its filesystem thawed) is free again.
+        let thawed: Vec<Device> = probes
+            .iter()
+            .filter(|(_, p)| p.waiter.look() == Some(Seen::Thawed))
+            .map(|(d, _)| *d)
+            .collect();
+        for device in thawed {
+            let freed = probes.remove(&device);
+            if spare.is_none() {
+                spare = freed;
+            }
+        }
+        let probed = accept_all(&listener, &dir, &watches, &mut probes, &mut spare);
+        if spare.is_none() && probed {
+            // After the answers: the next probe finds a thread ready.
+            spare = Prober::new();
+        }
         keeper.settle(&watches, changed);
         let nothing_left =
             lock(&watches).is_empty() && probes.is_empty() && !continuity::any_thread_running();
@@ -143,9 +163,6 @@ enum Request {
     /// `hold DEVICE GENERATION`, with the mount fd and maybe a directory fd:
     /// keep this freeze attempt.
     Hold(Watch),
-    /// `watch DEVICE GENERATION`, sent just after FIFREEZE returned: start
-    /// that freeze's continuity waiter and say once it waits.
-    Watch(Device, u64),
     /// `probe DEVICE`, with a directory fd: is that filesystem frozen, by
     /// whoever?
     Probe(Device, OwnedFd),
@@ -154,62 +171,84 @@ enum Request {
 /// How long an answer may wait for a waiter to settle.
 const SETTLE_LIMIT: Duration = Duration::from_millis(250);
 
+/// Sends an answer, with an fd when there is one.
+fn answer_with_fd(conn: &OwnedFd, answer: &[u8], fd: Option<BorrowedFd<'_>>) {
+    let fds: Vec<BorrowedFd<'_>> = fd.into_iter().collect();
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut message = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() {
+        message.push(SendAncillaryMessage::ScmRights(&fds));
+    }
+    let _ = rustix::net::sendmsg(
+        conn,
+        &[IoSlice::new(answer)],
+        &mut message,
+        SendFlags::NOSIGNAL,
+    );
+}
+
+/// Serves every queued client; true when one of them asked for a probe.
 fn accept_all(
     listener: &OwnedFd,
     dir: &Arc<StateDir>,
     watches: &Mutex<Vec<Watch>>,
-    probes: &mut HashMap<Device, Waiter>,
-) {
+    probes: &mut HashMap<Device, Prober>,
+    spare: &mut Option<Prober>,
+) -> bool {
+    let mut probed = false;
     while let Ok(conn) = rustix::net::accept_with(listener, SocketFlags::CLOEXEC) {
         let answer: String = match receive(&conn, dir) {
             Some(Request::Hold(mut watch)) => {
+                // The client gets the teller's end of the freeze's waiter,
+                // to start it itself just after FIFREEZE.
+                let line = continuity::control_line().ok();
                 let answer = format!("ok {}\n", std::process::id());
-                let _ = rustix::net::send(&conn, answer.as_bytes(), SendFlags::NOSIGNAL);
+                let teller = line.as_ref().map(|(_, teller)| teller.as_fd());
+                answer_with_fd(&conn, answer.as_bytes(), teller);
+                // Spawned after the answer, while the client records and
+                // flushes.
+                watch.continuity = line.map(|(thread_end, _)| Continuity {
+                    waiter: Waiter::parked(thread_end).ok(),
+                });
                 // Kept open: its end tells the client's attempt is over.
                 watch.attempt = Some(conn);
                 lock(watches).push(watch);
                 continue;
             }
-            Some(Request::Watch(device, generation)) => watch(watches, device, generation),
-            Some(Request::Probe(device, dir_fd)) => probe(watches, probes, device, &dir_fd).into(),
+            Some(Request::Probe(device, dir_fd)) => {
+                probed = true;
+                probe(watches, probes, spare, device, &dir_fd).into()
+            }
             None => "refused".into(),
         };
         let _ = rustix::net::send(&conn, answer.as_bytes(), SendFlags::NOSIGNAL);
     }
+    probed
 }
 
-/// Starts the continuity waiter of the freeze of `device` with
-/// `generation`, kept here, whose FIFREEZE just returned: it blocks on that
-/// freeze, since nothing that waited for the freeze to be made can have
-/// thawed it yet. Answers `watching TID START` once it waits, `ended` when a
-/// thaw let it through already, `unknown` when no waiter can tell (a
-/// read-only mount) or the freeze is not kept here.
-fn watch(watches: &Mutex<Vec<Watch>>, device: Device, generation: u64) -> String {
-    let mut watches = lock(watches);
-    let Some(continuity) = watches
-        .iter_mut()
-        .find(|w| w.device == device && w.generation == generation)
-        .and_then(|w| w.continuity.as_mut())
-    else {
-        return "unknown".into();
-    };
-    let Ok(waiter) = Waiter::start(continuity.dir_fd.as_fd()) else {
-        return "unknown".into();
-    };
-    let answer = match (waiter.settle(SETTLE_LIMIT), waiter.thread()) {
-        (Some(Seen::Frozen), Some((tid, start))) => format!("watching {tid} {start}"),
-        (Some(Seen::Thawed), _) => "ended".into(),
-        _ => "unknown".into(),
-    };
-    continuity.waiter = Some(waiter);
-    answer
+/// A reusable probe thread and the teller's end of its control line.
+struct Prober {
+    waiter: Waiter,
+    teller: OwnedFd,
+}
+
+impl Prober {
+    fn new() -> Option<Prober> {
+        let (thread_end, teller) = continuity::control_line().ok()?;
+        Some(Prober {
+            waiter: Waiter::reusable(thread_end).ok()?,
+            teller,
+        })
+    }
 }
 
 /// Whether the filesystem of `device` is frozen, by whoever: the waiter of a
-/// freeze kept here, else the superblock's probe, reused while it waits.
+/// freeze kept here, else the superblock's probe, which stays while it
+/// waits. A probe let through goes back to be the spare.
 fn probe(
     watches: &Mutex<Vec<Watch>>,
-    probes: &mut HashMap<Device, Waiter>,
+    probes: &mut HashMap<Device, Prober>,
+    spare: &mut Option<Prober>,
     device: Device,
     dir_fd: &OwnedFd,
 ) -> &'static str {
@@ -220,25 +259,38 @@ fn probe(
     if kept == Some(Seen::Frozen) {
         return "frozen";
     }
-    if let Some(Seen::Frozen) = probes.get(&device).and_then(Waiter::look) {
-        return "frozen";
-    }
-    // None, or one let through since: a fresh look.
-    probes.remove(&device);
-    let Ok(waiter) = Waiter::start(dir_fd.as_fd()) else {
+    let prober = match probes.remove(&device) {
+        Some(p) if p.waiter.look() == Some(Seen::Frozen) => {
+            probes.insert(device, p);
+            return "frozen";
+        }
+        // Let through since, or never settled: a fresh look.
+        Some(p) => Some(p),
+        None => spare.take(),
+    };
+    let Some(prober) = prober.or_else(Prober::new) else {
         return "unknown";
     };
-    match waiter.settle(SETTLE_LIMIT) {
+    if prober.waiter.probe(&prober.teller, dir_fd.as_fd()).is_err() {
+        return "unknown";
+    }
+    match prober.waiter.settle(SETTLE_LIMIT) {
         Some(Seen::Frozen) => {
-            probes.insert(device, waiter);
+            probes.insert(device, prober);
             "frozen"
         }
-        Some(Seen::Thawed) => "thawed",
-        Some(Seen::CannotTell) => "unknown",
+        Some(seen) => {
+            spare.get_or_insert(prober);
+            if seen == Seen::Thawed {
+                "thawed"
+            } else {
+                "unknown"
+            }
+        }
         None => {
             // Neither let through nor waiting for a thaw yet (slow I/O):
             // kept, so that the next probe looks at it again.
-            probes.insert(device, waiter);
+            probes.insert(device, prober);
             "unknown"
         }
     }
@@ -290,14 +342,10 @@ fn receive(conn: &OwnedFd, dir: &Arc<StateDir>) -> Option<Request> {
                 mount_fd,
                 attempt: None,
                 seen: false,
-                continuity: fds.next().map(|dir_fd| Continuity {
-                    dir_fd,
-                    waiter: None,
-                }),
+                continuity: None,
                 defers_to_holder: false,
             }))
         }
-        "watch" => Some(Request::Watch(device, words.next()?.parse().ok()?)),
         "probe" => Some(Request::Probe(device, fds.next()?)),
         _ => None,
     }

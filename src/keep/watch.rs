@@ -65,13 +65,11 @@ pub(crate) struct Watch {
     pub(crate) defers_to_holder: bool,
 }
 
-/// The holder's watch on one freeze's continuity: from just after its
-/// FIFREEZE (the client's `watch` request), a [`Waiter`] on the filesystem,
-/// which a thaw by anyone lets through.
+/// The holder's watch on one freeze's continuity: a [`Waiter`], parked when
+/// the attempt came and started by the client just after its FIFREEZE, which
+/// a thaw by anyone lets through.
 pub(crate) struct Continuity {
-    /// A directory on the filesystem, opened before FIFREEZE.
-    pub(crate) dir_fd: OwnedFd,
-    /// Started when the client says FIFREEZE returned.
+    /// The freeze's waiter, when a thread could be had.
     pub(crate) waiter: Option<Waiter>,
 }
 
@@ -242,7 +240,8 @@ fn verdict(ending: crate::error::Result<Ending>) -> Verdict {
     }
 }
 
-/// True when the peer closed the connection (EOF or hang-up).
+/// True when the peer closed the connection (EOF or hang-up), not when it
+/// only sent something.
 fn connection_closed(conn: &OwnedFd) -> bool {
     let mut fds = [rustix::event::PollFd::new(
         conn,
@@ -255,10 +254,12 @@ fn connection_closed(conn: &OwnedFd) -> bool {
     if !matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0) {
         return false;
     }
+    // Peek: a request waiting there (`watch`) is the holder's to read.
     let mut byte = [0u8; 1];
-    let flags = rustix::net::RecvFlags::DONTWAIT;
-    !matches!(
-        rustix::net::recv(conn, &mut byte, flags),
-        Err(rustix::io::Errno::AGAIN)
-    )
+    let flags = rustix::net::RecvFlags::DONTWAIT | rustix::net::RecvFlags::PEEK;
+    match rustix::net::recv(conn, &mut byte, flags) {
+        Ok((0, _)) => true,
+        Ok(_) | Err(rustix::io::Errno::AGAIN) => false,
+        Err(_) => true,
+    }
 }

@@ -42,8 +42,8 @@ struct Member {
     record: Option<Record>,
     pending: Option<Pending>,
     handoff: Option<Handoff>,
-    /// Another tool thawed it between FIFREEZE and its watch.
-    thawed_elsewhere: bool,
+    /// A directory on it for the holder's waiter, opened with the rest.
+    waiter_dir: Option<OwnedFd>,
 }
 
 impl Member {
@@ -78,13 +78,14 @@ pub(crate) fn freeze_batch(
             continue;
         }
         let mount_fd = named.target.open_for_ioctl()?;
+        let waiter_dir = named.directory_fd();
         members.push(Member {
             named,
             mount_fd,
             record: None,
             pending: None,
             handoff: None,
-            thawed_elsewhere: false,
+            waiter_dir,
         });
     }
     let timeout_s = timeout.resolve(&freezer.sysconfigtab)?;
@@ -115,7 +116,7 @@ pub(crate) fn freeze_batch(
             m.handoff = Some(handoff);
         }
         fifreeze_members(&mut members)?;
-        watch_members(freezer, &dir, &mut members);
+        start_watches(&mut members);
         Ok(())
     });
     if let Err(e) = outcome {
@@ -128,7 +129,8 @@ pub(crate) fn freeze_batch(
     }
     // The freeze window: from here on only the state directory, which is
     // never on a frozen filesystem, is touched; no path lookup.
-    let frozen = commit(Arc::new(dir), &members, timeout_s)?;
+    let dir = Arc::new(dir);
+    let frozen = commit(Arc::clone(&dir), &members, timeout_s)?;
     for m in &members {
         if let Some(record) = &m.record {
             logger.send(&Event {
@@ -142,6 +144,7 @@ pub(crate) fn freeze_batch(
             });
         }
     }
+    confirm_watches(&dir, &members)?;
     Ok(frozen)
 }
 
@@ -177,21 +180,47 @@ fn fifreeze_members(members: &mut [Member]) -> Result<()> {
     }
 }
 
-/// Has the holder watch each freeze just made, before anyone hears of it, so
-/// that its waiter waits on this very freeze (see [`crate::keep::continuity`]).
-fn watch_members(freezer: &Freezer, dir: &StateDir, members: &mut [Member]) {
-    let exe = freezer.holder();
+/// Starts the holder's waiter of each freeze just made, before anyone hears
+/// of it, so that it waits on this very freeze (see
+/// [`crate::keep::continuity`]); its thread goes into the record. Confirmed
+/// by [`confirm_watches`] once the records are written, which gives it the
+/// time to block.
+fn start_watches(members: &mut [Member]) {
     for m in members.iter_mut() {
-        let Some(record) = &mut m.record else {
+        let (Some(record), Some(handoff)) = (&mut m.record, &m.handoff) else {
             continue;
         };
-        match holder_client::watch(dir, &exe, record.device, record.generation) {
-            Watching::Thread(tid, start) => record.watcher = Some((tid, start)),
-            // Thawed already by another tool, between FIFREEZE and now.
-            Watching::Ended => m.thawed_elsewhere = true,
-            Watching::Unknown => {}
+        record.watcher = handoff.start_watch(m.waiter_dir.as_ref().map(AsFd::as_fd));
+    }
+}
+
+/// Checks that each waiter waits. A freeze another tool thawed in the
+/// meantime is remembered as such (THAW and QUERY will say so); one whose
+/// waiter cannot wait (a read-only mount) keeps its record without a
+/// watcher, which then answers alone.
+fn confirm_watches(dir: &StateDir, members: &[Member]) -> Result<()> {
+    for m in members {
+        let (Some(thread), Some(handoff)) = (m.record.as_ref().and_then(|r| r.watcher), &m.handoff)
+        else {
+            continue;
+        };
+        let watching = handoff.confirm_watch(thread);
+        if matches!(watching, Watching::Thread(..)) {
+            continue;
+        }
+        // Under the locks this FREEZE still holds: the record as committed.
+        let Some(mut committed) = dir.read(m.device())? else {
+            continue;
+        };
+        if watching == Watching::Ended {
+            record_thawed_elsewhere(dir, &committed, false)?;
+            helper_thread::forget(m.device());
+        } else {
+            committed.watcher = None;
+            dir.write(&committed)?;
         }
     }
+    Ok(())
 }
 
 /// Checks for live freezes, hands each attempt to the holder, records it.
@@ -243,14 +272,12 @@ fn begin(
         // a caller killed at any point leaves a freeze that is kept to
         // its deadline or undone, never one that nobody keeps. Its
         // answer is read after the flush, just before FIFREEZE.
-        let waiter_dir = m.named.directory_fd();
         m.pending = Some(holder_client::hold(
             dir,
             &exe,
             device,
             record.generation,
             m.mount_fd.as_fd(),
-            waiter_dir.as_ref().map(AsFd::as_fd),
         )?);
         dir.write(&record)?;
         m.record = Some(record);
@@ -276,7 +303,6 @@ fn commit(dir: Arc<StateDir>, members: &[Member], timeout_s: Option<u32>) -> Res
             .and_then(|()| dir.write(&record))
             .and_then(|()| match common_deadline {
                 None => Ok(()),
-                Some(_) if m.thawed_elsewhere => Ok(()),
                 Some(at) => helper_thread::arm(Watch {
                     dir: Arc::clone(&dir),
                     device: m.device(),
@@ -302,16 +328,6 @@ fn commit(dir: Arc<StateDir>, members: &[Member], timeout_s: Option<u32>) -> Res
             helper_thread::forget(m.device());
         }
         return Err(e);
-    }
-    for m in members {
-        // A new freeze supersedes how the last one ended...
-        let _ = dir.forget_end(m.device());
-        if m.thawed_elsewhere {
-            // ...unless it ended at once: THAW and QUERY will say so.
-            let mut record = m.record.clone().expect("recorded in begin");
-            record.phase = Phase::Frozen;
-            let _ = record_thawed_elsewhere(&dir, &record, false);
-        }
     }
     // Done: the holder now keeps each freeze by its record alone (dropping
     // the handoffs closes the connections).

@@ -76,10 +76,10 @@ pub(crate) fn live_record(freezer: &Freezer, named: &Resolved) -> Result<Option<
         )?;
         return Ok(None);
     }
-    if record.phase == Phase::Frozen && !holder_lives(&record) && thawed_unseen(&record) {
-        // Its holder was killed, so nobody ended the record when another
-        // tool thawed it: the watcher thread, which outlives the holder
-        // until the thaw, says so.
+    if record.phase == Phase::Frozen && watcher_gone(&record) {
+        // A thaw let its watcher through and the record still says frozen:
+        // another tool thawed it, and the holder has not said so yet (or
+        // was killed).
         let _lock = dir.lock(device)?;
         if let Some(still) = dir
             .read(device)?
@@ -92,20 +92,13 @@ pub(crate) fn live_record(freezer: &Freezer, named: &Resolved) -> Result<Option<
     Ok(Some(record))
 }
 
-/// Whether a recorded freeze's watcher thread was let through by a thaw.
-fn thawed_unseen(record: &Record) -> bool {
+/// Whether a recorded freeze's watcher thread is gone: a thaw let it
+/// through. One system call, on QUERY's fast path.
+fn watcher_gone(record: &Record) -> bool {
     match (record.holder_pid, record.watcher) {
-        (Some(holder), Some(watcher)) => !continuity::watcher_waits(holder, watcher),
+        (Some(holder), Some(watcher)) => !continuity::watcher_exists(holder, watcher),
         _ => false,
     }
-}
-
-/// Whether the holder that keeps a recorded freeze still runs (a holder
-/// killed while its waiter waits shows as a zombie until the thaw).
-fn holder_lives(record: &Record) -> bool {
-    record
-        .holder_pid
-        .is_none_or(|pid| crate::os::process::start_time(pid).is_some())
 }
 
 /// A record found over while listing: reach its filesystem through the

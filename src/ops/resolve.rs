@@ -66,16 +66,16 @@ impl Resolved {
     /// A directory on the filesystem, for the holder's waiter (see
     /// [`crate::keep::continuity`]): the target when it is one, else its
     /// mount point when that still names the same mount. Opened before any
-    /// freeze; `None` when there is none to be had.
+    /// freeze (`O_PATH`: nothing is read); `None` when there is none.
     pub(crate) fn directory_fd(&self) -> Option<OwnedFd> {
-        if self.target.facts.file_type == FileType::Directory {
-            return self.target.open_for_ioctl().ok();
+        let is_dir = |t: &Target| t.facts.file_type == FileType::Directory;
+        let dup = |t: &Target| rustix::io::fcntl_dupfd_cloexec(t.fd(), 0).ok();
+        if is_dir(&self.target) {
+            return dup(&self.target);
         }
         let root = Target::open(&self.mount.mount_point).ok()?;
-        (root.facts.mount_id == self.target.facts.mount_id
-            && root.facts.file_type == FileType::Directory)
-            .then(|| root.open_for_ioctl().ok())
-            .flatten()
+        let same_mount = root.facts.mount_id == self.target.facts.mount_id;
+        (is_dir(&root) && same_mount).then(|| dup(&root)).flatten()
     }
 
     /// The superblock: what a freeze belongs to.

@@ -52,7 +52,7 @@ pub struct Status {
     /// until when are unknown.
     pub frozen_by_other_tool: bool,
     /// How the last freeze made through freezefs ended, while it is
-    /// remembered (until the next freeze of this filesystem, or a reboot).
+    /// remembered: until a later freeze of this filesystem ends, or a reboot.
     pub last_freeze: Option<LastFreeze>,
 }
 

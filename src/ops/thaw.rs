@@ -20,7 +20,7 @@ use crate::os::mounts::Device;
 use crate::os::process::now_boot_ns;
 use crate::os::syscalls;
 use crate::store::liveness::Over;
-use crate::store::record::{EndReason, Phase, Record};
+use crate::store::record::{Phase, Record};
 use crate::store::state_dir::StateDir;
 
 /// How a THAW of a freeze on record came out.
@@ -96,7 +96,7 @@ pub(crate) fn end_recorded(
     dir.mark_thawing(record)?;
     match syscalls::fithaw(mount_fd) {
         Ok(()) => {
-            dir.record_end(record, EndReason::Thawed, true)?;
+            dir.finish_thaw(record.device)?;
             helper_thread::forget(record.device);
             events::about_record(Kind::Thawed, record, "thawed on request");
             Ok(Some(Outcome::Thawed))

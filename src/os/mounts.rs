@@ -152,12 +152,20 @@ pub(crate) fn on_block_device(fs_type: &str) -> bool {
     if fs_type.is_empty() || fs_type.starts_with("fuse") {
         return false;
     }
-    std::fs::read_to_string("/proc/filesystems").is_ok_and(|listed| {
-        listed.lines().any(|line| {
-            let mut words = line.split_whitespace();
-            words.next() == Some(fs_type) && words.next().is_none()
+    // Read once: a filesystem type registered later (a module loaded) is
+    // missed until the next process, and then only probed less.
+    static ON_BLOCK_DEVICE: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    ON_BLOCK_DEVICE
+        .get_or_init(|| {
+            std::fs::read_to_string("/proc/filesystems")
+                .unwrap_or_default()
+                .lines()
+                .filter(|line| !line.starts_with("nodev"))
+                .map(|line| line.trim().to_string())
+                .collect()
         })
-    })
+        .iter()
+        .any(|t| t == fs_type)
 }
 
 /// A snapshot of this process's mount table.

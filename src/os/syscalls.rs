@@ -153,6 +153,18 @@ pub(crate) fn loaded_object_path() -> Option<std::path::PathBuf> {
     )))
 }
 
+/// Whether thread `tid` of process `pid` exists (`tgkill` with signal 0: no
+/// signal is sent). A thread other than the leader is gone at once when it
+/// returns; no zombie of it stays.
+pub(crate) fn thread_exists(pid: u32, tid: u32) -> bool {
+    let (Ok(pid), Ok(tid)) = (libc::pid_t::try_from(pid), libc::pid_t::try_from(tid)) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the thread exists and may be
+    // signalled; no memory is passed.
+    unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, 0) == 0 }
+}
+
 /// Takes ownership of an fd this process inherited at a known number (the
 /// holder's listening socket and state directory, fds 3 and 4).
 pub(crate) fn take_inherited_fd(fd: RawFd) -> OwnedFd {

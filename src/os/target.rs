@@ -168,6 +168,12 @@ impl Target {
         })
     }
 
+    /// The `O_PATH` fd it is held by: good as the directory fd of `*at`
+    /// calls, not for ioctls (see [`Target::open_for_ioctl`]).
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
     /// The mount this path is on.
     pub(crate) fn mount(&self) -> Result<MountEntry> {
         describe(self.facts.mount_id)

@@ -111,8 +111,8 @@ pub(crate) struct Record {
     /// (its id and start time), once confirmed waiting: while it waits, no
     /// thaw has happened since FIFREEZE, whoever would have thawed.
     pub watcher: Option<(u32, u64)>,
-    /// Set in a remembered freeze that is over (`ended.DEV`), never in a
-    /// live one (`sb.DEV`).
+    /// Set in a remembered freeze that is over (`ended.DEV`); in a live
+    /// record (`sb.DEV`) only while `thawing`, saying how it will have ended.
     pub ended: Option<Ended>,
 }
 

@@ -192,7 +192,8 @@ impl StateDir {
     }
 
     /// The remembered end of a superblock's last freeze, if there is one
-    /// (of this boot: one of another boot says nothing).
+    /// (of this boot: one of another boot says nothing). A freeze made since
+    /// may still be live: the live record comes first.
     pub(crate) fn read_ended(&self, device: Device) -> Result<Option<Record>> {
         Ok(self
             .read_file(&Self::ended_name(device))?
@@ -289,7 +290,21 @@ impl StateDir {
         let mut thawing = record.clone();
         thawing.phase = crate::store::record::Phase::Thawing;
         thawing.thawer = Some(crate::os::process::current());
+        // How it ends once FITHAW succeeds: then one rename remembers it.
+        thawing.ended = Some(Ended {
+            reason: EndReason::Thawed,
+            at_unix_ns: crate::os::process::now_unix_ns(),
+            reported: true,
+        });
         self.write(&thawing)
+    }
+
+    /// After a THAW's FITHAW: the record marked `thawing` becomes the
+    /// remembered end of the freeze (thawed on request), in one rename.
+    pub(crate) fn finish_thaw(&self, device: Device) -> Result<()> {
+        let (live, ended) = (Self::record_name(device), Self::ended_name(device));
+        rustix::fs::renameat(&self.fd, live.as_str(), &self.fd, ended.as_str())
+            .map_err(|e| self.err(&ended, "rename", e))
     }
 
     /// Removes a superblock's record; no record is not an error.
@@ -324,12 +339,6 @@ impl StateDir {
             e.reported = true;
         }
         self.write_file(&Self::ended_name(ended.device), &reported)
-    }
-
-    /// Forgets the remembered end of a superblock's last freeze (a new
-    /// freeze supersedes it).
-    pub(crate) fn forget_end(&self, device: Device) -> Result<()> {
-        self.remove_file(&Self::ended_name(device))
     }
 
     fn remove_file(&self, name: &str) -> Result<()> {

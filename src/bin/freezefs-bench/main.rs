@@ -106,11 +106,25 @@ fn freezer(work: &Path) -> Freezer {
         .with_holder(exe.parent().unwrap().join("freezefs-holder"))
 }
 
+/// How many mounts `freezefs -l` is timed at.
+const LIST_MOUNTS: usize = 50;
+
 /// Inside a private mount namespace (re-exec through unshare): QUERY at the
-/// namespace's mounts, then with bind mounts added up to `many`.
+/// namespace's mounts, `-l` at [`LIST_MOUNTS`], then QUERY with bind mounts
+/// added up to `many`.
 fn query_child(mnt: &Path, work: &Path, many: usize, n: usize) {
     let f = freezer(work);
     let few = measure::query_latency(mnt, &f, n);
+    measure::add_bind_mounts(&work.join("binds"), LIST_MOUNTS);
+    let (mounts, list) = measure::list_latency(&f, 50);
+    println!(
+        "list {mounts} {}",
+        list.0
+            .iter()
+            .map(|v| format!("{v:.1}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     measure::add_bind_mounts(&work.join("binds"), many);
     let lots = measure::query_latency(mnt, &f, n);
     for (mounts, q, mi) in [few, lots] {
@@ -128,11 +142,13 @@ fn query_child(mnt: &Path, work: &Path, many: usize, n: usize) {
     }
 }
 
-fn query_in_namespace(
-    mnt: &Path,
-    work: &Path,
-    sizes: &Sizes,
-) -> Vec<(usize, measure::Samples, measure::Samples)> {
+/// QUERY at few and many mounts, and `-l` at [`LIST_MOUNTS`].
+type Namespaced = (
+    Vec<(usize, measure::Samples, measure::Samples)>,
+    (usize, measure::Samples),
+);
+
+fn query_in_namespace(mnt: &Path, work: &Path, sizes: &Sizes) -> Namespaced {
     let out = Command::new("unshare")
         .args(["--mount", "--propagation", "private"])
         .arg(std::env::current_exe().unwrap())
@@ -154,8 +170,17 @@ fn query_in_namespace(
         v.sort_by(f64::total_cmp);
         measure::Samples(v)
     };
-    String::from_utf8_lossy(&out.stdout)
+    let text = String::from_utf8_lossy(&out.stdout);
+    let list = text
         .lines()
+        .find_map(|l| {
+            let mut parts = l.strip_prefix("list ")?.split(' ');
+            Some((parts.next()?.parse().ok()?, parse(parts.next()?)))
+        })
+        .expect("the child timed -l");
+    let query = text
+        .lines()
+        .filter(|l| !l.starts_with("list "))
         .filter_map(|l| {
             let mut parts = l.split(' ');
             Some((
@@ -164,7 +189,34 @@ fn query_in_namespace(
                 parse(parts.next()?),
             ))
         })
-        .collect()
+        .collect();
+    (query, list)
+}
+
+/// `--cycles N`: the idle freeze+thaw cycles alone, N of each.
+fn cycles_only(n: usize) {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("freezefs-bench: must run as root (loop mounts, FIFREEZE)");
+        std::process::exit(1);
+    }
+    scratch::start_system_guard();
+    let work = PathBuf::from(format!("/tmp/freezefs-bench.{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let state_dir = tmpfs_state_dir();
+    {
+        let fs = ScratchFs::new(&work, "cycles", 256);
+        for (name, s) in measure::cycles(&fs, &freezer_at(state_dir.clone()), n) {
+            println!(
+                "{name:<34} p50 {:>6.0} us  mean {:>6.0} us  p99 {:>6.0} us  n {}",
+                s.quantile(0.5),
+                s.mean(),
+                s.quantile(0.99),
+                s.0.len()
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_dir_all(&state_dir);
 }
 
 fn main() {
@@ -181,6 +233,15 @@ fn main() {
         );
         return;
     }
+    if let Some(n) = args
+        .iter()
+        .position(|a| a == "--cycles")
+        .and_then(|i| args.get(i + 1))
+    {
+        // Only the freeze+thaw cycles, many of them: to compare builds.
+        cycles_only(n.parse().unwrap_or(1000));
+        return;
+    }
     let smoke = args.iter().any(|a| a == "--smoke");
     let out_dir = args
         .iter()
@@ -189,7 +250,7 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target/bench"));
     if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("usage: freezefs-bench [--smoke] [--out DIR]   (as root)");
+        println!("usage: freezefs-bench [--smoke] [--out DIR] | --cycles N   (as root)");
         return;
     }
     if !rustix::process::geteuid().is_root() {
@@ -233,8 +294,10 @@ fn main() {
         let timeout_errors = measure::timeout_accuracy(&fs, &f, sizes.timeout_trials);
         eprintln!("freezefs-bench: QUERY latency");
         f.freeze(&fs.mnt, Timeout::Seconds(600)).unwrap();
-        let query = query_in_namespace(&fs.mnt, &work, sizes);
+        let (query, list) = query_in_namespace(&fs.mnt, &work, sizes);
         f.thaw(&fs.mnt).unwrap();
+        eprintln!("freezefs-bench: kernel truth (QUERY by probe, another tool's thaw)");
+        let truth = measure::kernel_truth(&fs, &f, sizes.queries.min(1000), sizes.timeout_trials);
         eprintln!("freezefs-bench: freeze skew of four filesystems");
         let four: Vec<ScratchFs> = (0..4)
             .map(|i| ScratchFs::new(&work, &format!("skew{i}"), sizes.skew_image_mib))
@@ -248,6 +311,8 @@ fn main() {
             cycles,
             timeout_errors,
             query,
+            list,
+            truth,
             skew,
             skew_dirty_mib: sizes.skew_dirty_mib,
         }

@@ -271,3 +271,64 @@ pub(crate) fn add_bind_mounts(dir: &Path, total: usize) {
         assert_eq!(rc, 0, "bind mount {i}: {}", std::io::Error::last_os_error());
     }
 }
+
+/// What watching freezes costs, and how soon another tool's thaw is seen.
+pub(crate) struct Truth {
+    /// QUERY of a thawed filesystem with no record, its holder running (us).
+    pub(crate) probe_warm: Samples,
+    /// The same when a holder must start first (us).
+    pub(crate) probe_cold: Samples,
+    /// From another tool's FITHAW until QUERY says 0 (us).
+    pub(crate) other_thaw_seen: Samples,
+}
+
+/// Kernel truth on an idle filesystem: QUERY answered by the holder's probe
+/// (warm, then with a holder to start), and another tool's thaw of a
+/// freezefs freeze, timed until QUERY stops saying frozen.
+pub(crate) fn kernel_truth(fs: &ScratchFs, freezer: &Freezer, n: usize, trials: usize) -> Truth {
+    fs.settle();
+    assert!(!freezer.is_frozen(&fs.mnt).unwrap());
+    let probe_warm = Samples::collect(n, || {
+        assert!(!freezer.is_frozen(&fs.mnt).unwrap());
+    });
+    let mut cold = Vec::with_capacity(trials);
+    for _ in 0..trials {
+        // Long enough for the idle holder to exit (it lingers 50 ms).
+        std::thread::sleep(Duration::from_millis(300));
+        let t = Instant::now();
+        assert!(!freezer.is_frozen(&fs.mnt).unwrap());
+        cold.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    cold.sort_by(f64::total_cmp);
+    let probe_cold = Samples(cold);
+    let mut seen = Vec::with_capacity(trials);
+    for _ in 0..trials {
+        freezer.freeze(&fs.mnt, Timeout::Seconds(60)).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let t = Instant::now();
+        raw_ioctl(fs.root(), FITHAW).unwrap();
+        while freezer.is_frozen(&fs.mnt).unwrap() {}
+        seen.push(t.elapsed().as_secs_f64() * 1e6);
+        // THAW now only says the freeze ended (EALREADY).
+        let _ = freezer.thaw(&fs.mnt);
+    }
+    seen.sort_by(f64::total_cmp);
+    Truth {
+        probe_warm,
+        probe_cold,
+        other_thaw_seen: Samples(seen),
+    }
+}
+
+/// `freezefs -l` (list) latency at the current number of mounts, which it
+/// reads and probes (one superblock each). Run in a private mount namespace.
+pub(crate) fn list_latency(freezer: &Freezer, n: usize) -> (usize, Samples) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count();
+    let list = Samples::collect(n, || {
+        freezer.list().unwrap();
+    });
+    (mounts, list)
+}

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::measure::{Method, Samples, Stall};
+use crate::measure::{Method, Samples, Stall, Truth};
 
 pub(crate) struct Results {
     pub machine: String,
@@ -12,6 +12,10 @@ pub(crate) struct Results {
     pub timeout_errors: Samples,
     /// (mount count, QUERY samples, mountinfo read samples)
     pub query: Vec<(usize, Samples, Samples)>,
+    /// (mount count, `freezefs -l` samples)
+    pub list: (usize, Samples),
+    /// QUERY by probe, and another tool's thaw seen.
+    pub truth: Truth,
     /// (freezefs_all skew, fsfreeze loop skew, freezefs_all call) in ms, and the dirty size.
     pub skew: (f64, f64, f64),
     pub skew_dirty_mib: u64,
@@ -86,6 +90,44 @@ pub(crate) fn goals(r: &Results) -> Vec<Goal> {
             met: b / a <= 1.5,
         });
     }
+    let t = &r.truth;
+    goals.push(Goal {
+        what: "QUERY without a record <= 100 us (holder running)".into(),
+        measured: format!(
+            "p50 {:.1} us, p99 {:.1} us",
+            t.probe_warm.quantile(0.5),
+            t.probe_warm.quantile(0.99)
+        ),
+        met: t.probe_warm.quantile(0.5) <= 100.0,
+    });
+    goals.push(Goal {
+        what: "QUERY without a record <= 3 ms (holder to start)".into(),
+        measured: format!(
+            "p50 {:.2} ms, max {:.2} ms",
+            t.probe_cold.quantile(0.5) / 1e3,
+            t.probe_cold.max() / 1e3
+        ),
+        met: t.probe_cold.max() <= 3000.0,
+    });
+    goals.push(Goal {
+        what: "another tool's thaw seen by QUERY <= 10 ms".into(),
+        measured: format!(
+            "p50 {:.2} ms, max {:.2} ms over {}",
+            t.other_thaw_seen.quantile(0.5) / 1e3,
+            t.other_thaw_seen.max() / 1e3,
+            t.other_thaw_seen.0.len()
+        ),
+        met: t.other_thaw_seen.max() <= 10_000.0,
+    });
+    goals.push(Goal {
+        what: format!("freezefs -l at {} mounts <= 50 ms", r.list.0),
+        measured: format!(
+            "p50 {:.2} ms, p99 {:.2} ms",
+            r.list.1.quantile(0.5) / 1e3,
+            r.list.1.quantile(0.99) / 1e3
+        ),
+        met: r.list.1.quantile(0.5) <= 50_000.0,
+    });
     goals.push(Goal {
         what: "freeze_all skew <= 10 ms".into(),
         measured: format!("{:.2} ms (fsfreeze loop {:.1} ms)", r.skew.0, r.skew.1),
@@ -166,6 +208,17 @@ pub(crate) fn table(r: &Results) -> String {
             mi.quantile(0.5)
         );
     }
+    let truth = &r.truth;
+    let _ = writeln!(
+        t,
+        "\nkernel truth: QUERY of a thawed filesystem with no record (the holder's probe): p50 {:.1} us warm, {:.2} ms when a holder starts; another tool's thaw seen by QUERY after p50 {:.2} ms (max {:.2}); freezefs -l at {} mounts p50 {:.2} ms",
+        truth.probe_warm.quantile(0.5),
+        truth.probe_cold.quantile(0.5) / 1e3,
+        truth.other_thaw_seen.quantile(0.5) / 1e3,
+        truth.other_thaw_seen.max() / 1e3,
+        r.list.0,
+        r.list.1.quantile(0.5) / 1e3
+    );
     let _ = writeln!(
         t,
         "\nfreeze skew, 4 ext4 with {} MiB dirty each (first to last FIFREEZE): freezefs_all {:.2} ms (call {:.0} ms); fsfreeze -f loop {:.1} ms",
@@ -241,13 +294,18 @@ pub(crate) fn json(r: &Results) -> String {
         })
         .collect();
     format!(
-        "{{\"machine\":{},\"smoke\":{},\"writer_stall\":[{}],\"cycles\":[{}],\"timeout_error_us\":{},\"query\":[{}],\"skew_ms\":{{\"dirty_mib\":{},\"freezefs_all\":{:.3},\"fsfreeze_loop\":{:.3},\"freezefs_all_call\":{:.3}}},\"goals\":[{}]}}\n",
+        "{{\"machine\":{},\"smoke\":{},\"writer_stall\":[{}],\"cycles\":[{}],\"timeout_error_us\":{},\"query\":[{}],\"list_us\":{{\"mounts\":{},\"us\":{}}},\"kernel_truth_us\":{{\"probe_warm\":{},\"probe_cold\":{},\"other_thaw_seen\":{}}},\"skew_ms\":{{\"dirty_mib\":{},\"freezefs_all\":{:.3},\"fsfreeze_loop\":{:.3},\"freezefs_all_call\":{:.3}}},\"goals\":[{}]}}\n",
         json_str(&r.machine),
         r.smoke,
         stalls.join(","),
         cycles.join(","),
         samples_json(&r.timeout_errors),
         query.join(","),
+        r.list.0,
+        samples_json(&r.list.1),
+        samples_json(&r.truth.probe_warm),
+        samples_json(&r.truth.probe_cold),
+        samples_json(&r.truth.other_thaw_seen),
         r.skew_dirty_mib,
         r.skew.0,
         r.skew.1,
