@@ -14,8 +14,6 @@
 //! waiter, as it reports any writer that a freeze blocks.
 
 use std::io;
-use std::io::{IoSlice, IoSliceMut};
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
@@ -24,12 +22,10 @@ use std::time::{Duration, Instant};
 use rustix::event::EventfdFlags;
 use rustix::fs::AtFlags;
 use rustix::io::Errno;
-use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
-};
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
 use crate::keep::watch;
+use crate::os::fd_passing;
 use crate::os::process::{self, fresh_generation};
 use crate::os::syscalls;
 
@@ -235,17 +231,7 @@ pub(crate) fn tell_go(control: &OwnedFd, dir: BorrowedFd<'_>) -> io::Result<(u32
 
 /// The signal to go, with the directory to wait in.
 fn send_go(control: &OwnedFd, dir: BorrowedFd<'_>) -> io::Result<()> {
-    let fds = [dir];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut message = SendAncillaryBuffer::new(&mut space);
-    message.push(SendAncillaryMessage::ScmRights(&fds));
-    rustix::net::sendmsg(
-        control,
-        &[IoSlice::new(b"g")],
-        &mut message,
-        SendFlags::NOSIGNAL,
-    )?;
-    Ok(())
+    fd_passing::send_with_fds(control, b"g", &[dir])
 }
 
 /// What the teller of a waiter (see [`tell_go`]) learns once the thread
@@ -334,25 +320,10 @@ fn park_then_wait(control: &OwnedFd, shared: &Shared, signal: &OwnedFd) -> bool 
 /// Blocks until the teller says go, with the directory; `None` when it
 /// closed its end or sent no directory.
 fn told_to_go(control: &OwnedFd) -> Option<OwnedFd> {
-    loop {
-        let mut buf = [0u8; 8];
-        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-        let mut message = RecvAncillaryBuffer::new(&mut space);
-        match rustix::net::recvmsg(
-            control,
-            &mut [IoSliceMut::new(&mut buf)],
-            &mut message,
-            RecvFlags::CMSG_CLOEXEC,
-        ) {
-            Err(Errno::INTR) => continue,
-            Ok(got) if got.bytes > 0 => {
-                return message.drain().find_map(|m| match m {
-                    RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
-                    _ => None,
-                });
-            }
-            _ => return None,
-        }
+    let mut buf = [0u8; 8];
+    match fd_passing::recv_with_fd(control, &mut buf) {
+        Ok((n, dir)) if n > 0 => dir,
+        _ => None,
     }
 }
 

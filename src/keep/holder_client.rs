@@ -9,20 +9,16 @@
 //! and first serves anything queued.
 
 use std::ffi::{CString, OsStr};
-use std::io::{IoSlice, IoSliceMut};
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rustix::io::Errno;
-use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
-};
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
 use crate::error::{Error, Result};
 use crate::keep::continuity::{self, Seen};
+use crate::os::fd_passing;
 use crate::os::fork::ParentOnlyFd;
 use crate::os::mounts::Device;
 use crate::os::syscalls;
@@ -319,19 +315,8 @@ pub(crate) fn probe(
 
 /// Sends one request with its fds.
 fn send(conn: &ParentOnlyFd, exe: &Path, request: &str, fds: &[BorrowedFd<'_>]) -> Result<()> {
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() {
-        control.push(SendAncillaryMessage::ScmRights(fds));
-    }
-    rustix::net::sendmsg(
-        conn,
-        &[IoSlice::new(request.as_bytes())],
-        &mut control,
-        SendFlags::NOSIGNAL,
-    )
-    .map(drop)
-    .map_err(|e| unavailable(exe, format!("sending to the holder: {e}")))
+    fd_passing::send_with_fds(conn, request.as_bytes(), fds)
+        .map_err(|e| unavailable(exe, format!("sending to the holder: {e}")))
 }
 
 /// Reads the holder's answer, trimmed.
@@ -348,23 +333,12 @@ fn receive_with_fd(conn: &ParentOnlyFd, exe: &Path) -> Result<(String, Option<Ow
     )
     .map_err(|e| Error::os("socket timeout", e))?;
     let mut answer = [0u8; 64];
-    let mut recv_space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut recv_control = RecvAncillaryBuffer::new(&mut recv_space);
-    let got = rustix::net::recvmsg(
-        conn,
-        &mut [IoSliceMut::new(&mut answer)],
-        &mut recv_control,
-        RecvFlags::CMSG_CLOEXEC,
-    )
-    .map_err(|e| unavailable(exe, format!("no answer from the holder: {e}")))?;
-    if got.bytes == 0 {
+    let (bytes, fd) = fd_passing::recv_with_fd(conn, &mut answer)
+        .map_err(|e| unavailable(exe, format!("no answer from the holder: {e}")))?;
+    if bytes == 0 {
         return Err(unavailable(exe, "the holder closed the connection"));
     }
-    let fd = recv_control.drain().find_map(|m| match m {
-        RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
-        _ => None,
-    });
-    let text = OsStr::from_bytes(&answer[..got.bytes])
+    let text = OsStr::from_bytes(&answer[..bytes])
         .to_string_lossy()
         .trim()
         .to_string();

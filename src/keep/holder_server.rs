@@ -8,8 +8,6 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::io::{IoSlice, IoSliceMut};
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -17,14 +15,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustix::event::{PollFd, PollFlags};
-use rustix::net::{
-    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags, SocketFlags,
-};
+use rustix::net::{SendFlags, SocketFlags};
 
 use crate::keep::continuity::{self, Seen, Waiter};
 use crate::keep::holder_client::{LOCK_NAME, SOCKET_NAME};
 use crate::keep::watch::{Continuity, Keeper, Watch, drain};
+use crate::os::fd_passing;
 use crate::os::fork::lock;
 use crate::os::mounts::Device;
 use crate::os::syscalls;
@@ -171,22 +167,6 @@ enum Request {
 /// How long an answer may wait for a waiter to settle.
 const SETTLE_LIMIT: Duration = Duration::from_millis(250);
 
-/// Sends an answer, with an fd when there is one.
-fn answer_with_fd(conn: &OwnedFd, answer: &[u8], fd: Option<BorrowedFd<'_>>) {
-    let fds: Vec<BorrowedFd<'_>> = fd.into_iter().collect();
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut message = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() {
-        message.push(SendAncillaryMessage::ScmRights(&fds));
-    }
-    let _ = rustix::net::sendmsg(
-        conn,
-        &[IoSlice::new(answer)],
-        &mut message,
-        SendFlags::NOSIGNAL,
-    );
-}
-
 /// Serves every queued client; true when one of them asked for a probe.
 fn accept_all(
     listener: &OwnedFd,
@@ -204,7 +184,8 @@ fn accept_all(
                 let line = continuity::control_line().ok();
                 let answer = format!("ok {}\n", std::process::id());
                 let teller = line.as_ref().map(|(_, teller)| teller.as_fd());
-                answer_with_fd(&conn, answer.as_bytes(), teller);
+                let fds: Vec<BorrowedFd<'_>> = teller.into_iter().collect();
+                let _ = fd_passing::send_with_fds(&conn, answer.as_bytes(), &fds);
                 // Spawned after the answer, while the client records and
                 // flushes.
                 watch.continuity = line.map(|(thread_end, _)| Continuity {
@@ -309,30 +290,15 @@ fn receive(conn: &OwnedFd, dir: &Arc<StateDir>) -> Option<Request> {
         Some(std::time::Duration::from_secs(2)),
     );
     let mut buf = [0u8; 256];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
-    let got = rustix::net::recvmsg(
-        conn,
-        &mut [IoSliceMut::new(&mut buf)],
-        &mut control,
-        RecvFlags::CMSG_CLOEXEC,
-    )
-    .ok()?;
-    let mut fds = Vec::new();
-    for message in control.drain() {
-        if let RecvAncillaryMessage::ScmRights(received) = message {
-            fds.extend(received);
-        }
-    }
-    let mut fds = fds.into_iter();
-    let text = OsStr::from_bytes(&buf[..got.bytes]).to_str()?;
+    let (bytes, fd) = fd_passing::recv_with_fd(conn, &mut buf).ok()?;
+    let text = OsStr::from_bytes(&buf[..bytes]).to_str()?;
     let mut words = text.split_whitespace();
     let verb = words.next()?;
     let device: Device = words.next()?.parse().ok()?;
     match verb {
         "hold" => {
             let generation: u64 = words.next()?.parse().ok()?;
-            let mount_fd = fds.next()?;
+            let mount_fd = fd?;
             Some(Request::Hold(Watch {
                 dir: Arc::clone(dir),
                 device,
@@ -346,7 +312,7 @@ fn receive(conn: &OwnedFd, dir: &Arc<StateDir>) -> Option<Request> {
                 defers_to_holder: false,
             }))
         }
-        "probe" => Some(Request::Probe(device, fds.next()?)),
+        "probe" => Some(Request::Probe(device, fd?)),
         _ => None,
     }
 }
