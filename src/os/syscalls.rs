@@ -162,7 +162,9 @@ pub(crate) fn thread_exists(pid: u32, tid: u32) -> bool {
     };
     // SAFETY: signal 0 only checks that the thread exists and may be
     // signalled; no memory is passed.
-    unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, 0) == 0 }
+    let rc = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, 0) };
+    // EPERM: it exists, we may only not signal it. ESRCH alone says gone.
+    rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// Takes ownership of an fd this process inherited at a known number (the
@@ -276,4 +278,22 @@ pub(crate) fn statmount(unique_mount_id: u64) -> io::Result<StatMount> {
         fs_type: string(u32_at(36))?,
         mount_point: string(u32_at(108))?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_exists_while_it_runs_and_not_once_it_returned() {
+        let pid = std::process::id();
+        let me = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+        assert!(thread_exists(pid, me));
+        let gone = std::thread::spawn(|| rustix::thread::gettid().as_raw_nonzero().get() as u32)
+            .join()
+            .unwrap();
+        assert!(!thread_exists(pid, gone));
+        // Not a thread of that process: another process's id.
+        assert!(!thread_exists(pid, 1));
+    }
 }
