@@ -39,6 +39,10 @@ pub(crate) enum Kind {
     Reset,
     /// An operation failed.
     Failed,
+    /// A THAW found nothing frozen: an answer to its caller (qemu-guest-agent
+    /// thaws every filesystem until one says so), not a fault. Named
+    /// `freezefs.failed`, at debug severity.
+    NothingToThaw,
 }
 
 impl Kind {
@@ -50,7 +54,7 @@ impl Kind {
             Kind::Timeout => "freezefs.timeout",
             Kind::Abandoned => "freezefs.abandoned",
             Kind::Reset => "freezefs.reset",
-            Kind::Failed => "freezefs.failed",
+            Kind::Failed | Kind::NothingToThaw => "freezefs.failed",
         }
     }
 
@@ -60,6 +64,7 @@ impl Kind {
             Kind::Frozen | Kind::Thawed | Kind::Reset => 5,
             Kind::Timeout | Kind::Abandoned => 4,
             Kind::Failed => 3,
+            Kind::NothingToThaw => 7,
         }
     }
 }
@@ -144,12 +149,17 @@ impl Logger {
     }
 }
 
-/// Reports a failed operation on `path`.
-pub(crate) fn failed(path: &Path, error: &crate::error::Error) {
+/// Reports a failed operation on `path` (the mount point once resolved),
+/// with the superblock's device when known.
+pub(crate) fn failed(path: &Path, device: Option<Device>, error: &crate::error::Error) {
+    let kind = match error {
+        crate::error::Error::NotFrozen(_) => Kind::NothingToThaw,
+        _ => Kind::Failed,
+    };
     emit(&Event {
-        kind: Kind::Failed,
+        kind,
         mount_point: path,
-        device: None,
+        device,
         pid: std::process::id(),
         uid: rustix::process::getuid().as_raw(),
         timeout: None,

@@ -14,10 +14,20 @@
 //! | `VX_THAW` (Solaris VxFS) | `0x564F4C65` | thaw |
 //! | `VX_FREEZE_ALL` (Solaris VxFS, LP64) | `0x56584606` | `struct vx_freezeall { int num; int timeout; int *fds; }`: all or nothing |
 //!
-//! FIFREEZE's timeout, as the 2008 timeout patch had it: when the argument
-//! points to a value > 1, that many seconds (0 and 1, what XFS tools pass,
-//! mean "none given"); else `FREEZEFS_TIMEOUT` from the environment (seconds;
-//! 0 the default, negative none); else the sysconfigtab default.
+//! FIFREEZE's timeout: `FREEZEFS_TIMEOUT` from the environment (whole
+//! seconds; 0 the default, negative none), else the sysconfigtab default. A
+//! `FREEZEFS_TIMEOUT` that is not a whole number fails the freeze with
+//! EINVAL and one line on stderr: nothing is frozen. FIFREEZE's third
+//! argument is ignored: callers pass 0 (util-linux), a pointer to 1
+//! (xfs_io) or nothing at all (qemu-guest-agent, open-vm-tools: whatever a
+//! register holds). A tool written for the never-merged 2008 timeout patch
+//! opts in with `FREEZEFS_FIFREEZE_TIMEOUT_POINTER=1`: then an argument that
+//! points to a value > 1 is that many seconds (0 and 1 mean none given).
+//! Both variables are ignored in setuid and setgid programs.
+//!
+//! A thaw answers by its caller's contract when the freeze had already timed
+//! out: `FITHAW` EINVAL (the kernel's "not frozen", which qemu-guest-agent
+//! relies on), `VX_THAW` ETIMEDOUT (VxFS's).
 //!
 //! Results keep the kernel's contract, so that tools behave as without the
 //! shim: EBUSY already frozen, EINVAL not frozen, EOPNOTSUPP cannot be frozen,
@@ -44,7 +54,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 use freezefs::ioctl_numbers::{FIFREEZE, FITHAW, VX_FREEZE, VX_FREEZE_ALL, VX_THAW};
-use freezefs::{Error, Freezer, Timeout};
+use freezefs::{EndReason, Error, Freezer, Timeout};
 
 /// VxFS's argument to `VX_FREEZE_ALL`.
 #[repr(C)]
@@ -132,18 +142,80 @@ fn read_int(ptr: *const c_void) -> Option<c_int> {
     (n == std::mem::size_of::<c_int>() as isize).then_some(value)
 }
 
-/// FIFREEZE's timeout: the argument, else FREEZEFS_TIMEOUT, else the default.
-fn fifreeze_timeout(arg: *const c_void) -> Timeout {
-    if let Some(seconds) = read_int(arg).filter(|&v| v > 1) {
-        return Timeout::Seconds(seconds as u32);
-    }
+/// The environment variable, unless the process runs under `AT_SECURE`.
+fn secure_env(name: &str) -> Option<String> {
     // SAFETY: getauxval reads the auxiliary vector only.
     let secure = unsafe { libc::getauxval(libc::AT_SECURE) } != 0;
-    let from_env = (!secure)
-        .then(|| std::env::var("FREEZEFS_TIMEOUT").ok())
-        .flatten()
-        .and_then(|v| v.trim().parse::<c_int>().ok());
-    from_env.map_or(Timeout::Default, Timeout::from_c)
+    (!secure).then(|| std::env::var(name).ok()).flatten()
+}
+
+/// FIFREEZE's timeout: the 2008 patch's pointer when the tool opted in,
+/// else `FREEZEFS_TIMEOUT`, else the default. A `FREEZEFS_TIMEOUT` that is
+/// not a whole number is an error, said on stderr.
+fn fifreeze_timeout(arg: *const c_void) -> Result<Timeout, Error> {
+    let pointer = secure_env("FREEZEFS_FIFREEZE_TIMEOUT_POINTER").is_some_and(|v| v == "1");
+    if let Some(seconds) = pointer.then(|| read_int(arg)).flatten().filter(|&v| v > 1) {
+        return Ok(Timeout::Seconds(seconds as u32));
+    }
+    match secure_env("FREEZEFS_TIMEOUT") {
+        None => Ok(Timeout::Default),
+        Some(value) => match value.trim().parse::<c_int>() {
+            Ok(seconds) => Ok(Timeout::from_c(seconds)),
+            Err(_) => {
+                eprintln!(
+                    "freezefs shim: FREEZEFS_TIMEOUT={value:?} is not a whole number of seconds; nothing was frozen"
+                );
+                Err(Error::InvalidArgument(
+                    "FREEZEFS_TIMEOUT is not a whole number",
+                ))
+            }
+        },
+    }
+}
+
+/// Freezes through the core, saying on stderr, in one line, why a freeze
+/// failed when the kernel's errno cannot (the holder missing, an unsafe
+/// state directory): tools show the errno, and the reason would otherwise
+/// be only in syslog.
+fn freeze_fd(fd: c_int, timeout: Result<Timeout, Error>) -> Result<(), Error> {
+    let result = Freezer::from_env().freeze_fd(borrowed(fd)?, timeout?);
+    if let Err(e) = &result {
+        if !matches!(
+            e,
+            Error::AlreadyFrozen(_)
+                | Error::Unsupported { .. }
+                | Error::Protected { .. }
+                | Error::NotPrivileged
+                | Error::InvalidArgument(_)
+        ) {
+            eprintln!("freezefs shim: freeze failed: {e}");
+        }
+    }
+    result
+}
+
+/// `VX_THAW`: a freeze that had already timed out answers ETIMEDOUT.
+fn vx_thaw(fd: c_int) -> Result<(), Error> {
+    let freezer = Freezer::from_env();
+    let fd = borrowed(fd)?;
+    match freezer.thaw_fd(fd) {
+        Err(Error::NotFrozen(path)) => {
+            let timed_out = freezer
+                .status_fd(fd)
+                .ok()
+                .and_then(|s| s.last_freeze)
+                .is_some_and(|last| last.reason == EndReason::Timeout);
+            Err(if timed_out {
+                Error::Os {
+                    what: format!("{}: the freeze had timed out", path.display()),
+                    source: std::io::Error::from_raw_os_error(libc::ETIMEDOUT),
+                }
+            } else {
+                Error::NotFrozen(path)
+            })
+        }
+        other => other,
+    }
 }
 
 fn freeze_all(arg: *const c_void) -> Result<(), Error> {
@@ -176,11 +248,10 @@ pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) ->
     // The kernel compares request numbers as 32-bit; callers may pass them
     // sign-extended.
     match request as u32 {
-        FIFREEZE => run(|| Freezer::from_env().freeze_fd(borrowed(fd)?, fifreeze_timeout(arg))),
-        FITHAW | VX_THAW => run(|| Freezer::from_env().thaw_fd(borrowed(fd)?)),
-        VX_FREEZE => run(|| {
-            Freezer::from_env().freeze_fd(borrowed(fd)?, Timeout::from_c(arg as isize as c_int))
-        }),
+        FIFREEZE => run(|| freeze_fd(fd, fifreeze_timeout(arg))),
+        FITHAW => run(|| Freezer::from_env().thaw_fd(borrowed(fd)?)),
+        VX_THAW => run(|| vx_thaw(fd)),
+        VX_FREEZE => run(|| freeze_fd(fd, Ok(Timeout::from_c(arg as isize as c_int)))),
         VX_FREEZE_ALL => run(|| freeze_all(arg)),
         _ => match next_ioctl() {
             // SAFETY: passes the caller's arguments through unchanged.

@@ -97,19 +97,21 @@ impl Freezer {
     /// Errors: see [`Error`]; nothing is left frozen or recorded on error.
     pub fn freeze(&self, path: impl AsRef<Path>, timeout: Timeout) -> Result<()> {
         let path = path.as_ref();
-        self.freeze_path(path, timeout)
-            .map(drop)
-            .inspect_err(|e| events::failed(path, e))
+        let named = resolved(path, Resolved::path(path))?;
+        reported(named, |named| {
+            freeze::freeze_batch(self, vec![named], timeout)
+        })
+        .map(drop)
     }
 
     /// Freezes the filesystem that `fd` lies on: any fd inside it, as the
     /// kernel's FIFREEZE accepts (the mount-point rule does not apply).
     pub fn freeze_fd(&self, fd: BorrowedFd<'_>, timeout: Timeout) -> Result<()> {
-        require_privilege()
-            .and_then(|()| Resolved::fd(fd))
-            .and_then(|named| freeze::freeze_batch(self, vec![named], timeout))
-            .map(drop)
-            .inspect_err(|e| events::failed(Path::new(AN_FD), e))
+        let named = resolved(Path::new(AN_FD), Resolved::fd(fd))?;
+        reported(named, |named| {
+            freeze::freeze_batch(self, vec![named], timeout)
+        })
+        .map(drop)
     }
 
     /// Freezes several filesystems all or nothing, under one deadline. Two
@@ -123,7 +125,7 @@ impl Freezer {
             .map(drop)
             .inspect_err(|e| {
                 let first = paths.first().map_or(Path::new(""), |p| p.as_ref());
-                events::failed(first, e)
+                events::failed(first, None, e)
             })
     }
 
@@ -134,7 +136,7 @@ impl Freezer {
             .and_then(|()| fds.iter().map(|&fd| Resolved::fd(fd)).collect())
             .and_then(|named| freeze::freeze_batch(self, named, timeout))
             .map(drop)
-            .inspect_err(|e| events::failed(Path::new(AN_FD), e))
+            .inspect_err(|e| events::failed(Path::new(AN_FD), None, e))
     }
 
     /// Freezes like [`Freezer::freeze`] and returns a guard that thaws
@@ -156,18 +158,14 @@ impl Freezer {
     /// FITHAW, so it also rescues a freeze made by another tool.
     pub fn thaw(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        require_privilege()
-            .and_then(|()| Resolved::path(path))
-            .and_then(|named| thaw::thaw(self, &named))
-            .inspect_err(|e| events::failed(path, e))
+        let named = resolved(path, Resolved::path(path))?;
+        reported(named, |named| thaw::thaw(self, &named))
     }
 
     /// Thaws the filesystem that `fd` lies on (any fd inside it).
     pub fn thaw_fd(&self, fd: BorrowedFd<'_>) -> Result<()> {
-        require_privilege()
-            .and_then(|()| Resolved::fd(fd))
-            .and_then(|named| thaw::thaw(self, &named))
-            .inspect_err(|e| events::failed(Path::new(AN_FD), e))
+        let named = resolved(Path::new(AN_FD), Resolved::fd(fd))?;
+        reported(named, |named| thaw::thaw(self, &named))
     }
 
     /// Thaws several filesystems. Every one is thawed that can be (a thaw
@@ -196,6 +194,13 @@ impl Freezer {
         status::status(self, &Resolved::path(path.as_ref())?)
     }
 
+    /// The state of the filesystem that `fd` lies on (any fd inside it):
+    /// see [`Freezer::status`].
+    pub fn status_fd(&self, fd: BorrowedFd<'_>) -> Result<Status> {
+        require_privilege()?;
+        status::status(self, &Resolved::fd(fd)?)
+    }
+
     /// Every filesystem frozen (or freezing) through this state directory.
     /// Freezes whose deadline passed are thawed on the way and left out.
     pub fn list(&self) -> Result<Vec<Status>> {
@@ -208,9 +213,22 @@ impl Freezer {
     /// [`Error::ResetNotFrozen`] (`EINVAL`) when it is not frozen.
     pub fn reset_timeout(&self, path: impl AsRef<Path>, timeout: Timeout) -> Result<()> {
         let path = path.as_ref();
-        require_privilege()
-            .and_then(|()| Resolved::path(path))
-            .and_then(|named| reset::reset_timeout(self, &named, timeout))
-            .inspect_err(|e| events::failed(path, e))
+        let named = resolved(path, Resolved::path(path))?;
+        reported(named, |named| reset::reset_timeout(self, &named, timeout))
     }
+}
+
+/// The privilege check, then what the caller named; a failure is reported
+/// under the name it gave.
+fn resolved(given: &Path, named: Result<Resolved>) -> Result<Resolved> {
+    require_privilege()
+        .and(named)
+        .inspect_err(|e| events::failed(given, None, e))
+}
+
+/// Runs `op` on a resolved filesystem; a failure is reported with its mount
+/// point and device, never the caller's fd.
+fn reported<T>(named: Resolved, op: impl FnOnce(Resolved) -> Result<T>) -> Result<T> {
+    let (mount_point, device) = (named.mount.mount_point.clone(), named.device());
+    op(named).inspect_err(|e| events::failed(&mount_point, Some(device), e))
 }

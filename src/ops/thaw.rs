@@ -167,7 +167,7 @@ pub(crate) fn thaw_all<P: AsRef<Path>>(freezer: &Freezer, paths: &[P]) -> Result
             thaw(freezer, &named)
         });
         if let Err(e) = result {
-            events::failed(path, &e);
+            events::failed(path, None, &e);
             first_error.get_or_insert(e);
         }
     }

@@ -155,32 +155,6 @@ fn hostile_environment() {
     assert_eq!(fs.record_text(), None);
 }
 
-#[test]
-fn a_garbage_freezefs_timeout_under_the_shim_means_the_default() {
-    let fs = Scratch::new(Kind::Ext4);
-    let shim = support::lib_dir()
-        .parent()
-        .unwrap()
-        .join("libfreezefs_preload.so");
-    let built = Command::new(env!("CARGO"))
-        .args(["build", "-p", "freezefs-preload", "--quiet"])
-        .current_dir(support::crate_dir())
-        .status()
-        .unwrap();
-    assert!(built.success());
-    support::write_sysconfigtab(&fs.sysconfigtab(), "45");
-    let mut cmd = Command::new("fsfreeze");
-    cmd.arg("-f").arg(&fs.mnt);
-    let mut cmd = with_env(&mut cmd, &fs);
-    cmd.env("LD_PRELOAD", &shim).env("FREEZEFS_TIMEOUT", "soon");
-    assert!(cmd.status().unwrap().success());
-    assert_eq!(
-        fs.freezer().status(&fs.mnt).unwrap().timeout,
-        Some(freezefs::Timeout::Seconds(45))
-    );
-    fs.freezer().thaw(&fs.mnt).unwrap();
-}
-
 /// Each hostile sysconfigtab gives the 60 s default, at once (a FIFO does
 /// not block the freeze).
 #[test]

@@ -23,3 +23,4 @@ mod legacy;
 mod packaging;
 mod reliability;
 mod robustness;
+mod shim;

@@ -599,6 +599,45 @@ fn build_c(dir: &str, name: &str) -> PathBuf {
     out
 }
 
+/// The shim, freshly built (cargo test does not rebuild a cdylib-only
+/// workspace member by itself).
+pub(crate) fn shim() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let out = Command::new(env!("CARGO"))
+                .args(["build", "-p", "freezefs-preload", "--quiet"])
+                .current_dir(crate_dir())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let path = lib_dir().parent().unwrap().join("libfreezefs_preload.so");
+            assert!(path.exists(), "{}", path.display());
+            path
+        })
+        .clone()
+}
+
+pub(crate) fn under_shim(
+    fs: &Scratch,
+    tool: &str,
+    args: &[&std::ffi::OsStr],
+    timeout: Option<&str>,
+) -> std::process::Output {
+    let mut cmd = Command::new(tool);
+    cmd.args(args);
+    let mut cmd = with_env(&mut cmd, fs);
+    cmd.env("LD_PRELOAD", shim());
+    if let Some(t) = timeout {
+        cmd.env("FREEZEFS_TIMEOUT", t);
+    }
+    cmd.output().unwrap()
+}
+
 pub(crate) fn with_env(cmd: &mut Command, fs: &Scratch) -> Command {
     let mut c = std::mem::replace(cmd, Command::new("true"));
     c.env_remove("LD_LIBRARY_PATH")
