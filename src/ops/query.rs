@@ -48,8 +48,9 @@ pub(crate) fn frozen_by_any_tool(freezer: &Freezer, named: &Resolved) -> bool {
 }
 
 /// The record of a live freeze of the filesystem `named` names; one that is
-/// over is ended (thawed, removed) and reported as none. One whose holder
-/// was killed is checked with the kernel, since nobody watches it any more.
+/// over is ended (thawed, removed) and reported as none, and so is one whose
+/// watcher thread a thaw let through, ended as thawed by another tool even
+/// before its holder says so (or when the holder was killed).
 pub(crate) fn live_record(freezer: &Freezer, named: &Resolved) -> Result<Option<Record>> {
     let device = named.device();
     let Some(dir) = StateDir::open(&freezer.state_dir, false)? else {
