@@ -76,12 +76,7 @@ pub(crate) fn fill(out: &mut freezefs_status, status: &Status) {
     out.dev_minor = status.device.minor;
     out.pid = status.pid.map_or(0, |p| p as c_int);
     out.holder_pid = status.holder_pid.map_or(0, |p| p as c_int);
-    let since = status
-        .frozen_since
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .unwrap_or_default();
-    out.frozen_since = since.as_secs() as c_longlong;
-    out.frozen_since_nsec = c_long::from(since.subsec_nanos() as i32);
+    (out.frozen_since, out.frozen_since_nsec) = status.frozen_since.map_or((0, 0), since_epoch);
     out.timeout = match status.timeout {
         // Another tool's freeze: no deadline that freezefs knows of.
         None if status.frozen_by_other_tool => -1,

@@ -28,6 +28,7 @@ use crate::keep::watch;
 use crate::os::fd_passing;
 use crate::os::process::{self, fresh_generation};
 use crate::os::syscalls;
+use crate::store::record::Record;
 
 /// What a waiter tells of its filesystem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,6 +325,18 @@ fn told_to_go(control: &OwnedFd) -> Option<OwnedFd> {
     match fd_passing::recv_with_fd(control, &mut buf) {
         Ok((n, dir)) if n > 0 => dir,
         _ => None,
+    }
+}
+
+/// Whether a thaw let the watcher recorded with a freeze through: `exact`
+/// reads its wait channel (THAW, which must not thaw a refreeze), else one
+/// `tgkill` says whether it is gone (QUERY's fast path). False for a freeze
+/// without a watcher (a read-only mount): its record answers alone.
+pub(crate) fn watcher_let_through(record: &Record, exact: bool) -> bool {
+    match (record.holder_pid, record.watcher) {
+        (Some(holder), Some(watcher)) if exact => !watcher_waits(holder, watcher),
+        (Some(holder), Some(watcher)) => !watcher_exists(holder, watcher),
+        _ => false,
     }
 }
 

@@ -19,7 +19,7 @@ use rustix::net::{SendFlags, SocketFlags};
 
 use crate::keep::continuity::{self, Seen, Waiter};
 use crate::keep::holder_client::{LOCK_NAME, SOCKET_NAME};
-use crate::keep::watch::{Continuity, Keeper, Watch, drain};
+use crate::keep::watch::{Keeper, Watch, drain};
 use crate::os::fd_passing;
 use crate::os::fork::lock;
 use crate::os::mounts::Device;
@@ -188,9 +188,7 @@ fn accept_all(
                 let _ = fd_passing::send_with_fds(&conn, answer.as_bytes(), &fds);
                 // Spawned after the answer, while the client records and
                 // flushes.
-                watch.continuity = line.map(|(thread_end, _)| Continuity {
-                    waiter: Waiter::parked(thread_end).ok(),
-                });
+                watch.waiter = line.and_then(|(thread_end, _)| Waiter::parked(thread_end).ok());
                 // Kept open: its end tells the client's attempt is over.
                 watch.attempt = Some(conn);
                 lock(watches).push(watch);
@@ -236,7 +234,7 @@ fn probe(
     let kept = lock(watches)
         .iter()
         .filter(|w| w.device == device)
-        .find_map(|w| w.continuity.as_ref()?.waiter.as_ref()?.look());
+        .find_map(|w| w.waiter.as_ref()?.look());
     if kept == Some(Seen::Frozen) {
         return "frozen";
     }
@@ -308,7 +306,7 @@ fn receive(conn: &OwnedFd, dir: &Arc<StateDir>) -> Option<Request> {
                 mount_fd,
                 attempt: None,
                 seen: false,
-                continuity: None,
+                waiter: None,
                 defers_to_holder: false,
             }))
         }

@@ -58,25 +58,19 @@ pub(crate) struct Watch {
     pub(crate) attempt: Option<OwnedFd>,
     /// Whether the record of this generation has been seen.
     pub(crate) seen: bool,
-    /// Holder only: what watches the freeze's continuity.
-    pub(crate) continuity: Option<Continuity>,
+    /// Holder only: the freeze's waiter (see [`crate::keep::continuity`]),
+    /// parked when the attempt came and started by the client just after
+    /// its FIFREEZE, which a thaw by anyone lets through.
+    pub(crate) waiter: Option<Waiter>,
     /// Helper thread only: at the deadline, leave the thaw to a live holder
     /// for a moment (see [`defer_to_holder`]).
     pub(crate) defers_to_holder: bool,
 }
 
-/// The holder's watch on one freeze's continuity: a [`Waiter`], parked when
-/// the attempt came and started by the client just after its FIFREEZE, which
-/// a thaw by anyone lets through.
-pub(crate) struct Continuity {
-    /// The freeze's waiter, when a thread could be had.
-    pub(crate) waiter: Option<Waiter>,
-}
-
 impl Watch {
     /// The continuity waiter's fd, for a poll set.
     pub(crate) fn waiter_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.continuity.as_ref()?.waiter.as_ref().map(Waiter::fd)
+        self.waiter.as_ref().map(Waiter::fd)
     }
 }
 
@@ -195,11 +189,7 @@ fn review(watch: &mut Watch) -> Verdict {
         Ok(_) => return Verdict::Done,
         Err(_) => return Verdict::Keep(Some(now_boot_ns() + UNREADABLE_RETRY_NS)),
     };
-    let let_through = watch
-        .continuity
-        .as_ref()
-        .and_then(|c| c.waiter.as_ref())
-        .is_some_and(Waiter::released);
+    let let_through = watch.waiter.as_ref().is_some_and(Waiter::released);
     if let_through && record.phase == Phase::Frozen {
         // Let through while the record still says frozen: unless the
         // freeze's own thaw holds the lock right now, another tool ended it.

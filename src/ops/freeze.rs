@@ -310,7 +310,7 @@ fn commit(dir: Arc<StateDir>, members: &[Member], timeout_s: Option<u32>) -> Res
                     wake_at: Some(at),
                     attempt: None,
                     seen: true,
-                    continuity: None,
+                    waiter: None,
                     defers_to_holder: true,
                     mount_fd: m
                         .mount_fd

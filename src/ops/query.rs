@@ -77,7 +77,7 @@ pub(crate) fn live_record(freezer: &Freezer, named: &Resolved) -> Result<Option<
         )?;
         return Ok(None);
     }
-    if record.phase == Phase::Frozen && watcher_gone(&record) {
+    if record.phase == Phase::Frozen && continuity::watcher_let_through(&record, false) {
         // A thaw let its watcher through and the record still says frozen:
         // another tool thawed it, and the holder has not said so yet (or
         // was killed).
@@ -91,15 +91,6 @@ pub(crate) fn live_record(freezer: &Freezer, named: &Resolved) -> Result<Option<
         return Ok(None);
     }
     Ok(Some(record))
-}
-
-/// Whether a recorded freeze's watcher thread is gone: a thaw let it
-/// through. One system call, on QUERY's fast path.
-fn watcher_gone(record: &Record) -> bool {
-    match (record.holder_pid, record.watcher) {
-        (Some(holder), Some(watcher)) => !continuity::watcher_exists(holder, watcher),
-        _ => false,
-    }
 }
 
 /// A record found over while listing: reach its filesystem through the

@@ -83,7 +83,9 @@ pub(crate) fn end_recorded(
 ) -> Result<Option<Outcome>> {
     let over = Over::of(record, now_boot_ns(), false);
     let watched = record.phase == Phase::Frozen && matches!(over, None | Some(Over::Expired));
-    if watched && thawed_since_freeze(record) {
+    // Read from the kernel at once, not waited for from the holder: a thaw
+    // and refreeze by another tool a moment ago must not be thawed again.
+    if watched && continuity::watcher_let_through(record, true) {
         record_thawed_elsewhere(dir, record, true)?;
         helper_thread::forget(record.device);
         return Ok(Some(Outcome::EndedBefore));
@@ -114,18 +116,6 @@ pub(crate) fn end_recorded(
             Ok(Some(Outcome::EndedBefore))
         }
         Err(e) => Err(Error::os(format!("{}: FITHAW", given.display()), e)),
-    }
-}
-
-/// Whether the kernel let the freeze's watcher thread through (see
-/// [`crate::keep::continuity`]): a thaw happened since its FIFREEZE, by
-/// whoever, even if the filesystem was frozen again since. Read at once
-/// from `/proc`, without waiting for the holder to say so.
-fn thawed_since_freeze(record: &Record) -> bool {
-    match (record.holder_pid, record.watcher) {
-        (Some(holder), Some(watcher)) => !continuity::watcher_waits(holder, watcher),
-        // Not watched (a read-only mount): FITHAW's answer will tell.
-        _ => false,
     }
 }
 

@@ -271,6 +271,30 @@ mod tests {
     }
 
     #[test]
+    fn only_filesystems_on_a_block_device_are_probed() {
+        for never in [
+            "",
+            "tmpfs",
+            "proc",
+            "sysfs",
+            "nfs",
+            "nfs4",
+            "cifs",
+            "fuse.sshfs",
+            "fuseblk",
+        ] {
+            assert!(!on_block_device(never), "{never:?} would be probed");
+        }
+        let listed = std::fs::read_to_string("/proc/filesystems").unwrap();
+        let on_disk = listed
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.starts_with("nodev") && *l != "fuseblk")
+            .expect("this kernel lists a block filesystem");
+        assert!(on_block_device(on_disk), "{on_disk}");
+    }
+
+    #[test]
     fn device_parses_and_prints_major_minor() {
         let d: Device = "259:12".parse().unwrap();
         assert_eq!(

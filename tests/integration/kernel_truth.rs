@@ -155,12 +155,60 @@ on_ext4_xfs_btrfs! {
 
 /// True when a thread of `pid` sleeps waiting for a frozen filesystem.
 fn waits_in_the_kernel_for_a_thaw(pid: u32) -> bool {
+    threads_waiting_for_a_thaw(pid) > 0
+}
+
+/// How many threads of `pid` sleep waiting for a frozen filesystem.
+fn threads_waiting_for_a_thaw(pid: u32) -> usize {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return false;
+        return 0;
     };
-    tasks.filter_map(|t| t.ok()).any(|t| {
-        std::fs::read_to_string(t.path().join("wchan")).is_ok_and(|w| w.contains("percpu_rwsem"))
-    })
+    tasks
+        .filter_map(|t| t.ok())
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("wchan"))
+                .is_ok_and(|w| w.contains("percpu_rwsem"))
+        })
+        .count()
+}
+
+#[test]
+fn another_tools_freeze_is_probed_once_per_superblock_while_it_lasts() {
+    let mut fs = Scratch::new(Kind::Ext4);
+    let bind = fs.bind("bind");
+    let f = fs.freezer();
+    fs.other_tool_freezes().unwrap();
+    for _ in 0..5 {
+        assert!(f.is_frozen(&fs.mnt).unwrap());
+        assert!(f.is_frozen(&bind).unwrap());
+    }
+    let holders = support::live_holders(&fs);
+    assert_eq!(holders.len(), 1, "{holders:?}");
+    assert_eq!(
+        threads_waiting_for_a_thaw(holders[0]),
+        1,
+        "ten QUERYs through two names of one superblock: one probe, kept"
+    );
+    fs.other_tool_thaws().unwrap();
+    assert!(
+        wait_until(LONG, POLL, || threads_waiting_for_a_thaw(holders[0]) == 0),
+        "the probe still waits after the thaw"
+    );
+    assert!(!f.is_frozen(&fs.mnt).unwrap());
+}
+
+#[test]
+fn a_pseudo_filesystem_is_never_probed() {
+    let fs = Scratch::new(Kind::Tmpfs);
+    // QUERY and status of it ask no holder (list's probes of the machine's
+    // block filesystems would start one: its filter is unit-tested).
+    assert!(!fs.freezer().is_frozen(&fs.mnt).unwrap());
+    assert!(!fs.freezer().status(&fs.mnt).unwrap().frozen_by_other_tool);
+    assert_eq!(
+        support::live_holders(&fs),
+        Vec::<u32>::new(),
+        "a QUERY of a tmpfs started a holder to probe it"
+    );
 }
 
 on_ext4_xfs_btrfs! {

@@ -123,17 +123,13 @@ fn xfs_freeze_under_the_shim_freezes_queries_and_thaws() {
 fn the_2008_patch_timeout_pointer_and_the_vxfs_requests() {
     let a = Scratch::new(Kind::Ext4);
     let b = Scratch::new(Kind::Xfs);
-    let vx = program("vx_ioctls");
     let call = |fs: &Scratch, args: &[&std::ffi::OsStr]| {
         // A tool written for the 2008 patch, which opts in to its pointer.
-        let mut cmd = Command::new(&vx);
-        cmd.args(args);
-        let out = with_env(&mut cmd, fs)
-            .env("LD_PRELOAD", shim())
-            .env("FREEZEFS_FIFREEZE_TIMEOUT_POINTER", "1")
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        stdout(&vx_call(
+            fs,
+            args,
+            &[("FREEZEFS_FIFREEZE_TIMEOUT_POINTER", "1")],
+        ))
     };
     // Every call runs with a's state directory, so a's freezer sees both.
     let timeout = |fs: &Scratch| a.freezer().status(&fs.mnt).unwrap().timeout;
