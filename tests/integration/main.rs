@@ -3,6 +3,7 @@
 //! on real loop-mounted filesystems (as root; they fail rather than skip
 //! without root or loop devices), or checks a rule of the project itself.
 
+mod private_mounts;
 mod support;
 
 mod abuse;

@@ -5,8 +5,9 @@
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use crate::private_mounts::PrivateMounts;
 use crate::support::{
-    Kind, Scratch, Syslog, event, fzctl, fzctl_cmd, program, run, shim, under_shim, with_env,
+    Kind, Scratch, Syslog, event, fzctl, fzctl_cmd, program, shim, under_shim, with_env,
     write_sysconfigtab,
 };
 
@@ -242,22 +243,30 @@ fn other_ioctls_pass_through_the_shim() {
     assert_eq!(stderr(&out), stderr(&direct));
 }
 
+/// Scratch images as `/`, `/usr` and `/var` of a namespace of their own:
+/// the machine's own are never named under the shim.
+fn protected_stand_ins() -> (Vec<Scratch>, PrivateMounts) {
+    let stand_ins: Vec<Scratch> = (0..3).map(|_| Scratch::new(Kind::Ext4)).collect();
+    let mut ns = PrivateMounts::new(&stand_ins.iter().collect::<Vec<_>>());
+    ns.root_in(&stand_ins[0]);
+    ns.mount_over(&stand_ins[1], "/usr");
+    ns.mount_over(&stand_ins[2], "/var");
+    for (name, fs) in ["/", "/usr", "/var"].into_iter().zip(&stand_ins) {
+        assert!(ns.names(name, fs), "{name} is not its stand-in");
+    }
+    (stand_ins, ns)
+}
+
 #[test]
 fn the_shim_refuses_to_freeze_root_usr_and_var() {
-    let fs = Scratch::new(Kind::Ext4);
-    // Prove the shim is active first: if it were not, fsfreeze -f / below
-    // would freeze the machine (the test guard would thaw it, and fail).
-    let out = under_shim(
-        &fs,
-        "fsfreeze",
-        &["-f".as_ref(), fs.mnt.as_os_str()],
-        Some("5"),
-    );
-    assert!(out.status.success());
-    assert!(fs.record_text().is_some(), "the shim is not active");
-    run(Command::new("fsfreeze").arg("-u").arg(&fs.mnt));
-    for path in ["/", "/usr", "/var"] {
-        let out = under_shim(&fs, "fsfreeze", &["-f".as_ref(), path.as_ref()], Some("1"));
+    let (stand_ins, ns) = protected_stand_ins();
+    let state = &stand_ins[0];
+    for (path, fs) in ["/", "/usr", "/var"].into_iter().zip(&stand_ins) {
+        let out = ns
+            .under_shim(state, "fsfreeze", Some("1"))
+            .args(["-f", path])
+            .output()
+            .unwrap();
         assert!(
             !out.status.success(),
             "fsfreeze -f {path} succeeded under the shim"
@@ -267,6 +276,7 @@ fn the_shim_refuses_to_freeze_root_usr_and_var() {
             "{path}: {}",
             stderr(&out)
         );
+        assert!(!fs.kernel_frozen(), "{path}");
     }
     crate::support::assert_system_never_frozen();
 }
