@@ -15,6 +15,11 @@ pub const SYSCONFIGTAB: &str = "/etc/sysconfigtab";
 pub const SYSCONFIGTAB_ENV: &str = "FREEZEFS_SYSCONFIGTAB";
 /// The default when the file says nothing usable.
 pub const FALLBACK_SECONDS: u32 = 60;
+/// The longest deadline a freeze of `/`, `/usr` or `/var` gets under the
+/// shim when the file says nothing usable: AdvFS's own default timeout,
+/// longer than a hypervisor's snapshot of several disks takes, short enough
+/// that a host that never thaws stops the guest for a minute, not for ever.
+pub const PROTECTED_MAX_FALLBACK_SECONDS: u32 = 60;
 /// A larger file is not read at all: it cannot be a real sysconfigtab.
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
@@ -41,6 +46,24 @@ pub(crate) fn default_timeout(path: &Path) -> DefaultTimeout {
     read_bounded(path)
         .map(|text| default_timeout_from(&text))
         .unwrap_or(DefaultTimeout::Seconds(FALLBACK_SECONDS))
+}
+
+/// The cap on a freeze of `/`, `/usr` or `/var` under the shim:
+/// `freezefs_protected_max_timeout` in the `vfs:` stanza, in seconds. The
+/// cap is always finite: a missing, zero, negative or bad value gives
+/// [`PROTECTED_MAX_FALLBACK_SECONDS`].
+pub(crate) fn protected_max_timeout(path: &Path) -> u32 {
+    read_bounded(path)
+        .map(|text| protected_max_timeout_from(&text))
+        .unwrap_or(PROTECTED_MAX_FALLBACK_SECONDS)
+}
+
+/// The cap a sysconfigtab text gives (see [`protected_max_timeout`]).
+pub(crate) fn protected_max_timeout_from(text: &[u8]) -> u32 {
+    match attribute(text, "vfs", "freezefs_protected_max_timeout").and_then(|v| parse_seconds(&v)) {
+        Some(n) if n > 0 => n as u32,
+        _ => PROTECTED_MAX_FALLBACK_SECONDS,
+    }
 }
 
 /// Reads a regular file of at most [`MAX_FILE_BYTES`]. O_NONBLOCK keeps a FIFO
@@ -117,6 +140,33 @@ mod tests {
 
     fn t(text: &str) -> DefaultTimeout {
         default_timeout_from(text.as_bytes())
+    }
+
+    fn cap(text: &str) -> u32 {
+        protected_max_timeout_from(text.as_bytes())
+    }
+
+    #[test]
+    fn the_protected_cap_is_read_from_the_vfs_stanza() {
+        assert_eq!(cap("vfs:\n\tfreezefs_protected_max_timeout = 15\n"), 15);
+        assert_eq!(
+            cap("vfs:\n\tfreezefs_default_timeout = 5\n\tfreezefs_protected_max_timeout = 7 # s\n"),
+            7
+        );
+    }
+
+    #[test]
+    fn the_protected_cap_is_always_finite() {
+        for text in [
+            "",
+            "vfs:\n\tfreezefs_protected_max_timeout = -1\n",
+            "vfs:\n\tfreezefs_protected_max_timeout = 0\n",
+            "vfs:\n\tfreezefs_protected_max_timeout = soon\n",
+            "vfs:\n\tfreezefs_protected_max_timeout = 99999999999\n",
+            "other:\n\tfreezefs_protected_max_timeout = 5\n",
+        ] {
+            assert_eq!(cap(text), PROTECTED_MAX_FALLBACK_SECONDS, "{text:?}");
+        }
     }
 
     #[test]

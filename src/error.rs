@@ -31,14 +31,29 @@ pub enum Error {
     #[error("{}: not a mount point", .0.display())]
     NotMountPoint(PathBuf),
 
-    /// FREEZE of `/`, `/usr`, `/var` or the filesystem holding the state
-    /// directory, under any of its names (`EOPNOTSUPP`).
+    /// FREEZE of `/`, `/usr` or `/var`, under any of their names
+    /// (`EOPNOTSUPP`).
     #[error("{}: refusing to freeze {what}", path.display())]
     Protected {
         /// The path as the caller gave it.
         path: PathBuf,
-        /// Which protected filesystem it names, e.g. "/usr" or "the state directory's filesystem".
+        /// Which protected filesystem it names, e.g. "/usr".
         what: String,
+    },
+
+    /// FREEZE of the filesystem holding the state directory: freezing it
+    /// would freeze what keeps the freeze (`EOPNOTSUPP`; the shim says
+    /// `EDEADLK`, which raw-ioctl tools do not skip).
+    #[error(
+        "{}: refusing to freeze the filesystem holding the state directory {}: it keeps the freeze",
+        path.display(),
+        state_dir.display()
+    )]
+    HoldsStateDir {
+        /// Its mount point (an fd names no path of the caller's).
+        path: PathBuf,
+        /// The state directory.
+        state_dir: PathBuf,
     },
 
     /// The filesystem cannot be frozen (tmpfs, vfat, proc, ...) (`EOPNOTSUPP`).
@@ -117,7 +132,9 @@ impl Error {
             }
             Error::EmptyPath => libc::ENOENT,
             Error::PathTooLong => libc::ENAMETOOLONG,
-            Error::Protected { .. } | Error::Unsupported { .. } => libc::EOPNOTSUPP,
+            Error::Protected { .. } | Error::HoldsStateDir { .. } | Error::Unsupported { .. } => {
+                libc::EOPNOTSUPP
+            }
             Error::AlreadyFrozen(_) | Error::NotFrozen(_) => libc::EALREADY,
             Error::UnsafeStateDir { errno, .. } => *errno,
             Error::CorruptRecord { .. } => libc::EIO,
@@ -171,6 +188,10 @@ mod tests {
                 path: path.clone(),
                 what: "/".into(),
             },
+            Error::HoldsStateDir {
+                path: path.clone(),
+                state_dir: "/run/freezefs".into(),
+            },
             Error::Unsupported {
                 path: path.clone(),
                 fs_type: "tmpfs".into(),
@@ -210,6 +231,7 @@ mod tests {
                 | Error::PathTooLong
                 | Error::NotMountPoint(_)
                 | Error::Protected { .. }
+                | Error::HoldsStateDir { .. }
                 | Error::Unsupported { .. }
                 | Error::AlreadyFrozen(_)
                 | Error::NotFrozen(_)

@@ -43,7 +43,10 @@ mod error; // the error type and its errno
 
 use std::path::Path;
 
-pub use config::{DefaultTimeout, FALLBACK_SECONDS, SYSCONFIGTAB, SYSCONFIGTAB_ENV};
+pub use config::{
+    DefaultTimeout, FALLBACK_SECONDS, PROTECTED_MAX_FALLBACK_SECONDS, SYSCONFIGTAB,
+    SYSCONFIGTAB_ENV,
+};
 pub use error::{Error, Result};
 pub use keep::holder_client::HOLDER_ENV;
 pub use ops::freeze_guard::FreezeGuard;

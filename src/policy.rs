@@ -36,40 +36,51 @@ pub(crate) fn protected_name_of(target: &Target) -> Option<&'static str> {
         .find(|name| identity_of(name).is_some_and(|facts| facts.identity == target.facts.identity))
 }
 
-/// The superblocks that are never frozen: those of `/`, `/usr`, `/var` and
-/// the state directory, resolved once per FREEZE (however many filesystems
-/// it freezes).
-pub(crate) struct ProtectedSuperblocks(Vec<(String, Device)>);
+/// Why a filesystem is not frozen as any other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protection {
+    /// It is `/`, `/usr` or `/var`: AdvFS refuses it; under
+    /// [`ProtectedNames::FreezeCapped`] it is frozen with a capped deadline.
+    Named(&'static str),
+    /// It holds the state directory: freezing it would freeze what keeps
+    /// the freeze. Always refused.
+    HoldsStateDir,
+}
+
+/// What a FREEZE does with `/`, `/usr` and `/var`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProtectedNames {
+    /// AdvFS's contract: the API and the commands.
+    Refuse,
+    /// The kernel's contract with a deadline: the shim, whose raw-ioctl
+    /// callers (hypervisor agents) must freeze the root disk.
+    FreezeCapped,
+}
+
+/// The superblocks of `/`, `/usr`, `/var` and the state directory,
+/// resolved once per FREEZE (however many filesystems it freezes).
+pub(crate) struct ProtectedSuperblocks(Vec<(Protection, Device)>);
 
 impl ProtectedSuperblocks {
     /// Resolves them now.
     pub(crate) fn resolve(state_dir_mount_id: MountId) -> ProtectedSuperblocks {
-        let named = PROTECTED_NAMES.into_iter().filter_map(|name| {
-            Some((
-                format!("{name} (its filesystem is never frozen)"),
-                identity_of(name)?.mount_id,
-            ))
-        });
-        let state = (
-            "the filesystem holding the state directory".to_string(),
-            state_dir_mount_id,
-        );
+        let named = PROTECTED_NAMES
+            .into_iter()
+            .filter_map(|name| Some((Protection::Named(name), identity_of(name)?.mount_id)));
+        let state = (Protection::HoldsStateDir, state_dir_mount_id);
         ProtectedSuperblocks(
             named
                 .chain([state])
-                .filter_map(|(what, id)| Some((what, describe(id).ok()?.device)))
+                .filter_map(|(why, id)| Some((why, describe(id).ok()?.device)))
                 .collect(),
         )
     }
 
-    /// Refuses `device`, reached through `path`, if it is one of them.
-    pub(crate) fn refuse(&self, path: &std::path::Path, device: Device) -> Result<()> {
-        match self.0.iter().find(|(_, d)| *d == device) {
-            Some((what, _)) => Err(Error::Protected {
-                path: path.to_path_buf(),
-                what: what.clone(),
-            }),
-            None => Ok(()),
-        }
+    /// Why `device` is protected: every reason that holds.
+    pub(crate) fn of(&self, device: Device) -> impl Iterator<Item = Protection> + '_ {
+        self.0
+            .iter()
+            .filter(move |(_, d)| *d == device)
+            .map(|(why, _)| *why)
     }
 }

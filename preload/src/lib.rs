@@ -31,9 +31,17 @@
 //!
 //! Results keep the kernel's contract, so that tools behave as without the
 //! shim: EBUSY already frozen, EINVAL not frozen, EOPNOTSUPP cannot be frozen,
-//! EPERM not privileged. Freezing `/`, `/usr`, `/var` (or the state
-//! directory's filesystem) fails with EOPNOTSUPP, which the bare kernel would
-//! not refuse.
+//! EPERM not privileged.
+//!
+//! `/`, `/usr` and `/var` are frozen as the kernel would, not refused as
+//! `freezefs()` refuses them: a hypervisor's guest agent must quiesce the
+//! root disk, and would silently skip a filesystem that answers EOPNOTSUPP.
+//! Their deadline is always finite: the timeout asked for, capped by
+//! `freezefs_protected_max_timeout` (`vfs:` stanza, 60 s by default);
+//! `FREEZEFS_TIMEOUT=-1` does not lift the cap. The one filesystem refused is
+//! the one holding the state directory, whose freeze would freeze what keeps
+//! it: EDEADLK (which guest agents do not skip: the whole freeze fails and
+//! is rolled back), with one line on stderr.
 //!
 //! Exports: `ioctl`, and the freezefs C API of the core it embeds (the same
 //! implementation as libfreezefs.so, so a program preloaded with the shim
@@ -91,6 +99,7 @@ fn kernel_errno(error: &Error) -> c_int {
         Error::AlreadyFrozen(_) => libc::EBUSY,
         Error::NotFrozen(_) => libc::EINVAL,
         Error::Unsupported { .. } | Error::Protected { .. } => libc::EOPNOTSUPP,
+        Error::HoldsStateDir { .. } => libc::EDEADLK,
         Error::NotPrivileged => libc::EPERM,
         other => other.errno(),
     }
@@ -173,12 +182,21 @@ fn fifreeze_timeout(arg: *const c_void) -> Result<Timeout, Error> {
     }
 }
 
+/// The freezer of every freeze the shim makes: the kernel's contract for
+/// `/`, `/usr` and `/var`, with a capped deadline.
+fn freezer() -> Freezer {
+    Freezer::from_env().with_protected_capped()
+}
+
 /// Freezes through the core, saying on stderr, in one line, why a freeze
 /// failed when the kernel's errno cannot (the holder missing, an unsafe
-/// state directory): tools show the errno, and the reason would otherwise
-/// be only in syslog.
+/// state directory, the state directory's own filesystem): tools show the
+/// errno, and the reason would otherwise be only in syslog.
 fn freeze_fd(fd: c_int, timeout: Result<Timeout, Error>) -> Result<(), Error> {
-    let result = Freezer::from_env().freeze_fd(borrowed(fd)?, timeout?);
+    said_on_stderr(freezer().freeze_fd(borrowed(fd)?, timeout?))
+}
+
+fn said_on_stderr(result: Result<(), Error>) -> Result<(), Error> {
     if let Err(e) = &result {
         if !matches!(
             e,
@@ -236,7 +254,7 @@ fn freeze_all(arg: *const c_void) -> Result<(), Error> {
         .map(|&fd| borrowed(fd))
         .collect::<Result<_, _>>()?;
     // All or nothing, one deadline, deepest first: the core's multi-freeze.
-    Freezer::from_env().freeze_all_fds(&fds, Timeout::from_c(request.timeout))
+    said_on_stderr(freezer().freeze_all_fds(&fds, Timeout::from_c(request.timeout)))
 }
 
 /// The interposed `ioctl()`.

@@ -9,6 +9,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::config;
 use crate::error::{Error, Result};
 use crate::events::{Event, Kind, Logger};
 use crate::keep::end::record_thawed_elsewhere;
@@ -21,7 +22,7 @@ use crate::ops::resolve::Resolved;
 use crate::os::mounts::Device;
 use crate::os::process::{self, now_boot_ns, now_unix_ns};
 use crate::os::syscalls;
-use crate::policy;
+use crate::policy::{self, ProtectedNames, Protection};
 use crate::store::liveness::Over;
 use crate::store::record::{Phase, Record};
 use crate::store::state_dir::{SbLock, StateDir};
@@ -64,16 +65,39 @@ pub(crate) fn freeze_batch(
     let dir = StateDir::open(&freezer.state_dir, true)?
         .ok_or_else(|| Error::os("state directory", rustix::io::Errno::NOENT))?;
     let protected_superblocks = policy::ProtectedSuperblocks::resolve(dir.mount_id()?);
+    let mut holds_protected = false;
     let mut members: Vec<Member> = Vec::with_capacity(named.len());
     for named in named {
-        if let Some(name) = named.protected {
-            return Err(Error::Protected {
-                path: named.given,
-                what: name.to_string(),
-            });
-        }
         let device = named.device();
-        protected_superblocks.refuse(&named.given, device)?;
+        let reasons: Vec<Protection> = named
+            .protected
+            .map(Protection::Named)
+            .into_iter()
+            .chain(protected_superblocks.of(device))
+            .collect();
+        let holds_state_dir = reasons.contains(&Protection::HoldsStateDir);
+        let protected_name = reasons.iter().find_map(|why| match why {
+            Protection::Named(name) => Some(*name),
+            Protection::HoldsStateDir => None,
+        });
+        // AdvFS's refusal names the protected name first; under the shim
+        // the state directory's filesystem is the one refusal left.
+        match (freezer.protected_names, protected_name) {
+            (ProtectedNames::Refuse, Some(name)) => {
+                return Err(Error::Protected {
+                    path: named.given,
+                    what: protected_what(name, named.protected.is_some()),
+                });
+            }
+            _ if holds_state_dir => {
+                return Err(Error::HoldsStateDir {
+                    path: named.mount.mount_point.clone(),
+                    state_dir: freezer.state_dir.clone(),
+                });
+            }
+            (ProtectedNames::FreezeCapped, Some(_)) => holds_protected = true,
+            (_, None) => {}
+        }
         if members.iter().any(|m| m.device() == device) {
             continue;
         }
@@ -88,7 +112,18 @@ pub(crate) fn freeze_batch(
             waiter_dir,
         });
     }
-    let timeout_s = timeout.resolve(&freezer.sysconfigtab)?;
+    let asked_s = timeout.resolve(&freezer.sysconfigtab)?;
+    let cap_s = holds_protected.then(|| config::protected_max_timeout(&freezer.sysconfigtab));
+    let timeout_s = match cap_s {
+        Some(cap) => Some(asked_s.map_or(cap, |asked| asked.min(cap))),
+        None => asked_s,
+    };
+    let frozen_reason = match cap_s {
+        Some(cap) if timeout_s != asked_s => {
+            format!("frozen on request; a protected filesystem: deadline capped at {cap} s")
+        }
+        _ => "frozen on request".to_string(),
+    };
 
     // Locks in device order, so that concurrent batches cannot deadlock.
     let mut devices: Vec<Device> = members.iter().map(Member::device).collect();
@@ -140,7 +175,7 @@ pub(crate) fn freeze_batch(
                 pid: record.pid,
                 uid: record.uid,
                 timeout: Some(timeout_s),
-                reason: "frozen on request",
+                reason: &frozen_reason,
             });
         }
     }
@@ -283,6 +318,16 @@ fn begin(
         m.record = Some(record);
     }
     Ok(())
+}
+
+/// How a refusal names what was refused: the name the path is, or the
+/// name whose filesystem it lies on.
+fn protected_what(name: &str, is_the_name: bool) -> String {
+    if is_the_name {
+        name.to_string()
+    } else {
+        format!("{name} (its filesystem is never frozen)")
+    }
 }
 
 fn deadline(from_boot_ns: u64, timeout_s: Option<u32>) -> Option<u64> {

@@ -13,7 +13,7 @@ use crate::ops::freeze_guard::FreezeGuard;
 use crate::ops::resolve::Resolved;
 use crate::ops::status::Status;
 use crate::ops::{freeze, query, reset, status, thaw};
-use crate::policy::require_privilege;
+use crate::policy::{ProtectedNames, require_privilege};
 use crate::store::state_dir;
 use crate::timeout::Timeout;
 
@@ -27,6 +27,7 @@ pub struct Freezer {
     pub(crate) state_dir: PathBuf,
     pub(crate) sysconfigtab: PathBuf,
     holder: Option<PathBuf>,
+    pub(crate) protected_names: ProtectedNames,
 }
 
 impl Default for Freezer {
@@ -45,6 +46,7 @@ impl Freezer {
             state_dir: PathBuf::from(state_dir::RUNDIR),
             sysconfigtab: PathBuf::from(config::SYSCONFIGTAB),
             holder: None,
+            protected_names: ProtectedNames::Refuse,
         }
     }
 
@@ -55,6 +57,7 @@ impl Freezer {
             state_dir: state_dir::rundir_path(),
             sysconfigtab: config::sysconfigtab_path(),
             holder: None,
+            protected_names: ProtectedNames::Refuse,
         }
     }
 
@@ -74,6 +77,22 @@ impl Freezer {
     /// (`$FREEZEFS_HOLDER`, next to the library, the installed one).
     pub fn with_holder(mut self, path: impl Into<PathBuf>) -> Freezer {
         self.holder = Some(path.into());
+        self
+    }
+
+    /// Freezes `/`, `/usr` and `/var` (under any of their names) like any
+    /// other filesystem instead of refusing them, always with a finite
+    /// deadline: the timeout asked for, capped by
+    /// `freezefs_protected_max_timeout` in the `vfs:` stanza (60 s by
+    /// default); no timeout becomes the cap. A batch that holds one of them
+    /// gets the capped deadline for all its members. The filesystem holding
+    /// the state directory is still refused ([`Error::HoldsStateDir`]).
+    ///
+    /// The shim's contract, for raw-ioctl tools whose callers must quiesce
+    /// the root disk (hypervisor guest agents); the API and the commands
+    /// keep AdvFS's refusal.
+    pub fn with_protected_capped(mut self) -> Freezer {
+        self.protected_names = ProtectedNames::FreezeCapped;
         self
     }
 

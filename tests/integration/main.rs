@@ -25,3 +25,4 @@ mod packaging;
 mod reliability;
 mod robustness;
 mod shim;
+mod shim_protected;

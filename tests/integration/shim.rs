@@ -5,7 +5,6 @@
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::private_mounts::PrivateMounts;
 use crate::support::{
     Kind, Scratch, Syslog, event, fzctl, fzctl_cmd, program, shim, under_shim, with_env,
     write_sysconfigtab,
@@ -241,44 +240,6 @@ fn other_ioctls_pass_through_the_shim() {
         "a failing ioctl fails the same way"
     );
     assert_eq!(stderr(&out), stderr(&direct));
-}
-
-/// Scratch images as `/`, `/usr` and `/var` of a namespace of their own:
-/// the machine's own are never named under the shim.
-fn protected_stand_ins() -> (Vec<Scratch>, PrivateMounts) {
-    let stand_ins: Vec<Scratch> = (0..3).map(|_| Scratch::new(Kind::Ext4)).collect();
-    let mut ns = PrivateMounts::new(&stand_ins.iter().collect::<Vec<_>>());
-    ns.root_in(&stand_ins[0]);
-    ns.mount_over(&stand_ins[1], "/usr");
-    ns.mount_over(&stand_ins[2], "/var");
-    for (name, fs) in ["/", "/usr", "/var"].into_iter().zip(&stand_ins) {
-        assert!(ns.names(name, fs), "{name} is not its stand-in");
-    }
-    (stand_ins, ns)
-}
-
-#[test]
-fn the_shim_refuses_to_freeze_root_usr_and_var() {
-    let (stand_ins, ns) = protected_stand_ins();
-    let state = &stand_ins[0];
-    for (path, fs) in ["/", "/usr", "/var"].into_iter().zip(&stand_ins) {
-        let out = ns
-            .under_shim(state, "fsfreeze", Some("1"))
-            .args(["-f", path])
-            .output()
-            .unwrap();
-        assert!(
-            !out.status.success(),
-            "fsfreeze -f {path} succeeded under the shim"
-        );
-        assert!(
-            stderr(&out).contains("Operation not supported"),
-            "{path}: {}",
-            stderr(&out)
-        );
-        assert!(!fs.kernel_frozen(), "{path}");
-    }
-    crate::support::assert_system_never_frozen();
 }
 
 /// vx_ioctls under the shim, with the extra environment given.

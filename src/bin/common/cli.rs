@@ -23,6 +23,10 @@ pub(crate) fn reason(error: &Error) -> String {
                 "refusing to freeze {what}: /, /usr, /var and the state directory's filesystem are never frozen"
             )
         }
+        Error::HoldsStateDir { state_dir, .. } => format!(
+            "refusing to freeze the filesystem holding the state directory {}: it keeps the freeze",
+            state_dir.display()
+        ),
         Error::Unsupported { fs_type, .. } => format!("{fs_type} filesystems cannot be frozen"),
         Error::AlreadyFrozen(_) => "already frozen (thaw it first with thawfs)".into(),
         Error::NotFrozen(_) => "not frozen".into(),
