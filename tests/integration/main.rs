@@ -4,6 +4,7 @@
 //! without root or loop devices), or checks a rule of the project itself.
 
 mod private_mounts;
+mod qemu_ga;
 mod support;
 
 mod abuse;
