@@ -15,6 +15,7 @@ INCLUDEDIR  ?= $(PREFIX)/include
 SBINDIR     ?= $(EXEC_PREFIX)/sbin
 LIBEXECDIR  ?= $(EXEC_PREFIX)/libexec
 MANDIR      ?= $(PREFIX)/share/man
+DOCDIR      ?= $(PREFIX)/share/doc/freezefs
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 DESTDIR     ?=
 CARGO       ?= cargo
@@ -39,7 +40,8 @@ build:
 
 install: build
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(INCLUDEDIR)/freezefs/compat/sys \
-	  $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBEXECDIR)/freezefs $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man8
+	  $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBEXECDIR)/freezefs $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man8 \
+	  $(DESTDIR)$(DOCDIR)/examples
 	install -m 0755 $(OUT)/libfreezefs.so $(DESTDIR)$(LIBDIR)/libfreezefs.so.$(VERSION)
 	ln -sf libfreezefs.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libfreezefs.so
@@ -52,6 +54,9 @@ install: build
 	install -m 0755 $(OUT)/freezefs-holder $(DESTDIR)$(LIBEXECDIR)/freezefs/freezefs-holder
 	install -m 0644 man/freezefs.3 $(DESTDIR)$(MANDIR)/man3/freezefs.3
 	install -m 0644 man/freezefs.8 man/thawfs.8 $(DESTDIR)$(MANDIR)/man8/
+	sed 's|/usr/local/lib/libfreezefs_preload.so|$(LIBDIR)/libfreezefs_preload.so|' \
+	  examples/qemu-guest-agent.conf > $(DESTDIR)$(DOCDIR)/examples/qemu-guest-agent.conf
+	chmod 0644 $(DESTDIR)$(DOCDIR)/examples/qemu-guest-agent.conf
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libfreezefs.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
@@ -60,9 +65,11 @@ uninstall:
 	  $(DESTDIR)$(INCLUDEDIR)/freezefs.h $(DESTDIR)$(INCLUDEDIR)/freezefs/compat/sys/mount.h \
 	  $(DESTDIR)$(SBINDIR)/freezefs $(DESTDIR)$(SBINDIR)/thawfs \
 	  $(DESTDIR)$(LIBEXECDIR)/freezefs/freezefs-holder \
-	  $(DESTDIR)$(MANDIR)/man3/freezefs.3 $(DESTDIR)$(MANDIR)/man8/freezefs.8 $(DESTDIR)$(MANDIR)/man8/thawfs.8
+	  $(DESTDIR)$(MANDIR)/man3/freezefs.3 $(DESTDIR)$(MANDIR)/man8/freezefs.8 $(DESTDIR)$(MANDIR)/man8/thawfs.8 \
+	  $(DESTDIR)$(DOCDIR)/examples/qemu-guest-agent.conf
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/freezefs/compat/sys $(DESTDIR)$(INCLUDEDIR)/freezefs/compat \
-	  $(DESTDIR)$(INCLUDEDIR)/freezefs $(DESTDIR)$(LIBEXECDIR)/freezefs 2>/dev/null
+	  $(DESTDIR)$(INCLUDEDIR)/freezefs $(DESTDIR)$(LIBEXECDIR)/freezefs \
+	  $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 clean:
 	rm -rf $(BUILD)

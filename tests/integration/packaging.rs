@@ -61,6 +61,7 @@ fn make_install_puts_every_file_where_a_c_library_goes() {
         "share/man/man3/freezefs.3",
         "share/man/man8/freezefs.8",
         "share/man/man8/thawfs.8",
+        "share/doc/freezefs/examples/qemu-guest-agent.conf",
     ] {
         assert!(staged(rel).exists(), "{rel} not installed");
     }
@@ -76,6 +77,43 @@ fn make_install_puts_every_file_where_a_c_library_goes() {
         !staged("include/sys").exists(),
         "the compat header shadows <sys/mount.h>"
     );
+}
+
+#[test]
+fn the_installed_qemu_guest_agent_drop_in_names_the_installed_shim() {
+    let (prefix, _) = installed();
+    let drop_in =
+        std::fs::read_to_string(staged("share/doc/freezefs/examples/qemu-guest-agent.conf"))
+            .unwrap();
+    let wanted = format!(
+        "Environment=LD_PRELOAD={}/lib/libfreezefs_preload.so\n",
+        prefix.display()
+    );
+    assert!(drop_in.contains(&wanted), "{drop_in}");
+    assert!(staged("lib/libfreezefs_preload.so").exists());
+}
+
+#[test]
+fn the_readme_tells_how_to_run_a_guest_agent_under_the_shim() {
+    let readme = std::fs::read_to_string(crate_dir().join("README.md")).unwrap();
+    let section = readme
+        .split("\n## ")
+        .find(|s| s.starts_with("Hypervisor snapshots"))
+        .expect("README has no Hypervisor snapshots section");
+    for needed in [
+        "examples/qemu-guest-agent.conf",
+        "freezefs_protected_max_timeout",
+        "FREEZEFS_TIMEOUT=-1",
+        "lower count",
+        "statically linked",
+        "setuid",
+        "Go programs",
+    ] {
+        assert!(
+            section.contains(needed),
+            "the section does not say {needed:?}"
+        );
+    }
 }
 
 #[test]

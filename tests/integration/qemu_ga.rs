@@ -7,6 +7,7 @@
 //! machine's own `/` is never in a list (`/var` and `/usr` are scratch images
 //! mounted over them in the namespace).
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,8 @@ use crate::private_mounts::PrivateMounts;
 use rustix::process::{Pid, Signal, kill_process};
 
 use crate::support::{
-    Kind, Scratch, Syslog, event, mkdtemp, run, wait_until, with_env, write_sysconfigtab,
+    Kind, Scratch, Syslog, crate_dir, event, mkdtemp, run, shim, wait_until, with_env,
+    write_sysconfigtab,
 };
 
 /// A qemu-ga process under the shim in a namespace, with its socket.
@@ -39,7 +41,7 @@ impl GuestAgent {
         ns: &PrivateMounts,
         state: &Scratch,
         timeout: Option<&str>,
-        env: &[(&str, &Path)],
+        env: &[(&str, &OsStr)],
     ) -> GuestAgent {
         let dir = mkdtemp("freezefs-test-qemu-ga");
         let socket = dir.join("qga.sock");
@@ -244,8 +246,8 @@ fn a_list_holding_the_state_directorys_filesystem_fails_and_freezes_nothing() {
         &fs,
         None,
         &[
-            ("FREEZEFS_RUNDIR", &state_dir),
-            ("FREEZEFS_SYSLOG_SOCKET", &log.path),
+            ("FREEZEFS_RUNDIR", state_dir.as_os_str()),
+            ("FREEZEFS_SYSLOG_SOCKET", log.path.as_os_str()),
         ],
     );
 
@@ -257,4 +259,49 @@ fn a_list_holding_the_state_directorys_filesystem_fails_and_freezes_nothing() {
     let events = log.drain();
     event(&events, "freezefs.frozen");
     event(&events, "freezefs.thawed");
+}
+
+#[test]
+fn the_systemd_drop_in_puts_the_agent_under_the_shim_with_its_deadline() {
+    let drop_in =
+        std::fs::read_to_string(crate_dir().join("examples/qemu-guest-agent.conf")).unwrap();
+    let env: Vec<(String, String)> = drop_in
+        .lines()
+        .filter_map(|line| line.strip_prefix("Environment="))
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let value = |name: &str| {
+        env.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("the drop-in sets no {name}"))
+    };
+    assert!(value("LD_PRELOAD").ends_with("/libfreezefs_preload.so"));
+    let timeout = value("FREEZEFS_TIMEOUT");
+    assert!(timeout.parse::<u32>().is_ok_and(|t| t > 0), "{timeout}");
+
+    let fs = Scratch::new(Kind::Ext4);
+    let ns = PrivateMounts::new(&[&fs]);
+    // This build's shim where the drop-in names the installed one.
+    let built = shim();
+    let agent = GuestAgent::start_with(
+        &ns,
+        &fs,
+        None,
+        &[
+            ("LD_PRELOAD", built.as_os_str()),
+            ("FREEZEFS_TIMEOUT", OsStr::new(&timeout)),
+        ],
+    );
+    assert!(returned(&agent.freeze_list(&[&fs.mnt]), "1"));
+    let record = fs
+        .record_text()
+        .expect("the agent's freeze has no freezefs record");
+    assert!(
+        record.contains(&format!("\ntimeout_s {timeout}\n")),
+        "{record}"
+    );
+    assert!(returned(&agent.thaw(), "1"));
+    assert!(!fs.kernel_frozen());
 }
