@@ -41,7 +41,7 @@ mod store; // the state directory: records, locks, liveness
 mod os; // facts about the machine and the system calls behind them
 mod error; // the error type and its errno
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use config::{
     DefaultTimeout, FALLBACK_SECONDS, PROTECTED_MAX_FALLBACK_SECONDS, SYSCONFIGTAB,
@@ -101,6 +101,19 @@ pub fn status(path: impl AsRef<Path>) -> Result<Status> {
 /// Every filesystem frozen through freezefs: see [`Freezer::list`].
 pub fn list() -> Result<Vec<Status>> {
     Freezer::from_env().list()
+}
+
+/// The mount point of the mount that `path` lies on, as `findmnt -T` finds
+/// it: what to freeze to freeze the filesystem holding `path`.
+pub fn mount_point_of(path: impl AsRef<Path>) -> Result<PathBuf> {
+    ops::resolve::mount_point_of(path.as_ref())
+}
+
+/// True for a filesystem type Linux can never freeze: one that does not
+/// live on a block device (tmpfs, ramfs, proc, NFS, FUSE, overlay). Some
+/// block filesystems cannot be frozen either (vfat); FREEZE tells.
+pub fn never_freezable(fs_type: &str) -> bool {
+    !os::mounts::on_block_device(fs_type)
 }
 
 /// The default timeout the sysconfigtab file in force gives now.

@@ -24,16 +24,20 @@ Options:
   -q, --query            report whether mount_point is frozen
   -r, --reset SECONDS    reset the timeout of a frozen mount_point (same rules
                          as -t, counted from now)
+  -v, --verbose          with a freeze: print the deadline it got
   -l, --list             list frozen filesystems: mount point, device, since,
-                         timeout, time left, freezing pid, holder pid
+                         timeout, time left, freezing pid, holder pid;
+                         prints nothing when none is frozen
       --json             with -l: as a JSON array
   -h, --help             show this help
   -V, --version          show the version
 
-A freeze is kept by the freezefs holder process: it thaws at the deadline
-even though this command has exited. Thaw earlier with thawfs(8).
-/, /usr and /var are never frozen.";
+Short options bundle (-lq is -l -q). A freeze is kept by the freezefs
+holder process: it thaws at the deadline even though this command has
+exited. Thaw earlier with thawfs(8). /, /usr and /var are never frozen: the
+system runs from them. Every operation needs root (or CAP_SYS_ADMIN).";
 
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Freeze,
     Query,
@@ -45,6 +49,7 @@ struct Options {
     mode: Mode,
     timeout: Timeout,
     json: bool,
+    verbose: bool,
     paths: Vec<PathBuf>,
 }
 
@@ -53,76 +58,171 @@ fn parse_timeout(value: &OsStr) -> Result<Timeout, String> {
         .to_str()
         .and_then(|v| v.trim().parse::<i32>().ok())
         .map(Timeout::from_c)
-        .ok_or_else(|| format!("invalid timeout '{}'", value.to_string_lossy()))
+        .ok_or_else(|| {
+            format!(
+                "invalid timeout '{}': give whole seconds (0: the default; negative: no timeout)",
+                value.to_string_lossy()
+            )
+        })
 }
 
-fn parse(args: Vec<OsString>) -> Result<Options, Result<i32, String>> {
-    let mut options = Options {
-        mode: Mode::Freeze,
-        timeout: Timeout::Default,
-        json: false,
-        paths: Vec::new(),
-    };
-    let mut timeout_given = false;
+/// What the command line asked for, before the checks of [`parse`].
+#[derive(Default)]
+struct Given {
+    /// Each mode option, as spelled, in order.
+    modes: Vec<(Mode, String)>,
+    timeout: Option<Timeout>,
+    reset_to: Option<Timeout>,
+    json: bool,
+    verbose: bool,
+    paths: Vec<PathBuf>,
+}
+
+/// A usage error, or `Ok(0)` after --help or --version.
+type Stop = Result<i32, String>;
+
+/// Reads the arguments getopt's way: short options bundle (`-lq`), and a
+/// short option's value may follow it (`-t5`) or be the next argument.
+fn parse(args: Vec<OsString>) -> Result<Options, Stop> {
+    let mut given = Given::default();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let bytes = arg.as_bytes();
-        match bytes {
-            b"-h" | b"--help" => {
-                println!("{HELP}");
-                return Err(Ok(0));
+        if bytes == b"--" {
+            given.paths.extend(args.by_ref().map(PathBuf::from));
+        } else if let Some(long) = bytes.strip_prefix(b"--") {
+            let (name, inline) = match long.iter().position(|&b| b == b'=') {
+                Some(i) => (&long[..i], Some(OsStr::from_bytes(&long[i + 1..]))),
+                None => (long, None),
+            };
+            let name = String::from_utf8_lossy(name).into_owned();
+            let mut value = |what: &str| -> Result<OsString, Stop> {
+                inline
+                    .map(OsStr::to_os_string)
+                    .or_else(|| args.next())
+                    .ok_or_else(|| Err(format!("option --{name} needs {what}")))
+            };
+            match name.as_str() {
+                "timeout" => {
+                    given.timeout =
+                        Some(parse_timeout(&value("a timeout in seconds")?).map_err(Err)?)
+                }
+                "reset" => {
+                    given.reset_to =
+                        Some(parse_timeout(&value("a timeout in seconds")?).map_err(Err)?);
+                    given.modes.push((Mode::Reset, "--reset".into()));
+                }
+                _ if inline.is_some() => {
+                    return Err(Err(format!("option --{name} takes no value")));
+                }
+                "help" | "version" => return Err(Ok(help_or_version(&name))),
+                "query" => given.modes.push((Mode::Query, "--query".into())),
+                "list" => given.modes.push((Mode::List, "--list".into())),
+                "json" => given.json = true,
+                "verbose" => given.verbose = true,
+                _ => return Err(Err(format!("unknown option '--{name}'"))),
             }
-            b"-V" | b"--version" => {
-                println!("{}", cli::version("freezefs"));
-                return Err(Ok(0));
+        } else if bytes.len() > 1 && bytes[0] == b'-' {
+            let mut i = 1;
+            while i < bytes.len() {
+                let flag = bytes[i] as char;
+                i += 1;
+                match flag {
+                    'h' => return Err(Ok(help_or_version("help"))),
+                    'V' => return Err(Ok(help_or_version("version"))),
+                    'q' => given.modes.push((Mode::Query, "-q".into())),
+                    'l' => given.modes.push((Mode::List, "-l".into())),
+                    'v' => given.verbose = true,
+                    't' | 'r' => {
+                        let value = if i < bytes.len() {
+                            OsStr::from_bytes(&bytes[i..]).to_os_string()
+                        } else {
+                            args.next().ok_or_else(|| {
+                                Err(format!("option -{flag} needs a timeout in seconds"))
+                            })?
+                        };
+                        i = bytes.len();
+                        let timeout = parse_timeout(&value).map_err(Err)?;
+                        if flag == 't' {
+                            given.timeout = Some(timeout);
+                        } else {
+                            given.reset_to = Some(timeout);
+                            given.modes.push((Mode::Reset, "-r".into()));
+                        }
+                    }
+                    _ => {
+                        let shown = String::from_utf8_lossy(&bytes[i - 1..])
+                            .chars()
+                            .next()
+                            .unwrap_or('?');
+                        return Err(Err(format!("unknown option '-{shown}'")));
+                    }
+                }
             }
-            b"-q" | b"--query" => options.mode = Mode::Query,
-            b"-r" | b"--reset" => {
-                let value = args
-                    .next()
-                    .ok_or_else(|| Err("option -r needs a timeout in seconds".to_string()))?;
-                options.timeout = parse_timeout(&value).map_err(Err)?;
-                options.mode = Mode::Reset;
-            }
-            b"-l" | b"--list" => options.mode = Mode::List,
-            b"--json" => options.json = true,
-            b"-t" | b"--timeout" => {
-                let value = args
-                    .next()
-                    .ok_or_else(|| Err("option -t needs a timeout in seconds".to_string()))?;
-                options.timeout = parse_timeout(&value).map_err(Err)?;
-                timeout_given = true;
-            }
-            b"--" => options.paths.extend(args.by_ref().map(PathBuf::from)),
-            _ if bytes.starts_with(b"--timeout=") => {
-                options.timeout = parse_timeout(OsStr::from_bytes(&bytes[10..])).map_err(Err)?;
-                timeout_given = true;
-            }
-            _ if bytes.starts_with(b"-t") => {
-                options.timeout = parse_timeout(OsStr::from_bytes(&bytes[2..])).map_err(Err)?;
-                timeout_given = true;
-            }
-            _ if bytes.starts_with(b"-") && bytes.len() > 1 => {
-                return Err(Err(format!("unknown option '{}'", arg.to_string_lossy())));
-            }
-            _ => options.paths.push(PathBuf::from(arg)),
+        } else {
+            given.paths.push(PathBuf::from(arg));
         }
     }
-    match options.mode {
-        Mode::List if !options.paths.is_empty() => Err(Err("-l takes no mount point".into())),
-        Mode::Freeze | Mode::Query | Mode::Reset if options.paths.is_empty() => {
+    check(given)
+}
+
+fn help_or_version(which: &str) -> i32 {
+    if which == "help" {
+        println!("{HELP}");
+    } else {
+        println!("{}", cli::version("freezefs"));
+    }
+    0
+}
+
+/// The combinations that make sense, each refusal naming the options.
+fn check(given: Given) -> Result<Options, Stop> {
+    if let [(first, first_name), rest @ ..] = given.modes.as_slice() {
+        if let Some((_, other)) = rest.iter().find(|(m, _)| m != first) {
+            return Err(Err(format!(
+                "options {first_name} and {other} cannot be combined"
+            )));
+        }
+    }
+    let mode = given.modes.first().map_or(Mode::Freeze, |(m, _)| *m);
+    let named = |m: Mode| {
+        given
+            .modes
+            .iter()
+            .find(|(n, _)| *n == m)
+            .map_or(String::new(), |(_, s)| s.clone())
+    };
+    if given.json && mode != Mode::List {
+        return Err(Err("--json goes with -l: freezefs -l --json".into()));
+    }
+    if given.timeout.is_some() && mode != Mode::Freeze {
+        return Err(Err(format!(
+            "-t goes with a freeze, not with {}",
+            named(mode)
+        )));
+    }
+    if given.verbose && mode != Mode::Freeze {
+        return Err(Err(format!(
+            "-v goes with a freeze, not with {}",
+            named(mode)
+        )));
+    }
+    match mode {
+        Mode::List if !given.paths.is_empty() => Err(Err("-l takes no mount point".into())),
+        Mode::Freeze | Mode::Query | Mode::Reset if given.paths.is_empty() => {
             Err(Err("no mount point given".into()))
         }
-        Mode::Query | Mode::Reset if options.paths.len() > 1 => {
-            Err(Err("one mount point at a time with -q or -r".into()))
-        }
-        Mode::Query | Mode::List | Mode::Reset if timeout_given => {
-            Err(Err("-t goes with a freeze".into()))
-        }
-        _ if options.json && !matches!(options.mode, Mode::List) => {
-            Err(Err("--json goes with -l".into()))
-        }
-        _ => Ok(options),
+        Mode::Query | Mode::Reset if given.paths.len() > 1 => Err(Err(format!(
+            "one mount point at a time with {}",
+            named(mode)
+        ))),
+        _ => Ok(Options {
+            mode,
+            timeout: given.reset_to.or(given.timeout).unwrap_or(Timeout::Default),
+            json: given.json,
+            verbose: given.verbose,
+            paths: given.paths,
+        }),
     }
 }
 
@@ -146,28 +246,67 @@ fn state_text(state: FreezeState) -> &'static str {
     }
 }
 
+/// `freezefs -l`: a header and one row per frozen filesystem, each column
+/// as wide as its widest cell; mount points escaped as findmnt escapes
+/// them, so that a row always splits into its columns. Nothing at all when
+/// nothing is frozen.
 fn print_table(all: &[Status]) {
     if all.is_empty() {
-        println!("no frozen filesystems");
         return;
     }
-    println!(
-        "{:<32} {:<8} {:<6} {:<8} {:<20} {:>8} {:>9} {:>7} {:>7}",
-        "MOUNTPOINT", "DEVICE", "TYPE", "STATE", "SINCE", "TIMEOUT", "LEFT", "PID", "HOLDER"
-    );
-    for s in all {
-        println!(
-            "{:<32} {:<8} {:<6} {:<8} {:<20} {:>8} {:>9} {:>7} {:>7}",
-            s.mount_point.display(),
-            s.device.to_string(),
-            s.fs_type,
-            state_text(s.state),
-            s.frozen_since.map_or("-".into(), cli::iso_utc),
-            timeout_text(s),
-            s.time_left.map_or("-".into(), seconds),
-            owner_text(s),
-            s.holder_pid.map_or("-".into(), |p| p.to_string()),
-        );
+    let header = [
+        "MOUNTPOINT",
+        "DEVICE",
+        "TYPE",
+        "STATE",
+        "SINCE",
+        "TIMEOUT",
+        "LEFT",
+        "PID",
+        "HOLDER",
+    ];
+    let rows: Vec<[String; 9]> = all
+        .iter()
+        .map(|s| {
+            [
+                cli::escaped(s.mount_point.as_os_str()),
+                s.device.to_string(),
+                cli::escaped(OsStr::new(&s.fs_type)),
+                state_text(s.state).to_string(),
+                s.frozen_since.map_or("-".into(), cli::iso_utc),
+                timeout_text(s),
+                s.time_left.map_or("-".into(), seconds),
+                owner_text(s),
+                s.holder_pid.map_or("-".into(), |p| p.to_string()),
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    // Text columns to the left, numbers to the right, as findmnt and ps.
+    let right_aligned = [false, false, false, false, false, true, true, true, true];
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match (right_aligned[i], i + 1 == cells.len()) {
+                (true, _) => format!("{c:>w$}", w = widths[i]),
+                (false, true) => c.to_string(),
+                (false, false) => format!("{c:<w$}", w = widths[i]),
+            })
+            .collect();
+        println!("{}", padded.join(" "));
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
     }
 }
 
@@ -207,6 +346,24 @@ fn print_json(all: &[Status]) {
     println!("[{}]", items.join(","));
 }
 
+/// `-v`: the deadline the freeze got, on stdout.
+fn say_deadline(path: &std::path::Path) {
+    match freezefs::status(path) {
+        Ok(s) => match (s.timeout, s.time_left) {
+            (Some(Timeout::Seconds(n)), Some(left)) => println!(
+                "{}: frozen until {} (timeout {n} s); thaw earlier with thawfs",
+                path.display(),
+                cli::iso_utc(std::time::SystemTime::now() + left)
+            ),
+            _ => println!(
+                "{}: frozen with no timeout: it stays frozen until thawfs thaws it",
+                path.display()
+            ),
+        },
+        Err(e) => cli::complain("freezefs", cli::Action::Query, path, &e),
+    }
+}
+
 fn main() {
     let options = match parse(cli::args()) {
         Ok(options) => options,
@@ -217,17 +374,30 @@ fn main() {
         Mode::Freeze if options.paths.len() == 1 => {
             let path = &options.paths[0];
             match freezefs::freeze(path, options.timeout) {
-                Ok(()) => 0,
+                Ok(()) => {
+                    if options.verbose {
+                        say_deadline(path);
+                    }
+                    0
+                }
                 Err(e) => {
-                    cli::complain("freezefs", path, &e);
+                    cli::complain("freezefs", cli::Action::Freeze, path, &e);
                     1
                 }
             }
         }
         Mode::Freeze => match freezefs::freeze_all(&options.paths, options.timeout) {
-            Ok(()) => 0,
+            Ok(()) => {
+                if options.verbose {
+                    options.paths.iter().for_each(|p| say_deadline(p));
+                }
+                0
+            }
             Err(e) => {
-                eprintln!("freezefs: {e}; nothing was frozen");
+                eprintln!(
+                    "freezefs: {}; nothing was frozen",
+                    cli::whole(cli::Action::Freeze, &e)
+                );
                 1
             }
         },
@@ -236,7 +406,7 @@ fn main() {
             match freezefs::reset_timeout(path, options.timeout) {
                 Ok(()) => 0,
                 Err(e) => {
-                    cli::complain("freezefs", path, &e);
+                    cli::complain("freezefs", cli::Action::Reset, path, &e);
                     1
                 }
             }
@@ -257,7 +427,7 @@ fn main() {
                     1
                 }
                 Err(e) => {
-                    cli::complain("freezefs", path, &e);
+                    cli::complain("freezefs", cli::Action::Query, path, &e);
                     2
                 }
             }
@@ -272,7 +442,7 @@ fn main() {
                 0
             }
             Err(e) => {
-                eprintln!("freezefs: {}", cli::reason(&e));
+                eprintln!("freezefs: {}", cli::reason(cli::Action::List, &e));
                 1
             }
         },

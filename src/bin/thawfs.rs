@@ -45,18 +45,27 @@ fn main() {
         [] => std::process::exit(cli::usage_error("thawfs", "no mount point given")),
         [path] => {
             if let Err(e) = freezefs::thaw(path) {
-                match (&e, freezefs::status(path).ok().and_then(|s| s.last_freeze)) {
-                    (Error::NotFrozen(_), Some(last)) => {
+                let status = freezefs::status(path).ok();
+                match (&e, status) {
+                    (Error::NotFrozen(_), Some(s)) if s.last_freeze.is_some() => {
+                        let last = s.last_freeze.expect("checked");
                         eprintln!("thawfs: {}: {}", path.display(), cli::ended_text(&last));
                     }
-                    _ => cli::complain("thawfs", path, &e),
+                    (Error::NotFrozen(_), Some(s)) if freezefs::never_freezable(&s.fs_type) => {
+                        eprintln!(
+                            "thawfs: {}: {} filesystems cannot be frozen; nothing to thaw",
+                            path.display(),
+                            s.fs_type
+                        );
+                    }
+                    _ => cli::complain("thawfs", cli::Action::Thaw, path, &e),
                 }
                 std::process::exit(1);
             }
         }
         several => {
             if let Err(e) = freezefs::thaw_all(several) {
-                eprintln!("thawfs: {e}");
+                eprintln!("thawfs: {}", cli::whole(cli::Action::Thaw, &e));
                 std::process::exit(1);
             }
         }

@@ -84,9 +84,10 @@ pub(crate) fn freeze_batch(
         // the state directory's filesystem is the one refusal left.
         match (freezer.protected_names, protected_name) {
             (ProtectedNames::Refuse, Some(name)) => {
+                let is_the_name = named.protected.is_some() || named.given == Path::new(name);
                 return Err(Error::Protected {
+                    what: protected_what(name, is_the_name),
                     path: named.given,
-                    what: protected_what(name, named.protected.is_some()),
                 });
             }
             _ if holds_state_dir => {
@@ -326,7 +327,7 @@ fn protected_what(name: &str, is_the_name: bool) -> String {
     if is_the_name {
         name.to_string()
     } else {
-        format!("{name} (its filesystem is never frozen)")
+        format!("the filesystem of {name}")
     }
 }
 

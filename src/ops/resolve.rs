@@ -23,6 +23,11 @@ pub(crate) struct Resolved {
     pub(crate) protected: Option<&'static str>,
 }
 
+/// The mount point of the mount `path` lies on.
+pub(crate) fn mount_point_of(path: &Path) -> Result<PathBuf> {
+    Ok(Target::open(path)?.mount()?.mount_point)
+}
+
 impl Resolved {
     /// Resolves `path`: a mount root, or one of `/`, `/usr`, `/var` under any
     /// name (`//usr/.`, a symlink), which names its filesystem as on AdvFS.

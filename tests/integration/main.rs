@@ -10,6 +10,7 @@ mod support;
 mod abuse;
 mod beyond;
 mod c_api;
+mod command_messages;
 mod commands;
 mod contract;
 mod errnos;

@@ -52,7 +52,7 @@ impl PrivateMounts {
             rooted: None,
             root: None,
         };
-        let kept: Vec<&Path> = keep.iter().map(|fs| fs.mnt.as_path()).collect();
+        let kept: Vec<&Path> = keep.iter().flat_map(|fs| fs.mounts()).collect();
         ns.wait_until_entered();
         ns.detach_all_but(&kept);
         ns

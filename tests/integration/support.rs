@@ -243,6 +243,13 @@ impl Scratch {
         scratch
     }
 
+    /// Every mount this scratch made: its own and the extra ones.
+    pub(crate) fn mounts(&self) -> Vec<&Path> {
+        std::iter::once(self.mnt.as_path())
+            .chain(self.extra.iter().map(PathBuf::as_path))
+            .collect()
+    }
+
     /// A freezer whose state directory and sysconfigtab are this scratch's own.
     pub(crate) fn freezer(&self) -> Freezer {
         Freezer::new()

@@ -1,7 +1,8 @@
 //! What freezefs(8) and thawfs(8) share: messages, exit codes, formatting.
 #![allow(dead_code)] // shared by two commands; each uses a part
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -10,19 +11,48 @@ use freezefs::{EndReason, Error, LastFreeze};
 /// Exit status for a usage error.
 pub(crate) const USAGE: i32 = 2;
 
+/// What the command was doing, for messages that depend on it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    Freeze,
+    Thaw,
+    Query,
+    Reset,
+    List,
+}
+
+impl Action {
+    fn gerund(self) -> &'static str {
+        match self {
+            Action::Freeze => "freezing",
+            Action::Thaw => "thawing",
+            Action::Query => "querying",
+            Action::Reset => "resetting a timeout",
+            Action::List => "listing",
+        }
+    }
+}
+
 /// The reason part of `<command>: <mount point>: <reason>`, with a hint
 /// where one helps.
-pub(crate) fn reason(error: &Error) -> String {
+pub(crate) fn reason(action: Action, error: &Error) -> String {
     match error {
-        Error::NotPrivileged => "permission denied (freezing needs root or CAP_SYS_ADMIN)".into(),
-        Error::NotMountPoint(_) => "not a mount point".into(),
+        Error::NotPrivileged => format!(
+            "permission denied ({} needs root or CAP_SYS_ADMIN)",
+            action.gerund()
+        ),
+        Error::NotMountPoint(path) => match freezefs::mount_point_of(path) {
+            Ok(mount) => format!(
+                "not a mount point; it lies on the filesystem mounted at {}",
+                mount.display()
+            ),
+            Err(_) => "not a mount point".into(),
+        },
         Error::EmptyPath => "empty path".into(),
         Error::PathTooLong => "path too long".into(),
-        Error::Protected { what, .. } => {
-            format!(
-                "refusing to freeze {what}: /, /usr, /var and the state directory's filesystem are never frozen"
-            )
-        }
+        Error::Protected { what, .. } => format!(
+            "refusing to freeze {what}: the system runs from /, /usr and /var, and would hang"
+        ),
         Error::HoldsStateDir { state_dir, .. } => format!(
             "refusing to freeze the filesystem holding the state directory {}: it keeps the freeze",
             state_dir.display()
@@ -73,9 +103,47 @@ pub(crate) fn ended_text(last: &LastFreeze) -> String {
     }
 }
 
-/// Prints `<command>: <path>: <reason>` on stderr.
-pub(crate) fn complain(command: &str, path: &Path, error: &Error) {
-    eprintln!("{command}: {}: {}", path.display(), reason(error));
+/// An error of a call on several mount points, which names its own: the
+/// error's text, but for a refusal that does not depend on the path.
+pub(crate) fn whole(action: Action, error: &Error) -> String {
+    match error {
+        Error::NotPrivileged => reason(action, error),
+        other => other.to_string(),
+    }
+}
+
+/// Prints `<command>: <path>: <reason>` on stderr; an empty path is
+/// shown as `''`, so that no field is blank.
+pub(crate) fn complain(command: &str, action: Action, path: &Path, error: &Error) {
+    let shown = if path.as_os_str().is_empty() {
+        "''".into()
+    } else {
+        path.display().to_string()
+    };
+    eprintln!("{command}: {shown}: {}", reason(action, error));
+}
+
+/// A mount point or type as findmnt prints it: a space, a tab, a newline,
+/// a backslash, any other control character and any byte that is not UTF-8
+/// as `\xHH`, so that a table row always splits into its columns.
+pub(crate) fn escaped(text: &OsStr) -> String {
+    let mut out = String::new();
+    for chunk in text.as_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() || c == ' ' || c == '\\' {
+                let mut buf = [0; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
 }
 
 /// Prints a usage error with the hint to ask for help, and returns [`USAGE`].
