@@ -37,9 +37,34 @@ pub(crate) struct StateDir {
     fd: OwnedFd,
 }
 
-/// Holds a superblock's lock (an exclusive `flock` on its lock file) until dropped.
+/// Holds a superblock's lock (an exclusive `flock` on its lock file) until
+/// dropped. A superblock's lock file goes with its last freeze: released
+/// with no record left, it is removed first, still locked (a process
+/// waiting on the removed file finds it gone once it gets it, and opens the
+/// new one: see [`StateDir::lock`]).
 pub(crate) struct SbLock {
     _fd: ParentOnlyFd,
+    /// The directory and superblock of a superblock's lock.
+    removable: Option<(OwnedFd, Device, rustix::process::Pid)>,
+}
+
+impl Drop for SbLock {
+    fn drop(&mut self) {
+        let Some((dir, device, owner)) = &self.removable else {
+            return;
+        };
+        // A forked child's copy is not the lock's owner.
+        if rustix::process::getpid() != *owner {
+            return;
+        }
+        let unfrozen = matches!(
+            rustix::fs::statat(dir, format!("sb.{device}"), AtFlags::SYMLINK_NOFOLLOW),
+            Err(Errno::NOENT)
+        );
+        if unfrozen {
+            let _ = rustix::fs::unlinkat(dir, format!("lock.{device}"), AtFlags::empty());
+        }
+    }
 }
 
 fn unsafe_dir(path: &Path, problem: &'static str, errno: i32) -> Error {
@@ -146,14 +171,25 @@ impl StateDir {
     pub(crate) fn lock(&self, device: Device) -> Result<SbLock> {
         self.lock_file(&format!("lock.{device}"), FlockOperation::LockExclusive)
             .map(|l| l.expect("a blocking flock either locks or fails"))
+            .and_then(|lock| self.removable(lock, device))
     }
 
     /// Takes the superblock's lock if it is free; `Ok(None)` when it is not.
     pub(crate) fn try_lock(&self, device: Device) -> Result<Option<SbLock>> {
-        self.lock_file(
+        match self.lock_file(
             &format!("lock.{device}"),
             FlockOperation::NonBlockingLockExclusive,
-        )
+        )? {
+            Some(lock) => self.removable(lock, device).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn removable(&self, mut lock: SbLock, device: Device) -> Result<SbLock> {
+        let dir = rustix::io::fcntl_dupfd_cloexec(&self.fd, 0)
+            .map_err(|e| Error::os(format!("{}: dup", self.path.display()), e))?;
+        lock.removable = Some((dir, device, rustix::process::getpid()));
+        Ok(lock)
     }
 
     /// Takes a lock of the directory's own (e.g. "lock.holder").
@@ -162,26 +198,38 @@ impl StateDir {
             .map(|l| l.expect("a blocking flock either locks or fails"))
     }
 
+    /// Locks the file `name`, creating it. A file removed while we waited
+    /// for it (its last holder removed it) is not the lock any more: then
+    /// again, with the file now at `name`.
     fn lock_file(&self, name: &str, op: FlockOperation) -> Result<Option<SbLock>> {
-        let fd = ParentOnlyFd::open(|| {
-            rustix::fs::openat(
-                &self.fd,
-                name,
-                OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::RUSR | Mode::WUSR,
-            )
-        })
-        .map_err(|e| self.err(name, "open", e))?;
         loop {
-            match rustix::fs::flock(&fd, op) {
-                Ok(()) => return Ok(Some(SbLock { _fd: fd })),
-                Err(Errno::INTR) => continue,
-                Err(e) => {
-                    return match e {
-                        Errno::WOULDBLOCK => Ok(None),
-                        e => Err(self.err(name, "flock", e)),
-                    };
+            let fd = ParentOnlyFd::open(|| {
+                rustix::fs::openat(
+                    &self.fd,
+                    name,
+                    OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::RUSR | Mode::WUSR,
+                )
+            })
+            .map_err(|e| self.err(name, "open", e))?;
+            loop {
+                match rustix::fs::flock(&fd, op) {
+                    Ok(()) => break,
+                    Err(Errno::INTR) => continue,
+                    Err(Errno::WOULDBLOCK) => return Ok(None),
+                    Err(e) => return Err(self.err(name, "flock", e)),
                 }
+            }
+            let held = rustix::fs::fstat(&fd).map_err(|e| self.err(name, "fstat", e))?;
+            match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(now) if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino) => {
+                    return Ok(Some(SbLock {
+                        _fd: fd,
+                        removable: None,
+                    }));
+                }
+                Ok(_) | Err(Errno::NOENT) => continue,
+                Err(e) => return Err(self.err(name, "stat", e)),
             }
         }
     }

@@ -171,3 +171,52 @@ fn state_files_are_never_followed_through_symlinks() {
     assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
     std::fs::remove_file(&record).unwrap();
 }
+
+/// The superblock files in the state directory that start with `prefix`
+/// (`lock.7:0`, not `lock.holder`).
+fn state_files(fs: &Scratch, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(fs.state_dir())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix) && n.contains(':'))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A lock file lives as long as its superblock's freeze: none is left for
+/// a device after a freeze and thaw, a refused freeze, a query, or a
+/// freeze that timed out; one is there while a freeze is.
+#[test]
+fn no_lock_file_is_left_for_a_device_without_a_freeze() {
+    let fs = Scratch::new(Kind::Ext4);
+    let tmpfs = Scratch::new(Kind::Tmpfs);
+    let freezer = fs.freezer();
+    freezer
+        .freeze(&fs.mnt, freezefs::Timeout::Seconds(1))
+        .unwrap();
+    assert_eq!(
+        state_files(&fs, "lock.").len(),
+        1,
+        "a live freeze has its lock"
+    );
+    freezer.thaw(&fs.mnt).unwrap();
+    freezer.is_frozen(&fs.mnt).unwrap();
+    assert!(
+        freezer
+            .freeze(&tmpfs.mnt, freezefs::Timeout::Seconds(1))
+            .is_err()
+    );
+    assert!(freezer.thaw(&fs.mnt).is_err());
+    freezer
+        .freeze(&fs.mnt, freezefs::Timeout::Seconds(1))
+        .unwrap();
+    assert!(support::wait_until(
+        std::time::Duration::from_secs(6),
+        std::time::Duration::from_millis(20),
+        || !fs.kernel_frozen()
+    ));
+    freezer.status(&fs.mnt).unwrap();
+    assert_eq!(state_files(&fs, "lock."), Vec::<String>::new());
+}
