@@ -25,6 +25,12 @@ MAJOR   := $(firstword $(subst ., ,$(VERSION)))
 SONAME  := libfreezefs.so.$(MAJOR)
 BUILD   ?= target/make
 OUT     := $(BUILD)/release
+# Libraries outside the loader's own directories are found through an rpath
+# that pkg-config's Libs carry (make install also runs ldconfig, which covers
+# /usr/local/lib but not a PREFIX of one's own).
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+LOADER_DIRS := /lib /usr/lib /lib64 /usr/lib64 $(if $(MULTIARCH),/lib/$(MULTIARCH) /usr/lib/$(MULTIARCH))
+PC_RPATH := $(if $(filter $(LIBDIR),$(LOADER_DIRS)),, -Wl,-rpath,$${libdir})
 ENV     := CARGO_TARGET_DIR=$(BUILD) FREEZEFS_SONAME=$(SONAME) FREEZEFS_LIBEXECDIR=$(LIBEXECDIR)/freezefs
 
 .PHONY: all build install uninstall clean
@@ -34,9 +40,12 @@ build:
 	$(ENV) $(CARGO) build --release --workspace --bins --lib
 	$(ENV) $(CARGO) rustc --release -p freezefs --lib --crate-type staticlib -- --print native-static-libs 2>&1 \
 	  | sed -n 's/.*native-static-libs: //p' | tail -n 1 > $(BUILD)/libs-private
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
-	    -e 's|@VERSION@|$(VERSION)|' -e "s|@LIBS_PRIVATE@|$$(cat $(BUILD)/libs-private)|" \
-	    freezefs.pc.in > $(BUILD)/freezefs.pc
+	for pc in freezefs freezefs-compat; do \
+	  sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	      -e 's|@VERSION@|$(VERSION)|' -e "s|@LIBS_PRIVATE@|$$(cat $(BUILD)/libs-private)|" \
+	      -e 's|@RPATH@|$(PC_RPATH)|' \
+	      $$pc.pc.in > $(BUILD)/$$pc.pc || exit 1; \
+	done
 
 install: build
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(INCLUDEDIR)/freezefs/compat/sys \
@@ -47,7 +56,7 @@ install: build
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libfreezefs.so
 	install -m 0644 $(OUT)/libfreezefs.a $(DESTDIR)$(LIBDIR)/libfreezefs.a
 	install -m 0755 $(OUT)/libfreezefs_preload.so $(DESTDIR)$(LIBDIR)/libfreezefs_preload.so
-	install -m 0644 $(BUILD)/freezefs.pc $(DESTDIR)$(PKGCONFIGDIR)/freezefs.pc
+	install -m 0644 $(BUILD)/freezefs.pc $(BUILD)/freezefs-compat.pc $(DESTDIR)$(PKGCONFIGDIR)/
 	install -m 0644 include/freezefs.h $(DESTDIR)$(INCLUDEDIR)/freezefs.h
 	install -m 0644 include/compat/sys/mount.h $(DESTDIR)$(INCLUDEDIR)/freezefs/compat/sys/mount.h
 	install -m 0755 $(OUT)/freezefs $(OUT)/thawfs $(DESTDIR)$(SBINDIR)/
@@ -57,11 +66,17 @@ install: build
 	sed 's|/usr/local/lib/libfreezefs_preload.so|$(LIBDIR)/libfreezefs_preload.so|' \
 	  examples/qemu-guest-agent.conf > $(DESTDIR)$(DOCDIR)/examples/qemu-guest-agent.conf
 	chmod 0644 $(DESTDIR)$(DOCDIR)/examples/qemu-guest-agent.conf
+	@# Into the live system (no DESTDIR): the loader's cache must learn of
+	@# the new library, or programs linked to it do not start.
+	@if [ -z "$(DESTDIR)" ] && command -v ldconfig >/dev/null 2>&1; then \
+	  ldconfig && echo "make install: ran ldconfig: the loader now finds $(SONAME)$(if $(PC_RPATH), in its cache if $(LIBDIR) is in /etc/ld.so.conf; else through the rpath that pkg-config gives,)"; \
+	fi
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libfreezefs.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
 	  $(DESTDIR)$(LIBDIR)/libfreezefs.so $(DESTDIR)$(LIBDIR)/libfreezefs.a \
 	  $(DESTDIR)$(LIBDIR)/libfreezefs_preload.so $(DESTDIR)$(PKGCONFIGDIR)/freezefs.pc \
+	  $(DESTDIR)$(PKGCONFIGDIR)/freezefs-compat.pc \
 	  $(DESTDIR)$(INCLUDEDIR)/freezefs.h $(DESTDIR)$(INCLUDEDIR)/freezefs/compat/sys/mount.h \
 	  $(DESTDIR)$(SBINDIR)/freezefs $(DESTDIR)$(SBINDIR)/thawfs \
 	  $(DESTDIR)$(LIBEXECDIR)/freezefs/freezefs-holder \

@@ -4,7 +4,12 @@
  * The page elides code with "..." and calls a placeholder "error"; both are
  * filled in here, and its "if (rc = -1)" is read as the "==" it means.
  *
- *   cc -I include/compat -I include tru64_freeze.c -L target/release -lfreezefs
+ * Installed (make install):
+ *   cc tru64_freeze.c $(pkg-config --cflags --libs freezefs-compat)
+ * From the build tree (cargo build --release), with the library found at run
+ * time through the rpath:
+ *   cc -I include/compat -I include tru64_freeze.c -L target/release \
+ *      -Wl,-rpath,"$PWD/target/release" -lfreezefs
  *   ./a.out [mount point]        (the page freezes /oracle)
  */
 #include <sys/mount.h>

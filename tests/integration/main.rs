@@ -26,5 +26,6 @@ mod legacy;
 mod packaging;
 mod reliability;
 mod robustness;
+mod setup_scripts;
 mod shim;
 mod shim_protected;

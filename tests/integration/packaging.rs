@@ -53,6 +53,7 @@ fn make_install_puts_every_file_where_a_c_library_goes() {
         "lib/libfreezefs.a",
         "lib/libfreezefs_preload.so",
         "lib/pkgconfig/freezefs.pc",
+        "lib/pkgconfig/freezefs-compat.pc",
         "include/freezefs.h",
         "include/freezefs/compat/sys/mount.h",
         "sbin/freezefs",
@@ -168,6 +169,44 @@ fn pkg_config_with_the_staged_sysroot_builds_and_runs_a_c_program() {
         .env("LD_LIBRARY_PATH", staged("lib"))
         .env("FREEZEFS_RUNDIR", dir.join("run")));
     assert_eq!(out.trim(), "query=0");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A Tru64 source, unchanged, through `freezefs-compat.pc` of a `make
+/// install PREFIX=...`: it builds with nothing but pkg-config's flags and
+/// starts with no LD_LIBRARY_PATH (the rpath pkg-config gives), then
+/// freezes, queries and thaws with the installed library and holder.
+#[test]
+fn the_tru64_example_builds_through_freezefs_compat_pc_and_runs_installed() {
+    let (prefix, _) = installed();
+    let fs = Scratch::new(Kind::Ext4);
+    let flags = run(Command::new("pkg-config")
+        .args(["--cflags", "--libs", "freezefs-compat"])
+        .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig")));
+    let dir = mkdtemp("freezefs-compat-pc");
+    let exe = dir.join("tru64_freeze");
+    run(Command::new("sh").arg("-c").arg(format!(
+        "cc -Wall -Wextra -Werror {} -o {} {}",
+        crate_dir().join("examples/tru64_freeze.c").display(),
+        exe.display(),
+        flags.trim()
+    )));
+    let mut cmd = Command::new(&exe);
+    cmd.arg(&fs.mnt);
+    let mut cmd = with_env(&mut cmd, &fs);
+    cmd.env_remove("LD_LIBRARY_PATH")
+        .env_remove("FREEZEFS_HOLDER");
+    let out = cmd.output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("frozen, FS_Q_QUERY says 1"), "{printed}");
+    let loaded = run(Command::new("ldd").arg(&exe).env_remove("LD_LIBRARY_PATH"));
+    assert!(
+        loaded.contains(&format!("{}/lib/libfreezefs.so.1", prefix.display())),
+        "{loaded}"
+    );
+    assert!(!fs.kernel_frozen());
     std::fs::remove_dir_all(dir).unwrap();
 }
 

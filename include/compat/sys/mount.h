@@ -5,7 +5,9 @@
  * flags. This header is the system's own <sys/mount.h> plus freezefs.h, so
  * such code builds unchanged with
  *
- *     cc -I<prefix>/include/compat -I<prefix>/include ... -lfreezefs
+ *     cc ... $(pkg-config --cflags --libs freezefs-compat)
+ *
+ * (installed, it lives in <prefix>/include/freezefs/compat/sys).
  *
  * Put this directory on the include path only for legacy code: it stands in
  * for <sys/mount.h>, and forwards to the real one with #include_next.
