@@ -94,6 +94,56 @@ fn the_installed_qemu_guest_agent_drop_in_names_the_installed_shim() {
     assert!(staged("lib/libfreezefs_preload.so").exists());
 }
 
+/// The README is for its reader: the two commands first, a way out of each
+/// common trouble, and no words about where the project was written.
+#[test]
+fn the_readme_starts_with_the_two_commands_and_has_troubleshooting() {
+    let readme = std::fs::read_to_string(crate_dir().join("README.md")).unwrap();
+    let first_block = readme.find("```sh").expect("no command block");
+    let opening = &readme[first_block..];
+    assert!(
+        opening.find("scripts/demo") < opening.find("```\n")
+            && opening.find("scripts/test") < opening.find("```\n"),
+        "the first command block is not the two commands"
+    );
+    assert!(
+        readme[..first_block].lines().count() < 40,
+        "the two commands come late"
+    );
+    let trouble = readme
+        .split("\n## ")
+        .find(|s| s.starts_with("Troubleshooting"))
+        .expect("no Troubleshooting section");
+    for topic in [
+        "stays frozen",
+        "ECHILD",
+        "EPERM",
+        "another tool",
+        "apt's lock",
+    ] {
+        assert!(
+            trouble.contains(topic),
+            "Troubleshooting says nothing of {topic}"
+        );
+    }
+    let mut texts = vec![("README.md".to_string(), readme.clone())];
+    for entry in std::fs::read_dir(crate_dir().join("docs"))
+        .unwrap()
+        .flatten()
+    {
+        if entry.path().extension().is_some_and(|e| e == "md") {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            texts.push((name, std::fs::read_to_string(entry.path()).unwrap()));
+        }
+    }
+    for (name, text) in &texts {
+        let lower = text.to_lowercase();
+        for word in ["the brief", "ci machine", "this machine", "this session"] {
+            assert!(!lower.contains(word), "{name} speaks of {word:?}");
+        }
+    }
+}
+
 #[test]
 fn the_readme_tells_how_to_run_a_guest_agent_under_the_shim() {
     let readme = std::fs::read_to_string(crate_dir().join("README.md")).unwrap();
