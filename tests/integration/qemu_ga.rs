@@ -5,7 +5,10 @@
 //! other tests' freezes. Only `guest-fsfreeze-freeze-list` with the test's
 //! own mounts is ever sent, never the plain `guest-fsfreeze-freeze`, and the
 //! machine's own `/` is never in a list (`/var` and `/usr` are scratch images
-//! mounted over them in the namespace).
+//! mounted over them in the namespace). The root mount is the one mount a
+//! namespace cannot detach: the agent's thaw reaches it through the shim as
+//! a freezefs thaw, which finds it not frozen (EINVAL) and touches nothing
+//! (were it ever frozen, that thaw would be the suite's guard's rescue).
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
