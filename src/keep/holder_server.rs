@@ -56,6 +56,10 @@ fn serve(dir_path: &Path) -> i32 {
         let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
     }
     let _ = rustix::fs::fcntl_setfl(&listener, rustix::fs::OFlags::NONBLOCK);
+    // The socket's peer credentials are those of the process that last
+    // called listen(): the client that started us, which may exit at once.
+    // Listening again makes them ours, so that clients see a live holder.
+    let _ = rustix::net::listen(&listener, 128);
     let Ok(dir) = StateDir::adopt(dir_path, dir_fd) else {
         return 1;
     };

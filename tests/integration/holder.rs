@@ -366,3 +366,23 @@ fn a_late_holder_never_thaws_a_newer_freeze_made_by_another_process() {
     );
     fs.freezer().thaw(&fs.mnt).unwrap();
 }
+
+/// The holder answers clients after the command that started it exited:
+/// the next command reuses it rather than starting another (the socket's
+/// peer is the holder itself, not its starter).
+#[test]
+fn a_holder_started_by_a_command_that_exited_serves_the_next_command() {
+    let fs = Scratch::new(Kind::Ext4);
+    let freezefs = |args: &[&std::ffi::OsStr]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+        cmd.args(args);
+        assert!(with_env(&mut cmd, &fs).status().unwrap().success());
+    };
+    freezefs(&["-t".as_ref(), "30".as_ref(), fs.mnt.as_os_str()]);
+    let first = holder_of(&fs);
+    fs.freezer().thaw(&fs.mnt).unwrap();
+    freezefs(&["-t".as_ref(), "30".as_ref(), fs.mnt.as_os_str()]);
+    assert_eq!(holder_of(&fs), first, "a second holder was started");
+    assert_eq!(live_holders(&fs), vec![first]);
+    fs.freezer().thaw(&fs.mnt).unwrap();
+}
