@@ -50,7 +50,7 @@ build:
 install: build
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(INCLUDEDIR)/freezefs/compat/sys \
 	  $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBEXECDIR)/freezefs $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man8 \
-	  $(DESTDIR)$(DOCDIR)/examples
+	  $(DESTDIR)$(DOCDIR)/examples/hooks
 	install -m 0755 $(OUT)/libfreezefs.so $(DESTDIR)$(LIBDIR)/libfreezefs.so.$(VERSION)
 	ln -sf libfreezefs.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libfreezefs.so
@@ -66,6 +66,7 @@ install: build
 	sed 's|/usr/local/lib/libfreezefs_preload.so|$(LIBDIR)/libfreezefs_preload.so|' \
 	  examples/qemu-guest-agent.conf > $(DESTDIR)$(DOCDIR)/examples/qemu-guest-agent.conf
 	chmod 0644 $(DESTDIR)$(DOCDIR)/examples/qemu-guest-agent.conf
+	install -m 0755 examples/hooks/50-postgresql $(DESTDIR)$(DOCDIR)/examples/hooks/50-postgresql
 	@# Into the live system (no DESTDIR): the loader's cache must learn of
 	@# the new library, or programs linked to it do not start.
 	@if [ -z "$(DESTDIR)" ] && command -v ldconfig >/dev/null 2>&1; then \
@@ -81,10 +82,10 @@ uninstall:
 	  $(DESTDIR)$(SBINDIR)/freezefs $(DESTDIR)$(SBINDIR)/thawfs \
 	  $(DESTDIR)$(LIBEXECDIR)/freezefs/freezefs-holder \
 	  $(DESTDIR)$(MANDIR)/man3/freezefs.3 $(DESTDIR)$(MANDIR)/man8/freezefs.8 $(DESTDIR)$(MANDIR)/man8/thawfs.8 \
-	  $(DESTDIR)$(DOCDIR)/examples/qemu-guest-agent.conf
+	  $(DESTDIR)$(DOCDIR)/examples/qemu-guest-agent.conf $(DESTDIR)$(DOCDIR)/examples/hooks/50-postgresql
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/freezefs/compat/sys $(DESTDIR)$(INCLUDEDIR)/freezefs/compat \
 	  $(DESTDIR)$(INCLUDEDIR)/freezefs $(DESTDIR)$(LIBEXECDIR)/freezefs \
-	  $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null
+	  $(DESTDIR)$(DOCDIR)/examples/hooks $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 clean:
 	rm -rf $(BUILD)

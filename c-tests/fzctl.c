@@ -33,6 +33,7 @@ static const char *errno_name(int e)
 	case EALREADY: return "EALREADY";
 	case EIO: return "EIO";
 	case ECHILD: return "ECHILD";
+	case ECANCELED: return "ECANCELED";
 	case ENOSPC: return "ENOSPC";
 	case EBUSY: return "EBUSY";
 	default: return "other";

@@ -20,6 +20,10 @@ pub const FALLBACK_SECONDS: u32 = 60;
 /// longer than a hypervisor's snapshot of several disks takes, short enough
 /// that a host that never thaws stops the guest for a minute, not for ever.
 pub const PROTECTED_MAX_FALLBACK_SECONDS: u32 = 60;
+/// How long one hook run may last when the file says nothing usable: a
+/// database's checkpoint takes seconds; a hook stuck for longer than this
+/// holds a backup up for nothing.
+pub const HOOK_FALLBACK_SECONDS: u32 = 30;
 /// A larger file is not read at all: it cannot be a real sysconfigtab.
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
@@ -64,6 +68,17 @@ pub(crate) fn protected_max_timeout_from(text: &[u8]) -> u32 {
         Some(n) if n > 0 => n as u32,
         _ => PROTECTED_MAX_FALLBACK_SECONDS,
     }
+}
+
+/// The time limit of one hook run: `freezefs_hook_timeout` in the `vfs:`
+/// stanza, in seconds; a missing, zero, negative or bad value gives
+/// [`HOOK_FALLBACK_SECONDS`].
+pub(crate) fn hook_timeout(path: &Path) -> u32 {
+    read_bounded(path)
+        .and_then(|text| attribute(&text, "vfs", "freezefs_hook_timeout"))
+        .and_then(|v| parse_seconds(&v))
+        .filter(|&n| n > 0)
+        .map_or(HOOK_FALLBACK_SECONDS, |n| n as u32)
 }
 
 /// Reads a regular file of at most [`MAX_FILE_BYTES`]. O_NONBLOCK keeps a FIFO

@@ -91,6 +91,28 @@ pub enum Error {
         errno: i32,
     },
 
+    /// The hook directory, or a hook in it, could be changed by someone
+    /// other than root, or is not what it should be (`EACCES`). Nothing was
+    /// frozen.
+    #[error("hooks: {} {problem}", path.display())]
+    UnsafeHooks {
+        /// The directory or hook.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+
+    /// A freeze hook failed or outlived its time limit (`ECANCELED`): the
+    /// freeze was not made, and the thaw hooks of those that had run were
+    /// run.
+    #[error("{}: freeze cancelled: {reason}", path.display())]
+    HookFailed {
+        /// The mount point (or the path the caller gave).
+        path: PathBuf,
+        /// Which hook, and how it failed.
+        reason: String,
+    },
+
     /// A state record that cannot be parsed (`EIO`): the state directory was
     /// tampered with. QUERY does not guess.
     #[error("state record {}: unreadable ({reason})", path.display())]
@@ -137,6 +159,8 @@ impl Error {
             }
             Error::AlreadyFrozen(_) | Error::NotFrozen(_) => libc::EALREADY,
             Error::UnsafeStateDir { errno, .. } => *errno,
+            Error::UnsafeHooks { .. } => libc::EACCES,
+            Error::HookFailed { .. } => libc::ECANCELED,
             Error::CorruptRecord { .. } => libc::EIO,
             Error::HolderUnavailable { .. } => libc::ECHILD,
             Error::Os { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
@@ -146,7 +170,7 @@ impl Error {
     /// Every errno the library sets for an error of its own, with its name:
     /// what the header, freezefs(3) and the README list. [`Error::Os`] also
     /// passes through the errno of a failed system call.
-    pub const DOCUMENTED_ERRNOS: [(i32, &'static str); 11] = [
+    pub const DOCUMENTED_ERRNOS: [(i32, &'static str); 12] = [
         (libc::EPERM, "EPERM"),
         (libc::EINVAL, "EINVAL"),
         (libc::ENOENT, "ENOENT"),
@@ -158,6 +182,7 @@ impl Error {
         (libc::ENOTDIR, "ENOTDIR"),
         (libc::EIO, "EIO"),
         (libc::ECHILD, "ECHILD"),
+        (libc::ECANCELED, "ECANCELED"),
     ];
 
     /// Wraps a failed system call, keeping its errno.
@@ -214,6 +239,14 @@ mod tests {
                 problem: "is owned by another user",
                 errno: libc::EACCES,
             },
+            Error::UnsafeHooks {
+                path: path.clone(),
+                problem: "is writable by group or others",
+            },
+            Error::HookFailed {
+                path: path.clone(),
+                reason: "hook 10-db freeze /x: exit 1".into(),
+            },
             Error::CorruptRecord {
                 path: path.clone(),
                 reason: "torn".into(),
@@ -237,6 +270,8 @@ mod tests {
                 | Error::NotFrozen(_)
                 | Error::ResetNotFrozen(_)
                 | Error::UnsafeStateDir { .. }
+                | Error::UnsafeHooks { .. }
+                | Error::HookFailed { .. }
                 | Error::CorruptRecord { .. }
                 | Error::HolderUnavailable { .. }
                 | Error::Os { .. } => {}

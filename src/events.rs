@@ -43,6 +43,10 @@ pub(crate) enum Kind {
     /// thaws every filesystem until one says so), not a fault. Named
     /// `freezefs.failed`, at debug severity.
     NothingToThaw,
+    /// A freeze or thaw hook ran and succeeded.
+    Hook,
+    /// A freeze or thaw hook failed, or outlived its time limit.
+    HookFailed,
 }
 
 impl Kind {
@@ -55,15 +59,16 @@ impl Kind {
             Kind::Abandoned => "freezefs.abandoned",
             Kind::Reset => "freezefs.reset",
             Kind::Failed | Kind::NothingToThaw => "freezefs.failed",
+            Kind::Hook | Kind::HookFailed => "freezefs.hook",
         }
     }
 
     /// syslog severity: notice, warning for a thaw nobody asked for, error.
     fn severity(self) -> u8 {
         match self {
-            Kind::Frozen | Kind::Thawed | Kind::Reset => 5,
+            Kind::Frozen | Kind::Thawed | Kind::Reset | Kind::Hook => 5,
             Kind::Timeout | Kind::Abandoned => 4,
-            Kind::Failed => 3,
+            Kind::Failed | Kind::HookFailed => 3,
             Kind::NothingToThaw => 7,
         }
     }

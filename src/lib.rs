@@ -44,11 +44,12 @@ mod error; // the error type and its errno
 use std::path::{Path, PathBuf};
 
 pub use config::{
-    DefaultTimeout, FALLBACK_SECONDS, PROTECTED_MAX_FALLBACK_SECONDS, SYSCONFIGTAB,
-    SYSCONFIGTAB_ENV,
+    DefaultTimeout, FALLBACK_SECONDS, HOOK_FALLBACK_SECONDS, PROTECTED_MAX_FALLBACK_SECONDS,
+    SYSCONFIGTAB, SYSCONFIGTAB_ENV,
 };
 pub use error::{Error, Result};
 pub use keep::holder_client::HOLDER_ENV;
+pub use keep::hooks::{HOOKS_DIR, HOOKS_DIR_ENV};
 pub use ops::freeze_guard::FreezeGuard;
 pub use ops::freezer::Freezer;
 pub use ops::status::{FreezeState, LastFreeze, Status};

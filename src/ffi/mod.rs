@@ -49,6 +49,10 @@ mod status_struct;
 ///   tool thawed it): the snapshot cannot rely on it, and nothing is touched;
 /// - `EACCES`, `ELOOP`, `ENOTDIR`: the state directory (`/run/freezefs`) is
 ///   unsafe: not owned by root, writable by others, a symlink, not a directory;
+///   `EACCES` also for a hook directory or hook that is not root's, or is
+///   writable by group or others, or a symlink;
+/// - `ECANCELED`: FREEZE: a freeze hook failed or outlived its time limit;
+///   the thaw hooks of those that ran were run, nothing was frozen;
 /// - `ECHILD`: FREEZE could not start the holder process that keeps the
 ///   freeze (missing or not executable); nothing was frozen;
 /// - `EIO`: a state record does not parse (the state directory was tampered

@@ -100,6 +100,7 @@ fn run(wake: Arc<OwnedFd>, mut keeper: Keeper) {
         }
         let changed = !fds[2].revents().is_empty();
         watch::drain(&*wake);
-        keeper.settle(watches, changed);
+        // The holder runs thaw hooks; this thread only lets go.
+        drop(keeper.settle(watches, changed));
     }
 }

@@ -18,6 +18,7 @@ use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
 use crate::error::{Error, Result};
 use crate::keep::continuity::{self, Seen};
+use crate::keep::hooks::{self, Hooks, Target};
 use crate::os::fd_passing;
 use crate::os::fork::ParentOnlyFd;
 use crate::os::mounts::Device;
@@ -213,6 +214,7 @@ pub(crate) fn hold(
     device: Device,
     generation: u64,
     mount_fd: BorrowedFd<'_>,
+    hooks: Option<(&Hooks, &Target)>,
 ) -> Result<Pending> {
     let mount_fd = rustix::io::fcntl_dupfd_cloexec(mount_fd, 0).map_err(|e| Error::os("dup", e))?;
     let (conn, optimistic) = match connect_running(dir)? {
@@ -223,7 +225,15 @@ pub(crate) fn hold(
         conn,
         optimistic,
         exe: exe.to_path_buf(),
-        request: format!("hold {device} {generation}\n"),
+        // With hooks, the holder runs the thaw hooks when the freeze ends.
+        request: match hooks {
+            Some((hooks, target)) => format!(
+                "hold {device} {generation} {} {}\n",
+                hooks.wire(),
+                target.wire()
+            ),
+            None => format!("hold {device} {generation}\n"),
+        },
         mount_fd,
     };
     pending.send(&pending.conn)?;
@@ -313,6 +323,92 @@ pub(crate) fn probe(
     })
 }
 
+/// Asks the holder to run the freeze hooks for `targets` and waits for them:
+/// `Err(HookFailed)` when one failed (the holder ran the thaw hooks of
+/// those that had run).
+pub(crate) fn run_freeze_hooks(
+    dir: &StateDir,
+    exe: &Path,
+    hooks: &Hooks,
+    targets: &[Target],
+) -> Result<()> {
+    let request = hooks_request("hooks-freeze", hooks, targets);
+    let answer = ask_long(dir, exe, &request, hook_wait(hooks, targets, 2))?;
+    match answer.strip_prefix("failed ") {
+        None if answer == "ok" => Ok(()),
+        Some(reason) => Err(Error::HookFailed {
+            path: targets
+                .first()
+                .map(|t| t.mount_point.clone())
+                .unwrap_or_default(),
+            reason: hooks::unhex(reason)
+                .map(|r| String::from_utf8_lossy(&r).into_owned())
+                .unwrap_or_else(|| reason.to_string()),
+        }),
+        None => Err(unavailable(exe, format!("the holder refused: {answer}"))),
+    }
+}
+
+/// Asks the holder to run the thaw hooks for `targets` after a rollback,
+/// and waits for them; their failures are the holder's to log.
+pub(crate) fn run_thaw_hooks(
+    dir: &StateDir,
+    exe: &Path,
+    hooks: &Hooks,
+    targets: &[Target],
+    reason: &str,
+) -> Result<()> {
+    let request = hooks_request(&format!("hooks-thaw {reason}"), hooks, targets);
+    ask_long(dir, exe, &request, hook_wait(hooks, targets, 1)).map(drop)
+}
+
+fn hooks_request(verb: &str, hooks: &Hooks, targets: &[Target]) -> String {
+    let mut request = format!("{verb} {}", hooks.wire());
+    for target in targets {
+        request.push(' ');
+        request.push_str(&target.wire());
+    }
+    request.push('\n');
+    request
+}
+
+/// How long hook runs may take: each run's limit and a margin, `rounds`
+/// times over (a failed freeze also runs thaw hooks).
+fn hook_wait(hooks: &Hooks, targets: &[Target], rounds: u64) -> std::time::Duration {
+    let runs = hooks::list(&hooks.dir).map_or(1, |l| l.len().max(1)) as u64
+        * targets.len().max(1) as u64
+        * rounds;
+    std::time::Duration::from_secs(runs * (u64::from(hooks.limit_s) + 2) + ANSWER_TIMEOUT_S as u64)
+}
+
+/// Sends a request that takes long to answer, to the running holder or a
+/// new one.
+fn ask_long(
+    dir: &StateDir,
+    exe: &Path,
+    request: &str,
+    wait: std::time::Duration,
+) -> Result<String> {
+    let ask = |conn: &ParentOnlyFd| {
+        send(conn, exe, request, &[]).and_then(|()| receive_within(conn, exe, wait))
+    };
+    match connect_running(dir)? {
+        Some(conn) => {
+            let asked = std::time::Instant::now();
+            match ask(&conn) {
+                Ok(answer) => Ok(answer),
+                // Closed at once: it was exiting as we connected; start
+                // anew. Not after a wait: the hooks may have run.
+                Err(_) if asked.elapsed() < std::time::Duration::from_millis(200) => {
+                    ask(&connect_or_start(dir, exe)?)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        None => ask(&connect_or_start(dir, exe)?),
+    }
+}
+
 /// Sends one request with its fds.
 fn send(conn: &ParentOnlyFd, exe: &Path, request: &str, fds: &[BorrowedFd<'_>]) -> Result<()> {
     fd_passing::send_with_fds(conn, request.as_bytes(), fds)
@@ -326,13 +422,26 @@ fn receive(conn: &ParentOnlyFd, exe: &Path) -> Result<String> {
 
 /// Reads the holder's answer, trimmed, and the fd that came with it.
 fn receive_with_fd(conn: &ParentOnlyFd, exe: &Path) -> Result<(String, Option<OwnedFd>)> {
-    rustix::net::sockopt::set_socket_timeout(
+    receive_answer(
         conn,
-        rustix::net::sockopt::Timeout::Recv,
-        Some(std::time::Duration::from_secs(ANSWER_TIMEOUT_S as u64)),
+        exe,
+        std::time::Duration::from_secs(ANSWER_TIMEOUT_S as u64),
     )
-    .map_err(|e| Error::os("socket timeout", e))?;
-    let mut answer = [0u8; 64];
+}
+
+/// Reads an answer that may take up to `wait`.
+fn receive_within(conn: &ParentOnlyFd, exe: &Path, wait: std::time::Duration) -> Result<String> {
+    receive_answer(conn, exe, wait).map(|(answer, _)| answer)
+}
+
+fn receive_answer(
+    conn: &ParentOnlyFd,
+    exe: &Path,
+    wait: std::time::Duration,
+) -> Result<(String, Option<OwnedFd>)> {
+    rustix::net::sockopt::set_socket_timeout(conn, rustix::net::sockopt::Timeout::Recv, Some(wait))
+        .map_err(|e| Error::os("socket timeout", e))?;
+    let mut answer = [0u8; 8192];
     let (bytes, fd) = fd_passing::recv_with_fd(conn, &mut answer)
         .map_err(|e| unavailable(exe, format!("no answer from the holder: {e}")))?;
     if bytes == 0 {

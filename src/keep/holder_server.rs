@@ -19,6 +19,8 @@ use rustix::net::{SendFlags, SocketFlags};
 
 use crate::keep::continuity::{self, Seen, Waiter};
 use crate::keep::holder_client::{LOCK_NAME, SOCKET_NAME};
+use crate::keep::hook_jobs::{HookJobs, HookRequest};
+use crate::keep::hooks::{Hooks, Target};
 use crate::keep::watch::{Keeper, Watch, drain};
 use crate::os::fd_passing;
 use crate::os::fork::lock;
@@ -71,6 +73,7 @@ fn serve(dir_path: &Path) -> i32 {
         return 1;
     };
     let watches: Mutex<Vec<Watch>> = Mutex::new(Vec::new());
+    let jobs = HookJobs::default();
     let mut probes: HashMap<Device, Prober> = HashMap::new();
     // A parked waiter for the next probe, once there has been one.
     let mut spare: Option<Prober> = None;
@@ -124,14 +127,20 @@ fn serve(dir_path: &Path) -> i32 {
                 spare = freed;
             }
         }
-        let probed = accept_all(&listener, &dir, &watches, &mut probes, &mut spare);
+        // Ends first: a freeze's thaw hooks are due before the hooks of a
+        // freeze asked for after it.
+        for over in keeper.settle(&watches, changed) {
+            jobs.after_end(over);
+        }
+        let probed = accept_all(&listener, &dir, &watches, &mut probes, &mut spare, &jobs);
         if spare.is_none() && probed {
             // After the answers: the next probe finds a thread ready.
             spare = Prober::new();
         }
-        keeper.settle(&watches, changed);
-        let nothing_left =
-            lock(&watches).is_empty() && probes.is_empty() && !continuity::any_thread_running();
+        let nothing_left = lock(&watches).is_empty()
+            && probes.is_empty()
+            && !continuity::any_thread_running()
+            && !jobs.running();
         if ready == 0 && idle && nothing_left && may_exit(&listener, &dir) {
             return 0;
         }
@@ -166,6 +175,8 @@ enum Request {
     /// `probe DEVICE`, with a directory fd: is that filesystem frozen, by
     /// whoever?
     Probe(Device, OwnedFd),
+    /// Run hooks (see [`HookRequest`]).
+    Hooks(HookRequest),
 }
 
 /// How long an answer may wait for a waiter to settle.
@@ -178,6 +189,7 @@ fn accept_all(
     watches: &Mutex<Vec<Watch>>,
     probes: &mut HashMap<Device, Prober>,
     spare: &mut Option<Prober>,
+    jobs: &HookJobs,
 ) -> bool {
     let mut probed = false;
     while let Ok(conn) = rustix::net::accept_with(listener, SocketFlags::CLOEXEC) {
@@ -196,6 +208,10 @@ fn accept_all(
                 // Kept open: its end tells the client's attempt is over.
                 watch.attempt = Some(conn);
                 lock(watches).push(watch);
+                continue;
+            }
+            Some(Request::Hooks(request)) => {
+                jobs.answer(conn, request);
                 continue;
             }
             Some(Request::Probe(device, dir_fd)) => {
@@ -291,16 +307,24 @@ fn receive(conn: &OwnedFd, dir: &Arc<StateDir>) -> Option<Request> {
         rustix::net::sockopt::Timeout::Recv,
         Some(std::time::Duration::from_secs(2)),
     );
-    let mut buf = [0u8; 256];
+    // Room for a hook request naming a few long mount points in hex.
+    let mut buf = vec![0u8; 64 * 1024];
     let (bytes, fd) = fd_passing::recv_with_fd(conn, &mut buf).ok()?;
     let text = OsStr::from_bytes(&buf[..bytes]).to_str()?;
     let mut words = text.split_whitespace();
     let verb = words.next()?;
+    if verb.starts_with("hooks-") {
+        return HookRequest::parse(verb, words).map(Request::Hooks);
+    }
     let device: Device = words.next()?.parse().ok()?;
     match verb {
         "hold" => {
             let generation: u64 = words.next()?.parse().ok()?;
             let mount_fd = fd?;
+            let hooks = match Hooks::from_wire(&mut words) {
+                Some(hooks) => Some((hooks, Target::from_wire(&mut words)?)),
+                None => None,
+            };
             Some(Request::Hold(Watch {
                 dir: Arc::clone(dir),
                 device,
@@ -312,6 +336,7 @@ fn receive(conn: &OwnedFd, dir: &Arc<StateDir>) -> Option<Request> {
                 seen: false,
                 waiter: None,
                 defers_to_holder: false,
+                hooks,
             }))
         }
         "probe" => Some(Request::Probe(device, fd?)),

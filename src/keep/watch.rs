@@ -25,6 +25,7 @@ use rustix::time::{
 
 use crate::keep::continuity::Waiter;
 use crate::keep::end::{Ending, defer_to_holder, end_if_over, end_thawed_elsewhere};
+use crate::keep::hooks::{Hooks, Target};
 use crate::os::fork::lock;
 use crate::os::mounts::Device;
 use crate::os::process::now_boot_ns;
@@ -65,6 +66,8 @@ pub(crate) struct Watch {
     /// Helper thread only: at the deadline, leave the thaw to a live holder
     /// for a moment (see [`defer_to_holder`]).
     pub(crate) defers_to_holder: bool,
+    /// Holder only: the thaw hooks to run when this freeze ends.
+    pub(crate) hooks: Option<(Hooks, Target)>,
 }
 
 impl Watch {
@@ -147,8 +150,9 @@ impl Keeper {
     }
 
     /// After waking: reviews the watches that are due, or all of them when a
-    /// record changed or a client's attempt ended (`changed`).
-    pub(crate) fn settle(&mut self, watches: &Mutex<Vec<Watch>>, changed: bool) {
+    /// record changed or a client's attempt ended (`changed`). Returns the
+    /// watches whose freeze is over, whoever ended it.
+    pub(crate) fn settle(&mut self, watches: &Mutex<Vec<Watch>>, changed: bool) -> Vec<Watch> {
         drain(&self.timerfd);
         drain(&self.notify);
         let now = now_boot_ns();
@@ -160,12 +164,17 @@ impl Keeper {
             *watches = keep;
             take
         };
+        let mut over = Vec::new();
         for mut watch in taken {
-            if let Verdict::Keep(wake_at) = review(&mut watch) {
-                watch.wake_at = wake_at;
-                lock(watches).push(watch);
+            match review(&mut watch) {
+                Verdict::Keep(wake_at) => {
+                    watch.wake_at = wake_at;
+                    lock(watches).push(watch);
+                }
+                Verdict::Done => over.push(watch),
             }
         }
+        over
     }
 }
 

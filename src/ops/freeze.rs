@@ -15,6 +15,7 @@ use crate::events::{Event, Kind, Logger};
 use crate::keep::end::record_thawed_elsewhere;
 use crate::keep::helper_thread;
 use crate::keep::holder_client::{self, Handoff, Pending, Watching};
+use crate::keep::hooks::{self, Hooks, Target};
 use crate::keep::watch::Watch;
 use crate::ops::freeze_window;
 use crate::ops::freezer::Freezer;
@@ -51,6 +52,34 @@ impl Member {
     fn device(&self) -> Device {
         self.named.device()
     }
+
+    fn target(&self) -> Target {
+        Target {
+            device: self.device(),
+            mount_point: self.named.mount.mount_point.clone(),
+        }
+    }
+}
+
+/// Before the freeze hooks: a member frozen through freezefs already fails
+/// the batch now, rather than after its hooks ran for nothing.
+fn refuse_live_freezes(dir: &StateDir, members: &[Member]) -> Result<()> {
+    for m in members {
+        if let Ok(Some(record)) = dir.read(m.device()) {
+            if Over::of(&record, now_boot_ns(), false).is_none() {
+                return Err(Error::AlreadyFrozen(m.named.given.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// After a rollback (nothing is frozen any more): the thaw hooks, reason
+/// `rolled-back`, run by the holder.
+fn roll_back_hooks(dir: &StateDir, exe: &Path, hooks: Option<&Hooks>, targets: &[Target]) {
+    if let Some(hooks) = hooks {
+        let _ = holder_client::run_thaw_hooks(dir, exe, hooks, targets, "rolled-back");
+    }
 }
 
 /// Freezes every filesystem of `named` all or nothing, under one deadline.
@@ -64,6 +93,7 @@ pub(crate) fn freeze_batch(
     }
     let dir = StateDir::open(&freezer.state_dir, true)?
         .ok_or_else(|| Error::os("state directory", rustix::io::Errno::NOENT))?;
+    let hooks = hooks::find(&freezer.hooks_dir, &freezer.sysconfigtab)?;
     let protected_superblocks = policy::ProtectedSuperblocks::resolve(dir.mount_id()?);
     let mut holds_protected = false;
     let mut members: Vec<Member> = Vec::with_capacity(named.len());
@@ -134,13 +164,21 @@ pub(crate) fn freeze_batch(
         .map(|&d| dir.lock(d))
         .collect::<Result<_>>()?;
 
+    // Every freeze hook, for every member, before the first flush.
+    let exe = freezer.holder();
+    let targets: Vec<Target> = members.iter().map(Member::target).collect();
+    if let Some(hooks) = &hooks {
+        refuse_live_freezes(&dir, &members)?;
+        holder_client::run_freeze_hooks(&dir, &exe, hooks, &targets)?;
+    }
+
     // Connected now: after FIFREEZE, reporting looks no path up.
     let logger = Logger::connect();
     // Likewise the helper thread exists before the freeze window.
     if timeout_s.is_some() {
         helper_thread::start().map_err(|e| Error::os("starting the helper thaw thread", e))?;
     }
-    let outcome = begin(freezer, &dir, &mut members, timeout_s).and_then(|()| {
+    let outcome = begin(&exe, &dir, &mut members, timeout_s, hooks.as_ref()).and_then(|()| {
         let fds: Vec<BorrowedFd<'_>> = members.iter().map(|m| m.mount_fd.as_fd()).collect();
         freeze_window::presync(&fds);
         // The holders have had the flush's time to take the attempts.
@@ -161,12 +199,14 @@ pub(crate) fn freeze_batch(
                 let _ = dir.remove(m.device());
             }
         }
+        roll_back_hooks(&dir, &exe, hooks.as_ref(), &targets);
         return Err(e);
     }
     // The freeze window: from here on only the state directory, which is
     // never on a frozen filesystem, is touched; no path lookup.
     let dir = Arc::new(dir);
-    let frozen = commit(Arc::clone(&dir), &members, timeout_s)?;
+    let frozen = commit(Arc::clone(&dir), &members, timeout_s)
+        .inspect_err(|_| roll_back_hooks(&dir, &exe, hooks.as_ref(), &targets))?;
     for m in &members {
         if let Some(record) = &m.record {
             logger.send(&Event {
@@ -261,12 +301,12 @@ fn confirm_watches(dir: &StateDir, members: &[Member]) -> Result<()> {
 
 /// Checks for live freezes, hands each attempt to the holder, records it.
 fn begin(
-    freezer: &Freezer,
+    exe: &Path,
     dir: &StateDir,
     members: &mut [Member],
     timeout_s: Option<u32>,
+    hooks: Option<&Hooks>,
 ) -> Result<()> {
-    let exe = freezer.holder();
     let (pid, pid_start) = process::current();
     for m in members.iter_mut() {
         let device = m.device();
@@ -308,12 +348,14 @@ fn begin(
         // a caller killed at any point leaves a freeze that is kept to
         // its deadline or undone, never one that nobody keeps. Its
         // answer is read after the flush, just before FIFREEZE.
+        let target = m.target();
         m.pending = Some(holder_client::hold(
             dir,
-            &exe,
+            exe,
             device,
             record.generation,
             m.mount_fd.as_fd(),
+            hooks.map(|hooks| (hooks, &target)),
         )?);
         dir.write(&record)?;
         m.record = Some(record);
@@ -358,6 +400,7 @@ fn commit(dir: Arc<StateDir>, members: &[Member], timeout_s: Option<u32>) -> Res
                     seen: true,
                     waiter: None,
                     defers_to_holder: true,
+                    hooks: None,
                     mount_fd: m
                         .mount_fd
                         .try_clone()

@@ -9,6 +9,7 @@ use crate::config;
 use crate::error::{Error, Result};
 use crate::events;
 use crate::keep::holder_client;
+use crate::keep::hooks;
 use crate::ops::freeze_guard::FreezeGuard;
 use crate::ops::resolve::Resolved;
 use crate::ops::status::Status;
@@ -28,6 +29,7 @@ pub struct Freezer {
     pub(crate) sysconfigtab: PathBuf,
     holder: Option<PathBuf>,
     pub(crate) protected_names: ProtectedNames,
+    pub(crate) hooks_dir: PathBuf,
 }
 
 impl Default for Freezer {
@@ -40,24 +42,28 @@ impl Default for Freezer {
 const AN_FD: &str = "(fd)";
 
 impl Freezer {
-    /// `/run/freezefs` and `/etc/sysconfigtab`, whatever the environment says.
+    /// `/run/freezefs`, `/etc/sysconfigtab` and `/etc/freezefs/hooks.d`,
+    /// whatever the environment says.
     pub fn new() -> Freezer {
         Freezer {
             state_dir: PathBuf::from(state_dir::RUNDIR),
             sysconfigtab: PathBuf::from(config::SYSCONFIGTAB),
             holder: None,
             protected_names: ProtectedNames::Refuse,
+            hooks_dir: PathBuf::from(hooks::HOOKS_DIR),
         }
     }
 
-    /// The paths in force: `FREEZEFS_RUNDIR` and `FREEZEFS_SYSCONFIGTAB`
-    /// when set (ignored under `AT_SECURE`), else the system ones.
+    /// The paths in force: `FREEZEFS_RUNDIR`, `FREEZEFS_SYSCONFIGTAB` and
+    /// `FREEZEFS_HOOKS_DIR` when set (ignored under `AT_SECURE`), else the
+    /// system ones.
     pub fn from_env() -> Freezer {
         Freezer {
             state_dir: state_dir::rundir_path(),
             sysconfigtab: config::sysconfigtab_path(),
             holder: None,
             protected_names: ProtectedNames::Refuse,
+            hooks_dir: hooks::hooks_dir_path(),
         }
     }
 
@@ -94,6 +100,17 @@ impl Freezer {
     pub fn with_protected_capped(mut self) -> Freezer {
         self.protected_names = ProtectedNames::FreezeCapped;
         self
+    }
+
+    /// Runs the freeze and thaw hooks of another directory.
+    pub fn with_hooks_dir(mut self, path: impl Into<PathBuf>) -> Freezer {
+        self.hooks_dir = path.into();
+        self
+    }
+
+    /// The hook directory this freezer runs the hooks of, when it exists.
+    pub fn hooks_dir(&self) -> &Path {
+        &self.hooks_dir
     }
 
     /// The holder executable this freezer starts when none is running.

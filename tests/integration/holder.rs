@@ -3,14 +3,16 @@
 
 use crate::support;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use freezefs::Timeout;
-use support::{Kind, Scratch, fzctl, fzctl_cmd, live_holders, program, running, sigkill, with_env};
+use support::{
+    Kind, Scratch, frozen_writer, fzctl, fzctl_cmd, live_holders, program, running, sigkill,
+    with_env,
+};
 
 fn holder_of(fs: &Scratch) -> u32 {
     fs.freezer()
@@ -197,14 +199,7 @@ fn a_caller_with_a_sigchld_handler_and_waitpid_is_not_disturbed() {
 #[test]
 fn a_caller_killed_while_blocked_on_its_own_frozen_filesystem_is_thawed_by_the_holder() {
     let fs = Scratch::new(Kind::Ext4);
-    let mut cmd = Command::new(program("freeze_then_write"));
-    cmd.arg(&fs.mnt).arg("2").stdout(Stdio::piped());
-    let mut child = with_env(&mut cmd, &fs).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "frozen");
+    let mut child = frozen_writer(&fs, "2", |cmd| with_env(cmd, &fs));
     let frozen_by = Instant::now();
     thread::sleep(Duration::from_millis(300));
     assert!(fs.kernel_frozen(), "the writer was not blocked");

@@ -63,6 +63,7 @@ fn make_install_puts_every_file_where_a_c_library_goes() {
         "share/man/man8/freezefs.8",
         "share/man/man8/thawfs.8",
         "share/doc/freezefs/examples/qemu-guest-agent.conf",
+        "share/doc/freezefs/examples/hooks/50-postgresql",
     ] {
         assert!(staged(rel).exists(), "{rel} not installed");
     }
@@ -370,6 +371,10 @@ fn the_man_pages_render_without_warnings() {
                 "frozen_by_other_tool",
                 "HISTORY",
                 "needs root",
+                "HOOKS",
+                "FREEZEFS_THAW_REASON",
+                "freezefs_hook_timeout",
+                "ECANCELED",
             ][..],
         ),
         (

@@ -494,6 +494,28 @@ pub(crate) fn live_holders(fs: &Scratch) -> Vec<u32> {
         .collect()
 }
 
+/// Starts `c-tests/freeze_then_write` through `configure` (which sets its
+/// environment), and returns once it has frozen `fs` with `timeout` and is
+/// about to block writing to it.
+pub(crate) fn frozen_writer(
+    fs: &Scratch,
+    timeout: &str,
+    configure: impl FnOnce(&mut Command) -> Command,
+) -> std::process::Child {
+    use std::io::{BufRead, BufReader};
+    let mut cmd = Command::new(program("freeze_then_write"));
+    cmd.arg(&fs.mnt)
+        .arg(timeout)
+        .stdout(std::process::Stdio::piped());
+    let mut child = configure(&mut cmd).spawn().unwrap();
+    let mut said = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut said)
+        .unwrap();
+    assert_eq!(said.trim(), "frozen");
+    child
+}
+
 /// The holder executable cargo built for these tests.
 pub(crate) fn holder_exe() -> &'static str {
     env!("CARGO_BIN_EXE_freezefs-holder")

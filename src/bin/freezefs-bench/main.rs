@@ -205,9 +205,11 @@ fn cycles_only(n: usize) {
     let state_dir = tmpfs_state_dir();
     {
         let fs = ScratchFs::new(&work, "cycles", 256);
-        for (name, s) in measure::cycles(&fs, &freezer_at(state_dir.clone()), n) {
+        let f = freezer_at(state_dir.clone());
+        let hooks = measure::hook_cycles(&fs, &f, &work, n);
+        for (name, s) in measure::cycles(&fs, &f, n).into_iter().chain(hooks) {
             println!(
-                "{name:<34} p50 {:>6.0} us  mean {:>6.0} us  p99 {:>6.0} us  n {}",
+                "{name:<40} p50 {:>6.0} us  mean {:>6.0} us  p99 {:>6.0} us  n {}",
                 s.quantile(0.5),
                 s.mean(),
                 s.quantile(0.99),
@@ -290,6 +292,8 @@ fn main() {
                 samples,
             ));
         }
+        eprintln!("freezefs-bench: hooks");
+        cycles.extend(measure::hook_cycles(&fs, &f, &work, sizes.cycles));
         eprintln!("freezefs-bench: timeout accuracy");
         let timeout_errors = measure::timeout_accuracy(&fs, &f, sizes.timeout_trials);
         eprintln!("freezefs-bench: QUERY latency");

@@ -168,6 +168,59 @@ pub(crate) fn cycles(fs: &ScratchFs, freezer: &Freezer, n: usize) -> Vec<(&'stat
     ]
 }
 
+/// Names of the hook figures in the cycle table.
+pub(crate) const EMPTY_HOOK_DIR: &str = "freezefs untimed, empty hook directory";
+pub(crate) const ONE_HOOK: &str = "freezefs untimed, one hook";
+pub(crate) const HOOK_ALONE: &str = "that hook run alone (spawn+wait)";
+
+/// What hooks add to an untimed cycle: with an empty hook directory, with
+/// one hook (`#!/bin/sh`, `exit 0`), and that hook run alone. A cycle with
+/// a hook runs it twice (freeze, then thaw in the holder, which the next
+/// freeze's hooks wait for).
+pub(crate) fn hook_cycles(
+    fs: &ScratchFs,
+    freezer: &Freezer,
+    work: &Path,
+    n: usize,
+) -> Vec<(&'static str, Samples)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    let empty = work.join("hooks-empty");
+    let one = work.join("hooks-one");
+    for dir in [&empty, &one] {
+        std::fs::create_dir_all(dir).unwrap();
+        mode(dir, 0o755);
+    }
+    let hook = one.join("10-nothing");
+    std::fs::write(&hook, "#!/bin/sh\nexit 0\n").unwrap();
+    mode(&hook, 0o755);
+    fs.settle();
+    let cycle = |dir: &Path| {
+        let f = freezer.clone().with_hooks_dir(dir);
+        Samples::collect(n, || {
+            f.freeze(&fs.mnt, Timeout::Never).unwrap();
+            f.thaw(&fs.mnt).unwrap();
+        })
+    };
+    let with_empty = cycle(&empty);
+    let with_one = cycle(&one);
+    let alone = Samples::collect(n, || {
+        let status = Command::new(&hook)
+            .args(["freeze", "/"])
+            .env_clear()
+            .status()
+            .unwrap();
+        assert!(status.success());
+    });
+    vec![
+        (EMPTY_HOOK_DIR, with_empty),
+        (ONE_HOOK, with_one),
+        (HOOK_ALONE, alone),
+    ]
+}
+
 fn now_boot() -> Duration {
     let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::measure::{Method, Samples, Stall, Truth};
+use crate::measure::{self, Method, Samples, Stall, Truth};
 
 pub(crate) struct Results {
     pub machine: String,
@@ -69,6 +69,27 @@ pub(crate) fn goals(r: &Results) -> Vec<Goal> {
             what: "timed cycle <= 2.5x raw".into(),
             measured: format!("{timed:.0} us vs {raw:.0} us = {:.2}x", timed / raw),
             met: timed / raw <= 2.5,
+        });
+    }
+    if let (Some(untimed), Some(empty), Some(one), Some(alone)) = (
+        p50("freezefs untimed"),
+        p50(measure::EMPTY_HOOK_DIR),
+        p50(measure::ONE_HOOK),
+        p50(measure::HOOK_ALONE),
+    ) {
+        goals.push(Goal {
+            what: "empty hook directory adds <= 0.1 ms to a cycle".into(),
+            measured: format!("{:.0} us vs {untimed:.0} us", empty),
+            met: empty - untimed <= 100.0,
+        });
+        // Two runs per cycle: freeze, and thaw.
+        let per_run = (one - untimed - 2.0 * alone) / 2.0;
+        goals.push(Goal {
+            what: "each hook run costs <= 1 ms beyond the hook's own time".into(),
+            measured: format!(
+                "{per_run:.0} us ({one:.0} us cycle, {untimed:.0} us without, {alone:.0} us the hook alone)"
+            ),
+            met: per_run <= 1000.0,
         });
     }
     let max_ms = r.timeout_errors.max() / 1e3;

@@ -1,0 +1,427 @@
+//! Freeze and thaw hooks: the executables of `/etc/freezefs/hooks.d/` that
+//! tell an application (a database, a mail queue) to quiesce before a freeze
+//! and to resume after it, so that a snapshot is application-consistent.
+//!
+//! Only the holder runs them, for every freeze made through freezefs: its
+//! children are its own (never the caller's, whose `waitpid(-1)` would
+//! reap them), its environment is clean, and it outlives the caller, so
+//! that a freeze's thaw hooks run however the freeze ends:
+//!
+//! - freeze hooks, `HOOK freeze MOUNTPOINT`, in lexical order, at the
+//!   client's request before its flush ([`run_freeze`]); one that fails or
+//!   outlives the time limit aborts the freeze, after the thaw hooks of
+//!   those that ran (reason `rolled-back`);
+//! - thaw hooks, `HOOK thaw MOUNTPOINT`, in reverse order, after the thaw
+//!   ([`run_thaw`]): when a freeze the holder keeps ends (thawed, timeout,
+//!   freezer-died, other-tool), or at the client's request after a rollback.
+//!
+//! A hook runs with `FREEZEFS_MOUNT_POINT`, `FREEZEFS_DEVICE`, for a thaw
+//! `FREEZEFS_THAW_REASON`, and `PATH`, nothing else; stdin is `/dev/null`;
+//! its output (the first 2 KiB) goes into its event, one per run, with its
+//! exit status and duration. A failed thaw hook is logged, never retried.
+
+use std::ffi::OsStr;
+use std::fs::Metadata;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::config;
+use crate::error::{Error, Result};
+use crate::events::{self, Event, Kind};
+use crate::os::fork::lock;
+use crate::os::mounts::Device;
+use crate::os::syscalls;
+
+/// Where hooks live.
+pub const HOOKS_DIR: &str = "/etc/freezefs/hooks.d";
+/// The environment variable that overrides [`HOOKS_DIR`] (ignored under `AT_SECURE`).
+pub const HOOKS_DIR_ENV: &str = "FREEZEFS_HOOKS_DIR";
+/// The output of a hook kept for its event.
+const OUTPUT_BYTES: usize = 2048;
+/// How long a killed hook may take to go before it is left to exit alone.
+const KILL_WAIT: Duration = Duration::from_secs(1);
+
+/// A hook directory that holds hooks, and the time limit of each run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Hooks {
+    pub(crate) dir: PathBuf,
+    pub(crate) limit_s: u32,
+}
+
+/// A filesystem hooks are run for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    pub(crate) device: Device,
+    pub(crate) mount_point: PathBuf,
+}
+
+impl Hooks {
+    /// The words that carry these hooks in a request to the holder:
+    /// `LIMIT DIR` (paths in hex: any bytes, no spaces).
+    pub(crate) fn wire(&self) -> String {
+        format!("{} {}", self.limit_s, hex(self.dir.as_os_str().as_bytes()))
+    }
+
+    /// Reads what [`Hooks::wire`] wrote.
+    pub(crate) fn from_wire<'a>(words: &mut impl Iterator<Item = &'a str>) -> Option<Hooks> {
+        Some(Hooks {
+            limit_s: words.next()?.parse().ok()?,
+            dir: PathBuf::from(OsStr::from_bytes(&unhex(words.next()?)?)),
+        })
+    }
+}
+
+impl Target {
+    /// `DEVICE MOUNTPOINT` for a request to the holder (the path in hex).
+    pub(crate) fn wire(&self) -> String {
+        format!(
+            "{} {}",
+            self.device,
+            hex(self.mount_point.as_os_str().as_bytes())
+        )
+    }
+
+    /// Reads what [`Target::wire`] wrote.
+    pub(crate) fn from_wire<'a>(words: &mut impl Iterator<Item = &'a str>) -> Option<Target> {
+        Some(Target {
+            device: words.next()?.parse().ok()?,
+            mount_point: PathBuf::from(OsStr::from_bytes(&unhex(words.next()?)?)),
+        })
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The hook directory in force: the override, or [`HOOKS_DIR`].
+pub(crate) fn hooks_dir_path() -> PathBuf {
+    syscalls::secure_env(HOOKS_DIR_ENV)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(HOOKS_DIR))
+}
+
+/// The hooks in force: `None` when the directory does not exist or holds
+/// no hook (then a freeze costs one `stat` more than without hooks). A
+/// directory or hook that someone other than root could change is an error.
+pub(crate) fn find(dir: &Path, sysconfigtab: &Path) -> Result<Option<Hooks>> {
+    let dir = dir.to_path_buf();
+    let meta = match std::fs::symlink_metadata(&dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::os(dir.display().to_string(), e)),
+    };
+    if !meta.is_dir() {
+        return Err(unsafe_hooks(&dir, "is not a directory"));
+    }
+    check_owner(&dir, &meta)?;
+    let hooks = Hooks {
+        dir,
+        limit_s: config::hook_timeout(sysconfigtab),
+    };
+    Ok((!list(&hooks.dir)?.is_empty()).then_some(hooks))
+}
+
+fn unsafe_hooks(path: &Path, problem: &'static str) -> Error {
+    Error::UnsafeHooks {
+        path: path.to_path_buf(),
+        problem,
+    }
+}
+
+fn check_owner(path: &Path, meta: &Metadata) -> Result<()> {
+    if meta.uid() != 0 {
+        return Err(unsafe_hooks(path, "is not owned by root"));
+    }
+    if meta.permissions().mode() & 0o022 != 0 {
+        return Err(unsafe_hooks(path, "is writable by group or others"));
+    }
+    Ok(())
+}
+
+/// The hooks of `dir`, in lexical order: executable regular files, as
+/// run-parts takes them (names starting with `.` or ending in `~` or a
+/// dpkg suffix are left out; a file that is not executable is skipped). A
+/// hook someone other than root could change, or a symbolic link, is an
+/// error.
+pub(crate) fn list(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::os(dir.display().to_string(), e))?;
+    let mut hooks = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::os(dir.display().to_string(), e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let skipped = name.starts_with('.')
+            || name.ends_with('~')
+            || [".dpkg-old", ".dpkg-new", ".dpkg-dist", ".dpkg-tmp"]
+                .iter()
+                .any(|s| name.ends_with(s));
+        if skipped {
+            continue;
+        }
+        let path = entry.path();
+        let meta = std::fs::symlink_metadata(&path)
+            .map_err(|e| Error::os(path.display().to_string(), e))?;
+        if meta.file_type().is_symlink() {
+            return Err(unsafe_hooks(&path, "is a symbolic link"));
+        }
+        if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+            continue;
+        }
+        check_owner(&path, &meta)?;
+        hooks.push(path);
+    }
+    hooks.sort();
+    Ok(hooks)
+}
+
+/// What one hook run came to.
+struct Run {
+    /// Exited 0 in time.
+    ok: bool,
+    /// "exit 0", "exit 3", "killed by signal 9", "timed out after 30 s".
+    status: String,
+    took: Duration,
+    output: String,
+}
+
+/// Runs every freeze hook for every target, in lexical order, all before
+/// any flush. On the first failure, runs the thaw hooks of the runs that
+/// succeeded (newest first, reason `rolled-back`) and returns what failed.
+pub(crate) fn run_freeze(hooks: &Hooks, targets: &[Target]) -> std::result::Result<(), String> {
+    let list = list(&hooks.dir).map_err(|e| e.to_string())?;
+    let mut done: Vec<(&Target, &Path)> = Vec::new();
+    for target in targets {
+        for hook in &list {
+            let run = run_one(hook, "freeze", target, None, hooks.limit_s);
+            if !run.ok {
+                for (target, hook) in done.iter().rev() {
+                    run_one(hook, "thaw", target, Some("rolled-back"), hooks.limit_s);
+                }
+                return Err(format!(
+                    "hook {} freeze {}: {}",
+                    hook.display(),
+                    target.mount_point.display(),
+                    run.status
+                ));
+            }
+            done.push((target, hook));
+        }
+    }
+    Ok(())
+}
+
+/// Runs every thaw hook for every target, in reverse lexical order, with
+/// the reason the freeze ended; failures are logged only.
+pub(crate) fn run_thaw(hooks: &Hooks, targets: &[Target], reason: &str) {
+    let Ok(mut list) = list(&hooks.dir) else {
+        return;
+    };
+    list.reverse();
+    for target in targets {
+        for hook in &list {
+            run_one(hook, "thaw", target, Some(reason), hooks.limit_s);
+        }
+    }
+}
+
+/// Runs one hook, bounded by `limit_s`, and sends its event.
+fn run_one(hook: &Path, action: &str, target: &Target, reason: Option<&str>, limit_s: u32) -> Run {
+    let started = Instant::now();
+    let run = spawn_and_wait(
+        hook,
+        action,
+        target,
+        reason,
+        Duration::from_secs(limit_s.into()),
+    )
+    .unwrap_or_else(|e| Run {
+        ok: false,
+        status: format!("could not run: {e}"),
+        took: started.elapsed(),
+        output: String::new(),
+    });
+    let name = hook.file_name().map_or_else(
+        || hook.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let mut text = format!(
+        "hook {name} {action}{}: {} in {:.1} ms",
+        reason.map_or(String::new(), |r| format!(" ({r})")),
+        run.status,
+        run.took.as_secs_f64() * 1000.0
+    );
+    if !run.output.is_empty() {
+        text.push_str("; output: ");
+        text.push_str(run.output.trim_end());
+    }
+    events::emit(&Event {
+        kind: if run.ok { Kind::Hook } else { Kind::HookFailed },
+        mount_point: &target.mount_point,
+        device: Some(target.device),
+        pid: std::process::id(),
+        uid: rustix::process::getuid().as_raw(),
+        timeout: None,
+        reason: &text,
+    });
+    run
+}
+
+fn spawn_and_wait(
+    hook: &Path,
+    action: &str,
+    target: &Target,
+    reason: Option<&str>,
+    limit: Duration,
+) -> std::io::Result<Run> {
+    let started = Instant::now();
+    let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let mut cmd = Command::new(hook);
+    cmd.arg(action)
+        .arg(&target.mount_point)
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("FREEZEFS_MOUNT_POINT", &target.mount_point)
+        .env("FREEZEFS_DEVICE", target.device.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(writer.try_clone()?))
+        .stderr(Stdio::from(writer))
+        .current_dir("/")
+        // Its own process group, so that a hook past its limit is killed
+        // with everything it started.
+        .process_group(0);
+    if let Some(reason) = reason {
+        cmd.env("FREEZEFS_THAW_REASON", reason);
+    }
+    let mut child = cmd.spawn()?;
+    drop(cmd);
+    // Read on a thread of its own: a hook that fills the pipe must not
+    // stall, and one whose children keep it open must not hold us.
+    let output = Arc::new(Output::default());
+    let filled = Arc::clone(&output);
+    std::thread::Builder::new()
+        .name("freezefs-hook-output".into())
+        .spawn(move || filled.read_all(reader))?;
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a child's pid");
+    let exited = wait_exit(pid, limit);
+    let status = if exited {
+        child.wait()?
+    } else {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        if !wait_exit(pid, KILL_WAIT) {
+            // Stuck in the kernel (a write to a frozen filesystem): reaped
+            // whenever it goes, by a thread that waits for nothing else.
+            std::thread::spawn(move || child.wait());
+            return Ok(Run {
+                ok: false,
+                status: format!(
+                    "timed out after {} s, and could not be killed",
+                    limit.as_secs()
+                ),
+                took: started.elapsed(),
+                output: output.text(),
+            });
+        }
+        let _ = child.wait();
+        return Ok(Run {
+            ok: false,
+            status: format!("timed out after {} s, killed", limit.as_secs()),
+            took: started.elapsed(),
+            output: output.text(),
+        });
+    };
+    let took = started.elapsed();
+    let status_text = match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, None) => "ended".to_string(),
+    };
+    Ok(Run {
+        ok: status.success(),
+        status: status_text,
+        took,
+        output: output.text(),
+    })
+}
+
+/// A hook's output as it is read: the first [`OUTPUT_BYTES`], and whether
+/// the pipe reached its end.
+#[derive(Default)]
+struct Output {
+    kept: Mutex<(Vec<u8>, bool)>,
+    ended: Condvar,
+}
+
+impl Output {
+    fn read_all(&self, reader: std::os::fd::OwnedFd) {
+        let mut reader = std::fs::File::from(reader);
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let mut kept = lock(&self.kept);
+            let room = OUTPUT_BYTES.saturating_sub(kept.0.len());
+            kept.0.extend_from_slice(&buf[..n.min(room)]);
+        }
+        lock(&self.kept).1 = true;
+        self.ended.notify_all();
+    }
+
+    /// What was read; waits a moment for the end of the output of a hook
+    /// that has exited, never for its children's.
+    fn text(&self) -> String {
+        let kept = lock(&self.kept);
+        let (kept, _) = self
+            .ended
+            .wait_timeout_while(kept, Duration::from_millis(20), |k| !k.1)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        String::from_utf8_lossy(&kept.0).into_owned()
+    }
+}
+
+/// Waits until `pid` exits (without reaping it), at most `limit`: through
+/// a pidfd, so that the wake comes with the exit.
+fn wait_exit(pid: rustix::process::Pid, limit: Duration) -> bool {
+    let Ok(pidfd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) else {
+        return false;
+    };
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = rustix::time::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: left.subsec_nanos() as i64,
+        };
+        let mut fds = [rustix::event::PollFd::new(
+            &pidfd,
+            rustix::event::PollFlags::IN,
+        )];
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(n) if n > 0 => return true,
+            Ok(_) => return false,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return false,
+        }
+    }
+}
