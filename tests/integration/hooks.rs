@@ -348,3 +348,19 @@ fn a_freezes_thaw_hooks_end_before_the_next_freezes_freeze_hooks_begin() {
     assert_eq!(actions, ["freeze", "thaw", "freeze"], "{ran:?}");
     assert!(thawfs(&fs).status.success());
 }
+
+#[test]
+fn a_freeze_through_the_shim_runs_the_hooks_too() {
+    let fs = Scratch::new(Kind::Ext4);
+    add_hook(&fs, "10-a", "");
+    let mut cmd = Command::new("fsfreeze");
+    cmd.arg("-f").arg(&fs.mnt);
+    let mut cmd = hooked(&mut cmd, &fs);
+    cmd.env("LD_PRELOAD", crate::support::shim())
+        .env("FREEZEFS_TIMEOUT", "30");
+    assert!(cmd.status().unwrap().success());
+    assert!(fs.record_text().is_some(), "the shim is not active");
+    assert_eq!(log(&fs), [line("10-a", "freeze", &fs, "-")]);
+    assert!(thawfs(&fs).status.success());
+    assert_eq!(log_of(&fs, 2)[1], line("10-a", "thaw", &fs, "thawed"));
+}
