@@ -57,28 +57,34 @@ pub(crate) fn default_timeout(path: &Path) -> DefaultTimeout {
 /// cap is always finite: a missing, zero, negative or bad value gives
 /// [`PROTECTED_MAX_FALLBACK_SECONDS`].
 pub(crate) fn protected_max_timeout(path: &Path) -> u32 {
-    read_bounded(path)
-        .map(|text| protected_max_timeout_from(&text))
-        .unwrap_or(PROTECTED_MAX_FALLBACK_SECONDS)
-}
-
-/// The cap a sysconfigtab text gives (see [`protected_max_timeout`]).
-pub(crate) fn protected_max_timeout_from(text: &[u8]) -> u32 {
-    match attribute(text, "vfs", "freezefs_protected_max_timeout").and_then(|v| parse_seconds(&v)) {
-        Some(n) if n > 0 => n as u32,
-        _ => PROTECTED_MAX_FALLBACK_SECONDS,
-    }
+    positive_seconds(
+        path,
+        "freezefs_protected_max_timeout",
+        PROTECTED_MAX_FALLBACK_SECONDS,
+    )
 }
 
 /// The time limit of one hook run: `freezefs_hook_timeout` in the `vfs:`
 /// stanza, in seconds; a missing, zero, negative or bad value gives
 /// [`HOOK_FALLBACK_SECONDS`].
 pub(crate) fn hook_timeout(path: &Path) -> u32 {
-    read_bounded(path)
-        .and_then(|text| attribute(&text, "vfs", "freezefs_hook_timeout"))
-        .and_then(|v| parse_seconds(&v))
-        .filter(|&n| n > 0)
-        .map_or(HOOK_FALLBACK_SECONDS, |n| n as u32)
+    positive_seconds(path, "freezefs_hook_timeout", HOOK_FALLBACK_SECONDS)
+}
+
+/// A `vfs:` attribute of `path` that must be a positive number of
+/// seconds, else `fallback`.
+fn positive_seconds(path: &Path, attr: &str, fallback: u32) -> u32 {
+    read_bounded(path).map_or(fallback, |text| {
+        positive_seconds_from(&text, attr, fallback)
+    })
+}
+
+/// [`positive_seconds`] of a sysconfigtab text.
+pub(crate) fn positive_seconds_from(text: &[u8], attr: &str, fallback: u32) -> u32 {
+    match attribute(text, "vfs", attr).and_then(|v| parse_seconds(&v)) {
+        Some(n) if n > 0 => n as u32,
+        _ => fallback,
+    }
 }
 
 /// Reads a regular file of at most [`MAX_FILE_BYTES`]. O_NONBLOCK keeps a FIFO
@@ -158,7 +164,11 @@ mod tests {
     }
 
     fn cap(text: &str) -> u32 {
-        protected_max_timeout_from(text.as_bytes())
+        positive_seconds_from(
+            text.as_bytes(),
+            "freezefs_protected_max_timeout",
+            PROTECTED_MAX_FALLBACK_SECONDS,
+        )
     }
 
     #[test]

@@ -5,7 +5,7 @@ mod cli;
 
 use std::path::PathBuf;
 
-use freezefs::Error;
+use freezefs::{Error, Status};
 
 const HELP: &str = "\
 Usage:
@@ -47,8 +47,13 @@ fn main() {
             if let Err(e) = freezefs::thaw(path) {
                 let status = freezefs::status(path).ok();
                 match (&e, status) {
-                    (Error::NotFrozen(_), Some(s)) if s.last_freeze.is_some() => {
-                        let last = s.last_freeze.expect("checked");
+                    (
+                        Error::NotFrozen(_),
+                        Some(Status {
+                            last_freeze: Some(last),
+                            ..
+                        }),
+                    ) => {
                         eprintln!("thawfs: {}: {}", path.display(), cli::ended_text(&last));
                     }
                     (Error::NotFrozen(_), Some(s)) if freezefs::never_freezable(&s.fs_type) => {

@@ -18,7 +18,8 @@ use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
 use crate::error::{Error, Result};
 use crate::keep::continuity::{self, Seen};
-use crate::keep::hooks::{self, Hooks, Target};
+use crate::keep::hook_wire;
+use crate::keep::hooks::{Hooks, Target};
 use crate::os::fd_passing;
 use crate::os::fork::ParentOnlyFd;
 use crate::os::mounts::Device;
@@ -341,7 +342,7 @@ pub(crate) fn run_freeze_hooks(
                 .first()
                 .map(|t| t.mount_point.clone())
                 .unwrap_or_default(),
-            reason: hooks::unhex(reason)
+            reason: hook_wire::unhex(reason)
                 .map(|r| String::from_utf8_lossy(&r).into_owned())
                 .unwrap_or_else(|| reason.to_string()),
         }),
@@ -375,9 +376,7 @@ fn hooks_request(verb: &str, hooks: &Hooks, targets: &[Target]) -> String {
 /// How long hook runs may take: each run's limit and a margin, `rounds`
 /// times over (a failed freeze also runs thaw hooks).
 fn hook_wait(hooks: &Hooks, targets: &[Target], rounds: u64) -> std::time::Duration {
-    let runs = hooks::list(&hooks.dir).map_or(1, |l| l.len().max(1)) as u64
-        * targets.len().max(1) as u64
-        * rounds;
+    let runs = hooks.count.max(1) as u64 * targets.len().max(1) as u64 * rounds;
     std::time::Duration::from_secs(runs * (u64::from(hooks.limit_s) + 2) + ANSWER_TIMEOUT_S as u64)
 }
 

@@ -74,6 +74,9 @@ fn serve(dir_path: &Path) -> i32 {
     };
     let watches: Mutex<Vec<Watch>> = Mutex::new(Vec::new());
     let jobs = HookJobs::default();
+    // Room for a hook request naming a few long mount points in hex: one
+    // buffer for the holder's life, not one per request.
+    let mut request_buf = vec![0u8; 64 * 1024];
     let mut probes: HashMap<Device, Prober> = HashMap::new();
     // A parked waiter for the next probe, once there has been one.
     let mut spare: Option<Prober> = None;
@@ -132,7 +135,15 @@ fn serve(dir_path: &Path) -> i32 {
         for over in keeper.settle(&watches, changed) {
             jobs.after_end(over);
         }
-        let probed = accept_all(&listener, &dir, &watches, &mut probes, &mut spare, &jobs);
+        let probed = accept_all(
+            &listener,
+            &dir,
+            &watches,
+            &mut probes,
+            &mut spare,
+            &jobs,
+            &mut request_buf,
+        );
         if spare.is_none() && probed {
             // After the answers: the next probe finds a thread ready.
             spare = Prober::new();
@@ -190,10 +201,11 @@ fn accept_all(
     probes: &mut HashMap<Device, Prober>,
     spare: &mut Option<Prober>,
     jobs: &HookJobs,
+    buf: &mut [u8],
 ) -> bool {
     let mut probed = false;
     while let Ok(conn) = rustix::net::accept_with(listener, SocketFlags::CLOEXEC) {
-        let answer: String = match receive(&conn, dir) {
+        let answer: String = match receive(&conn, dir, buf) {
             Some(Request::Hold(mut watch)) => {
                 // The client gets the teller's end of the freeze's waiter,
                 // to start it itself just after FIFREEZE.
@@ -296,7 +308,7 @@ fn probe(
 }
 
 /// Reads one request and its fds, from a client of the same user or root.
-fn receive(conn: &OwnedFd, dir: &Arc<StateDir>) -> Option<Request> {
+fn receive(conn: &OwnedFd, dir: &Arc<StateDir>, buf: &mut [u8]) -> Option<Request> {
     let cred = rustix::net::sockopt::socket_peercred(conn).ok()?;
     let euid = rustix::process::geteuid();
     if !(cred.uid.is_root() || cred.uid == euid) {
@@ -307,9 +319,7 @@ fn receive(conn: &OwnedFd, dir: &Arc<StateDir>) -> Option<Request> {
         rustix::net::sockopt::Timeout::Recv,
         Some(std::time::Duration::from_secs(2)),
     );
-    // Room for a hook request naming a few long mount points in hex.
-    let mut buf = vec![0u8; 64 * 1024];
-    let (bytes, fd) = fd_passing::recv_with_fd(conn, &mut buf).ok()?;
+    let (bytes, fd) = fd_passing::recv_with_fd(conn, buf).ok()?;
     let text = OsStr::from_bytes(&buf[..bytes]).to_str()?;
     let mut words = text.split_whitespace();
     let verb = words.next()?;

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use rustix::net::SendFlags;
 
-use crate::keep::hooks::{self, Hooks, Target, hex};
+use crate::keep::hook_wire::hex;
+use crate::keep::hooks::{self, Hooks, Target};
 use crate::keep::watch::Watch;
 use crate::os::fork::lock;
 

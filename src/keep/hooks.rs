@@ -20,10 +20,8 @@
 //! its output (the first 2 KiB) goes into its event, one per run, with its
 //! exit status and duration. A failed thaw hook is logged, never retried.
 
-use std::ffi::OsStr;
 use std::fs::Metadata;
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -52,6 +50,9 @@ const KILL_WAIT: Duration = Duration::from_secs(1);
 pub(crate) struct Hooks {
     pub(crate) dir: PathBuf,
     pub(crate) limit_s: u32,
+    /// How many hooks [`find`] listed: what a client waits for. Not sent to
+    /// the holder, which lists the directory when it runs them.
+    pub(crate) count: usize,
 }
 
 /// A filesystem hooks are run for.
@@ -59,55 +60,6 @@ pub(crate) struct Hooks {
 pub(crate) struct Target {
     pub(crate) device: Device,
     pub(crate) mount_point: PathBuf,
-}
-
-impl Hooks {
-    /// The words that carry these hooks in a request to the holder:
-    /// `LIMIT DIR` (paths in hex: any bytes, no spaces).
-    pub(crate) fn wire(&self) -> String {
-        format!("{} {}", self.limit_s, hex(self.dir.as_os_str().as_bytes()))
-    }
-
-    /// Reads what [`Hooks::wire`] wrote.
-    pub(crate) fn from_wire<'a>(words: &mut impl Iterator<Item = &'a str>) -> Option<Hooks> {
-        Some(Hooks {
-            limit_s: words.next()?.parse().ok()?,
-            dir: PathBuf::from(OsStr::from_bytes(&unhex(words.next()?)?)),
-        })
-    }
-}
-
-impl Target {
-    /// `DEVICE MOUNTPOINT` for a request to the holder (the path in hex).
-    pub(crate) fn wire(&self) -> String {
-        format!(
-            "{} {}",
-            self.device,
-            hex(self.mount_point.as_os_str().as_bytes())
-        )
-    }
-
-    /// Reads what [`Target::wire`] wrote.
-    pub(crate) fn from_wire<'a>(words: &mut impl Iterator<Item = &'a str>) -> Option<Target> {
-        Some(Target {
-            device: words.next()?.parse().ok()?,
-            mount_point: PathBuf::from(OsStr::from_bytes(&unhex(words.next()?)?)),
-        })
-    }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// The hook directory in force: the override, or [`HOOKS_DIR`].
@@ -132,11 +84,12 @@ pub(crate) fn find(dir: &Path, sysconfigtab: &Path) -> Result<Option<Hooks>> {
         return Err(unsafe_hooks(&dir, "is not a directory"));
     }
     check_owner(&dir, &meta)?;
-    let hooks = Hooks {
+    let count = list(&dir)?.len();
+    Ok((count > 0).then(|| Hooks {
         dir,
         limit_s: config::hook_timeout(sysconfigtab),
-    };
-    Ok((!list(&hooks.dir)?.is_empty()).then_some(hooks))
+        count,
+    }))
 }
 
 fn unsafe_hooks(path: &Path, problem: &'static str) -> Error {

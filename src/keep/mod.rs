@@ -7,6 +7,7 @@ pub(crate) mod end;
 pub(crate) mod helper_thread;
 pub(crate) mod holder_client;
 pub(crate) mod hook_jobs;
+pub(crate) mod hook_wire;
 pub(crate) mod hooks;
 pub(crate) mod holder_server;
 pub(crate) mod watch;

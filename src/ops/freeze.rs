@@ -61,14 +61,22 @@ impl Member {
     }
 }
 
-/// Before the freeze hooks: a member frozen through freezefs already fails
-/// the batch now, rather than after its hooks ran for nothing.
-fn refuse_live_freezes(dir: &StateDir, members: &[Member]) -> Result<()> {
+/// Before anything runs for it: a member frozen through freezefs fails the
+/// batch; a recorded freeze that is over (its keepers have not ended it
+/// yet) is thawed; a corrupt record will be overwritten (the kernel says
+/// whether it is frozen).
+fn check_old_records(dir: &StateDir, members: &[Member]) -> Result<()> {
     for m in members {
-        if let Ok(Some(record)) = dir.read(m.device()) {
-            if Over::of(&record, now_boot_ns(), false).is_none() {
-                return Err(Error::AlreadyFrozen(m.named.given.clone()));
-            }
+        match dir.read(m.device()) {
+            Ok(Some(old)) => match Over::of(&old, now_boot_ns(), false) {
+                None => return Err(Error::AlreadyFrozen(m.named.given.clone())),
+                Some(over) if over.needs_thaw() => {
+                    let _ = syscalls::fithaw(&m.mount_fd);
+                }
+                Some(_) => {}
+            },
+            Ok(None) | Err(Error::CorruptRecord { .. }) => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(())
@@ -167,8 +175,8 @@ pub(crate) fn freeze_batch(
     // Every freeze hook, for every member, before the first flush.
     let exe = freezer.holder();
     let targets: Vec<Target> = members.iter().map(Member::target).collect();
+    check_old_records(&dir, &members)?;
     if let Some(hooks) = &hooks {
-        refuse_live_freezes(&dir, &members)?;
         holder_client::run_freeze_hooks(&dir, &exe, hooks, &targets)?;
     }
 
@@ -299,7 +307,7 @@ fn confirm_watches(dir: &StateDir, members: &[Member]) -> Result<()> {
     Ok(())
 }
 
-/// Checks for live freezes, hands each attempt to the holder, records it.
+/// Hands each attempt to the holder, records it.
 fn begin(
     exe: &Path,
     dir: &StateDir,
@@ -310,19 +318,6 @@ fn begin(
     let (pid, pid_start) = process::current();
     for m in members.iter_mut() {
         let device = m.device();
-        match dir.read(device) {
-            Ok(Some(old)) => match Over::of(&old, now_boot_ns(), false) {
-                None => return Err(Error::AlreadyFrozen(m.named.given.clone())),
-                Some(over) if over.needs_thaw() => {
-                    let _ = syscalls::fithaw(&m.mount_fd);
-                }
-                Some(_) => {}
-            },
-            Ok(None) => {}
-            // Overwritten below; the kernel says whether it is frozen.
-            Err(Error::CorruptRecord { .. }) => {}
-            Err(e) => return Err(e),
-        }
         let started = now_boot_ns();
         let record = Record {
             generation: process::fresh_generation(),

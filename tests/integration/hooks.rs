@@ -44,7 +44,7 @@ fn log(fs: &Scratch) -> Vec<String> {
 
 /// What a hook run logs.
 fn line(name: &str, action: &str, fs: &Scratch, reason: &str) -> String {
-    let device = fs.freezer().status(&fs.mnt).unwrap().device;
+    let device = fs.device();
     format!("{name} {action} {} {device} {reason}", fs.mnt.display())
 }
 
@@ -321,7 +321,7 @@ fn the_postgresql_example_hook_checkpoints_before_a_freeze() {
 }
 
 #[test]
-fn without_a_hook_directory_a_freeze_runs_no_hook() {
+fn a_missing_hook_directory_is_no_error() {
     let fs = Scratch::new(Kind::Ext4);
     let missing: &Path = &fs.dir.join("no-such-hooks");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
@@ -363,4 +363,18 @@ fn a_freeze_through_the_shim_runs_the_hooks_too() {
     assert_eq!(log(&fs), [line("10-a", "freeze", &fs, "-")]);
     assert!(thawfs(&fs).status.success());
     assert_eq!(log_of(&fs, 2)[1], line("10-a", "thaw", &fs, "thawed"));
+}
+
+/// A thaw hook that fails is logged, run once, and never holds the thaw.
+#[test]
+fn a_failing_thaw_hook_is_run_once_and_the_thaw_stands() {
+    let fs = Scratch::new(Kind::Ext4);
+    add_hook(&fs, "10-fails-thaw", "[ \"$1\" = thaw ] && exit 4; true");
+    freeze_for(&fs, "30");
+    assert!(thawfs(&fs).status.success());
+    assert!(!fs.kernel_frozen());
+    let ran = log_of(&fs, 2);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(log(&fs), ran, "the failed thaw hook ran again");
+    assert_eq!(ran[1], line("10-fails-thaw", "thaw", &fs, "thawed"));
 }

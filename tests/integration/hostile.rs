@@ -249,7 +249,7 @@ fn a_corrupt_record() {
         fzctl(&mut fzctl_cmd(&fs, "2", &fs.mnt, "0")),
         "rc=0 errno=0"
     );
-    let device = fs.freezer().status(&fs.mnt).unwrap().device;
+    let device = fs.device();
     std::fs::create_dir_all(fs.state_dir()).unwrap();
     let record = fs.state_dir().join(format!("sb.{device}"));
     std::fs::write(&record, b"freezefs-record 1\ngeneration 1\n").unwrap();

@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use support::{C_API as API, Kind, Scratch, Syslog, crate_dir, event, mkdtemp, run, with_env};
 
+/// What `make install` without DESTDIR printed.
+static LIVE_INSTALL_OUTPUT: OnceLock<String> = OnceLock::new();
+
 /// One release build, installed twice with the same PREFIX: once for real
 /// (so that the installed library runs the installed holder), once under a
 /// DESTDIR (the layout a package would ship).
@@ -33,7 +36,10 @@ fn installed() -> &'static (PathBuf, PathBuf) {
             if let Some(d) = destdir {
                 make.arg(format!("DESTDIR={}", d.display()));
             }
-            run(&mut make);
+            let said = run(&mut make);
+            if destdir.is_none() {
+                let _ = LIVE_INSTALL_OUTPUT.set(said);
+            }
         }
         (prefix, stage)
     })
@@ -102,11 +108,13 @@ fn the_readme_starts_with_the_two_commands_and_has_troubleshooting() {
     let readme = std::fs::read_to_string(crate_dir().join("README.md")).unwrap();
     let first_block = readme.find("```sh").expect("no command block");
     let opening = &readme[first_block..];
-    assert!(
-        opening.find("scripts/demo") < opening.find("```\n")
-            && opening.find("scripts/test") < opening.find("```\n"),
-        "the first command block is not the two commands"
-    );
+    let block_end = opening.find("```\n").expect("the block ends");
+    for command in ["scripts/demo", "scripts/test"] {
+        assert!(
+            opening.find(command).is_some_and(|at| at < block_end),
+            "the first command block does not hold {command}"
+        );
+    }
     assert!(
         readme[..first_block].lines().count() < 40,
         "the two commands come late"
@@ -166,6 +174,15 @@ fn the_readme_tells_how_to_run_a_guest_agent_under_the_shim() {
             "the section does not say {needed:?}"
         );
     }
+}
+
+#[test]
+fn make_install_into_the_live_system_runs_ldconfig_and_says_so() {
+    installed();
+    let said = LIVE_INSTALL_OUTPUT
+        .get()
+        .expect("installed without DESTDIR");
+    assert!(said.contains("make install: ran ldconfig"), "{said}");
 }
 
 #[test]
@@ -430,7 +447,7 @@ fn every_freeze_thaw_timeout_reset_and_failure_goes_to_syslog() {
     assert!(command(thawfs, &[mnt]).success());
     let messages = log.drain();
 
-    let device = fs.freezer().status(&fs.mnt).unwrap().device.to_string();
+    let device = fs.device().to_string();
     let frozen = event(&messages, "freezefs.frozen");
     for field in [
         format!("mount_point={}", fs.mnt.display()),

@@ -62,10 +62,9 @@ impl PrivateMounts {
     pub(crate) fn mount_points(&self) -> Vec<PathBuf> {
         let pid = self.rooted.as_ref().unwrap_or(&self.sleeper).id();
         let table = std::fs::read(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
-        table
-            .split(|&b| b == b'\n')
-            .filter_map(|line| line.split(|&b| b == b' ').nth(4))
-            .map(|field| PathBuf::from(OsStr::from_bytes(&unescape(field))))
+        freezefs::fuzzing::mountinfo(&table)
+            .into_iter()
+            .map(|(mount_point, _)| PathBuf::from(OsStr::from_bytes(&mount_point)))
             .collect()
     }
 
@@ -241,26 +240,4 @@ impl Drop for PrivateMounts {
             let _ = child.wait();
         }
     }
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space).
-fn unescape(field: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(field.len());
-    let mut i = 0;
-    while i < field.len() {
-        let octal = field
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
-        match (field[i], octal) {
-            (b'\\', Some(d)) => {
-                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
-                i += 4;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
 }

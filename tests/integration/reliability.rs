@@ -149,7 +149,7 @@ fn state_files_are_never_followed_through_symlinks() {
         fzctl(&mut fzctl_cmd(&fs, "2", &fs.mnt, "0")),
         "rc=0 errno=0"
     );
-    let device = fs.freezer().status(&fs.mnt).unwrap().device;
+    let device = fs.device();
     std::fs::create_dir_all(fs.state_dir()).unwrap();
     let victim = fs.dir.join("victim");
     std::fs::write(&victim, b"untouched").unwrap();

@@ -336,7 +336,7 @@ fn a_thaw_of_a_filesystem_that_is_not_frozen_is_no_error_event() {
     let fs = Scratch::new(Kind::Ext4);
     let log = Syslog::new(&fs.dir);
     let socket = log.path.to_str().unwrap().to_string();
-    let device = fs.freezer().status(&fs.mnt).unwrap().device;
+    let device = fs.device();
     // What qemu-guest-agent's thaw does to every filesystem it sees.
     let out = vx_call(
         &fs,

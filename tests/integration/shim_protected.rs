@@ -38,18 +38,6 @@ fn set_protected_cap(fs: &Scratch, seconds: u32) {
     .unwrap();
 }
 
-/// Every record in `fs`'s state directory.
-fn records(fs: &Scratch) -> Vec<String> {
-    std::fs::read_dir(fs.state_dir())
-        .map(|dir| {
-            dir.filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().starts_with("sb."))
-                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[test]
 fn under_the_shim_root_usr_and_var_freeze_with_a_deadline_no_timeout_cannot_lift() {
     let (stand_ins, ns) = protected_stand_ins();
@@ -70,7 +58,7 @@ fn under_the_shim_root_usr_and_var_freeze_with_a_deadline_no_timeout_cannot_lift
     for (name, fs) in PROTECTED.into_iter().zip(&stand_ins) {
         assert!(fs.kernel_frozen(), "{name} is not frozen");
     }
-    let kept = records(state);
+    let kept = state.records();
     assert_eq!(kept.len(), 3, "{kept:?}");
     for record in &kept {
         assert!(record.contains("\ntimeout_s 2\n"), "not capped: {record}");
@@ -97,7 +85,12 @@ fn under_the_shim_a_shorter_timeout_than_the_cap_is_kept() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(records(state).iter().any(|r| r.contains("\ntimeout_s 1\n")));
+    assert!(
+        state
+            .records()
+            .iter()
+            .any(|r| r.contains("\ntimeout_s 1\n"))
+    );
     assert!(wait_until(
         Duration::from_secs(6),
         Duration::from_millis(20),

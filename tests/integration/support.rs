@@ -258,6 +258,11 @@ impl Scratch {
             .with_holder(holder_exe())
     }
 
+    /// The superblock's device, as the library names it.
+    pub(crate) fn device(&self) -> freezefs::Device {
+        self.freezer().status(&self.mnt).unwrap().device
+    }
+
     pub(crate) fn state_dir(&self) -> PathBuf {
         self.dir.join("run")
     }
@@ -267,13 +272,21 @@ impl Scratch {
     }
 
     pub(crate) fn record_text(&self) -> Option<String> {
-        let dir = self.state_dir();
-        let entries = std::fs::read_dir(&dir).ok()?;
-        let mut records = entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with("sb."));
-        // It may be removed between the listing and the read.
-        records.find_map(|r| std::fs::read_to_string(r.path()).ok())
+        self.records().into_iter().next()
+    }
+
+    /// Every live record in the state directory (one may be removed
+    /// between the listing and the read: it is left out).
+    pub(crate) fn records(&self) -> Vec<String> {
+        std::fs::read_dir(self.state_dir())
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("sb."))
+                    .filter_map(|r| std::fs::read_to_string(r.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Bind-mounts the scratch mount at `dir/name`.
