@@ -72,6 +72,12 @@
 #define FREEZEFS_ENDED_FREEZER_DIED 4
 
 /**
+ * `freezefs_last_freeze.reason`: its holder was asked to stop (shutdown,
+ * `systemctl stop`) and thawed it.
+ */
+#define FREEZEFS_ENDED_HOLDER_STOPPED 5
+
+/**
  * The state of one filesystem's freeze, filled by `freezefs_status()` and
  * `freezefs_list()`.
  */
@@ -133,7 +139,8 @@ struct freezefs_status {
  */
 struct freezefs_last_freeze {
   /**
-   * `FREEZEFS_ENDED_THAWED`, `_TIMEOUT`, `_OTHER_TOOL` or `_FREEZER_DIED`.
+   * `FREEZEFS_ENDED_THAWED`, `_TIMEOUT`, `_OTHER_TOOL`, `_FREEZER_DIED`
+   * or `_HOLDER_STOPPED`.
    */
   int reason;
   /**

@@ -33,6 +33,8 @@ pub(crate) enum Kind {
     Thawed,
     /// A freeze reached its deadline and was thawed.
     Timeout,
+    /// A freeze was thawed because its holder was asked to stop.
+    HolderStopped,
     /// A freeze whose caller died before it completed was undone.
     Abandoned,
     /// A freeze got a new timeout.
@@ -54,7 +56,7 @@ impl Kind {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Frozen => "freezefs.frozen",
-            Kind::Thawed => "freezefs.thawed",
+            Kind::Thawed | Kind::HolderStopped => "freezefs.thawed",
             Kind::Timeout => "freezefs.timeout",
             Kind::Abandoned => "freezefs.abandoned",
             Kind::Reset => "freezefs.reset",
@@ -67,7 +69,7 @@ impl Kind {
     fn severity(self) -> u8 {
         match self {
             Kind::Frozen | Kind::Thawed | Kind::Reset | Kind::Hook => 5,
-            Kind::Timeout | Kind::Abandoned => 4,
+            Kind::Timeout | Kind::Abandoned | Kind::HolderStopped => 4,
             Kind::Failed | Kind::HookFailed => 3,
             Kind::NothingToThaw => 7,
         }

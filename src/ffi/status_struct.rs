@@ -97,6 +97,9 @@ pub const FREEZEFS_ENDED_TIMEOUT: c_int = 2;
 pub const FREEZEFS_ENDED_OTHER_TOOL: c_int = 3;
 /// `freezefs_last_freeze.reason`: its freezer died before it completed.
 pub const FREEZEFS_ENDED_FREEZER_DIED: c_int = 4;
+/// `freezefs_last_freeze.reason`: its holder was asked to stop (shutdown,
+/// `systemctl stop`) and thawed it.
+pub const FREEZEFS_ENDED_HOLDER_STOPPED: c_int = 5;
 
 /// How the last freeze made through freezefs of one filesystem ended,
 /// filled by `freezefs_last_freeze()`. A separate struct rather than more
@@ -104,7 +107,8 @@ pub const FREEZEFS_ENDED_FREEZER_DIED: c_int = 4;
 #[repr(C)]
 #[allow(non_camel_case_types)]
 pub struct freezefs_last_freeze {
-    /// `FREEZEFS_ENDED_THAWED`, `_TIMEOUT`, `_OTHER_TOOL` or `_FREEZER_DIED`.
+    /// `FREEZEFS_ENDED_THAWED`, `_TIMEOUT`, `_OTHER_TOOL`, `_FREEZER_DIED`
+    /// or `_HOLDER_STOPPED`.
     pub reason: c_int,
     /// The process that froze it.
     pub pid: c_int,
@@ -138,6 +142,7 @@ pub(crate) fn fill_last(out: &mut freezefs_last_freeze, last: &LastFreeze) {
         EndReason::Timeout => FREEZEFS_ENDED_TIMEOUT,
         EndReason::OtherTool => FREEZEFS_ENDED_OTHER_TOOL,
         EndReason::FreezerDied => FREEZEFS_ENDED_FREEZER_DIED,
+        EndReason::HolderStopped => FREEZEFS_ENDED_HOLDER_STOPPED,
     };
     out.pid = last.pid as c_int;
     out.timeout = match last.timeout {

@@ -8,6 +8,7 @@ use std::os::fd::BorrowedFd;
 
 use crate::error::Result;
 use crate::events;
+use crate::keep::continuity;
 use crate::os::mounts::Device;
 use crate::os::{process, syscalls};
 use crate::store::liveness::Over;
@@ -70,6 +71,12 @@ pub(crate) fn end_over(
 ) -> Result<()> {
     match over {
         Over::OtherBoot => dir.remove(record.device)?,
+        // The kernel's word first: its watcher let through means that a
+        // thaw came since FIFREEZE, and whatever is frozen now (another
+        // tool's freeze) is not this one to thaw.
+        Over::Expired if continuity::watcher_let_through(record, true) => {
+            return record_thawed_elsewhere(dir, record, false);
+        }
         Over::Expired | Over::Abandoned | Over::HalfThawed => {
             // EINVAL here means another tool thawed it already; either way
             // it is over.
@@ -85,6 +92,39 @@ pub(crate) fn end_over(
     }
     events::about_over(record, over);
     Ok(())
+}
+
+/// Ends the freeze of `device` that has `generation` because its holder was
+/// asked to stop: FITHAW through `mount_fd` unless the kernel shows that a
+/// thaw came already, then the remembered end says so (reason
+/// `holder-stopped`), for THAW, `thawfs` and the thaw hooks.
+pub(crate) fn end_as_stopped(
+    dir: &StateDir,
+    device: Device,
+    generation: u64,
+    mount_fd: BorrowedFd<'_>,
+) -> Result<Ending> {
+    let Some(_lock) = dir.try_lock(device)? else {
+        return Ok(Ending::Busy);
+    };
+    let Some(record) = dir.read(device)? else {
+        return Ok(Ending::Ended);
+    };
+    if record.generation != generation {
+        return Ok(Ending::Ended);
+    }
+    if continuity::watcher_let_through(&record, true) {
+        record_thawed_elsewhere(dir, &record, false)?;
+        return Ok(Ending::Ended);
+    }
+    let _ = syscalls::fithaw(mount_fd);
+    dir.record_end(&record, EndReason::HolderStopped, false)?;
+    events::about_record(
+        events::Kind::HolderStopped,
+        &record,
+        "the holder was asked to stop (SIGTERM, SIGINT or SIGHUP) and thawed it before exiting",
+    );
+    Ok(Ending::Ended)
 }
 
 /// Remembers that another tool ended the freeze `record` describes, under

@@ -136,11 +136,31 @@ fn connect_or_start(dir: &StateDir, exe: &Path) -> Result<ParentOnlyFd> {
 /// Starts a holder serving `listener` and `dir`, detached from the caller
 /// (see [`crate::os::spawn`]).
 fn start(exe: &Path, listener: BorrowedFd<'_>, dir: &StateDir) -> Result<()> {
+    launch(exe, c"--serve", None, listener, dir)
+}
+
+/// Starts a warden for `dir` (see [`crate::keep::warden`]), detached like a
+/// holder; `systemd`: its holders are systemd's to restart.
+pub(crate) fn start_warden(exe: &Path, dir: &StateDir, systemd: bool) -> Result<()> {
+    let flag = systemd.then_some(c"--systemd");
+    launch(exe, c"--warden", flag, dir.fd().as_fd(), dir)
+}
+
+/// Runs `exe MODE DIR [FLAG]` detached, with `fd3` and the state directory
+/// as its fds 3 and 4.
+fn launch(
+    exe: &Path,
+    mode: &std::ffi::CStr,
+    flag: Option<&std::ffi::CStr>,
+    fd3: BorrowedFd<'_>,
+    dir: &StateDir,
+) -> Result<()> {
     let c_exe = CString::new(exe.as_os_str().as_bytes())
         .map_err(|_| unavailable(exe, "path contains a NUL byte"))?;
     let c_dir = CString::new(dir.path().as_os_str().as_bytes())
         .map_err(|_| unavailable(exe, "state directory path contains a NUL byte"))?;
-    let argv = [c"freezefs-holder", c"--serve", c_dir.as_c_str()];
+    let mut argv = vec![c"freezefs-holder", mode, c_dir.as_c_str()];
+    argv.extend(flag);
     // A clean environment: above all no LD_PRELOAD of the caller's; only
     // the syslog socket override travels, so that tests hear the holder.
     let syslog = syscalls::secure_env(crate::events::SOCKET_ENV).and_then(|path| {
@@ -150,8 +170,15 @@ fn start(exe: &Path, listener: BorrowedFd<'_>, dir: &StateDir) -> Result<()> {
     });
     let mut envp = vec![c"PATH=/usr/sbin:/usr/bin:/sbin:/bin"];
     envp.extend(syslog.as_deref());
-    crate::os::spawn::spawn_detached(&c_exe, &argv, &envp, [listener, dir.fd().as_fd()])
+    crate::os::spawn::spawn_detached(&c_exe, &argv, &envp, [fd3, dir.fd().as_fd()])
         .map_err(|e| unavailable(exe, e.to_string()))
+}
+
+/// Makes sure a holder serves `dir`, starting one when none answers: the
+/// warden's way to replace a holder that died while freezes were kept.
+pub(crate) fn ensure_holder(dir: &StateDir, exe: &Path) -> Result<()> {
+    // The connection, closed at once, reads as an empty request: refused.
+    connect_or_start(dir, exe).map(drop)
 }
 
 /// A freeze attempt the holder has taken: the connection stays open until

@@ -22,6 +22,7 @@ use crate::keep::holder_client::{LOCK_NAME, SOCKET_NAME};
 use crate::keep::hook_jobs::{HookJobs, HookRequest};
 use crate::keep::hooks::{Hooks, Target};
 use crate::keep::watch::{Keeper, Watch, drain};
+use crate::keep::{holder_life, warden};
 use crate::os::fd_passing;
 use crate::os::fork::lock;
 use crate::os::mounts::Device;
@@ -35,6 +36,10 @@ pub(crate) const LINGER_MS: i64 = 50;
 pub(crate) fn main(args: &[std::ffi::OsString]) -> i32 {
     match (args.get(1).map(|a| a.as_bytes()), args.get(2)) {
         (Some(b"--serve"), Some(dir)) => serve(Path::new(dir)),
+        (Some(b"--warden"), Some(dir)) => {
+            let systemd = args.get(3).is_some_and(|a| a.as_bytes() == b"--systemd");
+            warden::main(Path::new(dir), systemd)
+        }
         _ => {
             eprintln!(
                 "freezefs-holder: internal helper of libfreezefs; it is started by the library"
@@ -45,26 +50,43 @@ pub(crate) fn main(args: &[std::ffi::OsString]) -> i32 {
 }
 
 fn serve(dir_path: &Path) -> i32 {
-    // Immune to a hang-up of the caller's terminal; its own mask is empty.
-    syscalls::ignore_signal(libc::SIGHUP);
     syscalls::ignore_signal(libc::SIGPIPE);
     syscalls::unblock_all_signals();
-    // fds 3 and 4: the launcher's (see crate::os::spawn).
-    let (listener, dir_fd) = (
-        syscalls::take_inherited_fd(3),
-        syscalls::take_inherited_fd(4),
-    );
-    for fd in [&listener, &dir_fd] {
-        let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
-    }
-    let _ = rustix::fs::fcntl_setfl(&listener, rustix::fs::OFlags::NONBLOCK);
-    // The socket's peer credentials are those of the process that last
-    // called listen(): the client that started us, which may exit at once.
-    // Listening again makes them ours, so that clients see a live holder.
-    let _ = rustix::net::listen(&listener, 128);
-    let Ok(dir) = StateDir::adopt(dir_path, dir_fd) else {
+    // Asked to stop (shutdown, systemctl stop, a hang-up): read in the loop,
+    // blocked in every thread started from here on.
+    let Ok(stop) = syscalls::stop_signals_fd() else {
         return 1;
     };
+    let activated = holder_life::socket_activated();
+    let systemd = activated.is_some();
+    holder_life::settle_in(systemd, holder_life::HOLDER_CGROUP);
+    let (listener, dir) = match activated {
+        // systemd's socket, and the directory it made for it.
+        Some(listener) => match StateDir::open(dir_path, true) {
+            Ok(Some(dir)) => (listener, dir),
+            _ => return 1,
+        },
+        None => {
+            // fds 3 and 4: the launcher's (see crate::os::spawn).
+            let (listener, dir_fd) = (
+                syscalls::take_inherited_fd(3),
+                syscalls::take_inherited_fd(4),
+            );
+            for fd in [&listener, &dir_fd] {
+                let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
+            }
+            // The socket's peer credentials are those of the process that
+            // last called listen(): the client that started us, which may
+            // exit at once. Listening again makes them ours, so that
+            // clients see a live holder.
+            let _ = rustix::net::listen(&listener, 128);
+            let Ok(dir) = StateDir::adopt(dir_path, dir_fd) else {
+                return 1;
+            };
+            (listener, dir)
+        }
+    };
+    let _ = rustix::fs::fcntl_setfl(&listener, rustix::fs::OFlags::NONBLOCK);
     // Litter of clients killed between writing a temporary record and
     // renaming it: swept here, off every FREEZE's path.
     dir.sweep_orphans();
@@ -80,13 +102,17 @@ fn serve(dir_path: &Path) -> i32 {
     let mut probes: HashMap<Device, Prober> = HashMap::new();
     // A parked waiter for the next probe, once there has been one.
     let mut spare: Option<Prober> = None;
+    if holder_life::adopt(&dir, &watches) > 0 {
+        holder_life::ensure_warden(&dir, systemd);
+    }
     loop {
         keeper.prepare(&watches);
         let idle = lock(&watches).is_empty() && probes.is_empty();
-        let (ready, changed) = {
+        let (ready, changed, stopping) = {
             let held = lock(&watches);
             let [timer, notify] = keeper.fds();
             let mut fds = vec![
+                PollFd::new(&stop, PollFlags::IN),
                 PollFd::new(&listener, PollFlags::IN),
                 PollFd::from_borrowed_fd(timer, PollFlags::IN),
                 PollFd::from_borrowed_fd(notify, PollFlags::IN),
@@ -111,13 +137,22 @@ fn serve(dir_path: &Path) -> i32 {
                 tv_sec: 0,
                 tv_nsec: LINGER_MS * 1_000_000,
             };
-            let n = rustix::event::poll(&mut fds, idle.then_some(&linger)).unwrap_or(0);
-            let changed = fds[2..].iter().any(|f| !f.revents().is_empty());
+            // Under systemd the holder stays: Restart=always would start
+            // it again at once.
+            let linger = (idle && !systemd).then_some(&linger);
+            let n = rustix::event::poll(&mut fds, linger).unwrap_or(0);
+            let stopping = !fds[0].revents().is_empty();
+            let changed = fds[3..].iter().any(|f| !f.revents().is_empty());
             for fd in waiters {
                 drain(fd);
             }
-            (n, changed)
+            (n, changed, stopping)
         };
+        if stopping {
+            holder_life::stop_all(&watches, &jobs);
+            jobs.wait_idle();
+            return 0;
+        }
         // A probe let through (its filesystem thawed) is free again.
         let thawed: Vec<Device> = probes
             .iter()
@@ -135,6 +170,7 @@ fn serve(dir_path: &Path) -> i32 {
         for over in keeper.settle(&watches, changed) {
             jobs.after_end(over);
         }
+        let held_before = lock(&watches).len();
         let probed = accept_all(
             &listener,
             &dir,
@@ -144,6 +180,9 @@ fn serve(dir_path: &Path) -> i32 {
             &jobs,
             &mut request_buf,
         );
+        if lock(&watches).len() > held_before {
+            holder_life::ensure_warden(&dir, systemd);
+        }
         if spare.is_none() && probed {
             // After the answers: the next probe finds a thread ready.
             spare = Prober::new();
@@ -152,7 +191,7 @@ fn serve(dir_path: &Path) -> i32 {
             && probes.is_empty()
             && !continuity::any_thread_running()
             && !jobs.running();
-        if ready == 0 && idle && nothing_left && may_exit(&listener, &dir) {
+        if ready == 0 && idle && nothing_left && !systemd && may_exit(&listener, &dir) {
             return 0;
         }
     }

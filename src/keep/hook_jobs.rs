@@ -65,6 +65,14 @@ impl HookJobs {
         !due.0.is_empty() || due.1
     }
 
+    /// Waits until no hook run is due or under way (a holder about to exit
+    /// still owes them). Each run is bounded by its hooks' time limit.
+    pub(crate) fn wait_idle(&self) {
+        while self.running() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     fn spawn(&self, job: impl FnOnce() + Send + 'static) {
         let mut due = lock(&self.0.due);
         due.0.push_back(Box::new(job));

@@ -336,6 +336,7 @@ fn begin(
             holder_pid: None,
             thawer: None,
             watcher: None,
+            thaw_hooks: hooks.map(|h| (h.limit_s, h.dir.clone())),
             ended: None,
         };
         // The holder takes the attempt before its record exists and

@@ -2,6 +2,7 @@
 //! mounts and superblocks, the object a caller names, processes and clocks,
 //! fork safety, starting a detached process. Knows nothing of freezes.
 
+pub(crate) mod cgroup;
 pub(crate) mod fd_passing;
 pub(crate) mod fork;
 pub(crate) mod mounts;

@@ -191,6 +191,28 @@ pub(crate) fn unblock_all_signals() {
     }
 }
 
+/// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (and in the
+/// threads it starts from now on) and returns a non-blocking signalfd that
+/// reads them: the holder's "asked to stop", in its poll set.
+pub(crate) fn stop_signals_fd() -> io::Result<OwnedFd> {
+    // SAFETY: sigset_t is plain data that sigemptyset/sigaddset initialise;
+    // pthread_sigmask and signalfd only read it; signalfd returns a new fd
+    // that nothing else owns.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, signal);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
 /// `struct mnt_id_req`, version 0.
 #[repr(C)]
 struct MntIdReq {

@@ -78,6 +78,7 @@ mod tests {
             holder_pid: None,
             thawer: None,
             watcher: None,
+            thaw_hooks: None,
             ended: None,
         }
     }

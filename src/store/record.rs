@@ -34,6 +34,9 @@ pub enum EndReason {
     OtherTool,
     /// Its freezer died before the freeze completed; it was undone.
     FreezerDied,
+    /// The holder that kept it was asked to stop (SIGTERM, SIGINT, SIGHUP:
+    /// shutdown, `systemctl stop`, an upgrade) and thawed it first.
+    HolderStopped,
 }
 
 impl EndReason {
@@ -44,6 +47,7 @@ impl EndReason {
             EndReason::Timeout => "timeout",
             EndReason::OtherTool => "other-tool",
             EndReason::FreezerDied => "freezer-died",
+            EndReason::HolderStopped => "holder-stopped",
         }
     }
 
@@ -53,6 +57,7 @@ impl EndReason {
             EndReason::Timeout,
             EndReason::OtherTool,
             EndReason::FreezerDied,
+            EndReason::HolderStopped,
         ]
         .into_iter()
         .find(|r| r.name() == name)
@@ -111,6 +116,10 @@ pub(crate) struct Record {
     /// (its id and start time), once confirmed waiting: while it waits, no
     /// thaw has happened since FIFREEZE, whoever would have thawed.
     pub watcher: Option<(u32, u64)>,
+    /// The thaw hooks this freeze is owed, when its freeze hooks ran: their
+    /// time limit (seconds) and directory. Whoever ends the freeze runs
+    /// them, even a holder started after the one that took it died.
+    pub thaw_hooks: Option<(u32, PathBuf)>,
     /// Set in a remembered freeze that is over (`ended.DEV`); in a live
     /// record (`sb.DEV`) only while `thawing`, saying how it will have ended.
     pub ended: Option<Ended>,
@@ -124,7 +133,7 @@ impl Record {
             p.map_or("none".to_string(), |(id, start)| format!("{id} {start}"))
         };
         format!(
-            "{MAGIC}\ngeneration {}\nboot_id {}\ndevice {}\nfs_type {}\nmount_point {}\nphase {}\npid {}\npid_start {}\nuid {}\nfrozen_at_unix_ns {}\nfrozen_at_boot_ns {}\ntimeout_s {}\ndeadline_boot_ns {}\nholder_pid {}\nthawer {}\nwatcher {}\nended {}\nend\n",
+            "{MAGIC}\ngeneration {}\nboot_id {}\ndevice {}\nfs_type {}\nmount_point {}\nphase {}\npid {}\npid_start {}\nuid {}\nfrozen_at_unix_ns {}\nfrozen_at_boot_ns {}\ntimeout_s {}\ndeadline_boot_ns {}\nholder_pid {}\nthawer {}\nwatcher {}\nthaw_hooks {}\nended {}\nend\n",
             self.generation,
             self.boot_id,
             self.device,
@@ -145,6 +154,12 @@ impl Record {
             opt(self.holder_pid.map(u64::from)),
             pair(self.thawer),
             pair(self.watcher),
+            self.thaw_hooks
+                .as_ref()
+                .map_or("none".to_string(), |(limit, dir)| format!(
+                    "{limit} {}",
+                    escape_octal(dir.as_os_str().as_bytes())
+                )),
             self.ended.map_or("none".to_string(), |e| format!(
                 "{} {} {}",
                 e.reason.name(),
@@ -221,6 +236,16 @@ impl Record {
                 .transpose()?,
             thawer: pair("thawer")?,
             watcher: pair("watcher")?,
+            thaw_hooks: match fields.get("thaw_hooks").copied() {
+                None | Some("none") => None,
+                Some(v) => {
+                    let (limit, dir) = v.split_once(' ').ok_or("bad thaw_hooks")?;
+                    Some((
+                        limit.parse().map_err(|_| "bad thaw_hooks")?,
+                        PathBuf::from(OsStr::from_bytes(&unescape_octal(dir.as_bytes()))),
+                    ))
+                }
+            },
             ended: match fields.get("ended").copied() {
                 None | Some("none") => None,
                 Some(v) => {
@@ -266,6 +291,7 @@ mod tests {
             holder_pid: Some(77),
             thawer: None,
             watcher: Some((4243, 987700)),
+            thaw_hooks: Some((10, PathBuf::from("/etc/freezefs/hooks d"))),
             ended: None,
         }
     }
@@ -284,6 +310,7 @@ mod tests {
             deadline_boot_ns: None,
             holder_pid: None,
             thawer: Some((9, 10)),
+            thaw_hooks: None,
             ..sample()
         };
         let text = r.to_text();
@@ -298,6 +325,7 @@ mod tests {
             EndReason::Timeout,
             EndReason::OtherTool,
             EndReason::FreezerDied,
+            EndReason::HolderStopped,
         ] {
             let r = Record {
                 ended: Some(Ended {

@@ -198,6 +198,12 @@ impl StateDir {
             .map(|l| l.expect("a blocking flock either locks or fails"))
     }
 
+    /// Takes a lock of the directory's own if it is free; `Ok(None)` when
+    /// another process holds it (a warden holds `lock.warden` for its life).
+    pub(crate) fn try_lock_named(&self, name: &str) -> Result<Option<SbLock>> {
+        self.lock_file(name, FlockOperation::NonBlockingLockExclusive)
+    }
+
     /// Locks the file `name`, creating it. A file removed while we waited
     /// for it (its last holder removed it) is not the lock any more: then
     /// again, with the file now at `name`.

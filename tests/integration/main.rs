@@ -19,6 +19,7 @@ mod fuzz_c_api;
 mod fuzzkit;
 mod header;
 mod holder;
+mod keepers;
 mod hooks;
 mod hostile;
 mod kernel_truth;

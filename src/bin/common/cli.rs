@@ -100,6 +100,9 @@ pub(crate) fn ended_text(last: &LastFreeze) -> String {
         EndReason::FreezerDied => format!(
             "the freeze had already ended: its freezer died before it completed ({when}); nothing was frozen for a snapshot"
         ),
+        EndReason::HolderStopped => format!(
+            "the freeze had already ended: its holder was stopped (shutdown, systemctl stop or a signal) and thawed it at {when}; a snapshot taken under it may be inconsistent"
+        ),
     }
 }
 

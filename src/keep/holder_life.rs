@@ -1,0 +1,214 @@
+//! The holder's life beyond serving: where it lives (out of its callers'
+//! cgroups, out of the OOM killer's reach, or where systemd put it), what
+//! it takes over when it starts (the records a dead holder kept), what it
+//! does when asked to stop (thaw what it keeps), and who replaces it when
+//! it is killed (a warden, started beside it).
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::events::{self, Event, Kind};
+use crate::keep::continuity::{self, Seen, Waiter};
+use crate::keep::end::{Ending, end_as_stopped};
+use crate::keep::hook_jobs::HookJobs;
+use crate::keep::hooks::{Hooks, Target};
+use crate::keep::watch::Watch;
+use crate::keep::{holder_client, warden};
+use crate::os::fork::lock;
+use crate::os::{cgroup, process, syscalls, target};
+use crate::store::record::{Phase, Record};
+use crate::store::state_dir::StateDir;
+
+/// The cgroup (v2) a holder that no service manager placed moves into.
+pub(crate) const HOLDER_CGROUP: &str = "freezefs.holder";
+
+/// How long a holder asked to stop keeps trying to thaw what it keeps (a
+/// THAW or QUERY may hold a superblock's lock a moment).
+const STOP_LIMIT: Duration = Duration::from_millis(900);
+
+/// The listening socket systemd passed (`LISTEN_FDS`, `LISTEN_PID`: see
+/// sd_listen_fds(3)), as fd 3; `None` when started by the library.
+pub(crate) fn socket_activated() -> Option<OwnedFd> {
+    let for_us = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|pid| pid.parse::<u32>().ok())
+        == Some(std::process::id());
+    let count = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse::<u32>().ok());
+    // fd 3 is ours by the protocol.
+    (for_us && count == Some(1)).then(|| syscalls::take_inherited_fd(3))
+}
+
+/// Where the holder lives: a systemd-started one stays in the cgroup
+/// systemd made for it; one the library started leaves its caller's
+/// cgroups. Both refuse the OOM killer. Problems are logged, not fatal:
+/// a holder in its caller's cgroup still keeps every other promise.
+pub(crate) fn settle_in(activated: bool, cgroup_name: &str) {
+    if !activated {
+        let moved = cgroup::move_out(cgroup_name);
+        for (at, e) in &moved.failed {
+            note(&format!(
+                "could not leave the caller's cgroup for {}: {e}; a stop or freeze of that cgroup reaches the holder",
+                at.display()
+            ));
+        }
+    }
+    if let Err(e) = cgroup::refuse_oom_kill() {
+        note(&format!("could not set oom_score_adj -1000: {e}"));
+    }
+}
+
+fn note(reason: &str) {
+    events::emit(&Event {
+        kind: Kind::Failed,
+        mount_point: Path::new("-"),
+        device: None,
+        pid: std::process::id(),
+        uid: rustix::process::getuid().as_raw(),
+        timeout: None,
+        reason,
+    });
+}
+
+/// Takes over every freeze on record whose holder is gone (killed, crashed,
+/// or killed and unable to finish exiting): a fresh fd on its mount, a
+/// waiter of its own, its thaw hooks. Expired ones end at the first review,
+/// with the kernel's word that they are still the recorded freeze.
+pub(crate) fn adopt(dir: &Arc<StateDir>, watches: &Mutex<Vec<Watch>>) -> usize {
+    let Ok(devices) = dir.recorded_devices() else {
+        return 0;
+    };
+    let mut adopted = 0;
+    for device in devices {
+        let Ok(Some(record)) = dir.read(device) else {
+            continue;
+        };
+        let holder_lives = record
+            .holder_pid
+            .is_some_and(|pid| process::start_time(pid).is_some());
+        // A freezer still in its attempt is talking to a holder (maybe us,
+        // queued): its `hold` is how that one takes it.
+        let in_attempt =
+            record.phase == Phase::Freezing && process::is_alive(record.pid, record.pid_start);
+        if holder_lives || in_attempt {
+            continue;
+        }
+        let Some(mount_fd) = reopen_mount(&record) else {
+            continue;
+        };
+        let waiter = watch_again(dir, &record, mount_fd.as_fd());
+        lock(watches).push(Watch {
+            dir: Arc::clone(dir),
+            device,
+            generation: record.generation,
+            wake_at: Some(0),
+            mount_fd,
+            attempt: None,
+            seen: true,
+            waiter,
+            defers_to_holder: false,
+            hooks: owed_hooks(&record),
+        });
+        adopted += 1;
+    }
+    adopted
+}
+
+/// The thaw hooks a record says its freeze is owed.
+pub(crate) fn owed_hooks(record: &Record) -> Option<(Hooks, Target)> {
+    record.thaw_hooks.as_ref().map(|(limit_s, dir)| {
+        (
+            Hooks {
+                dir: dir.clone(),
+                limit_s: *limit_s,
+                count: 0,
+            },
+            Target {
+                device: record.device,
+                mount_point: record.mount_point.clone(),
+            },
+        )
+    })
+}
+
+/// An fd for FITHAW on the filesystem a record names, opened through its
+/// mount point: only if that is still the root of a mount of the recorded
+/// superblock. A lookup reads, and reads pass a frozen filesystem.
+pub(crate) fn reopen_mount(record: &Record) -> Option<OwnedFd> {
+    let named = target::Target::open(&record.mount_point).ok()?;
+    let mount = named.mount().ok()?;
+    (named.facts.is_mount_root && mount.device == record.device)
+        .then(|| named.open_for_ioctl().ok())
+        .flatten()
+}
+
+/// Starts a waiter of this holder on an adopted freeze and, once the kernel
+/// holds it, records it and this holder in place of the dead one's. A
+/// filesystem thawed already lets it through: the first review then finds
+/// out how (the dead holder's watcher tells).
+fn watch_again(dir: &StateDir, record: &Record, mount_fd: BorrowedFd<'_>) -> Option<Waiter> {
+    let (thread_end, teller) = continuity::control_line().ok()?;
+    let waiter = Waiter::parked(thread_end).ok()?;
+    let thread = continuity::tell_go(&teller, mount_fd).ok()?;
+    // The teller's end may go: the thread waits on its own from here.
+    drop(teller);
+    if waiter.settle(Duration::from_millis(250)) != Some(Seen::Frozen) {
+        return Some(waiter);
+    }
+    if let Ok(Some(_lock)) = dir.try_lock(record.device) {
+        if let Ok(Some(mut current)) = dir.read(record.device) {
+            // A dead holder's watcher let through is the evidence that a
+            // thaw came: kept for the review, not overwritten.
+            let thawed_since = continuity::watcher_let_through(&current, true);
+            if current.generation == record.generation && !thawed_since {
+                current.holder_pid = Some(std::process::id());
+                current.watcher = Some(thread);
+                let _ = dir.write(&current);
+            }
+        }
+    }
+    Some(waiter)
+}
+
+/// Asked to stop: thaws every freeze this holder keeps, records that its
+/// holder was stopped, and queues the thaw hooks; gives up on a freeze
+/// whose lock stays busy past [`STOP_LIMIT`].
+pub(crate) fn stop_all(watches: &Mutex<Vec<Watch>>, jobs: &HookJobs) {
+    let started = Instant::now();
+    let mut left: Vec<Watch> = std::mem::take(&mut *lock(watches));
+    while !left.is_empty() && started.elapsed() < STOP_LIMIT {
+        let mut busy = Vec::new();
+        for watch in left {
+            match end_as_stopped(
+                &watch.dir,
+                watch.device,
+                watch.generation,
+                watch.mount_fd.as_fd(),
+            ) {
+                Ok(Ending::Busy) => busy.push(watch),
+                _ => jobs.after_end(watch),
+            }
+        }
+        left = busy;
+        if !left.is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Starts a warden for `dir` unless one runs (it holds `lock.warden`).
+pub(crate) fn ensure_warden(dir: &StateDir, systemd: bool) {
+    match dir.try_lock_named(warden::LOCK_NAME) {
+        Ok(Some(free)) => drop(free),
+        _ => return,
+    }
+    let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
+        return;
+    };
+    if let Err(e) = holder_client::start_warden(&exe, dir, systemd) {
+        note(&format!("could not start the warden: {e}"));
+    }
+}
