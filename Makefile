@@ -5,6 +5,10 @@
 #   make install DESTDIR=/tmp/stage PREFIX=/usr
 #   make uninstall
 #
+# It also installs freezefs-holder.socket and .service into SYSTEMDUNITDIR
+# (default PREFIX/lib/systemd/system); enable them with
+#   systemctl daemon-reload && systemctl enable --now freezefs-holder.socket
+#
 # The installed library looks for its holder in $(LIBEXECDIR)/freezefs, baked
 # in at build time: build and install with the same PREFIX/LIBEXECDIR.
 
@@ -17,6 +21,8 @@ LIBEXECDIR  ?= $(EXEC_PREFIX)/libexec
 MANDIR      ?= $(PREFIX)/share/man
 DOCDIR      ?= $(PREFIX)/share/doc/freezefs
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+RUNDIR      ?= /run/freezefs
 DESTDIR     ?=
 CARGO       ?= cargo
 
@@ -32,12 +38,18 @@ MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
 LOADER_DIRS := /lib /usr/lib /lib64 /usr/lib64 $(if $(MULTIARCH),/lib/$(MULTIARCH) /usr/lib/$(MULTIARCH))
 PC_RPATH := $(if $(filter $(LIBDIR),$(LOADER_DIRS)),, -Wl,-rpath,$${libdir})
 ENV     := CARGO_TARGET_DIR=$(BUILD) FREEZEFS_SONAME=$(SONAME) FREEZEFS_LIBEXECDIR=$(LIBEXECDIR)/freezefs
+# The shim is built apart, without FREEZEFS_SONAME: cargo hands the library
+# build script's SONAME argument to every cdylib that depends on it, and the
+# shim carrying libfreezefs.so.1 would make ldconfig link that name to it.
+SHIM_ENV := CARGO_TARGET_DIR=$(BUILD)/shim FREEZEFS_LIBEXECDIR=$(LIBEXECDIR)/freezefs
+SHIM    := $(BUILD)/shim/release/libfreezefs_preload.so
 
 .PHONY: all build install uninstall clean
 all: build
 
 build:
-	$(ENV) $(CARGO) build --release --workspace --bins --lib
+	$(ENV) $(CARGO) build --release --workspace --exclude freezefs-preload --bins --lib
+	env -u FREEZEFS_SONAME $(SHIM_ENV) $(CARGO) build --release -p freezefs-preload
 	$(ENV) $(CARGO) rustc --release -p freezefs --lib --crate-type staticlib -- --print native-static-libs 2>&1 \
 	  | sed -n 's/.*native-static-libs: //p' | tail -n 1 > $(BUILD)/libs-private
 	for pc in freezefs freezefs-compat; do \
@@ -55,7 +67,7 @@ install: build
 	ln -sf libfreezefs.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libfreezefs.so
 	install -m 0644 $(OUT)/libfreezefs.a $(DESTDIR)$(LIBDIR)/libfreezefs.a
-	install -m 0755 $(OUT)/libfreezefs_preload.so $(DESTDIR)$(LIBDIR)/libfreezefs_preload.so
+	install -m 0755 $(SHIM) $(DESTDIR)$(LIBDIR)/libfreezefs_preload.so
 	install -m 0644 $(BUILD)/freezefs.pc $(BUILD)/freezefs-compat.pc $(DESTDIR)$(PKGCONFIGDIR)/
 	install -m 0644 include/freezefs.h $(DESTDIR)$(INCLUDEDIR)/freezefs.h
 	install -m 0644 include/compat/sys/mount.h $(DESTDIR)$(INCLUDEDIR)/freezefs/compat/sys/mount.h
@@ -67,6 +79,12 @@ install: build
 	  examples/qemu-guest-agent.conf > $(DESTDIR)$(DOCDIR)/examples/qemu-guest-agent.conf
 	chmod 0644 $(DESTDIR)$(DOCDIR)/examples/qemu-guest-agent.conf
 	install -m 0755 examples/hooks/50-postgresql $(DESTDIR)$(DOCDIR)/examples/hooks/50-postgresql
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
+	for unit in freezefs-holder.socket freezefs-holder.service; do \
+	  sed -e 's|@HOLDER@|$(LIBEXECDIR)/freezefs/freezefs-holder|' -e 's|@RUNDIR@|$(RUNDIR)|' \
+	      systemd/$$unit.in > $(DESTDIR)$(SYSTEMDUNITDIR)/$$unit || exit 1; \
+	  chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$unit; \
+	done
 	@# Into the live system (no DESTDIR): the loader's cache must learn of
 	@# the new library, or programs linked to it do not start.
 	@if [ -z "$(DESTDIR)" ] && command -v ldconfig >/dev/null 2>&1; then \
@@ -82,7 +100,8 @@ uninstall:
 	  $(DESTDIR)$(SBINDIR)/freezefs $(DESTDIR)$(SBINDIR)/thawfs \
 	  $(DESTDIR)$(LIBEXECDIR)/freezefs/freezefs-holder \
 	  $(DESTDIR)$(MANDIR)/man3/freezefs.3 $(DESTDIR)$(MANDIR)/man8/freezefs.8 $(DESTDIR)$(MANDIR)/man8/thawfs.8 \
-	  $(DESTDIR)$(DOCDIR)/examples/qemu-guest-agent.conf $(DESTDIR)$(DOCDIR)/examples/hooks/50-postgresql
+	  $(DESTDIR)$(DOCDIR)/examples/qemu-guest-agent.conf $(DESTDIR)$(DOCDIR)/examples/hooks/50-postgresql \
+	  $(DESTDIR)$(SYSTEMDUNITDIR)/freezefs-holder.socket $(DESTDIR)$(SYSTEMDUNITDIR)/freezefs-holder.service
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/freezefs/compat/sys $(DESTDIR)$(INCLUDEDIR)/freezefs/compat \
 	  $(DESTDIR)$(INCLUDEDIR)/freezefs $(DESTDIR)$(LIBEXECDIR)/freezefs \
 	  $(DESTDIR)$(DOCDIR)/examples/hooks $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null

@@ -35,6 +35,9 @@ pub(crate) enum Kind {
     Timeout,
     /// A freeze was thawed because its holder was asked to stop.
     HolderStopped,
+    /// The holder or its warden could not arrange a protection of its own
+    /// (its own cgroup, oom_score_adj): it goes on without it.
+    KeeperWarning,
     /// A freeze whose caller died before it completed was undone.
     Abandoned,
     /// A freeze got a new timeout.
@@ -62,6 +65,7 @@ impl Kind {
             Kind::Reset => "freezefs.reset",
             Kind::Failed | Kind::NothingToThaw => "freezefs.failed",
             Kind::Hook | Kind::HookFailed => "freezefs.hook",
+            Kind::KeeperWarning => "freezefs.keeper",
         }
     }
 
@@ -69,7 +73,7 @@ impl Kind {
     fn severity(self) -> u8 {
         match self {
             Kind::Frozen | Kind::Thawed | Kind::Reset | Kind::Hook => 5,
-            Kind::Timeout | Kind::Abandoned | Kind::HolderStopped => 4,
+            Kind::Timeout | Kind::Abandoned | Kind::HolderStopped | Kind::KeeperWarning => 4,
             Kind::Failed | Kind::HookFailed => 3,
             Kind::NothingToThaw => 7,
         }

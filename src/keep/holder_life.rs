@@ -63,7 +63,7 @@ pub(crate) fn settle_in(activated: bool, cgroup_name: &str) {
 
 fn note(reason: &str) {
     events::emit(&Event {
-        kind: Kind::Failed,
+        kind: Kind::KeeperWarning,
         mount_point: Path::new("-"),
         device: None,
         pid: std::process::id(),

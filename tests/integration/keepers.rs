@@ -33,10 +33,9 @@ impl TestCgroup {
                 (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
             })
             .expect("cgroup v2 is not mounted: these tests cannot run");
-        let dir = support::mkdtemp("x")
-            .file_name()
-            .map(|n| root.join(format!("freezefs-test-cg{}", n.to_string_lossy())))
-            .unwrap();
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = root.join(format!("freezefs-test.{}.{n}", std::process::id()));
         std::fs::create_dir(&dir).unwrap();
         TestCgroup(dir, Default::default())
     }

@@ -31,3 +31,4 @@ mod robustness;
 mod setup_scripts;
 mod shim;
 mod shim_protected;
+mod socket_activation;

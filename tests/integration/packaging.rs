@@ -551,3 +551,63 @@ fn a_full_syslog_socket_drops_events_and_never_blocks() {
     );
     eprintln!("640 events sent to a full socket: {queued} queued, the rest dropped");
 }
+
+/// The units install with the holder's real path and pass systemd's own
+/// check (`systemd-analyze verify`, which also checks that ExecStart
+/// exists), and say what the issue of keepers asks of them.
+#[test]
+fn the_holder_units_install_and_pass_systemd_analyze_verify() {
+    let (prefix, _) = installed();
+    let units = prefix.join("lib/systemd/system");
+    let socket = units.join("freezefs-holder.socket");
+    let service = units.join("freezefs-holder.service");
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&socket)
+        .arg(&service)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains("freezefs-holder"), "{said}");
+    let service_text = std::fs::read_to_string(&service).unwrap();
+    let holder = prefix.join("libexec/freezefs/freezefs-holder");
+    for needed in [
+        format!("ExecStart={} --serve /run/freezefs", holder.display()),
+        "Restart=always".into(),
+        "OOMScoreAdjust=-1000".into(),
+        "After=freezefs-holder.socket local-fs.target remote-fs.target".into(),
+        "KillMode=mixed".into(),
+    ] {
+        assert!(
+            service_text.contains(&needed),
+            "no {needed:?} in\n{service_text}"
+        );
+    }
+    let socket_text = std::fs::read_to_string(&socket).unwrap();
+    assert!(socket_text.contains("ListenSequentialPacket=/run/freezefs/holder.sock"));
+    assert!(socket_text.contains("DirectoryMode=0700"));
+}
+
+/// `ldconfig -n` on the installed library directory (that directory alone,
+/// never the system's cache) links libfreezefs.so.1 to the library, not to
+/// the shim, which has a SONAME of its own.
+#[test]
+fn ldconfig_links_the_library_soname_to_the_library_and_not_to_the_shim() {
+    let lib = staged("lib");
+    let shim_dynamic = run(Command::new("readelf")
+        .arg("-d")
+        .arg(lib.join("libfreezefs_preload.so")));
+    assert!(
+        shim_dynamic.contains("Library soname: [libfreezefs_preload.so]"),
+        "{shim_dynamic}"
+    );
+    let dir = mkdtemp("freezefs-ldconfig");
+    for name in ["libfreezefs.so.1.0.0", "libfreezefs_preload.so"] {
+        std::fs::copy(lib.join(name), dir.join(name)).unwrap();
+    }
+    run(Command::new("ldconfig").arg("-n").arg(&dir));
+    let linked = std::fs::read_link(dir.join("libfreezefs.so.1")).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(linked, Path::new("libfreezefs.so.1.0.0"));
+}
