@@ -42,10 +42,51 @@ pub(crate) fn socket_activated() -> Option<OwnedFd> {
     (for_us && count == Some(1)).then(|| syscalls::take_inherited_fd(3))
 }
 
-/// Where the holder lives: a systemd-started one stays in the cgroup
-/// systemd made for it; one the library started leaves its caller's
-/// cgroups. Both refuse the OOM killer. Problems are logged, not fatal:
-/// a holder in its caller's cgroup still keeps every other promise.
+/// [`settle_in`] on a thread of its own, off the path of a QUERY that
+/// started the holder: a cgroup migration can take milliseconds, and it
+/// moves every thread whenever it happens. A freeze waits for it
+/// ([`wait_settled`]).
+pub(crate) fn settle_in_background(activated: bool, cgroup_name: &'static str) {
+    let started = std::thread::Builder::new()
+        .name("freezefs-settle".into())
+        .spawn(move || {
+            settle_in(activated, cgroup_name);
+            mark_settled();
+        });
+    if started.is_err() {
+        settle_in(activated, cgroup_name);
+        mark_settled();
+    }
+}
+
+static SETTLED: (Mutex<bool>, std::sync::Condvar) = (Mutex::new(false), std::sync::Condvar::new());
+
+fn mark_settled() {
+    *lock(&SETTLED.0) = true;
+    SETTLED.1.notify_all();
+}
+
+/// Waits (at most a second) until [`settle_in_background`] is done: before the holder
+/// takes a freeze, so that the freeze never depends on its caller's cgroup.
+pub(crate) fn wait_settled() {
+    let mut done = lock(&SETTLED.0);
+    let until = Instant::now() + Duration::from_secs(1);
+    while !*done {
+        let Some(left) = until.checked_duration_since(Instant::now()) else {
+            return;
+        };
+        done = match SETTLED.1.wait_timeout(done, left) {
+            Ok((guard, _)) => guard,
+            Err(poisoned) => poisoned.into_inner().0,
+        };
+    }
+}
+
+/// Where a keeper lives: a systemd-started holder stays in the cgroup
+/// systemd made for it; one the library started, and every warden, leaves
+/// its caller's cgroups. All refuse the OOM killer. Problems are logged,
+/// not fatal: a keeper in its caller's cgroup still keeps every other
+/// promise.
 pub(crate) fn settle_in(activated: bool, cgroup_name: &str) {
     if !activated {
         let moved = cgroup::move_out(cgroup_name);

@@ -59,7 +59,7 @@ fn serve(dir_path: &Path) -> i32 {
     };
     let activated = holder_life::socket_activated();
     let systemd = activated.is_some();
-    holder_life::settle_in(systemd, holder_life::HOLDER_CGROUP);
+    holder_life::settle_in_background(systemd, holder_life::HOLDER_CGROUP);
     let (listener, dir) = match activated {
         // systemd's socket, and the directory it made for it.
         Some(listener) => match StateDir::open(dir_path, true) {
@@ -246,6 +246,7 @@ fn accept_all(
     while let Ok(conn) = rustix::net::accept_with(listener, SocketFlags::CLOEXEC) {
         let answer: String = match receive(&conn, dir, buf) {
             Some(Request::Hold(mut watch)) => {
+                holder_life::wait_settled();
                 // The client gets the teller's end of the freeze's waiter,
                 // to start it itself just after FIFREEZE.
                 let line = continuity::control_line().ok();

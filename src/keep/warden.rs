@@ -39,8 +39,9 @@ const WARDEN_CGROUP: &str = "freezefs.warden";
 const LOOK_EVERY: Duration = Duration::from_millis(100);
 /// How long past a deadline it leaves the thaw to the holder.
 const GRACE_NS: u64 = 250_000_000;
-/// How long it stays once nothing is on record.
-const IDLE_EXIT: Duration = Duration::from_secs(2);
+/// How long it stays once nothing is on record: like its holder, it goes
+/// soon after the last freeze, and the next one starts it again.
+const IDLE_EXIT: Duration = Duration::from_millis(300);
 
 /// Thaw hook runs under way: the warden does not exit while one runs.
 static HOOK_RUNS: AtomicUsize = AtomicUsize::new(0);
