@@ -187,6 +187,8 @@ pub(crate) fn ensure_holder(dir: &StateDir, exe: &Path) -> Result<()> {
 pub(crate) struct Handoff {
     /// The holder's pid.
     pub(crate) holder_pid: u32,
+    /// The number of the holder's fd on the mount.
+    pub(crate) holder_fd: Option<u32>,
     _conn: ParentOnlyFd,
     /// The teller's end of the freeze's waiter, parked in the holder.
     waiter_control: Option<OwnedFd>,
@@ -276,12 +278,15 @@ impl Pending {
     /// Waits for the holder's answer: the holder has the attempt.
     pub(crate) fn answer(self, dir: &StateDir) -> Result<Handoff> {
         let handoff = |conn: ParentOnlyFd, (answer, fd): (String, Option<OwnedFd>)| {
-            let holder_pid = answer
-                .strip_prefix("ok ")
-                .and_then(|pid| pid.trim().parse().ok())
+            // "ok PID FD"
+            let mut words = answer.strip_prefix("ok ").unwrap_or("").split_whitespace();
+            let holder_pid = words
+                .next()
+                .and_then(|pid| pid.parse().ok())
                 .ok_or_else(|| unavailable(&self.exe, format!("the holder refused: {answer}")))?;
             Ok(Handoff {
                 holder_pid,
+                holder_fd: words.next().and_then(|fd| fd.parse().ok()),
                 _conn: conn,
                 waiter_control: fd,
             })

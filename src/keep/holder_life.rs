@@ -175,14 +175,34 @@ pub(crate) fn owed_hooks(record: &Record) -> Option<(Hooks, Target)> {
     })
 }
 
-/// An fd for FITHAW on the filesystem a record names, opened through its
-/// mount point: only if that is still the root of a mount of the recorded
-/// superblock. A lookup reads, and reads pass a frozen filesystem.
+/// An fd for FITHAW on the filesystem a record names. First the holder's
+/// own fd, reopened through its watcher's fd table (`/proc/TID/fd/N`),
+/// which stays while the watcher waits, also in a killed holder: no path
+/// lookup, and the very mount even when the freezer named it in a mount
+/// namespace of its own. Else through the mount point, only if that is
+/// still the root of a mount of the recorded superblock. Both only open
+/// (read), which passes a frozen filesystem.
 pub(crate) fn reopen_mount(record: &Record) -> Option<OwnedFd> {
-    let named = target::Target::open(&record.mount_point).ok()?;
-    let mount = named.mount().ok()?;
-    (named.facts.is_mount_root && mount.device == record.device)
-        .then(|| named.open_for_ioctl().ok())
+    through_watcher(record).or_else(|| {
+        let named = target::Target::open(&record.mount_point).ok()?;
+        let mount = named.mount().ok()?;
+        (named.facts.is_mount_root && mount.device == record.device)
+            .then(|| named.open_for_ioctl().ok())
+            .flatten()
+    })
+}
+
+fn through_watcher(record: &Record) -> Option<OwnedFd> {
+    let (tid, start) = record.watcher?;
+    let fd = record.holder_fd?;
+    // The recorded thread, not another that took its id.
+    if process::start_time(tid) != Some(start) {
+        return None;
+    }
+    let held = target::Target::open(Path::new(&format!("/proc/{tid}/fd/{fd}"))).ok()?;
+    held.facts
+        .is_mount_root
+        .then(|| held.open_for_ioctl().ok())
         .flatten()
 }
 
@@ -206,6 +226,7 @@ fn watch_again(dir: &StateDir, record: &Record, mount_fd: BorrowedFd<'_>) -> Opt
             let thawed_since = continuity::watcher_let_through(&current, true);
             if current.generation == record.generation && !thawed_since {
                 current.holder_pid = Some(std::process::id());
+                current.holder_fd = u32::try_from(std::os::fd::AsRawFd::as_raw_fd(&mount_fd)).ok();
                 current.watcher = Some(thread);
                 let _ = dir.write(&current);
             }

@@ -250,7 +250,11 @@ fn accept_all(
                 // The client gets the teller's end of the freeze's waiter,
                 // to start it itself just after FIFREEZE.
                 let line = continuity::control_line().ok();
-                let answer = format!("ok {}\n", std::process::id());
+                let answer = format!(
+                    "ok {} {}\n",
+                    std::process::id(),
+                    std::os::fd::AsRawFd::as_raw_fd(&watch.mount_fd)
+                );
                 let teller = line.as_ref().map(|(_, teller)| teller.as_fd());
                 let fds: Vec<BorrowedFd<'_>> = teller.into_iter().collect();
                 let _ = fd_passing::send_with_fds(&conn, answer.as_bytes(), &fds);

@@ -194,6 +194,7 @@ pub(crate) fn freeze_batch(
             let handoff = m.pending.take().expect("sent in begin").answer(&dir)?;
             if let Some(record) = &mut m.record {
                 record.holder_pid = Some(handoff.holder_pid);
+                record.holder_fd = handoff.holder_fd;
             }
             m.handoff = Some(handoff);
         }
@@ -334,6 +335,7 @@ fn begin(
             timeout_s,
             deadline_boot_ns: deadline(started, timeout_s),
             holder_pid: None,
+            holder_fd: None,
             thawer: None,
             watcher: None,
             thaw_hooks: hooks.map(|h| (h.limit_s, h.dir.clone())),

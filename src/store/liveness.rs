@@ -76,6 +76,7 @@ mod tests {
             timeout_s: Some(60),
             deadline_boot_ns: Some(100),
             holder_pid: None,
+            holder_fd: None,
             thawer: None,
             watcher: None,
             thaw_hooks: None,

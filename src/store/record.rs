@@ -110,6 +110,11 @@ pub(crate) struct Record {
     pub deadline_boot_ns: Option<u64>,
     /// The holder process keeping this freeze, once it took it.
     pub holder_pid: Option<u32>,
+    /// The number of the holder's fd on the mount, opened before FIFREEZE:
+    /// a later keeper reopens the very mount through
+    /// `/proc/WATCHER/fd/N` while the watcher waits, even from another
+    /// mount namespace and without a path lookup.
+    pub holder_fd: Option<u32>,
     /// While thawing: the thawing process and its start time.
     pub thawer: Option<(u32, u64)>,
     /// The holder's thread that waits in the kernel for this freeze's thaw
@@ -133,7 +138,7 @@ impl Record {
             p.map_or("none".to_string(), |(id, start)| format!("{id} {start}"))
         };
         format!(
-            "{MAGIC}\ngeneration {}\nboot_id {}\ndevice {}\nfs_type {}\nmount_point {}\nphase {}\npid {}\npid_start {}\nuid {}\nfrozen_at_unix_ns {}\nfrozen_at_boot_ns {}\ntimeout_s {}\ndeadline_boot_ns {}\nholder_pid {}\nthawer {}\nwatcher {}\nthaw_hooks {}\nended {}\nend\n",
+            "{MAGIC}\ngeneration {}\nboot_id {}\ndevice {}\nfs_type {}\nmount_point {}\nphase {}\npid {}\npid_start {}\nuid {}\nfrozen_at_unix_ns {}\nfrozen_at_boot_ns {}\ntimeout_s {}\ndeadline_boot_ns {}\nholder_pid {}\nholder_fd {}\nthawer {}\nwatcher {}\nthaw_hooks {}\nended {}\nend\n",
             self.generation,
             self.boot_id,
             self.device,
@@ -152,6 +157,7 @@ impl Record {
             opt(self.timeout_s.map(u64::from)),
             opt(self.deadline_boot_ns),
             opt(self.holder_pid.map(u64::from)),
+            opt(self.holder_fd.map(u64::from)),
             pair(self.thawer),
             pair(self.watcher),
             self.thaw_hooks
@@ -234,6 +240,11 @@ impl Record {
             holder_pid: opt("holder_pid")?
                 .map(|v| u32::try_from(v).map_err(|_| "bad holder_pid"))
                 .transpose()?,
+            // Absent in records of older writers.
+            holder_fd: match fields.get("holder_fd").copied() {
+                None | Some("none") => None,
+                Some(v) => Some(v.parse().map_err(|_| "bad holder_fd")?),
+            },
             thawer: pair("thawer")?,
             watcher: pair("watcher")?,
             thaw_hooks: match fields.get("thaw_hooks").copied() {
@@ -289,6 +300,7 @@ mod tests {
             timeout_s: Some(60),
             deadline_boot_ns: Some(65_000_000_000),
             holder_pid: Some(77),
+            holder_fd: Some(5),
             thawer: None,
             watcher: Some((4243, 987700)),
             thaw_hooks: Some((10, PathBuf::from("/etc/freezefs/hooks d"))),
@@ -309,6 +321,7 @@ mod tests {
             timeout_s: None,
             deadline_boot_ns: None,
             holder_pid: None,
+            holder_fd: None,
             thawer: Some((9, 10)),
             thaw_hooks: None,
             ..sample()

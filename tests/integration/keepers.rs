@@ -394,3 +394,62 @@ fn may_refuse_oom() -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// A freeze made in a mount namespace of the caller's own (a unit with
+/// PrivateMounts=, a container sharing /run/freezefs), kept by a holder
+/// and a warden that live outside it and cannot see its mount point: when
+/// the holder is killed, the warden still reaches the mount through the
+/// holder's own fd, and thaws by the deadline.
+#[test]
+fn a_freeze_named_in_a_private_mount_namespace_ends_by_its_deadline_when_the_holder_is_killed() {
+    let fs = Scratch::new(Kind::Ext4);
+    // Another freeze, made outside, keeps the holder (and so its warden)
+    // running in this mount namespace.
+    let other = Scratch::new(Kind::Ext4);
+    let mut cmd = Command::new(freezefs_bin());
+    let out = with_env(cmd.args(["-t", "30"]).arg(&other.mnt), &fs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let private = fs.dir.join("private");
+    std::fs::create_dir(&private).unwrap();
+    let script = format!(
+        "mount --bind {mnt} {at} && {bin} -t 2 {at} && echo ready && exec sleep 60",
+        mnt = fs.mnt.display(),
+        at = private.display(),
+        bin = freezefs_bin()
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .stdout(Stdio::piped());
+    let mut caller = with_env(&mut cmd, &fs).spawn().unwrap();
+    let mut said = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(caller.stdout.as_mut().unwrap()),
+        &mut said,
+    )
+    .unwrap();
+    assert_eq!(said.trim(), "ready");
+    let deadline = fs
+        .records()
+        .iter()
+        .find(|r| r.contains(&format!("mount_point {}\n", private.display())))
+        .and_then(|r| {
+            r.lines()
+                .find_map(|l| l.strip_prefix("deadline_boot_ns ")?.parse().ok())
+        })
+        .expect("the private freeze on record");
+    sigkill(holder_of(&fs));
+    thawed_late_ms(&fs, deadline, "private-namespace-holder-sigkill");
+    let _ = caller.kill();
+    let _ = caller.wait();
+    assert!(
+        other.kernel_frozen(),
+        "the other freeze is kept by the new holder"
+    );
+    other
+        .freezer()
+        .with_state_dir(fs.state_dir())
+        .thaw(&other.mnt)
+        .unwrap();
+}
