@@ -32,3 +32,4 @@ mod setup_scripts;
 mod shim;
 mod shim_protected;
 mod socket_activation;
+mod under_systemd;

@@ -35,6 +35,11 @@ fn ioctl(file: &File, request: u32) -> std::io::Result<()> {
     }
 }
 
+/// FITHAW through an open file of the test's own.
+pub(crate) fn fithaw(file: &File) -> std::io::Result<()> {
+    ioctl(file, FITHAW)
+}
+
 /// Thaws `/` and the filesystems of `/usr`, `/var`, `/tmp`, `/run` every 50 ms
 /// for the life of the test process. Never guards a scratch filesystem.
 pub(crate) fn start_system_guard() {
