@@ -227,21 +227,24 @@ fn a_freeze_ends_by_its_deadline_when_a_caller_that_cannot_die_is_in_the_killed_
     }
 }
 
-/// util-linux fsfreeze under the shim, in a unit's cgroup that is then
-/// stopped (a hypervisor agent's unit restarted).
-#[test]
-fn a_shim_freeze_ends_by_its_deadline_when_the_tools_cgroup_is_killed() {
-    let fs = Scratch::new(Kind::Ext4);
-    let cgroup = TestCgroup::new();
-    let script = format!(
-        "LD_PRELOAD={} FREEZEFS_TIMEOUT=2 fsfreeze -f {}",
-        shim().display(),
-        fs.mnt.display()
-    );
-    cgroup.run(&fs, &script);
-    let deadline = deadline_ns(&fs);
-    cgroup.write("cgroup.kill", "1");
-    thawed_late_ms(&fs, deadline, "shim-cgroup.kill");
+on_ext4_xfs_btrfs! {
+    /// util-linux fsfreeze under the shim, in a unit's cgroup that is then
+    /// stopped (a hypervisor agent's unit restarted).
+    fn a_shim_freeze_ends_by_its_deadline_when_the_tools_cgroup_is_killed(kind) {
+        for _ in 0..TRIALS {
+            let fs = Scratch::new(kind);
+            let cgroup = TestCgroup::new();
+            let script = format!(
+                "LD_PRELOAD={} FREEZEFS_TIMEOUT=2 fsfreeze -f {}",
+                shim().display(),
+                fs.mnt.display()
+            );
+            cgroup.run(&fs, &script);
+            let deadline = deadline_ns(&fs);
+            cgroup.write("cgroup.kill", "1");
+            thawed_late_ms(&fs, deadline, "shim-cgroup.kill");
+        }
+    }
 }
 
 /// SIGTERM, SIGINT and SIGHUP each: every freeze thawed within 1 s, the end
@@ -289,40 +292,65 @@ fn a_holder_asked_to_stop_thaws_what_it_keeps_within_a_second_and_says_why() {
     }
 }
 
-/// Thaw hooks are owed whoever dies: the holder killed after a hooked
-/// freeze, the next keeper runs them, with the reason.
-#[test]
-fn the_thaw_hooks_of_a_freeze_whose_holder_was_killed_still_run() {
+/// A hook directory whose one hook logs `ACTION REASON` to `fs.dir/hooks.log`.
+fn logging_hooks(fs: &Scratch) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    let fs = Scratch::new(Kind::Ext4);
     let hooks = fs.dir.join("hooks");
     std::fs::create_dir(&hooks).unwrap();
     std::fs::set_permissions(&hooks, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let log = fs.dir.join("hooks.log");
     let hook = hooks.join("10-log");
     std::fs::write(
         &hook,
         format!(
             "#!/bin/sh\necho \"$1 ${{FREEZEFS_THAW_REASON:--}}\" >> {}\n",
-            log.display()
+            fs.dir.join("hooks.log").display()
         ),
     )
     .unwrap();
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    hooks
+}
+
+/// The hook log once it has two lines (freeze, thaw), or what it has.
+fn hook_log(fs: &Scratch) -> String {
+    let logged = || std::fs::read_to_string(fs.dir.join("hooks.log")).unwrap_or_default();
+    wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        logged().lines().count() >= 2
+    });
+    logged()
+}
+
+fn hooked_freeze(fs: &Scratch, timeout: &str) {
+    let hooks = logging_hooks(fs);
     let mut cmd = Command::new(freezefs_bin());
-    let out = with_env(cmd.args(["-t", "2"]).arg(&fs.mnt), &fs)
+    let out = with_env(cmd.args(["-t", timeout]).arg(&fs.mnt), fs)
         .env("FREEZEFS_HOOKS_DIR", &hooks)
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
+}
+
+/// Thaw hooks are owed whoever dies: the holder killed after a hooked
+/// freeze, the next keeper runs them, with the reason.
+#[test]
+fn the_thaw_hooks_of_a_freeze_whose_holder_was_killed_still_run() {
+    let fs = Scratch::new(Kind::Ext4);
+    hooked_freeze(&fs, "2");
     let deadline = deadline_ns(&fs);
     sigkill(holder_of(&fs));
     thawed_late_ms(&fs, deadline, "hooked-holder-sigkill");
-    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
-    wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
-        logged().lines().count() >= 2
-    });
-    assert_eq!(logged(), "freeze -\nthaw timeout\n");
+    assert_eq!(hook_log(&fs), "freeze -\nthaw timeout\n");
+}
+
+/// A holder asked to stop runs the thaw hooks of what it thawed, with the
+/// reason, before it exits.
+#[test]
+fn a_holder_asked_to_stop_runs_the_thaw_hooks_with_reason_holder_stopped() {
+    let fs = Scratch::new(Kind::Ext4);
+    hooked_freeze(&fs, "60");
+    signal(holder_of(&fs), rustix::process::Signal::TERM);
+    assert_eq!(hook_log(&fs), "freeze -\nthaw holder-stopped\n");
+    assert!(!fs.kernel_frozen());
 }
 
 /// A killed holder is replaced: a new one serves the state directory and
