@@ -7,7 +7,6 @@
 //! [`LINGER_MS`] after it holds nothing, once no client is queued.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -15,12 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustix::event::{PollFd, PollFlags};
-use rustix::net::{SendFlags, SocketFlags};
+use rustix::net::SendFlags;
 
 use crate::keep::continuity::{self, Seen, Waiter};
 use crate::keep::holder_client::{LOCK_NAME, SOCKET_NAME};
-use crate::keep::hook_jobs::{HookJobs, HookRequest};
-use crate::keep::hooks::{Hooks, Target};
+use crate::keep::holder_inbox::Inbox;
+use crate::keep::holder_requests::{self, Request};
+use crate::keep::hook_jobs::HookJobs;
 use crate::keep::watch::{Keeper, Watch, drain};
 use crate::keep::{holder_life, warden};
 use crate::os::fd_passing;
@@ -102,6 +102,7 @@ fn serve(dir_path: &Path) -> i32 {
     let mut probes: HashMap<Device, Prober> = HashMap::new();
     // A parked waiter for the next probe, once there has been one.
     let mut spare: Option<Prober> = None;
+    let mut inbox = Inbox::default();
     if holder_life::adopt(&dir, &watches) > 0 {
         holder_life::ensure_warden(&dir, systemd);
     }
@@ -122,27 +123,40 @@ fn serve(dir_path: &Path) -> i32 {
                     .filter_map(|w| w.attempt.as_ref())
                     .map(|conn| PollFd::new(conn, PollFlags::IN)),
             );
+            // Requests are read where they come in: after the waiters, so
+            // that `changed` below covers only what the keeper reviews.
+            let first_request = fds.len();
             // A waiter let through: a freeze ended, or a probe is done.
             let waiters: Vec<BorrowedFd<'_>> = held
                 .iter()
                 .filter_map(Watch::waiter_fd)
                 .chain(probes.values().map(|p| p.waiter.fd()))
                 .collect();
+            let requests = inbox.fds().count();
+            fds.extend(
+                inbox
+                    .fds()
+                    .map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN)),
+            );
             fds.extend(
                 waiters
                     .iter()
                     .map(|&fd| PollFd::from_borrowed_fd(fd, PollFlags::IN)),
             );
-            let linger = rustix::time::Timespec {
-                tv_sec: 0,
-                tv_nsec: LINGER_MS * 1_000_000,
-            };
             // Under systemd the holder stays: Restart=always would start
             // it again at once.
-            let linger = (idle && !systemd).then_some(&linger);
-            let n = rustix::event::poll(&mut fds, linger).unwrap_or(0);
+            let linger = (idle && !systemd).then_some(Duration::from_millis(LINGER_MS as u64));
+            let wait = [linger, inbox.next_due()].into_iter().flatten().min();
+            let wait = wait.map(|d| rustix::time::Timespec {
+                tv_sec: d.as_secs() as i64,
+                tv_nsec: i64::from(d.subsec_nanos()),
+            });
+            let n = rustix::event::poll(&mut fds, wait.as_ref()).unwrap_or(0);
             let stopping = !fds[0].revents().is_empty();
-            let changed = fds[3..].iter().any(|f| !f.revents().is_empty());
+            let changed = fds[3..first_request]
+                .iter()
+                .chain(&fds[first_request + requests..])
+                .any(|f| !f.revents().is_empty());
             for fd in waiters {
                 drain(fd);
             }
@@ -171,15 +185,12 @@ fn serve(dir_path: &Path) -> i32 {
             jobs.after_end(over);
         }
         let held_before = lock(&watches).len();
-        let probed = accept_all(
-            &listener,
-            &dir,
-            &watches,
-            &mut probes,
-            &mut spare,
-            &jobs,
-            &mut request_buf,
-        );
+        let mut probed = false;
+        inbox.accept(&listener);
+        inbox.take_requests(&mut request_buf, |conn, bytes, fd| {
+            let request = holder_requests::parse(bytes, fd, &dir);
+            probed |= serve_request(conn, request, &watches, &mut probes, &mut spare, &jobs);
+        });
         if lock(&watches).len() > held_before {
             holder_life::ensure_warden(&dir, systemd);
         }
@@ -191,7 +202,8 @@ fn serve(dir_path: &Path) -> i32 {
             && probes.is_empty()
             && !continuity::any_thread_running()
             && !jobs.running();
-        if ready == 0 && idle && nothing_left && !systemd && may_exit(&listener, &dir) {
+        let quiet = ready == 0 && inbox.is_empty();
+        if quiet && idle && nothing_left && !systemd && may_exit(&listener, &dir) {
             return 0;
         }
     }
@@ -217,68 +229,49 @@ fn may_exit(listener: &OwnedFd, dir: &StateDir) -> bool {
     true
 }
 
-/// What a client asks.
-enum Request {
-    /// `hold DEVICE GENERATION`, with the mount fd and maybe a directory fd:
-    /// keep this freeze attempt.
-    Hold(Watch),
-    /// `probe DEVICE`, with a directory fd: is that filesystem frozen, by
-    /// whoever?
-    Probe(Device, OwnedFd),
-    /// Run hooks (see [`HookRequest`]).
-    Hooks(HookRequest),
-}
-
 /// How long an answer may wait for a waiter to settle.
 const SETTLE_LIMIT: Duration = Duration::from_millis(250);
 
-/// Serves every queued client; true when one of them asked for a probe.
-fn accept_all(
-    listener: &OwnedFd,
-    dir: &Arc<StateDir>,
+/// Answers one request; true when it asked for a probe.
+fn serve_request(
+    conn: OwnedFd,
+    request: Option<Request>,
     watches: &Mutex<Vec<Watch>>,
     probes: &mut HashMap<Device, Prober>,
     spare: &mut Option<Prober>,
     jobs: &HookJobs,
-    buf: &mut [u8],
 ) -> bool {
-    let mut probed = false;
-    while let Ok(conn) = rustix::net::accept_with(listener, SocketFlags::CLOEXEC) {
-        let answer: String = match receive(&conn, dir, buf) {
-            Some(Request::Hold(mut watch)) => {
-                holder_life::wait_settled();
-                // The client gets the teller's end of the freeze's waiter,
-                // to start it itself just after FIFREEZE.
-                let line = continuity::control_line().ok();
-                let answer = format!(
-                    "ok {} {}\n",
-                    std::process::id(),
-                    std::os::fd::AsRawFd::as_raw_fd(&watch.mount_fd)
-                );
-                let teller = line.as_ref().map(|(_, teller)| teller.as_fd());
-                let fds: Vec<BorrowedFd<'_>> = teller.into_iter().collect();
-                let _ = fd_passing::send_with_fds(&conn, answer.as_bytes(), &fds);
-                // Spawned after the answer, while the client records and
-                // flushes.
-                watch.waiter = line.and_then(|(thread_end, _)| Waiter::parked(thread_end).ok());
-                // Kept open: its end tells the client's attempt is over.
-                watch.attempt = Some(conn);
-                lock(watches).push(watch);
-                continue;
-            }
-            Some(Request::Hooks(request)) => {
-                jobs.answer(conn, request);
-                continue;
-            }
-            Some(Request::Probe(device, dir_fd)) => {
-                probed = true;
-                probe(watches, probes, spare, device, &dir_fd).into()
-            }
-            None => "refused".into(),
-        };
-        let _ = rustix::net::send(&conn, answer.as_bytes(), SendFlags::NOSIGNAL);
-    }
-    probed
+    let answer: &str = match request {
+        Some(Request::Hold(mut watch)) => {
+            holder_life::wait_settled();
+            // The client gets the teller's end of the freeze's waiter, to
+            // start it itself just after FIFREEZE.
+            let line = continuity::control_line().ok();
+            let answer = format!(
+                "ok {} {}\n",
+                std::process::id(),
+                std::os::fd::AsRawFd::as_raw_fd(&watch.mount_fd)
+            );
+            let teller = line.as_ref().map(|(_, teller)| teller.as_fd());
+            let fds: Vec<BorrowedFd<'_>> = teller.into_iter().collect();
+            let _ = fd_passing::send_with_fds(&conn, answer.as_bytes(), &fds);
+            // Spawned after the answer, while the client records and
+            // flushes.
+            watch.waiter = line.and_then(|(thread_end, _)| Waiter::parked(thread_end).ok());
+            // Kept open: its end tells the client's attempt is over.
+            watch.attempt = Some(conn);
+            lock(watches).push(watch);
+            return false;
+        }
+        Some(Request::Hooks(request)) => {
+            jobs.answer(conn, request);
+            return false;
+        }
+        Some(Request::Probe(device, dir_fd)) => probe(watches, probes, spare, device, &dir_fd),
+        None => "refused",
+    };
+    let _ = rustix::net::send(&conn, answer.as_bytes(), SendFlags::NOSIGNAL);
+    answer != "refused"
 }
 
 /// A reusable probe thread and the teller's end of its control line.
@@ -348,52 +341,5 @@ fn probe(
             probes.insert(device, prober);
             "unknown"
         }
-    }
-}
-
-/// Reads one request and its fds, from a client of the same user or root.
-fn receive(conn: &OwnedFd, dir: &Arc<StateDir>, buf: &mut [u8]) -> Option<Request> {
-    let cred = rustix::net::sockopt::socket_peercred(conn).ok()?;
-    let euid = rustix::process::geteuid();
-    if !(cred.uid.is_root() || cred.uid == euid) {
-        return None;
-    }
-    let _ = rustix::net::sockopt::set_socket_timeout(
-        conn,
-        rustix::net::sockopt::Timeout::Recv,
-        Some(std::time::Duration::from_secs(2)),
-    );
-    let (bytes, fd) = fd_passing::recv_with_fd(conn, buf).ok()?;
-    let text = OsStr::from_bytes(&buf[..bytes]).to_str()?;
-    let mut words = text.split_whitespace();
-    let verb = words.next()?;
-    if verb.starts_with("hooks-") {
-        return HookRequest::parse(verb, words).map(Request::Hooks);
-    }
-    let device: Device = words.next()?.parse().ok()?;
-    match verb {
-        "hold" => {
-            let generation: u64 = words.next()?.parse().ok()?;
-            let mount_fd = fd?;
-            let hooks = match Hooks::from_wire(&mut words) {
-                Some(hooks) => Some((hooks, Target::from_wire(&mut words)?)),
-                None => None,
-            };
-            Some(Request::Hold(Watch {
-                dir: Arc::clone(dir),
-                device,
-                generation,
-                // Review at once: the record says what to do next.
-                wake_at: Some(0),
-                mount_fd,
-                attempt: None,
-                seen: false,
-                waiter: None,
-                defers_to_holder: false,
-                hooks,
-            }))
-        }
-        "probe" => Some(Request::Probe(device, fd?)),
-        _ => None,
     }
 }

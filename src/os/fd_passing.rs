@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::io::Errno;
 use rustix::net::{
-    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags,
 };
 
@@ -34,10 +34,27 @@ pub(crate) fn send_with_fds<Fd: AsFd>(
 
 /// Receives one message into `buf`, and the first fd that came with it
 /// (close-on-exec; any others are closed). `(0, None)` at the end of the
-/// stream.
+/// stream. A message longer than `buf` is refused whole (`EMSGSIZE`),
+/// never cut short.
 pub(crate) fn recv_with_fd<Fd: AsFd>(
     socket: Fd,
     buf: &mut [u8],
+) -> io::Result<(usize, Option<OwnedFd>)> {
+    recv_with_fd_flags(socket, buf, RecvFlags::empty())
+}
+
+/// [`recv_with_fd`] that never waits: `WouldBlock` when nothing is queued.
+pub(crate) fn recv_with_fd_now<Fd: AsFd>(
+    socket: Fd,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<OwnedFd>)> {
+    recv_with_fd_flags(socket, buf, RecvFlags::DONTWAIT)
+}
+
+fn recv_with_fd_flags<Fd: AsFd>(
+    socket: Fd,
+    buf: &mut [u8],
+    flags: RecvFlags,
 ) -> io::Result<(usize, Option<OwnedFd>)> {
     loop {
         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
@@ -46,7 +63,7 @@ pub(crate) fn recv_with_fd<Fd: AsFd>(
             socket.as_fd(),
             &mut [IoSliceMut::new(buf)],
             &mut control,
-            RecvFlags::CMSG_CLOEXEC,
+            RecvFlags::CMSG_CLOEXEC | flags,
         ) {
             Err(Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
@@ -55,6 +72,9 @@ pub(crate) fn recv_with_fd<Fd: AsFd>(
                     RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
                     _ => None,
                 });
+                if got.flags.contains(ReturnFlags::TRUNC) {
+                    return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+                }
                 return Ok((got.bytes, fd));
             }
         }

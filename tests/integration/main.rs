@@ -22,6 +22,7 @@ mod holder;
 mod keepers;
 mod hooks;
 mod hostile;
+mod hostile_clients;
 mod kernel_truth;
 mod layering;
 mod legacy;
