@@ -79,8 +79,8 @@ extern "C" fn second_hop(arg: *mut libc::c_void) -> libc::c_int {
         for signal in 1..libc::SIGRTMAX() {
             libc::sigaction(signal, &default, std::ptr::null_mut());
         }
-        let high0 = libc::fcntl(plan.fds[0], libc::F_DUPFD, 100);
-        let high1 = libc::fcntl(plan.fds[1], libc::F_DUPFD, 100);
+        let high0 = libc::fcntl(plan.fds[0], libc::F_DUPFD, 5);
+        let high1 = libc::fcntl(plan.fds[1], libc::F_DUPFD, 5);
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
         let ok = high0 >= 0
             && high1 >= 0

@@ -151,3 +151,57 @@ fn freezers_killed_at_random_moments_leave_truthful_state() {
         state_files(&fs)
     );
 }
+
+/// Runs freezefs(8) or thawfs(8) under `ulimit -n LIMIT`.
+fn under_fd_limit(fs: &Scratch, limit: u32, bin: &str, args: &str) -> std::process::Output {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("ulimit -n {limit} && exec {bin} {args}"));
+    support::with_env(&mut cmd, fs).output().unwrap()
+}
+
+/// A service with a tight open-file limit (LimitNOFILE=32) still freezes,
+/// and the holder it starts inherits the limit and keeps the freeze.
+#[test]
+fn a_freeze_works_under_an_open_file_limit_of_32() {
+    let fs = Scratch::new(Kind::Ext4);
+    let mnt = fs.mnt.display().to_string();
+    let froze = under_fd_limit(
+        &fs,
+        32,
+        env!("CARGO_BIN_EXE_freezefs"),
+        &format!("-t 30 {mnt}"),
+    );
+    assert!(froze.status.success(), "{froze:?}");
+    assert!(fs.kernel_frozen());
+    let query = under_fd_limit(
+        &fs,
+        32,
+        env!("CARGO_BIN_EXE_freezefs"),
+        &format!("-q {mnt}"),
+    );
+    assert_eq!(query.status.code(), Some(0), "{query:?}");
+    let thaw = under_fd_limit(&fs, 32, env!("CARGO_BIN_EXE_thawfs"), &mnt);
+    assert!(thaw.status.success(), "{thaw:?}");
+    assert!(!fs.kernel_frozen());
+}
+
+/// Below what a freeze needs, it fails, freezes nothing, and the message
+/// names the limit rather than advising a reinstall.
+#[test]
+fn below_the_open_files_a_freeze_needs_the_error_names_the_limit() {
+    let fs = Scratch::new(Kind::Ext4);
+    let mnt = fs.mnt.display().to_string();
+    let out = under_fd_limit(
+        &fs,
+        12,
+        env!("CARGO_BIN_EXE_freezefs"),
+        &format!("-t 30 {mnt}"),
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(said.contains("open-file limit (ulimit -n) is 12"), "{said}");
+    assert!(!said.contains("reinstall"), "{said}");
+    assert!(!fs.kernel_frozen());
+    assert_eq!(fs.record_text(), None);
+}

@@ -68,6 +68,13 @@ pub(crate) fn reason(action: Action, error: &Error) -> String {
         Error::Os { source, .. } if source.raw_os_error() == Some(libc::ENOENT) => {
             "no such file or directory".into()
         }
+        Error::Os { source, .. } if source.raw_os_error() == Some(libc::EMFILE) => {
+            let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+            format!(
+                "too many open files: the open-file limit (ulimit -n) is {}, and a freeze needs about 24",
+                limit.map_or("unlimited".to_string(), |n| n.to_string())
+            )
+        }
         Error::Os { source, .. } => {
             let text = source.to_string();
             text.split(" (os error")
