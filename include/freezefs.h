@@ -205,9 +205,12 @@ extern "C" {
  * - `ECANCELED`: FREEZE: a freeze hook failed or outlived its time limit;
  *   the thaw hooks of those that ran were run, nothing was frozen;
  * - `ECHILD`: FREEZE could not start the holder process that keeps the
- *   freeze (missing or not executable); nothing was frozen;
- * - `EIO`: a state record does not parse (the state directory was tampered
- *   with), or a bug inside the library was caught.
+ *   freeze (missing or not executable); nothing was frozen. QUERY of a
+ *   filesystem with no freezefs freeze on record: the holder, which asks
+ *   the kernel, could not be started or did not answer within 2 s;
+ * - `EIO`: a state record does not parse, or is a symlink, a FIFO or
+ *   anything but a file (the state directory was tampered with), or a bug
+ *   inside the library was caught.
  *
  * QUERY answers 1 for a freeze made by any tool (`fsfreeze`, a hypervisor's
  * agent), in the kernel's word; QUERY of a protected filesystem is allowed.

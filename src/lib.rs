@@ -52,7 +52,7 @@ pub use keep::holder_client::HOLDER_ENV;
 pub use keep::hooks::{HOOKS_DIR, HOOKS_DIR_ENV};
 pub use ops::freeze_guard::FreezeGuard;
 pub use ops::freezer::Freezer;
-pub use ops::status::{FreezeState, LastFreeze, Status};
+pub use ops::status::{FreezeState, LastFreeze, Listing, Status};
 pub use os::mounts::Device;
 pub use store::record::EndReason;
 pub use store::state_dir::{RUNDIR, RUNDIR_ENV};
@@ -102,6 +102,12 @@ pub fn status(path: impl AsRef<Path>) -> Result<Status> {
 /// Every filesystem frozen through freezefs: see [`Freezer::list`].
 pub fn list() -> Result<Vec<Status>> {
     Freezer::from_env().list()
+}
+
+/// Every frozen filesystem that could be told, and what could not: see
+/// [`Freezer::listing`].
+pub fn listing() -> Result<Listing> {
+    Freezer::from_env().listing()
 }
 
 /// The mount point of the mount that `path` lies on, as `findmnt -T` finds

@@ -432,14 +432,18 @@ fn main() {
                 }
             }
         }
-        Mode::List => match freezefs::list() {
-            Ok(all) if options.json => {
-                print_json(&all);
-                0
-            }
-            Ok(all) => {
-                print_table(&all);
-                0
+        Mode::List => match freezefs::listing() {
+            Ok(listing) => {
+                if options.json {
+                    print_json(&listing.frozen);
+                } else {
+                    print_table(&listing.frozen);
+                }
+                // What could not be told hides nothing else, and says so.
+                for problem in &listing.problems {
+                    eprintln!("freezefs: {}", cli::reason(cli::Action::List, problem));
+                }
+                if listing.problems.is_empty() { 0 } else { 2 }
             }
             Err(e) => {
                 eprintln!("freezefs: {}", cli::reason(cli::Action::List, &e));

@@ -87,11 +87,46 @@ pub(crate) fn end_over(
                 // Its thawer was answered, or died: nobody is left to tell.
                 _ => (EndReason::Thawed, true),
             };
-            dir.record_end(record, reason, reported)?;
+            if let Err(e) = dir.record_end(record, reason, reported) {
+                // Said once: the live record is gone all the same, so no
+                // later call ends it again.
+                events::about_record(
+                    events::Kind::Failed,
+                    record,
+                    &format!("thawed, but how the freeze ended could not be recorded: {e}"),
+                );
+                return Err(e);
+            }
         }
     }
     events::about_over(record, over);
     Ok(())
+}
+
+/// Ends a freeze past the deadline `known` (its record as last read) whose
+/// record file is now unreadable (garbage, a symlink, a FIFO) or was
+/// removed by hand: under the lock, only while no record of it can be
+/// read, with the kernel's word through the watcher `known` names. The
+/// broken file goes with the end.
+pub(crate) fn end_unreadable(
+    dir: &StateDir,
+    known: &Record,
+    mount_fd: BorrowedFd<'_>,
+) -> Result<Ending> {
+    let Some(_lock) = dir.try_lock(known.device)? else {
+        return Ok(Ending::Busy);
+    };
+    match dir.read(known.device) {
+        // Readable again: the usual review decides, now.
+        Ok(Some(r)) if r.generation == known.generation => {
+            return Ok(Ending::Alive(Some(process::now_boot_ns())));
+        }
+        // A newer freeze on record: not ours to end.
+        Ok(Some(_)) => return Ok(Ending::Ended),
+        Ok(None) | Err(_) => {}
+    }
+    end_over(dir, known, Over::Expired, mount_fd)?;
+    Ok(Ending::Ended)
 }
 
 /// Ends the freeze of `device` that has `generation` because its holder was

@@ -324,36 +324,51 @@ pub(crate) enum Probe {
     Frozen,
     /// Not frozen.
     Thawed,
-    /// The kernel will not tell (a read-only mount), or not in time.
-    Unknown,
+    /// The kernel will not tell (a read-only mount).
+    CannotTell,
 }
+
+/// How long a probe may take in all, holder start included: past it QUERY
+/// fails rather than guess.
+const PROBE_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Asks the holder (started when none runs) whether the filesystem of
 /// `dir_fd`, a directory on it, is frozen: it keeps one waiter per
-/// superblock, reused while the filesystem stays frozen.
+/// superblock, reused while the filesystem stays frozen. A holder that
+/// does not answer within [`PROBE_LIMIT`] (stopped, stalled), or cannot
+/// tell in time, is an error: never "not frozen" without the kernel's word.
 pub(crate) fn probe(
     dir: &StateDir,
     exe: &Path,
     device: Device,
     dir_fd: BorrowedFd<'_>,
 ) -> Result<Probe> {
+    let started = std::time::Instant::now();
     let request = format!("probe {device}\n");
     let ask = |conn: &ParentOnlyFd| {
-        send(conn, exe, &request, &[dir_fd]).and_then(|()| receive(conn, exe))
+        let left = PROBE_LIMIT.saturating_sub(started.elapsed());
+        send(conn, exe, &request, &[dir_fd]).and_then(|()| receive_within(conn, exe, left))
     };
     let answer = match connect_running(dir)? {
         Some(conn) => match ask(&conn) {
             Ok(answer) => answer,
             // It was exiting as we connected: start anew.
-            Err(_) => ask(&connect_or_start(dir, exe)?)?,
+            Err(_) if started.elapsed() < std::time::Duration::from_millis(200) => {
+                ask(&connect_or_start(dir, exe)?)?
+            }
+            Err(e) => return Err(e),
         },
         None => ask(&connect_or_start(dir, exe)?)?,
     };
-    Ok(match answer.as_str() {
-        "frozen" => Probe::Frozen,
-        "thawed" => Probe::Thawed,
-        _ => Probe::Unknown,
-    })
+    match answer.as_str() {
+        "frozen" => Ok(Probe::Frozen),
+        "thawed" => Ok(Probe::Thawed),
+        "cannot" => Ok(Probe::CannotTell),
+        _ => Err(unavailable(
+            exe,
+            format!("the holder could not tell whether it is frozen ({answer})"),
+        )),
+    }
 }
 
 /// Asks the holder to run the freeze hooks for `targets` and waits for them:
@@ -444,11 +459,6 @@ fn ask_long(
 fn send(conn: &ParentOnlyFd, exe: &Path, request: &str, fds: &[BorrowedFd<'_>]) -> Result<()> {
     fd_passing::send_with_fds(conn, request.as_bytes(), fds)
         .map_err(|e| unavailable(exe, format!("sending to the holder: {e}")))
-}
-
-/// Reads the holder's answer, trimmed.
-fn receive(conn: &ParentOnlyFd, exe: &Path) -> Result<String> {
-    receive_with_fd(conn, exe).map(|(answer, _)| answer)
 }
 
 /// Reads the holder's answer, trimmed, and the fd that came with it.

@@ -151,6 +151,7 @@ pub(crate) fn adopt(dir: &Arc<StateDir>, watches: &Mutex<Vec<Watch>>) -> usize {
             seen: true,
             waiter,
             defers_to_holder: false,
+            last_record: None,
             hooks: owed_hooks(&record),
         });
         adopted += 1;

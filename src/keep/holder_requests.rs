@@ -16,7 +16,7 @@ use crate::store::state_dir::StateDir;
 pub(crate) enum Request {
     /// `hold DEVICE GENERATION`, with the mount fd and maybe a directory fd:
     /// keep this freeze attempt.
-    Hold(Watch),
+    Hold(Box<Watch>),
     /// `probe DEVICE`, with a directory fd: is that filesystem frozen, by
     /// whoever?
     Probe(Device, OwnedFd),
@@ -46,7 +46,7 @@ pub(crate) fn parse(bytes: &[u8], fd: Option<OwnedFd>, dir: &Arc<StateDir>) -> O
                     Some((hooks, Target::from_wire(&mut rest)?))
                 }
             };
-            Request::Hold(Watch {
+            Request::Hold(Box::new(Watch {
                 dir: Arc::clone(dir),
                 device,
                 generation,
@@ -57,8 +57,9 @@ pub(crate) fn parse(bytes: &[u8], fd: Option<OwnedFd>, dir: &Arc<StateDir>) -> O
                 seen: false,
                 waiter: None,
                 defers_to_holder: false,
+                last_record: None,
                 hooks,
-            })
+            }))
         }
         "probe" => Request::Probe(device, fd?),
         _ => return None,

@@ -242,7 +242,8 @@ fn serve_request(
     jobs: &HookJobs,
 ) -> bool {
     let answer: &str = match request {
-        Some(Request::Hold(mut watch)) => {
+        Some(Request::Hold(watch)) => {
+            let mut watch = *watch;
             holder_life::wait_settled();
             // The client gets the teller's end of the freeze's waiter, to
             // start it itself just after FIFREEZE.
@@ -332,7 +333,8 @@ fn probe(
             if seen == Seen::Thawed {
                 "thawed"
             } else {
-                "unknown"
+                // A read-only mount: the kernel will not make a waiter wait.
+                "cannot"
             }
         }
         None => {

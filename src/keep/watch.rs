@@ -24,13 +24,15 @@ use rustix::time::{
 };
 
 use crate::keep::continuity::Waiter;
-use crate::keep::end::{Ending, defer_to_holder, end_if_over, end_thawed_elsewhere};
+use crate::keep::end::{
+    Ending, defer_to_holder, end_if_over, end_thawed_elsewhere, end_unreadable,
+};
 use crate::keep::hooks::{Hooks, Target};
 use crate::os::fork::lock;
 use crate::os::mounts::Device;
 use crate::os::process::now_boot_ns;
 use crate::store::liveness::Over;
-use crate::store::record::Phase;
+use crate::store::record::{Phase, Record};
 use crate::store::state_dir::StateDir;
 
 /// How soon to try again when a superblock's lock is busy.
@@ -68,6 +70,9 @@ pub(crate) struct Watch {
     pub(crate) defers_to_holder: bool,
     /// Holder only: the thaw hooks to run when this freeze ends.
     pub(crate) hooks: Option<(Hooks, Target)>,
+    /// The record of this generation as last read: when the file turns
+    /// unreadable (garbage, a symlink, a FIFO), its deadline still holds.
+    pub(crate) last_record: Option<Record>,
 }
 
 impl Watch {
@@ -191,12 +196,16 @@ fn review(watch: &mut Watch) -> Verdict {
     let record = match watch.dir.read(watch.device) {
         Ok(Some(r)) if r.generation == watch.generation => {
             watch.seen = true;
+            watch.last_record = Some(r.clone());
             r
         }
         // The client has not written it yet.
         Ok(_) if !watch.seen && watch.attempt.is_some() => return Verdict::Keep(None),
+        // Removed by hand while the kernel still holds this freeze (its
+        // waiter waits) and no end of it was recorded: as good as broken.
+        Ok(None) if watch.seen && removed_by_hand(watch) => return review_unreadable(watch),
         Ok(_) => return Verdict::Done,
-        Err(_) => return Verdict::Keep(Some(now_boot_ns() + UNREADABLE_RETRY_NS)),
+        Err(_) => return review_unreadable(watch),
     };
     let let_through = watch.waiter.as_ref().is_some_and(Waiter::released);
     if let_through && record.phase == Phase::Frozen {
@@ -227,6 +236,36 @@ fn review(watch: &mut Watch) -> Verdict {
                 false,
             )),
         },
+    }
+}
+
+/// Whether the record of a freeze that the kernel still holds went without
+/// an end of its generation being remembered: not a thaw of freezefs's.
+fn removed_by_hand(watch: &Watch) -> bool {
+    let still_frozen = watch.waiter.as_ref().is_some_and(|w| !w.released());
+    let ended_here = watch
+        .dir
+        .read_ended(watch.device)
+        .ok()
+        .flatten()
+        .is_some_and(|ended| ended.generation == watch.generation);
+    still_frozen && !ended_here
+}
+
+/// The record cannot be read: the deadline last read holds, and is kept
+/// from memory; the file is looked at again meanwhile.
+fn review_unreadable(watch: &Watch) -> Verdict {
+    let now = now_boot_ns();
+    let retry = now + UNREADABLE_RETRY_NS;
+    let Some(known) = &watch.last_record else {
+        return Verdict::Keep(Some(retry));
+    };
+    match known.deadline_boot_ns {
+        Some(deadline) if deadline <= now => {
+            verdict(end_unreadable(&watch.dir, known, watch.mount_fd.as_fd()))
+        }
+        Some(deadline) => Verdict::Keep(Some(deadline.min(retry))),
+        None => Verdict::Keep(Some(retry)),
     }
 }
 

@@ -398,6 +398,7 @@ fn commit(dir: Arc<StateDir>, members: &[Member], timeout_s: Option<u32>) -> Res
                     seen: true,
                     waiter: None,
                     defers_to_holder: true,
+                    last_record: None,
                     hooks: None,
                     mount_fd: m
                         .mount_fd

@@ -12,7 +12,7 @@ use crate::keep::holder_client;
 use crate::keep::hooks;
 use crate::ops::freeze_guard::FreezeGuard;
 use crate::ops::resolve::Resolved;
-use crate::ops::status::Status;
+use crate::ops::status::{Listing, Status};
 use crate::ops::{freeze, query, reset, status, thaw};
 use crate::policy::{ProtectedNames, require_privilege};
 use crate::store::state_dir;
@@ -242,6 +242,14 @@ impl Freezer {
     pub fn list(&self) -> Result<Vec<Status>> {
         require_privilege()?;
         status::list(self)
+    }
+
+    /// Like [`Freezer::list`], but a record that cannot be read or a
+    /// filesystem whose probe fails is set aside in
+    /// [`Listing::problems`] rather than failing the whole list.
+    pub fn listing(&self) -> Result<Listing> {
+        require_privilege()?;
+        status::listing(self)
     }
 
     /// Gives the freeze of the filesystem mounted at `path` a new timeout,

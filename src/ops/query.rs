@@ -24,27 +24,27 @@ use crate::store::state_dir::StateDir;
 pub(crate) fn is_frozen(freezer: &Freezer, named: &Resolved) -> Result<bool> {
     match live_record(freezer, named)? {
         Some(record) => Ok(record.phase == Phase::Frozen),
-        None => Ok(frozen_by_any_tool(freezer, named)),
+        None => frozen_by_any_tool(freezer, named),
     }
 }
 
 /// Whether a filesystem is frozen, by whichever tool, in the kernel's word
 /// (the holder's probe, started on demand): asked when freezefs has no
 /// watched freeze of it on record. Never asked of a network, FUSE or pseudo
-/// filesystem; `false` where the kernel will not tell (a read-only mount)
-/// or no holder can be started.
-pub(crate) fn frozen_by_any_tool(freezer: &Freezer, named: &Resolved) -> bool {
+/// filesystem; `false` where the kernel will not tell (a read-only mount,
+/// a path that is not a directory). A holder that cannot be started, or
+/// does not answer within 2 s, is an error (`ECHILD`): never a guess.
+pub(crate) fn frozen_by_any_tool(freezer: &Freezer, named: &Resolved) -> Result<bool> {
     if !mounts::on_block_device(&named.mount.fs_type) {
-        return false;
+        return Ok(false);
     }
     let Some(dir_fd) = named.directory_fd() else {
-        return false;
+        return Ok(false);
     };
-    let Ok(Some(dir)) = StateDir::open(&freezer.state_dir, true) else {
-        return false;
-    };
+    let dir = StateDir::open(&freezer.state_dir, true)?
+        .ok_or_else(|| crate::error::Error::os("state directory", rustix::io::Errno::NOENT))?;
     holder_client::probe(&dir, &freezer.holder(), named.device(), dir_fd.as_fd())
-        .is_ok_and(|probe| probe == Probe::Frozen)
+        .map(|probe| probe == Probe::Frozen)
 }
 
 /// The record of a live freeze of the filesystem `named` names; one that is

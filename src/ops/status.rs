@@ -143,7 +143,7 @@ pub(crate) fn status(freezer: &Freezer, named: &Resolved) -> Result<Status> {
     let mount = &named.mount;
     let mut status = match query::live_record(freezer, named)? {
         Some(record) => Status::from_record(&record, now_boot_ns()),
-        None if query::frozen_by_any_tool(freezer, named) => Status::frozen_by_other_tool(
+        None if query::frozen_by_any_tool(freezer, named)? => Status::frozen_by_other_tool(
             mount.mount_point.clone(),
             mount.device,
             mount.fs_type.clone(),
@@ -163,24 +163,56 @@ pub(crate) fn status(freezer: &Freezer, named: &Resolved) -> Result<Status> {
     Ok(status)
 }
 
+/// What `freezefs -l` shows: every freeze that could be told, and what
+/// could not be (a broken record, a holder that did not answer), each
+/// naming its file or mount point.
+#[derive(Debug)]
+pub struct Listing {
+    /// The frozen (or freezing) filesystems, by mount point.
+    pub frozen: Vec<Status>,
+    /// What could not be read or asked.
+    pub problems: Vec<Error>,
+}
+
+/// Every frozen (or freezing) filesystem, by mount point; an error when any
+/// record or probe failed (see [`listing`] for the rest).
+pub(crate) fn list(freezer: &Freezer) -> Result<Vec<Status>> {
+    let listing = listing(freezer)?;
+    match listing.problems.into_iter().next() {
+        Some(problem) => Err(problem),
+        None => Ok(listing.frozen),
+    }
+}
+
 /// Every frozen (or freezing) filesystem, by mount point: those frozen
 /// through the freezer's state directory, whose freezes that are over are
 /// ended on the way, and those another tool froze, one line per superblock.
-pub(crate) fn list(freezer: &Freezer) -> Result<Vec<Status>> {
+/// A record that cannot be read, or a filesystem whose probe fails, is set
+/// aside in `problems`; it hides nothing else.
+pub(crate) fn listing(freezer: &Freezer) -> Result<Listing> {
     let mut all = Vec::new();
+    let mut problems = Vec::new();
+    // Devices told already: a broken record's too, whose freeze is freezefs's.
+    let mut seen: Vec<Device> = Vec::new();
     if let Some(dir) = StateDir::open(freezer.state_dir(), false)? {
         for device in dir.recorded_devices()? {
-            let Some(record) = dir.read(device)? else {
-                continue;
+            let record = match dir.read(device) {
+                Ok(Some(record)) => record,
+                Ok(None) => continue,
+                Err(e) => {
+                    seen.push(device);
+                    problems.push(e);
+                    continue;
+                }
             };
             if liveness::is_over(&record) {
                 query::end_by_mount_point(&dir, &record);
                 continue;
             }
+            seen.push(device);
             all.push(Status::from_record(&record, now_boot_ns()));
         }
     }
-    let mut seen: Vec<Device> = all.iter().map(|s| s.device).collect();
     let table = MountTable::read().map_err(|e| Error::os("/proc/self/mountinfo", e))?;
     for entry in table.entries() {
         if seen.contains(&entry.device) || !mounts::on_block_device(&entry.fs_type) {
@@ -195,14 +227,19 @@ pub(crate) fn list(freezer: &Freezer) -> Result<Vec<Status>> {
             continue;
         }
         seen.push(entry.device);
-        if query::frozen_by_any_tool(freezer, &named) {
-            all.push(Status::frozen_by_other_tool(
+        match query::frozen_by_any_tool(freezer, &named) {
+            Ok(true) => all.push(Status::frozen_by_other_tool(
                 entry.mount_point.clone(),
                 entry.device,
                 entry.fs_type.clone(),
-            ));
+            )),
+            Ok(false) => {}
+            Err(e) => problems.push(e),
         }
     }
     all.sort_by(|a, b| a.mount_point.cmp(&b.mount_point));
-    Ok(all)
+    Ok(Listing {
+        frozen: all,
+        problems,
+    })
 }

@@ -255,6 +255,12 @@ impl StateDir {
     }
 
     fn read_file(&self, name: &str) -> Result<Option<Record>> {
+        let corrupt = |reason: &str| Error::CorruptRecord {
+            path: self.path.join(name),
+            reason: reason.to_string(),
+        };
+        // Never followed, never waited on: a symlink or a FIFO in place of
+        // a record is a broken record, like garbage.
         let fd = match rustix::fs::openat(
             &self.fd,
             name,
@@ -263,8 +269,13 @@ impl StateDir {
         ) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Ok(None),
+            Err(Errno::LOOP) => return Err(corrupt("a symlink, not a record")),
             Err(e) => return Err(self.err(name, "open", e)),
         };
+        let st = rustix::fs::fstat(&fd).map_err(|e| self.err(name, "fstat", e))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(corrupt("not a regular file"));
+        }
         let mut file = std::fs::File::from(fd);
         let mut text = Vec::new();
         (&mut file)
@@ -273,10 +284,7 @@ impl StateDir {
             .map_err(|e| self.err(name, "read", e))?;
         Record::from_text(&text)
             .map(Some)
-            .map_err(|reason| Error::CorruptRecord {
-                path: self.path.join(name),
-                reason,
-            })
+            .map_err(|reason| corrupt(&reason))
     }
 
     /// Writes a record atomically: a private temporary file, then rename.
@@ -382,8 +390,13 @@ impl StateDir {
             at_unix_ns: crate::os::process::now_unix_ns(),
             reported,
         });
-        self.write_file(&Self::ended_name(record.device), &ended)?;
-        self.remove(record.device)
+        let remembered = self.write_file(&Self::ended_name(record.device), &ended);
+        // Removed even when the end could not be written (a full or failing
+        // state directory): a live record left behind would have every
+        // later call end it again, a FITHAW that may thaw a newer freeze of
+        // another tool. The caller reports the error, once.
+        let removed = self.remove(record.device);
+        remembered.and(removed)
     }
 
     /// Notes that a THAW has been told how the remembered freeze ended.

@@ -8,7 +8,6 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use freezefs::Timeout;
 use support::{
     Kind, STRICT_C, Scratch, cc, crate_dir, example, fzctl, fzctl_cmd, lib_dir, program, run,
     with_env,
@@ -242,25 +241,27 @@ fn cap_sys_admin_without_root_is_enough() {
 
 #[test]
 fn environment_overrides_are_ignored_in_a_setuid_program() {
-    let fs = Scratch::new(Kind::Ext4);
+    // A tmpfs: QUERY answers it from the state directory alone (no probe).
+    let fs = Scratch::new(Kind::Tmpfs);
     open_up(&fs);
-    // A real freeze recorded in the scratch state directory: a caller that
-    // honours FREEZEFS_RUNDIR answers 1, one that ignores it answers 0.
-    fs.freezer().freeze(&fs.mnt, Timeout::Seconds(30)).unwrap();
+    // FREEZEFS_RUNDIR names a symlink: a caller that honours it fails with
+    // ELOOP, one that ignores it reads /run/freezefs and answers 0.
+    let planted = fs.dir.join("planted");
+    std::os::unix::fs::symlink("/etc", &planted).unwrap();
     let setuid = fs.dir.join("fzctl-setuid");
     std::fs::copy(program("fzctl"), &setuid).unwrap();
     std::fs::set_permissions(&setuid, std::fs::Permissions::from_mode(0o4755)).unwrap();
     let mnt = fs.mnt.to_str().unwrap();
-    assert_eq!(
-        fzctl(&mut fzctl_cmd(&fs, "2", &fs.mnt, "0")),
-        "rc=1 errno=0"
-    );
+    let mut plain = fzctl_cmd(&fs, "2", &fs.mnt, "0");
+    plain.env("FREEZEFS_RUNDIR", &planted);
+    assert_eq!(fzctl(&mut plain), "rc=-1 errno=ELOOP");
     let mut cmd = Command::new("setpriv");
     cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(&setuid)
         .args(["2", mnt]);
-    assert_eq!(fzctl(&mut with_env(&mut cmd, &fs)), "rc=0 errno=0");
-    fs.freezer().thaw(&fs.mnt).unwrap();
+    let mut cmd = with_env(&mut cmd, &fs);
+    cmd.env("FREEZEFS_RUNDIR", &planted);
+    assert_eq!(fzctl(&mut cmd), "rc=0 errno=0");
 }
 
 #[test]

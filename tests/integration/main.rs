@@ -9,6 +9,7 @@ mod support;
 
 mod abuse;
 mod beyond;
+mod broken_state;
 mod c_api;
 mod command_messages;
 mod commands;
