@@ -21,7 +21,6 @@
 //! exit status and duration. A failed thaw hook is logged, never retried.
 
 use std::fs::Metadata;
-use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -318,37 +317,61 @@ fn spawn_and_wait(
 }
 
 /// A hook's output as it is read: the first [`OUTPUT_BYTES`], and whether
-/// the pipe reached its end.
+/// the pipe reached its end. Reading stops once the hook has exited and a
+/// short grace has passed ([`Output::text`]), even when a daemon it started
+/// keeps the pipe open: its reader thread and fd go then.
 #[derive(Default)]
 struct Output {
     kept: Mutex<(Vec<u8>, bool)>,
     ended: Condvar,
+    /// Set by [`Output::text`]: stop reading.
+    done: std::sync::atomic::AtomicBool,
 }
+
+/// How often the reader looks whether it should stop.
+const READER_TICK_MS: i64 = 20;
 
 impl Output {
     fn read_all(&self, reader: std::os::fd::OwnedFd) {
-        let mut reader = std::fs::File::from(reader);
         let mut buf = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 {
-                break;
+        let tick = rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: READER_TICK_MS * 1_000_000,
+        };
+        while !self.done.load(std::sync::atomic::Ordering::Acquire) {
+            let mut fds = [rustix::event::PollFd::new(
+                &reader,
+                rustix::event::PollFlags::IN,
+            )];
+            match rustix::event::poll(&mut fds, Some(&tick)) {
+                Ok(0) | Err(rustix::io::Errno::INTR) => continue,
+                Ok(_) => {}
+                Err(_) => break,
             }
-            let mut kept = lock(&self.kept);
-            let room = OUTPUT_BYTES.saturating_sub(kept.0.len());
-            kept.0.extend_from_slice(&buf[..n.min(room)]);
+            match rustix::io::read(&reader, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let mut kept = lock(&self.kept);
+                    let room = OUTPUT_BYTES.saturating_sub(kept.0.len());
+                    kept.0.extend_from_slice(&buf[..n.min(room)]);
+                }
+                Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {}
+                Err(_) => break,
+            }
         }
         lock(&self.kept).1 = true;
         self.ended.notify_all();
     }
 
     /// What was read; waits a moment for the end of the output of a hook
-    /// that has exited, never for its children's.
+    /// that has exited, never for its children's, then stops the reader.
     fn text(&self) -> String {
         let kept = lock(&self.kept);
         let (kept, _) = self
             .ended
             .wait_timeout_while(kept, Duration::from_millis(20), |k| !k.1)
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.done.store(true, std::sync::atomic::Ordering::Release);
         String::from_utf8_lossy(&kept.0).into_owned()
     }
 }

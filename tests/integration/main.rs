@@ -20,6 +20,7 @@ mod fuzz_c_api;
 mod fuzzkit;
 mod header;
 mod holder;
+mod hook_pairs;
 mod keepers;
 mod hooks;
 mod hostile;
