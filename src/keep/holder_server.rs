@@ -189,7 +189,15 @@ fn serve(dir_path: &Path) -> i32 {
         inbox.accept(&listener);
         inbox.take_requests(&mut request_buf, |conn, bytes, fd| {
             let request = holder_requests::parse(bytes, fd, &dir);
-            probed |= serve_request(conn, request, &watches, &mut probes, &mut spare, &jobs);
+            probed |= serve_request(
+                conn,
+                request,
+                &dir,
+                &watches,
+                &mut probes,
+                &mut spare,
+                &jobs,
+            );
         });
         if lock(&watches).len() > held_before {
             holder_life::ensure_warden(&dir, systemd);
@@ -236,6 +244,7 @@ const SETTLE_LIMIT: Duration = Duration::from_millis(250);
 fn serve_request(
     conn: OwnedFd,
     request: Option<Request>,
+    dir: &Arc<StateDir>,
     watches: &Mutex<Vec<Watch>>,
     probes: &mut HashMap<Device, Prober>,
     spare: &mut Option<Prober>,
@@ -265,7 +274,7 @@ fn serve_request(
             return false;
         }
         Some(Request::Hooks(request)) => {
-            jobs.answer(conn, request);
+            jobs.answer(Arc::clone(dir), conn, request);
             return false;
         }
         Some(Request::Probe(device, dir_fd)) => probe(watches, probes, spare, device, &dir_fd),

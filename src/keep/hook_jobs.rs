@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rustix::net::SendFlags;
 
@@ -12,6 +13,29 @@ use crate::keep::hook_wire::hex;
 use crate::keep::hooks::{self, Hooks, Target};
 use crate::keep::watch::Watch;
 use crate::os::fork::lock;
+use crate::store::state_dir::StateDir;
+
+/// True when the peer closed the connection (or it failed), without
+/// reading what it may have sent.
+fn connection_closed(conn: &OwnedFd) -> bool {
+    let mut byte = [0u8; 1];
+    let flags = rustix::net::RecvFlags::DONTWAIT | rustix::net::RecvFlags::PEEK;
+    match rustix::net::recv(conn, &mut byte, flags) {
+        Ok((0, _)) => true,
+        Ok(_) | Err(rustix::io::Errno::AGAIN) => false,
+        Err(_) => true,
+    }
+}
+
+/// Whether the freeze of `target` that client `peer` asked hooks for was
+/// handed over to its keepers: a record of it, live or ended, carries its
+/// thaw hooks, and whoever ends it runs them.
+fn handed_over(dir: &StateDir, target: &Target, peer: u32) -> bool {
+    let ours = |r: &crate::store::record::Record| r.pid == peer && r.thaw_hooks.is_some();
+    let live = dir.read(target.device).ok().flatten();
+    let ended = dir.read_ended(target.device).ok().flatten();
+    live.iter().chain(ended.iter()).any(ours)
+}
 
 /// What a client asks of the hooks.
 pub(crate) enum HookRequest {
@@ -24,6 +48,19 @@ pub(crate) enum HookRequest {
 }
 
 impl HookRequest {
+    /// The most its runs may take: each hook's limit and a margin, per
+    /// target (a failed freeze also runs thaw hooks: twice over).
+    fn bound(&self) -> Duration {
+        let (hooks, targets, rounds) = match self {
+            HookRequest::Freeze(hooks, targets) => (hooks, targets, 2),
+            HookRequest::Thaw(_, hooks, targets) => (hooks, targets, 1),
+        };
+        let runs = hooks::list(&hooks.dir).map_or(1, |l| l.len().max(1)) as u64
+            * targets.len().max(1) as u64
+            * rounds;
+        Duration::from_secs(runs * (u64::from(hooks.limit_s) + 2))
+    }
+
     /// Reads a request from its words after the verb.
     pub(crate) fn parse<'a>(verb: &str, mut words: impl Iterator<Item = &'a str>) -> Option<Self> {
         let reason = match verb {
@@ -46,23 +83,29 @@ impl HookRequest {
 
 /// The hook runs due, run one at a time in the order they came, on a
 /// thread of their own: a freeze's thaw hooks (say, resume a database) end
-/// before the next freeze's freeze hooks (pause it) begin.
-#[derive(Default)]
+/// before the next freeze's freeze hooks (pause it) begin. One queue for
+/// all filesystems (hooks usually quiesce one application that spans
+/// them); a client's wait counts the runs ahead of it instead.
+#[derive(Default, Clone)]
 pub(crate) struct HookJobs(Arc<Queue>);
 
 type Job = Box<dyn FnOnce() + Send>;
 
 #[derive(Default)]
 struct Queue {
-    /// The jobs due, and whether the worker thread is running.
-    due: Mutex<(VecDeque<Job>, bool)>,
+    /// The jobs due, whether the worker thread is running, and the most
+    /// the client requests queued or running may take.
+    due: Mutex<(VecDeque<Job>, bool, Duration)>,
+    /// Clients whose freeze hooks ran, watched until their freeze is
+    /// handed over: the holder does not exit while one is.
+    watching: std::sync::atomic::AtomicUsize,
 }
 
 impl HookJobs {
     /// Whether a hook run is due or under way.
     pub(crate) fn running(&self) -> bool {
         let due = lock(&self.0.due);
-        !due.0.is_empty() || due.1
+        !due.0.is_empty() || due.1 || self.0.watching.load(std::sync::atomic::Ordering::Acquire) > 0
     }
 
     /// Waits until no hook run is due or under way (a holder about to exit
@@ -106,21 +149,105 @@ impl HookJobs {
         }
     }
 
-    /// Runs a client's request, and answers it on `conn` when done.
-    pub(crate) fn answer(&self, conn: OwnedFd, request: HookRequest) {
+    /// Runs a client's request, and answers it on `conn` when done. First
+    /// it answers `queued SECONDS`: how long the runs ahead of it may take,
+    /// which the client adds to its own wait. A freeze request whose client
+    /// is gone (or gave up) by its turn runs nothing; one whose hooks ran
+    /// keeps its connection watched until the freeze is handed over, rolled
+    /// back on that connection, or its client is gone: then its thaw hooks
+    /// run (reason `freezer-died`).
+    pub(crate) fn answer(&self, dir: Arc<StateDir>, conn: OwnedFd, request: HookRequest) {
+        let bound = request.bound();
+        let ahead = {
+            let mut due = lock(&self.0.due);
+            let ahead = due.2;
+            due.2 += bound;
+            ahead
+        };
+        let queued = format!("queued {}", ahead.as_secs() + 1);
+        let _ = rustix::net::send(&conn, queued.as_bytes(), SendFlags::NOSIGNAL);
+        let jobs = self.clone();
         self.spawn(move || {
-            let answer = match request {
-                HookRequest::Freeze(hooks, targets) => match hooks::run_freeze(&hooks, &targets) {
-                    Ok(()) => "ok".to_string(),
-                    Err(reason) => format!("failed {}", hex(reason.as_bytes())),
-                },
+            match request {
+                HookRequest::Freeze(hooks, targets) => {
+                    if connection_closed(&conn) {
+                        // Gone, or gave up waiting: nothing ran, nothing is owed.
+                    } else {
+                        match hooks::run_freeze(&hooks, &targets) {
+                            Ok(()) => {
+                                let peer = rustix::net::sockopt::socket_peercred(&conn)
+                                    .map(|c| c.pid.as_raw_nonzero().get() as u32)
+                                    .unwrap_or(0);
+                                let _ = rustix::net::send(&conn, b"ok", SendFlags::NOSIGNAL);
+                                jobs.watch_owed(dir, conn, peer, hooks, targets);
+                            }
+                            Err(reason) => {
+                                let answer = format!("failed {}", hex(reason.as_bytes()));
+                                let _ = rustix::net::send(
+                                    &conn,
+                                    answer.as_bytes(),
+                                    SendFlags::NOSIGNAL,
+                                );
+                            }
+                        }
+                    }
+                }
                 HookRequest::Thaw(reason, hooks, targets) => {
                     hooks::run_thaw(&hooks, &targets, &reason);
-                    "ok".to_string()
+                    let _ = rustix::net::send(&conn, b"ok", SendFlags::NOSIGNAL);
                 }
-            };
-            let _ = rustix::net::send(&conn, answer.as_bytes(), SendFlags::NOSIGNAL);
+            }
+            let mut due = lock(&jobs.0.due);
+            due.2 = due.2.saturating_sub(bound);
         });
+    }
+
+    /// Watches the connection of a client whose freeze hooks ran, on a
+    /// thread of its own, until it sends its rollback (run and answered
+    /// here) or closes: then, unless a record shows the freeze was handed
+    /// over (its keepers run the thaw hooks), the thaw hooks are owed.
+    fn watch_owed(
+        &self,
+        dir: Arc<StateDir>,
+        conn: OwnedFd,
+        peer: u32,
+        hooks: Hooks,
+        targets: Vec<Target>,
+    ) {
+        let jobs = self.clone();
+        use std::sync::atomic::Ordering;
+        self.0.watching.fetch_add(1, Ordering::AcqRel);
+        let watched = std::thread::Builder::new()
+            .name("freezefs-owed".into())
+            .spawn(move || {
+                let mut buf = [0u8; 64 * 1024];
+                let said = crate::os::fd_passing::recv_with_fd(&conn, &mut buf)
+                    .ok()
+                    .filter(|(n, _)| *n > 0)
+                    .and_then(|(n, _)| {
+                        let text = std::str::from_utf8(&buf[..n]).ok()?;
+                        let mut words = text.split_whitespace();
+                        let verb = words.next()?;
+                        HookRequest::parse(verb, words)
+                    });
+                match said {
+                    Some(rollback @ HookRequest::Thaw(..)) => jobs.answer(dir, conn, rollback),
+                    _ => {
+                        let owed: Vec<Target> = targets
+                            .into_iter()
+                            .filter(|t| !handed_over(&dir, t, peer))
+                            .collect();
+                        if !owed.is_empty() {
+                            jobs.spawn(move || hooks::run_thaw(&hooks, &owed, "freezer-died"));
+                        }
+                    }
+                }
+                jobs.0.watching.fetch_sub(1, Ordering::AcqRel);
+            });
+        if watched.is_err() {
+            // No thread to watch with: the keepers' records decide alone.
+            self.0.watching.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     /// Runs the thaw hooks of a freeze this holder kept, now over, with

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::events::{Event, Kind, Logger};
 use crate::keep::end::record_thawed_elsewhere;
 use crate::keep::helper_thread;
+use crate::keep::holder_client::HooksAsked;
 use crate::keep::holder_client::{self, Handoff, Pending, Watching};
 use crate::keep::hooks::{self, Hooks, Target};
 use crate::keep::watch::Watch;
@@ -83,10 +84,16 @@ fn check_old_records(dir: &StateDir, members: &[Member]) -> Result<()> {
 }
 
 /// After a rollback (nothing is frozen any more): the thaw hooks, reason
-/// `rolled-back`, run by the holder.
-fn roll_back_hooks(dir: &StateDir, exe: &Path, hooks: Option<&Hooks>, targets: &[Target]) {
+/// `rolled-back`, run by the holder, asked on the freeze hooks' connection.
+fn roll_back_hooks(
+    dir: &StateDir,
+    exe: &Path,
+    hooks: Option<&Hooks>,
+    targets: &[Target],
+    asked: Option<HooksAsked>,
+) {
     if let Some(hooks) = hooks {
-        let _ = holder_client::run_thaw_hooks(dir, exe, hooks, targets, "rolled-back");
+        let _ = holder_client::run_thaw_hooks(dir, exe, hooks, targets, "rolled-back", asked);
     }
 }
 
@@ -176,9 +183,13 @@ pub(crate) fn freeze_batch(
     let exe = freezer.holder();
     let targets: Vec<Target> = members.iter().map(Member::target).collect();
     check_old_records(&dir, &members)?;
-    if let Some(hooks) = &hooks {
-        holder_client::run_freeze_hooks(&dir, &exe, hooks, &targets)?;
-    }
+    // Kept until the freeze is recorded with its thaw hooks, or rolled back.
+    let mut asked = match &hooks {
+        Some(hooks) => Some(holder_client::run_freeze_hooks(
+            &dir, &exe, hooks, &targets,
+        )?),
+        None => None,
+    };
 
     // Connected now: after FIFREEZE, reporting looks no path up.
     let logger = Logger::connect();
@@ -208,14 +219,14 @@ pub(crate) fn freeze_batch(
                 let _ = dir.remove(m.device());
             }
         }
-        roll_back_hooks(&dir, &exe, hooks.as_ref(), &targets);
+        roll_back_hooks(&dir, &exe, hooks.as_ref(), &targets, asked.take());
         return Err(e);
     }
     // The freeze window: from here on only the state directory, which is
     // never on a frozen filesystem, is touched; no path lookup.
     let dir = Arc::new(dir);
     let frozen = commit(Arc::clone(&dir), &members, timeout_s)
-        .inspect_err(|_| roll_back_hooks(&dir, &exe, hooks.as_ref(), &targets))?;
+        .inspect_err(|_| roll_back_hooks(&dir, &exe, hooks.as_ref(), &targets, asked.take()))?;
     for m in &members {
         if let Some(record) = &m.record {
             logger.send(&Event {

@@ -95,3 +95,81 @@ fn hooks_that_leave_a_daemon_behind_leak_no_thread_and_no_fd() {
         .thaw(&other.mnt)
         .unwrap();
 }
+
+/// The caller killed while its freeze hook runs: the hook's thaw still
+/// runs (reason freezer-died), and nothing stays frozen.
+#[test]
+fn a_caller_killed_during_its_freeze_hook_still_gets_the_thaw_hook() {
+    let fs = Scratch::new(Kind::Ext4);
+    let dir = hooks(&fs, "[ \"$1\" = freeze ] && sleep 1.5; exit 0");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    let mut caller = hooked(cmd.args(["-t", "30"]).arg(&fs.mnt), &fs, &dir)
+        .spawn()
+        .unwrap();
+    assert!(wait_until(
+        Duration::from_secs(3),
+        Duration::from_millis(10),
+        || { log(&fs).starts_with("freeze") }
+    ));
+    caller.kill().unwrap();
+    let _ = caller.wait();
+    assert!(
+        wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+            log(&fs).lines().count() >= 2
+        }),
+        "{}",
+        log(&fs)
+    );
+    assert_eq!(log(&fs), "freeze -\nthaw freezer-died\n");
+    assert!(!fs.kernel_frozen());
+    assert_eq!(fs.record_text(), None);
+}
+
+/// A client queued behind another's slow freeze hook waits for it (its
+/// wait counts the runs ahead), and one killed while queued never has its
+/// freeze hook run.
+#[test]
+fn a_queued_client_waits_for_the_hooks_ahead_and_a_killed_one_runs_none() {
+    let slow = Scratch::new(Kind::Ext4);
+    let queued = Scratch::new(Kind::Ext4);
+    let gone = Scratch::new(Kind::Ext4);
+    let dir = hooks(
+        &slow,
+        &format!(
+            "[ \"$1\" = freeze ] && [ \"$2\" = {} ] && sleep 3; echo \"$1 $2\" >> {}; exit 0",
+            slow.mnt.display(),
+            slow.dir.join("runs.log").display()
+        ),
+    );
+    let start = |fs: &Scratch| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+        let mut cmd = with_env(cmd.args(["-t", "30"]).arg(&fs.mnt), &slow);
+        cmd.env("FREEZEFS_HOOKS_DIR", &dir).spawn().unwrap()
+    };
+    let mut first = start(&slow);
+    assert!(wait_until(
+        Duration::from_secs(3),
+        Duration::from_millis(10),
+        || { log(&slow).starts_with("freeze") }
+    ));
+    let mut second = start(&queued);
+    let mut third = start(&gone);
+    std::thread::sleep(Duration::from_millis(300));
+    third.kill().unwrap();
+    let _ = third.wait();
+    assert!(first.wait().unwrap().success());
+    assert!(
+        second.wait().unwrap().success(),
+        "the queued client gave up"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let runs = std::fs::read_to_string(slow.dir.join("runs.log")).unwrap_or_default();
+    assert!(
+        !runs.contains(&format!("freeze {}", gone.mnt.display())),
+        "a freeze hook ran for a client that was gone: {runs}"
+    );
+    assert!(queued.kernel_frozen() && slow.kernel_frozen() && !gone.kernel_frozen());
+    let freezer = slow.freezer();
+    freezer.thaw(&slow.mnt).unwrap();
+    freezer.thaw(&queued.mnt).unwrap();
+}
