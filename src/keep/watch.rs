@@ -23,7 +23,7 @@ use rustix::time::{
     Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec, timerfd_settime,
 };
 
-use crate::keep::continuity::Waiter;
+use crate::keep::continuity::{Seen, Waiter};
 use crate::keep::end::{
     Ending, defer_to_holder, end_if_over, end_thawed_elsewhere, end_unreadable,
 };
@@ -193,6 +193,11 @@ fn review(watch: &mut Watch) -> Verdict {
     if watch.attempt.as_ref().is_some_and(connection_closed) {
         watch.attempt = None;
     }
+    // Its state directory was removed: no record can be read or ended
+    // there any more, and nobody can ask for this freeze.
+    if watch.dir.is_removed() {
+        return Verdict::Done;
+    }
     let record = match watch.dir.read(watch.device) {
         Ok(Some(r)) if r.generation == watch.generation => {
             watch.seen = true;
@@ -242,7 +247,9 @@ fn review(watch: &mut Watch) -> Verdict {
 /// Whether the record of a freeze that the kernel still holds went without
 /// an end of its generation being remembered: not a thaw of freezefs's.
 fn removed_by_hand(watch: &Watch) -> bool {
-    let still_frozen = watch.waiter.as_ref().is_some_and(|w| !w.released());
+    // Waiting now, in the kernel's word: not merely not let through (a
+    // waiter that could not wait, or whose filesystem went, tells nothing).
+    let still_frozen = watch.waiter.as_ref().and_then(Waiter::look) == Some(Seen::Frozen);
     let ended_here = watch
         .dir
         .read_ended(watch.device)

@@ -153,6 +153,11 @@ impl StateDir {
         &self.fd
     }
 
+    /// Whether the directory was removed since it was opened.
+    pub(crate) fn is_removed(&self) -> bool {
+        rustix::fs::fstat(&self.fd).is_ok_and(|st| st.st_nlink == 0)
+    }
+
     fn record_name(device: Device) -> String {
         format!("sb.{device}")
     }
