@@ -194,9 +194,10 @@ fn review(watch: &mut Watch) -> Verdict {
         watch.attempt = None;
     }
     // Its state directory was removed: no record can be read or ended
-    // there any more, and nobody can ask for this freeze.
+    // there any more. The deadline last read still holds while the kernel
+    // holds this very freeze (its waiter waits).
     if watch.dir.is_removed() {
-        return Verdict::Done;
+        return review_orphaned(watch);
     }
     let record = match watch.dir.read(watch.device) {
         Ok(Some(r)) if r.generation == watch.generation => {
@@ -241,6 +242,21 @@ fn review(watch: &mut Watch) -> Verdict {
                 false,
             )),
         },
+    }
+}
+
+/// A watch whose state directory is gone: thawed at the deadline it read
+/// last if its waiter still waits, else let go.
+fn review_orphaned(watch: &Watch) -> Verdict {
+    let waiting = watch.waiter.as_ref().and_then(Waiter::look) == Some(Seen::Frozen);
+    let deadline = watch.last_record.as_ref().and_then(|r| r.deadline_boot_ns);
+    match deadline {
+        Some(deadline) if waiting && deadline > now_boot_ns() => Verdict::Keep(Some(deadline)),
+        Some(_) if waiting => {
+            let _ = crate::os::syscalls::fithaw(watch.mount_fd.as_fd());
+            Verdict::Done
+        }
+        _ => Verdict::Done,
     }
 }
 

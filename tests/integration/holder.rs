@@ -386,3 +386,27 @@ fn a_holder_started_by_a_command_that_exited_serves_the_next_command() {
     assert_eq!(live_holders(&fs), vec![first]);
     fs.freezer().thaw(&fs.mnt).unwrap();
 }
+
+/// The state directory removed while a freeze is kept: the holder still
+/// thaws at the deadline it read, then lets go and exits.
+#[test]
+fn a_holder_whose_state_directory_is_removed_still_thaws_by_the_deadline_and_exits() {
+    let fs = Scratch::new(Kind::Ext4);
+    assert_eq!(
+        fzctl(&mut fzctl_cmd(&fs, "1", &fs.mnt, "2")),
+        "rc=0 errno=0"
+    );
+    let holder = holder_of(&fs);
+    std::fs::remove_dir_all(fs.state_dir()).unwrap();
+    assert!(support::wait_until(
+        Duration::from_secs(4),
+        Duration::from_millis(10),
+        || !fs.kernel_frozen()
+    ));
+    assert!(
+        support::wait_until(Duration::from_secs(2), Duration::from_millis(20), || {
+            !running(holder)
+        }),
+        "the holder stayed"
+    );
+}
