@@ -52,6 +52,7 @@ pub use keep::holder_client::HOLDER_ENV;
 pub use keep::hooks::{HOOKS_DIR, HOOKS_DIR_ENV};
 pub use ops::freeze_guard::FreezeGuard;
 pub use ops::freezer::Freezer;
+pub use ops::run_frozen::{HeldThroughout, RunFrozen};
 pub use ops::status::{FreezeState, LastFreeze, Listing, Status};
 pub use os::mounts::Device;
 pub use store::record::EndReason;

@@ -2,6 +2,8 @@
 
 #[path = "common/cli.rs"]
 mod cli;
+#[path = "common/run_frozen.rs"]
+mod run_frozen;
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -13,6 +15,10 @@ const HELP: &str = "\
 Usage:
   freezefs [-t timeout] mount_point...  freeze; several are frozen all or nothing,
                                         under one deadline; returns at once
+  freezefs [-v] [-t timeout] [-C dir] mount_point... -- command [arg...]
+                                        freeze, run command, thaw when it exits;
+                                        its exit status if every freeze held
+                                        throughout, else 3
   freezefs -q mount_point               is it frozen? (exit 0 frozen, 1 not, 2 error)
   freezefs -r timeout mount_point       give a frozen filesystem a new timeout, from now
   freezefs -l [--json]                  list every frozen filesystem
@@ -25,6 +31,7 @@ Options:
   -r, --reset SECONDS    reset the timeout of a frozen mount_point (same rules
                          as -t, counted from now)
   -v, --verbose          with a freeze: print the deadline it got
+  -C, --directory DIR    with -- command: run it in DIR (default /)
   -l, --list             list frozen filesystems: mount point, device, since,
                          timeout, time left, freezing pid, holder pid;
                          prints nothing when none is frozen
@@ -51,6 +58,8 @@ struct Options {
     json: bool,
     verbose: bool,
     paths: Vec<PathBuf>,
+    /// `-- command [arg...]`, and `-C`'s directory.
+    command: Option<(Vec<OsString>, PathBuf)>,
 }
 
 fn parse_timeout(value: &OsStr) -> Result<Timeout, String> {
@@ -76,6 +85,8 @@ struct Given {
     json: bool,
     verbose: bool,
     paths: Vec<PathBuf>,
+    command: Option<Vec<OsString>>,
+    directory: Option<PathBuf>,
 }
 
 /// A usage error, or `Ok(0)` after --help or --version.
@@ -88,7 +99,10 @@ fn parse(args: Vec<OsString>) -> Result<Options, Stop> {
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let bytes = arg.as_bytes();
-        if bytes == b"--" {
+        if bytes == b"--" && !given.paths.is_empty() {
+            // After mount points: the command to run while they are frozen.
+            given.command = Some(args.by_ref().collect());
+        } else if bytes == b"--" {
             given.paths.extend(args.by_ref().map(PathBuf::from));
         } else if let Some(long) = bytes.strip_prefix(b"--") {
             let (name, inline) = match long.iter().position(|&b| b == b'=') {
@@ -107,6 +121,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, Stop> {
                     given.timeout =
                         Some(parse_timeout(&value("a timeout in seconds")?).map_err(Err)?)
                 }
+                "directory" => given.directory = Some(PathBuf::from(value("a directory")?)),
                 "reset" => {
                     given.reset_to =
                         Some(parse_timeout(&value("a timeout in seconds")?).map_err(Err)?);
@@ -133,6 +148,16 @@ fn parse(args: Vec<OsString>) -> Result<Options, Stop> {
                     'q' => given.modes.push((Mode::Query, "-q".into())),
                     'l' => given.modes.push((Mode::List, "-l".into())),
                     'v' => given.verbose = true,
+                    'C' => {
+                        let value = if i < bytes.len() {
+                            OsStr::from_bytes(&bytes[i..]).to_os_string()
+                        } else {
+                            args.next()
+                                .ok_or_else(|| Err("option -C needs a directory".to_string()))?
+                        };
+                        i = bytes.len();
+                        given.directory = Some(PathBuf::from(value));
+                    }
                     't' | 'r' => {
                         let value = if i < bytes.len() {
                             OsStr::from_bytes(&bytes[i..]).to_os_string()
@@ -207,6 +232,19 @@ fn check(given: Given) -> Result<Options, Stop> {
             named(mode)
         )));
     }
+    if given.command.is_some() && mode != Mode::Freeze {
+        return Err(Err(format!(
+            "-- command goes with a freeze, not with {}",
+            named(mode)
+        )));
+    }
+    if given.directory.is_some() && given.command.is_none() {
+        return Err(Err("-C goes with -- command".into()));
+    }
+    if given.command.as_ref().is_some_and(Vec::is_empty) {
+        return Err(Err("no command given after --".into()));
+    }
+    let directory = given.directory.unwrap_or_else(|| PathBuf::from("/"));
     match mode {
         Mode::List if !given.paths.is_empty() => Err(Err("-l takes no mount point".into())),
         Mode::Freeze | Mode::Query | Mode::Reset if given.paths.is_empty() => {
@@ -222,6 +260,7 @@ fn check(given: Given) -> Result<Options, Stop> {
             json: given.json,
             verbose: given.verbose,
             paths: given.paths,
+            command: given.command.map(|c| (c, directory)),
         }),
     }
 }
@@ -365,12 +404,36 @@ fn say_deadline(path: &std::path::Path) {
 }
 
 fn main() {
-    let options = match parse(cli::args()) {
+    let args = cli::args();
+    // With -- command, freezefs's own failures are 125, as env(1) says.
+    let with_command = args.iter().any(|a| a == "--");
+    let options = match parse(args) {
         Ok(options) => options,
         Err(Ok(code)) => std::process::exit(code),
-        Err(Err(message)) => std::process::exit(cli::usage_error("freezefs", &message)),
+        Err(Err(message)) => {
+            let code = cli::usage_error("freezefs", &message);
+            std::process::exit(if with_command {
+                run_frozen::FAILED
+            } else {
+                code
+            })
+        }
     };
     let code = match options.mode {
+        Mode::Freeze if options.command.is_some() => {
+            let (mut words, dir) = options.command.expect("checked");
+            let program = words.remove(0);
+            run_frozen::run(
+                &options.paths,
+                options.timeout,
+                options.verbose,
+                run_frozen::Cmd {
+                    program,
+                    args: words,
+                    dir,
+                },
+            )
+        }
         Mode::Freeze if options.paths.len() == 1 => {
             let path = &options.paths[0];
             match freezefs::freeze(path, options.timeout) {

@@ -12,6 +12,7 @@ use crate::keep::holder_client;
 use crate::keep::hooks;
 use crate::ops::freeze_guard::FreezeGuard;
 use crate::ops::resolve::Resolved;
+use crate::ops::run_frozen::{self, RunFrozen};
 use crate::ops::status::{Listing, Status};
 use crate::ops::{freeze, query, reset, status, thaw};
 use crate::policy::{ProtectedNames, require_privilege};
@@ -173,6 +174,36 @@ impl Freezer {
             .and_then(|named| freeze::freeze_batch(self, named, timeout))
             .map(drop)
             .inspect_err(|e| events::failed(Path::new(AN_FD), None, e))
+    }
+
+    /// Freezes `paths` all or nothing (hooks included), runs `body`, thaws
+    /// as soon as it returns, and tells whether every freeze held from
+    /// before `body` started until it ended, in the kernel's word: a
+    /// deadline that passes meanwhile, or another tool's thaw, ends the
+    /// freeze as always, and `body` goes on.
+    ///
+    /// ```no_run
+    /// use freezefs::{Freezer, Timeout};
+    ///
+    /// let run = Freezer::from_env().run_frozen(&["/srv/db"], Timeout::Seconds(30), || {
+    ///     std::process::Command::new("lvcreate")
+    ///         .args(["-s", "-n", "db-snap", "-L", "1G", "vg/db"])
+    ///         .status()
+    /// })?;
+    /// assert!(run.all_held(), "the snapshot is not consistent");
+    /// # Ok::<(), freezefs::Error>(())
+    /// ```
+    pub fn run_frozen<P: AsRef<Path>, R>(
+        &self,
+        paths: &[P],
+        timeout: Timeout,
+        body: impl FnOnce() -> R,
+    ) -> Result<RunFrozen<R>> {
+        require_privilege()?;
+        run_frozen::run_frozen(self, paths, timeout, body).inspect_err(|e| {
+            let first = paths.first().map_or(Path::new(""), |p| p.as_ref());
+            events::failed(first, None, e)
+        })
     }
 
     /// Freezes like [`Freezer::freeze`] and returns a guard that thaws

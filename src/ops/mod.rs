@@ -8,6 +8,7 @@ pub(crate) mod freeze_window;
 pub(crate) mod freezer;
 pub(crate) mod query;
 pub(crate) mod reset;
+pub(crate) mod run_frozen;
 pub(crate) mod resolve;
 pub(crate) mod status;
 pub(crate) mod thaw;

@@ -28,6 +28,7 @@ mod hostile_clients;
 mod kernel_truth;
 mod layering;
 mod legacy;
+mod one_command;
 mod packaging;
 mod reliability;
 mod robustness;
