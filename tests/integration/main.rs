@@ -30,6 +30,7 @@ mod layering;
 mod legacy;
 mod one_command;
 mod packaging;
+mod postgres;
 mod reliability;
 mod robustness;
 mod setup_scripts;

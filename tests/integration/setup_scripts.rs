@@ -69,7 +69,13 @@ fn install_deps_waits_for_apts_lock_and_the_demo_gets_only_what_it_uses() {
     assert_eq!(calls.len(), 4, "{calls:?}");
     let install = calls.iter().find(|c| c.contains(" install ")).unwrap();
     assert!(install.contains("e2fsprogs"), "{install}");
-    for unused in ["xfsprogs", "btrfs-progs", "qemu-guest-agent", "valgrind"] {
+    for unused in [
+        "xfsprogs",
+        "btrfs-progs",
+        "qemu-guest-agent",
+        "valgrind",
+        "postgresql",
+    ] {
         assert!(
             !install.contains(unused),
             "the demo installs {unused}: {install}"

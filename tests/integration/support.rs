@@ -210,6 +210,11 @@ pub(crate) fn mkdtemp(prefix: &str) -> PathBuf {
 
 impl Scratch {
     pub(crate) fn new(kind: Kind) -> Scratch {
+        Scratch::sized(kind, kind.image_mib())
+    }
+
+    /// A scratch of `kind` with an image of `mib` MiB (`None`: no image).
+    pub(crate) fn sized(kind: Kind, mib: Option<u64>) -> Scratch {
         require_root();
         start_system_guard();
         let dir = mkdtemp(&format!("freezefs-test-{}", kind.name()));
@@ -224,7 +229,7 @@ impl Scratch {
             unmounted: false,
             root: None,
         };
-        match kind.image_mib() {
+        match mib {
             Some(mib) => {
                 let image = dir.join("image");
                 if mib > 0 {
