@@ -52,6 +52,34 @@ const SMOKE: Sizes = Sizes {
     skew_dirty_mib: 32,
 };
 
+/// pgbench's latency during three freeze, 0.5 s snapshot, thaw cycles of a
+/// live PostgreSQL, freezefs beside fsfreeze (scripts/bench-postgres).
+fn postgres_rows(smoke: bool) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench-postgres");
+    let freezefs = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("freezefs")));
+    let scale = if smoke { "4" } else { "20" };
+    println!(
+        "\nPostgreSQL under pgbench (4 clients, scale {scale}), latency during three freeze, 0.5 s snapshot, thaw cycles:"
+    );
+    let Some(freezefs) = freezefs.filter(|f| f.exists() && script.exists()) else {
+        println!(
+            "  not measured: {} or the freezefs command is missing",
+            script.display()
+        );
+        return;
+    };
+    match Command::new(&script).arg(&freezefs).arg(scale).output() {
+        Ok(out) if out.status.success() => print!("{}", String::from_utf8_lossy(&out.stdout)),
+        Ok(out) => println!(
+            "  not measured: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => println!("  not measured: {e}"),
+    }
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -325,6 +353,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&state_dir);
 
     print!("{}", report::table(&results));
+    postgres_rows(smoke);
     std::fs::create_dir_all(&out_dir).unwrap();
     std::fs::write(out_dir.join("freezefs-bench.json"), report::json(&results)).unwrap();
     std::fs::write(out_dir.join("writer-stall.svg"), report::svg(&results)).unwrap();
