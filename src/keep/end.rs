@@ -139,15 +139,10 @@ pub(crate) fn end_as_stopped(
     generation: u64,
     mount_fd: BorrowedFd<'_>,
 ) -> Result<Ending> {
-    let Some(_lock) = dir.try_lock(device)? else {
-        return Ok(Ending::Busy);
+    let (_lock, record) = match this_generation(dir, device, generation)? {
+        Ok(found) => found,
+        Err(answer) => return Ok(answer),
     };
-    let Some(record) = dir.read(device)? else {
-        return Ok(Ending::Ended);
-    };
-    if record.generation != generation {
-        return Ok(Ending::Ended);
-    }
     if continuity::watcher_let_through(&record, true) {
         record_thawed_elsewhere(dir, &record, false)?;
         return Ok(Ending::Ended);
@@ -160,6 +155,22 @@ pub(crate) fn end_as_stopped(
         "the holder was asked to stop (SIGTERM, SIGINT or SIGHUP) and thawed it before exiting",
     );
     Ok(Ending::Ended)
+}
+
+/// Under the superblock's lock, if it is free: the record of `generation`,
+/// or what to answer instead (busy; ended, as no record of it is left).
+fn this_generation(
+    dir: &StateDir,
+    device: Device,
+    generation: u64,
+) -> Result<std::result::Result<(SbLock, Record), Ending>> {
+    let Some(lock) = dir.try_lock(device)? else {
+        return Ok(Err(Ending::Busy));
+    };
+    Ok(match dir.read(device)? {
+        Some(record) if record.generation == generation => Ok((lock, record)),
+        _ => Err(Ending::Ended),
+    })
 }
 
 /// Remembers that another tool ended the freeze `record` describes, under
@@ -185,15 +196,10 @@ pub(crate) fn end_thawed_elsewhere(
     device: Device,
     generation: u64,
 ) -> Result<Ending> {
-    let Some(_lock) = dir.try_lock(device)? else {
-        return Ok(Ending::Busy);
+    let (_lock, record) = match this_generation(dir, device, generation)? {
+        Ok(found) => found,
+        Err(answer) => return Ok(answer),
     };
-    let Some(record) = dir.read(device)? else {
-        return Ok(Ending::Ended);
-    };
-    if record.generation != generation {
-        return Ok(Ending::Ended);
-    }
     if record.phase != Phase::Frozen {
         return Ok(Ending::Alive(Some(process::now_boot_ns())));
     }

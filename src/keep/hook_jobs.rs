@@ -11,21 +11,9 @@ use rustix::net::SendFlags;
 
 use crate::keep::hook_wire::hex;
 use crate::keep::hooks::{self, Hooks, Target};
-use crate::keep::watch::Watch;
+use crate::keep::watch::{Watch, connection_closed};
 use crate::os::fork::lock;
 use crate::store::state_dir::StateDir;
-
-/// True when the peer closed the connection (or it failed), without
-/// reading what it may have sent.
-fn connection_closed(conn: &OwnedFd) -> bool {
-    let mut byte = [0u8; 1];
-    let flags = rustix::net::RecvFlags::DONTWAIT | rustix::net::RecvFlags::PEEK;
-    match rustix::net::recv(conn, &mut byte, flags) {
-        Ok((0, _)) => true,
-        Ok(_) | Err(rustix::io::Errno::AGAIN) => false,
-        Err(_) => true,
-    }
-}
 
 /// Whether the freeze of `target` that client `peer` asked hooks for was
 /// handed over to its keepers: a record of it, live or ended, carries its

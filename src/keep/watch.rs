@@ -303,7 +303,7 @@ fn verdict(ending: crate::error::Result<Ending>) -> Verdict {
 
 /// True when the peer closed the connection (EOF or hang-up), not when it
 /// only sent something.
-fn connection_closed(conn: &OwnedFd) -> bool {
+pub(crate) fn connection_closed(conn: &OwnedFd) -> bool {
     let mut fds = [rustix::event::PollFd::new(
         conn,
         rustix::event::PollFlags::IN,

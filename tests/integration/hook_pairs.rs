@@ -14,7 +14,7 @@ use support::{Kind, Scratch, live_holders, wait_until, with_env};
 
 /// A hook directory with one hook: it logs `ACTION REASON` to
 /// `fs.dir/hooks.log`, then runs `body`.
-fn hooks(fs: &Scratch, body: &str) -> PathBuf {
+pub(crate) fn hooks(fs: &Scratch, body: &str) -> PathBuf {
     let dir = fs.dir.join("hooks");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -1,12 +1,12 @@
 //! The holder killed, stopped or asked to stop: its warden, a new holder
 //! and the thaw hooks it owed.
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::{
-    TRIALS, TestCgroup, boot_ns, deadline_ns, freezefs_bin, holder_of, signal, thawed_late_ms,
+    TRIALS, TestCgroup, boot_ns, deadline_ns, freeze_by_command, freezefs_bin, holder_of, signal,
+    thawed_late_ms,
 };
 use crate::support::{
     self, Kind, Scratch, Syslog, event, live_holders, on_ext4_xfs_btrfs, sigkill, wait_until,
@@ -17,9 +17,7 @@ on_ext4_xfs_btrfs! {
     fn a_freeze_ends_by_its_deadline_when_the_holder_is_killed_and_the_caller_is_gone(kind) {
         for _ in 0..TRIALS {
             let fs = Scratch::new(kind);
-            let mut cmd = Command::new(freezefs_bin());
-            let out = with_env(cmd.args(["-t", "2"]).arg(&fs.mnt), &fs).output().unwrap();
-            assert!(out.status.success(), "{out:?}");
+            freeze_by_command(&fs, &fs.mnt, "2", &[]);
             let deadline = deadline_ns(&fs);
             let holder = holder_of(&fs);
             sigkill(holder);
@@ -47,9 +45,7 @@ on_ext4_xfs_btrfs! {
     fn a_freeze_ends_by_its_deadline_when_the_holder_is_stopped(kind) {
         for _ in 0..TRIALS {
             let fs = Scratch::new(kind);
-            let mut cmd = Command::new(freezefs_bin());
-            let out = with_env(cmd.args(["-t", "2"]).arg(&fs.mnt), &fs).output().unwrap();
-            assert!(out.status.success(), "{out:?}");
+            freeze_by_command(&fs, &fs.mnt, "2", &[]);
             let deadline = deadline_ns(&fs);
             let holder = holder_of(&fs);
             signal(holder, rustix::process::Signal::STOP);
@@ -67,12 +63,12 @@ fn a_holder_asked_to_stop_thaws_what_it_keeps_within_a_second_and_says_why() {
     for sig in [Signal::TERM, Signal::INT, Signal::HUP] {
         let fs = Scratch::new(Kind::Ext4);
         let syslog = Syslog::new(&fs.dir);
-        let mut cmd = Command::new(freezefs_bin());
-        let out = with_env(cmd.args(["-t", "60"]).arg(&fs.mnt), &fs)
-            .env("FREEZEFS_SYSLOG_SOCKET", &syslog.path)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
+        freeze_by_command(
+            &fs,
+            &fs.mnt,
+            "60",
+            &[("FREEZEFS_SYSLOG_SOCKET", syslog.path.as_os_str())],
+        );
         let holder = holder_of(&fs);
         let asked = boot_ns();
         signal(holder, sig);
@@ -104,25 +100,6 @@ fn a_holder_asked_to_stop_thaws_what_it_keeps_within_a_second_and_says_why() {
     }
 }
 
-/// A hook directory whose one hook logs `ACTION REASON` to `fs.dir/hooks.log`.
-fn logging_hooks(fs: &Scratch) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let hooks = fs.dir.join("hooks");
-    std::fs::create_dir(&hooks).unwrap();
-    std::fs::set_permissions(&hooks, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let hook = hooks.join("10-log");
-    std::fs::write(
-        &hook,
-        format!(
-            "#!/bin/sh\necho \"$1 ${{FREEZEFS_THAW_REASON:--}}\" >> {}\n",
-            fs.dir.join("hooks.log").display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
-    hooks
-}
-
 /// The hook log once it has two lines (freeze, thaw), or what it has.
 fn hook_log(fs: &Scratch) -> String {
     let logged = || std::fs::read_to_string(fs.dir.join("hooks.log")).unwrap_or_default();
@@ -133,13 +110,13 @@ fn hook_log(fs: &Scratch) -> String {
 }
 
 fn hooked_freeze(fs: &Scratch, timeout: &str) {
-    let hooks = logging_hooks(fs);
-    let mut cmd = Command::new(freezefs_bin());
-    let out = with_env(cmd.args(["-t", timeout]).arg(&fs.mnt), fs)
-        .env("FREEZEFS_HOOKS_DIR", &hooks)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let hooks = crate::hook_pairs::hooks(fs, "");
+    freeze_by_command(
+        fs,
+        &fs.mnt,
+        timeout,
+        &[("FREEZEFS_HOOKS_DIR", hooks.as_os_str())],
+    );
 }
 
 /// Thaw hooks are owed whoever dies: the holder killed after a hooked
@@ -170,11 +147,7 @@ fn a_holder_asked_to_stop_runs_the_thaw_hooks_with_reason_holder_stopped() {
 #[test]
 fn a_killed_holder_is_replaced_by_one_that_adopts_its_freezes() {
     let fs = Scratch::new(Kind::Xfs);
-    let mut cmd = Command::new(freezefs_bin());
-    let out = with_env(cmd.args(["-t", "5"]).arg(&fs.mnt), &fs)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    freeze_by_command(&fs, &fs.mnt, "5", &[]);
     let old = holder_of(&fs);
     sigkill(old);
     let replaced = wait_until(Duration::from_secs(1), Duration::from_millis(10), || {
@@ -204,11 +177,7 @@ fn a_freeze_named_in_a_private_mount_namespace_ends_by_its_deadline_when_the_hol
     // Another freeze, made outside, keeps the holder (and so its warden)
     // running in this mount namespace.
     let other = Scratch::new(Kind::Ext4);
-    let mut cmd = Command::new(freezefs_bin());
-    let out = with_env(cmd.args(["-t", "30"]).arg(&other.mnt), &fs)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    freeze_by_command(&fs, &other.mnt, "30", &[]);
     let private = fs.dir.join("private");
     std::fs::create_dir(&private).unwrap();
     let script = format!(

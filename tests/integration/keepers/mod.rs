@@ -121,6 +121,21 @@ pub(super) fn thawed_late_ms(fs: &Scratch, deadline: i64, scenario: &str) -> i64
     late
 }
 
+/// `freezefs -t TIMEOUT MNT` through the command, with `fs`'s state
+/// directory and `env` besides; it must succeed.
+pub(super) fn freeze_by_command(
+    fs: &Scratch,
+    mnt: &std::path::Path,
+    timeout: &str,
+    env: &[(&str, &std::ffi::OsStr)],
+) {
+    let mut cmd = Command::new(freezefs_bin());
+    let mut cmd = with_env(cmd.args(["-t", timeout]).arg(mnt), fs);
+    cmd.envs(env.iter().copied());
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
 pub(super) fn freezefs_bin() -> &'static str {
     env!("CARGO_BIN_EXE_freezefs")
 }
