@@ -18,7 +18,6 @@ use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
 use crate::error::{Error, Result};
 use crate::keep::continuity::{self, Seen};
-use crate::keep::hook_wire;
 use crate::keep::hooks::{Hooks, Target};
 use crate::os::fd_passing;
 use crate::os::fork::ParentOnlyFd;
@@ -35,7 +34,7 @@ pub(crate) const SOCKET_NAME: &str = "holder.sock";
 /// The lock that orders starting and stopping holders.
 pub(crate) const LOCK_NAME: &str = "lock.holder";
 /// How long a client waits for the holder's answer.
-const ANSWER_TIMEOUT_S: i64 = 5;
+pub(crate) const ANSWER_TIMEOUT_S: i64 = 5;
 
 /// The holder executable: the explicit choice, else `FREEZEFS_HOLDER`, else
 /// the one next to the loaded library or executable, else the installed one.
@@ -63,7 +62,7 @@ fn socket_addr(dir: &StateDir) -> Result<SocketAddrUnix> {
     SocketAddrUnix::new(path.as_str()).map_err(|e| Error::os("holder socket address", e))
 }
 
-fn unavailable(exe: &Path, reason: impl Into<String>) -> Error {
+pub(crate) fn unavailable(exe: &Path, reason: impl Into<String>) -> Error {
     Error::HolderUnavailable {
         path: exe.to_path_buf(),
         reason: reason.into(),
@@ -86,7 +85,7 @@ fn seqpacket() -> Result<ParentOnlyFd> {
 
 /// Connects to a running holder, without the start/stop lock: the common
 /// case. `None` when no holder listens.
-fn connect_running(dir: &StateDir) -> Result<Option<ParentOnlyFd>> {
+pub(crate) fn connect_running(dir: &StateDir) -> Result<Option<ParentOnlyFd>> {
     let addr = socket_addr(dir)?;
     let sock = seqpacket()?;
     let connected = rustix::net::connect(&sock, &addr).is_ok() && peer_alive(&sock);
@@ -103,7 +102,7 @@ fn peer_alive(sock: &ParentOnlyFd) -> bool {
 }
 
 /// Connects to the state directory's holder, starting one when none answers.
-fn connect_or_start(dir: &StateDir, exe: &Path) -> Result<ParentOnlyFd> {
+pub(crate) fn connect_or_start(dir: &StateDir, exe: &Path) -> Result<ParentOnlyFd> {
     let addr = socket_addr(dir)?;
     let _lock = dir.lock_named(LOCK_NAME)?;
     let sock = seqpacket()?;
@@ -371,130 +370,13 @@ pub(crate) fn probe(
     }
 }
 
-/// The connection a freeze's hooks were asked on, kept by the freezer until
-/// its freeze is handed over (recorded with its thaw hooks) or rolled back:
-/// if the freezer dies first, the holder sees it close and runs the thaw
-/// hooks itself.
-pub(crate) struct HooksAsked(ParentOnlyFd);
-
-/// Asks the holder to run the freeze hooks for `targets` and waits for them,
-/// and for the runs queued ahead of them: `Err(HookFailed)` when one failed
-/// (the holder ran the thaw hooks of those that had run).
-pub(crate) fn run_freeze_hooks(
-    dir: &StateDir,
-    exe: &Path,
-    hooks: &Hooks,
-    targets: &[Target],
-) -> Result<HooksAsked> {
-    let request = hooks_request("hooks-freeze", hooks, targets);
-    let (answer, conn) = ask_hooks(dir, exe, &request, hook_wait(hooks, targets, 2))?;
-    match answer.strip_prefix("failed ") {
-        None if answer == "ok" => Ok(HooksAsked(conn)),
-        Some(reason) => Err(Error::HookFailed {
-            path: targets
-                .first()
-                .map(|t| t.mount_point.clone())
-                .unwrap_or_default(),
-            reason: hook_wire::unhex(reason)
-                .map(|r| String::from_utf8_lossy(&r).into_owned())
-                .unwrap_or_else(|| reason.to_string()),
-        }),
-        None => Err(unavailable(exe, format!("the holder refused: {answer}"))),
-    }
-}
-
-/// Asks the holder to run the thaw hooks for `targets` after a rollback,
-/// and waits for them; their failures are the holder's to log. On the
-/// connection the freeze hooks were asked on, when there is one, so that
-/// the holder knows they are not owed again.
-pub(crate) fn run_thaw_hooks(
-    dir: &StateDir,
-    exe: &Path,
-    hooks: &Hooks,
-    targets: &[Target],
-    reason: &str,
-    asked: Option<HooksAsked>,
-) -> Result<()> {
-    let request = hooks_request(&format!("hooks-thaw {reason}"), hooks, targets);
-    let wait = hook_wait(hooks, targets, 1);
-    match asked {
-        Some(HooksAsked(conn)) => {
-            send(&conn, exe, &request, &[])?;
-            receive_after_queue(&conn, exe, wait).map(drop)
-        }
-        None => ask_hooks(dir, exe, &request, wait).map(drop),
-    }
-}
-
-fn hooks_request(verb: &str, hooks: &Hooks, targets: &[Target]) -> String {
-    let mut request = format!("{verb} {}", hooks.wire());
-    for target in targets {
-        request.push(' ');
-        request.push_str(&target.wire());
-    }
-    request.push('\n');
-    request
-}
-
-/// How long hook runs may take: each run's limit and a margin, `rounds`
-/// times over (a failed freeze also runs thaw hooks).
-fn hook_wait(hooks: &Hooks, targets: &[Target], rounds: u64) -> std::time::Duration {
-    let runs = hooks.count.max(1) as u64 * targets.len().max(1) as u64 * rounds;
-    std::time::Duration::from_secs(runs * (u64::from(hooks.limit_s) + 2) + ANSWER_TIMEOUT_S as u64)
-}
-
-/// Sends a hook request, to the running holder or a new one, and waits for
-/// its answer: `wait` for its own runs, plus what the holder said the runs
-/// queued ahead of it may take. Returns the answer and the connection.
-fn ask_hooks(
-    dir: &StateDir,
-    exe: &Path,
-    request: &str,
-    wait: std::time::Duration,
-) -> Result<(String, ParentOnlyFd)> {
-    let ask = |conn: ParentOnlyFd| {
-        send(&conn, exe, request, &[])
-            .and_then(|()| receive_after_queue(&conn, exe, wait))
-            .map(|answer| (answer, conn))
-    };
-    match connect_running(dir)? {
-        Some(conn) => {
-            let asked = std::time::Instant::now();
-            match ask(conn) {
-                Ok(answer) => Ok(answer),
-                // Closed at once: it was exiting as we connected; start
-                // anew. Not after a wait: the hooks may have run.
-                Err(_) if asked.elapsed() < std::time::Duration::from_millis(200) => {
-                    ask(connect_or_start(dir, exe)?)
-                }
-                Err(e) => Err(e),
-            }
-        }
-        None => ask(connect_or_start(dir, exe)?),
-    }
-}
-
-/// Reads `queued SECONDS` (the most the runs ahead may take), then the
-/// answer, within `wait` plus that.
-fn receive_after_queue(
+/// Sends one request with its fds.
+pub(crate) fn send(
     conn: &ParentOnlyFd,
     exe: &Path,
-    wait: std::time::Duration,
-) -> Result<String> {
-    let first = receive_within(
-        conn,
-        exe,
-        std::time::Duration::from_secs(ANSWER_TIMEOUT_S as u64),
-    )?;
-    let Some(ahead) = first.strip_prefix("queued ") else {
-        return Ok(first);
-    };
-    let ahead = ahead.trim().parse::<u64>().unwrap_or(0);
-    receive_within(conn, exe, wait + std::time::Duration::from_secs(ahead))
-}
-
-/// Sends one request with its fds.
-fn send(conn: &ParentOnlyFd, exe: &Path, request: &str, fds: &[BorrowedFd<'_>]) -> Result<()> {
+    request: &str,
+    fds: &[BorrowedFd<'_>],
+) -> Result<()> {
     fd_passing::send_with_fds(conn, request.as_bytes(), fds)
         .map_err(|e| unavailable(exe, format!("sending to the holder: {e}")))
 }
@@ -509,7 +391,11 @@ fn receive_with_fd(conn: &ParentOnlyFd, exe: &Path) -> Result<(String, Option<Ow
 }
 
 /// Reads an answer that may take up to `wait`.
-fn receive_within(conn: &ParentOnlyFd, exe: &Path, wait: std::time::Duration) -> Result<String> {
+pub(crate) fn receive_within(
+    conn: &ParentOnlyFd,
+    exe: &Path,
+    wait: std::time::Duration,
+) -> Result<String> {
     receive_answer(conn, exe, wait).map(|(answer, _)| answer)
 }
 

@@ -4,6 +4,7 @@
 
 pub(crate) mod continuity;
 pub(crate) mod end;
+pub(crate) mod hook_client;
 pub(crate) mod helper_thread;
 pub(crate) mod holder_client;
 pub(crate) mod holder_inbox;

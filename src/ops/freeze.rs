@@ -14,8 +14,8 @@ use crate::error::{Error, Result};
 use crate::events::{Event, Kind, Logger};
 use crate::keep::end::record_thawed_elsewhere;
 use crate::keep::helper_thread;
-use crate::keep::holder_client::HooksAsked;
 use crate::keep::holder_client::{self, Handoff, Pending, Watching};
+use crate::keep::hook_client::{self, HooksAsked};
 use crate::keep::hooks::{self, Hooks, Target};
 use crate::keep::watch::Watch;
 use crate::ops::freeze_window;
@@ -93,7 +93,7 @@ fn roll_back_hooks(
     asked: Option<HooksAsked>,
 ) {
     if let Some(hooks) = hooks {
-        let _ = holder_client::run_thaw_hooks(dir, exe, hooks, targets, "rolled-back", asked);
+        let _ = hook_client::run_thaw_hooks(dir, exe, hooks, targets, "rolled-back", asked);
     }
 }
 
@@ -185,9 +185,7 @@ pub(crate) fn freeze_batch(
     check_old_records(&dir, &members)?;
     // Kept until the freeze is recorded with its thaw hooks, or rolled back.
     let mut asked = match &hooks {
-        Some(hooks) => Some(holder_client::run_freeze_hooks(
-            &dir, &exe, hooks, &targets,
-        )?),
+        Some(hooks) => Some(hook_client::run_freeze_hooks(&dir, &exe, hooks, &targets)?),
         None => None,
     };
 

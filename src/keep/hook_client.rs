@@ -1,0 +1,137 @@
+//! The holder, client side, for hooks: ask the holder to run the freeze
+//! hooks (waiting for the runs queued ahead too), keep that connection
+//! until the freeze is handed over, and ask for a rollback's thaw hooks on
+//! it.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::keep::holder_client::{
+    ANSWER_TIMEOUT_S, connect_or_start, connect_running, receive_within, send, unavailable,
+};
+use crate::keep::hook_wire;
+use crate::keep::hooks::{Hooks, Target};
+use crate::os::fork::ParentOnlyFd;
+use crate::store::state_dir::StateDir;
+
+/// The connection a freeze's hooks were asked on, kept by the freezer until
+/// its freeze is handed over (recorded with its thaw hooks) or rolled back:
+/// if the freezer dies first, the holder sees it close and runs the thaw
+/// hooks itself.
+pub(crate) struct HooksAsked(ParentOnlyFd);
+
+/// Asks the holder to run the freeze hooks for `targets` and waits for them,
+/// and for the runs queued ahead of them: `Err(HookFailed)` when one failed
+/// (the holder ran the thaw hooks of those that had run).
+pub(crate) fn run_freeze_hooks(
+    dir: &StateDir,
+    exe: &Path,
+    hooks: &Hooks,
+    targets: &[Target],
+) -> Result<HooksAsked> {
+    let request = hooks_request("hooks-freeze", hooks, targets);
+    let (answer, conn) = ask_hooks(dir, exe, &request, hook_wait(hooks, targets, 2))?;
+    match answer.strip_prefix("failed ") {
+        None if answer == "ok" => Ok(HooksAsked(conn)),
+        Some(reason) => Err(Error::HookFailed {
+            path: targets
+                .first()
+                .map(|t| t.mount_point.clone())
+                .unwrap_or_default(),
+            reason: hook_wire::unhex(reason)
+                .map(|r| String::from_utf8_lossy(&r).into_owned())
+                .unwrap_or_else(|| reason.to_string()),
+        }),
+        None => Err(unavailable(exe, format!("the holder refused: {answer}"))),
+    }
+}
+
+/// Asks the holder to run the thaw hooks for `targets` after a rollback,
+/// and waits for them; their failures are the holder's to log. On the
+/// connection the freeze hooks were asked on, when there is one, so that
+/// the holder knows they are not owed again.
+pub(crate) fn run_thaw_hooks(
+    dir: &StateDir,
+    exe: &Path,
+    hooks: &Hooks,
+    targets: &[Target],
+    reason: &str,
+    asked: Option<HooksAsked>,
+) -> Result<()> {
+    let request = hooks_request(&format!("hooks-thaw {reason}"), hooks, targets);
+    let wait = hook_wait(hooks, targets, 1);
+    match asked {
+        Some(HooksAsked(conn)) => {
+            send(&conn, exe, &request, &[])?;
+            receive_after_queue(&conn, exe, wait).map(drop)
+        }
+        None => ask_hooks(dir, exe, &request, wait).map(drop),
+    }
+}
+
+fn hooks_request(verb: &str, hooks: &Hooks, targets: &[Target]) -> String {
+    let mut request = format!("{verb} {}", hooks.wire());
+    for target in targets {
+        request.push(' ');
+        request.push_str(&target.wire());
+    }
+    request.push('\n');
+    request
+}
+
+/// How long hook runs may take: each run's limit and a margin, `rounds`
+/// times over (a failed freeze also runs thaw hooks).
+fn hook_wait(hooks: &Hooks, targets: &[Target], rounds: u64) -> std::time::Duration {
+    let runs = hooks.count.max(1) as u64 * targets.len().max(1) as u64 * rounds;
+    std::time::Duration::from_secs(runs * (u64::from(hooks.limit_s) + 2) + ANSWER_TIMEOUT_S as u64)
+}
+
+/// Sends a hook request, to the running holder or a new one, and waits for
+/// its answer: `wait` for its own runs, plus what the holder said the runs
+/// queued ahead of it may take. Returns the answer and the connection.
+fn ask_hooks(
+    dir: &StateDir,
+    exe: &Path,
+    request: &str,
+    wait: std::time::Duration,
+) -> Result<(String, ParentOnlyFd)> {
+    let ask = |conn: ParentOnlyFd| {
+        send(&conn, exe, request, &[])
+            .and_then(|()| receive_after_queue(&conn, exe, wait))
+            .map(|answer| (answer, conn))
+    };
+    match connect_running(dir)? {
+        Some(conn) => {
+            let asked = std::time::Instant::now();
+            match ask(conn) {
+                Ok(answer) => Ok(answer),
+                // Closed at once: it was exiting as we connected; start
+                // anew. Not after a wait: the hooks may have run.
+                Err(_) if asked.elapsed() < std::time::Duration::from_millis(200) => {
+                    ask(connect_or_start(dir, exe)?)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        None => ask(connect_or_start(dir, exe)?),
+    }
+}
+
+/// Reads `queued SECONDS` (the most the runs ahead may take), then the
+/// answer, within `wait` plus that.
+fn receive_after_queue(
+    conn: &ParentOnlyFd,
+    exe: &Path,
+    wait: std::time::Duration,
+) -> Result<String> {
+    let first = receive_within(
+        conn,
+        exe,
+        std::time::Duration::from_secs(ANSWER_TIMEOUT_S as u64),
+    )?;
+    let Some(ahead) = first.strip_prefix("queued ") else {
+        return Ok(first);
+    };
+    let ahead = ahead.trim().parse::<u64>().unwrap_or(0);
+    receive_within(conn, exe, wait + std::time::Duration::from_secs(ahead))
+}
