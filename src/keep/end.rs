@@ -78,29 +78,38 @@ pub(crate) fn end_over(
             return record_thawed_elsewhere(dir, record, false);
         }
         Over::Expired | Over::Abandoned | Over::HalfThawed => {
-            // EINVAL here means another tool thawed it already; either way
-            // it is over.
-            let _ = syscalls::fithaw(mount_fd);
             let (reason, reported) = match over {
                 Over::Expired => (EndReason::Timeout, false),
                 Over::Abandoned => (EndReason::FreezerDied, false),
                 // Its thawer was answered, or died: nobody is left to tell.
                 _ => (EndReason::Thawed, true),
             };
-            if let Err(e) = dir.record_end(record, reason, reported) {
-                // Said once: the live record is gone all the same, so no
-                // later call ends it again.
-                events::about_record(
-                    events::Kind::Failed,
-                    record,
-                    &format!("thawed, but how the freeze ended could not be recorded: {e}"),
-                );
-                return Err(e);
-            }
+            thaw_and_remember(dir, record, mount_fd, reason, reported)?;
         }
     }
     events::about_over(record, over);
     Ok(())
+}
+
+/// FITHAW (EINVAL means another tool thawed it already; either way it is
+/// over), then the remembered end, under the superblock's lock (the caller
+/// holds it). When the end cannot be written, one event says so: the live
+/// record is gone all the same, so no later call ends it again.
+fn thaw_and_remember(
+    dir: &StateDir,
+    record: &Record,
+    mount_fd: BorrowedFd<'_>,
+    reason: EndReason,
+    reported: bool,
+) -> Result<()> {
+    let _ = syscalls::fithaw(mount_fd);
+    dir.record_end(record, reason, reported).inspect_err(|e| {
+        events::about_record(
+            events::Kind::Failed,
+            record,
+            &format!("thawed, but how the freeze ended could not be recorded: {e}"),
+        )
+    })
 }
 
 /// Ends a freeze past the deadline `known` (its record as last read) whose
@@ -147,8 +156,7 @@ pub(crate) fn end_as_stopped(
         record_thawed_elsewhere(dir, &record, false)?;
         return Ok(Ending::Ended);
     }
-    let _ = syscalls::fithaw(mount_fd);
-    dir.record_end(&record, EndReason::HolderStopped, false)?;
+    thaw_and_remember(dir, &record, mount_fd, EndReason::HolderStopped, false)?;
     events::about_record(
         events::Kind::HolderStopped,
         &record,

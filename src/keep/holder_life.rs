@@ -127,14 +127,11 @@ pub(crate) fn adopt(dir: &Arc<StateDir>, watches: &Mutex<Vec<Watch>>) -> usize {
         let Ok(Some(record)) = dir.read(device) else {
             continue;
         };
-        let holder_lives = record
-            .holder_pid
-            .is_some_and(|pid| process::start_time(pid).is_some());
         // A freezer still in its attempt is talking to a holder (maybe us,
         // queued): its `hold` is how that one takes it.
         let in_attempt =
             record.phase == Phase::Freezing && process::is_alive(record.pid, record.pid_start);
-        if holder_lives || in_attempt {
+        if holder_lives(&record) || in_attempt {
             continue;
         }
         let Some(mount_fd) = reopen_mount(&record) else {
@@ -151,12 +148,20 @@ pub(crate) fn adopt(dir: &Arc<StateDir>, watches: &Mutex<Vec<Watch>>) -> usize {
             seen: true,
             waiter,
             defers_to_holder: false,
-            last_record: None,
             hooks: owed_hooks(&record),
+            last_record: Some(record),
         });
         adopted += 1;
     }
     adopted
+}
+
+/// Whether the holder a record names runs: neither gone nor a zombie (a
+/// killed holder whose waiter keeps it from finishing its exit is dead).
+pub(crate) fn holder_lives(record: &Record) -> bool {
+    record
+        .holder_pid
+        .is_some_and(|pid| process::start_time(pid).is_some())
 }
 
 /// The thaw hooks a record says its freeze is owed.

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use crate::keep::end::{Ending, end_if_over};
 use crate::keep::holder_client;
-use crate::keep::holder_life::{owed_hooks, reopen_mount, settle_in};
+use crate::keep::holder_life::{holder_lives, owed_hooks, reopen_mount, settle_in};
 use crate::keep::hooks;
 use crate::os::{process, syscalls};
 use crate::store::record::{Phase, Record};
@@ -81,7 +81,8 @@ pub(crate) fn main(dir_path: &Path, systemd: bool) -> i32 {
         let now = process::now_boot_ns();
         let mut orphaned = false;
         for record in &records {
-            let holder_dead = holder_is_dead(record);
+            // A stopped holder is not dead: it runs the hooks it owes once it goes on.
+            let holder_dead = !holder_lives(record);
             orphaned |= holder_dead && record.phase != Phase::Freezing;
             if record.deadline_boot_ns.is_some_and(|d| now >= d + GRACE_NS) {
                 end_overdue(&dir, record, holder_dead);
@@ -93,15 +94,6 @@ pub(crate) fn main(dir_path: &Path, systemd: bool) -> i32 {
             }
         }
     }
-}
-
-/// Whether the holder a record names is gone or a zombie (killed, its
-/// waiter keeping it from finishing). A stopped holder is not dead: it
-/// runs the hooks it owes once it goes on.
-fn holder_is_dead(record: &Record) -> bool {
-    record
-        .holder_pid
-        .is_none_or(|pid| process::start_time(pid).is_none())
 }
 
 /// Ends a freeze past its deadline that its holder did not end, through an

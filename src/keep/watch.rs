@@ -193,12 +193,6 @@ fn review(watch: &mut Watch) -> Verdict {
     if watch.attempt.as_ref().is_some_and(connection_closed) {
         watch.attempt = None;
     }
-    // Its state directory was removed: no record can be read or ended
-    // there any more. The deadline last read still holds while the kernel
-    // holds this very freeze (its waiter waits).
-    if watch.dir.is_removed() {
-        return review_orphaned(watch);
-    }
     let record = match watch.dir.read(watch.device) {
         Ok(Some(r)) if r.generation == watch.generation => {
             watch.seen = true;
@@ -207,6 +201,10 @@ fn review(watch: &mut Watch) -> Verdict {
         }
         // The client has not written it yet.
         Ok(_) if !watch.seen && watch.attempt.is_some() => return Verdict::Keep(None),
+        // Its state directory was removed: no record can be read or ended
+        // there any more. The deadline last read still holds while the
+        // kernel holds this very freeze (its waiter waits).
+        Ok(None) | Err(_) if watch.dir.is_removed() => return review_orphaned(watch),
         // Removed by hand while the kernel still holds this freeze (its
         // waiter waits) and no end of it was recorded: as good as broken.
         Ok(None) if watch.seen && removed_by_hand(watch) => return review_unreadable(watch),
@@ -245,10 +243,17 @@ fn review(watch: &mut Watch) -> Verdict {
     }
 }
 
+/// Whether the watch's waiter waits now, in the kernel's word: not merely
+/// not let through (a waiter that could not wait, or whose filesystem went,
+/// tells nothing).
+fn waits(watch: &Watch) -> bool {
+    watch.waiter.as_ref().and_then(Waiter::look) == Some(Seen::Frozen)
+}
+
 /// A watch whose state directory is gone: thawed at the deadline it read
 /// last if its waiter still waits, else let go.
 fn review_orphaned(watch: &Watch) -> Verdict {
-    let waiting = watch.waiter.as_ref().and_then(Waiter::look) == Some(Seen::Frozen);
+    let waiting = waits(watch);
     let deadline = watch.last_record.as_ref().and_then(|r| r.deadline_boot_ns);
     match deadline {
         Some(deadline) if waiting && deadline > now_boot_ns() => Verdict::Keep(Some(deadline)),
@@ -263,9 +268,7 @@ fn review_orphaned(watch: &Watch) -> Verdict {
 /// Whether the record of a freeze that the kernel still holds went without
 /// an end of its generation being remembered: not a thaw of freezefs's.
 fn removed_by_hand(watch: &Watch) -> bool {
-    // Waiting now, in the kernel's word: not merely not let through (a
-    // waiter that could not wait, or whose filesystem went, tells nothing).
-    let still_frozen = watch.waiter.as_ref().and_then(Waiter::look) == Some(Seen::Frozen);
+    let still_frozen = waits(watch);
     let ended_here = watch
         .dir
         .read_ended(watch.device)

@@ -5,17 +5,16 @@
 //! by any other tool is seen too.
 
 use std::os::fd::AsFd;
-use std::path::Path;
 
 use crate::error::Result;
 use crate::keep::continuity;
 use crate::keep::end::{defer_to_holder, end_if_over, record_thawed_elsewhere};
 use crate::keep::holder_client::{self, Probe};
+use crate::keep::holder_life;
 use crate::ops::freezer::Freezer;
 use crate::ops::resolve::Resolved;
 use crate::os::mounts;
 use crate::os::process::now_boot_ns;
-use crate::os::target::Target;
 use crate::store::liveness::Over;
 use crate::store::record::{Phase, Record};
 use crate::store::state_dir::StateDir;
@@ -93,15 +92,12 @@ pub(crate) fn live_record(freezer: &Freezer, named: &Resolved) -> Result<Option<
     Ok(Some(record))
 }
 
-/// A record found over while listing: reach its filesystem through the
-/// recorded mount point (checking it is still that superblock) and end it;
+/// A record found over while listing: reach its filesystem (through its
+/// holder's fd, else its mount point, checked to be that superblock) and
+/// end it;
 /// a record of another boot whose mount is gone is only removed.
 pub(crate) fn end_by_mount_point(dir: &StateDir, record: &Record) {
-    let reached = Target::open(Path::new(&record.mount_point))
-        .ok()
-        .filter(|target| target.mount().map(|m| m.device).ok() == Some(record.device))
-        .and_then(|target| target.open_for_ioctl().ok());
-    match reached {
+    match holder_life::reopen_mount(record) {
         Some(mount_fd) => {
             let _ = end_if_over(
                 dir,
