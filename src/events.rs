@@ -42,6 +42,9 @@ pub(crate) enum Kind {
     Abandoned,
     /// A freeze got a new timeout.
     Reset,
+    /// A freeze held on a short lease got its next one (the group agent's
+    /// renewals): a reset, logged at debug severity.
+    Renewed,
     /// An operation failed.
     Failed,
     /// A THAW found nothing frozen: an answer to its caller (qemu-guest-agent
@@ -62,7 +65,7 @@ impl Kind {
             Kind::Thawed | Kind::HolderStopped => "freezefs.thawed",
             Kind::Timeout => "freezefs.timeout",
             Kind::Abandoned => "freezefs.abandoned",
-            Kind::Reset => "freezefs.reset",
+            Kind::Reset | Kind::Renewed => "freezefs.reset",
             Kind::Failed | Kind::NothingToThaw => "freezefs.failed",
             Kind::Hook | Kind::HookFailed => "freezefs.hook",
             Kind::KeeperWarning => "freezefs.keeper",
@@ -75,7 +78,7 @@ impl Kind {
             Kind::Frozen | Kind::Thawed | Kind::Reset | Kind::Hook => 5,
             Kind::Timeout | Kind::Abandoned | Kind::HolderStopped | Kind::KeeperWarning => 4,
             Kind::Failed | Kind::HookFailed => 3,
-            Kind::NothingToThaw => 7,
+            Kind::NothingToThaw | Kind::Renewed => 7,
         }
     }
 }

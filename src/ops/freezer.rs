@@ -289,7 +289,22 @@ impl Freezer {
     pub fn reset_timeout(&self, path: impl AsRef<Path>, timeout: Timeout) -> Result<()> {
         let path = path.as_ref();
         let named = resolved(path, Resolved::path(path))?;
-        reported(named, |named| reset::reset_timeout(self, &named, timeout))
+        reported(named, |named| {
+            reset::reset_timeout(self, &named, timeout, events::Kind::Reset)
+        })
+    }
+
+    /// [`Freezer::reset_timeout`] for a freeze held on a short lease that its
+    /// keeper renews while it lives (as `freezefs-group agent` holds its
+    /// host's part of a group freeze): a keeper that dies, hangs or loses its
+    /// own word stops renewing, and the freeze ends at its deadline. Each
+    /// renewal is logged at debug severity rather than as a notice.
+    pub fn renew_timeout(&self, path: impl AsRef<Path>, timeout: Timeout) -> Result<()> {
+        let path = path.as_ref();
+        let named = resolved(path, Resolved::path(path))?;
+        reported(named, |named| {
+            reset::reset_timeout(self, &named, timeout, events::Kind::Renewed)
+        })
     }
 }
 

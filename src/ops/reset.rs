@@ -17,7 +17,12 @@ use crate::timeout::Timeout;
 
 /// Rewrites the record of the freeze `named` names with a deadline counted
 /// from now; [`Error::ResetNotFrozen`] when there is no live freeze.
-pub(crate) fn reset_timeout(freezer: &Freezer, named: &Resolved, timeout: Timeout) -> Result<()> {
+pub(crate) fn reset_timeout(
+    freezer: &Freezer,
+    named: &Resolved,
+    timeout: Timeout,
+    kind: Kind,
+) -> Result<()> {
     let device = named.device();
     let timeout_s = timeout.resolve(&freezer.sysconfigtab)?;
     let not_frozen = || Error::ResetNotFrozen(named.given.clone());
@@ -32,6 +37,10 @@ pub(crate) fn reset_timeout(freezer: &Freezer, named: &Resolved, timeout: Timeou
     record.timeout_s = timeout_s;
     record.deadline_boot_ns = timeout_s.map(|s| now_boot_ns() + u64::from(s) * 1_000_000_000);
     dir.write(&record)?;
-    events::about_record(Kind::Reset, &record, "timeout reset, counted from now");
+    let reason = match kind {
+        Kind::Renewed => "timeout renewed by its keeper, counted from now",
+        _ => "timeout reset, counted from now",
+    };
+    events::about_record(kind, &record, reason);
     Ok(())
 }
