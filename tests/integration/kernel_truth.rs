@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use freezefs::{EndReason, FreezeState, Timeout};
 
 use crate::support::{
-    self, Kind, Scratch, Syslog, event, fzctl, fzctl_cmd, on_ext4_xfs_btrfs, run, running, sigkill,
-    wait_until, with_env,
+    self, Kind, Scratch, Syslog, check_image, event, fzctl, fzctl_cmd, on_ext4_xfs_btrfs, run,
+    running, sigkill, wait_until, with_env,
 };
 
 const LONG: Duration = Duration::from_secs(5);
@@ -247,39 +247,6 @@ fn listing(dir: &std::path::Path) -> Vec<std::ffi::OsString> {
         .collect();
     names.sort();
     names
-}
-
-/// The filesystem's own checker, read-only, on an image copied while frozen.
-fn check_image(kind: Kind, image: &std::path::Path) {
-    let mut cmd = match kind {
-        Kind::Ext4 => {
-            let mut c = Command::new("fsck.ext4");
-            c.arg("-fn");
-            c
-        }
-        Kind::Xfs => {
-            // A frozen XFS keeps its log: replay it, as mounting a snapshot
-            // does, then check.
-            let replay = image.with_extension("replay");
-            std::fs::create_dir_all(&replay).unwrap();
-            run(Command::new("mount")
-                .arg("-o")
-                .arg("loop")
-                .arg(image)
-                .arg(&replay));
-            support::umount(&replay);
-            let mut c = Command::new("xfs_repair");
-            c.arg("-n").arg("-f");
-            c
-        }
-        Kind::Btrfs => {
-            let mut c = Command::new("btrfs");
-            c.args(["check", "--readonly"]);
-            c
-        }
-        other => panic!("no checker for {other:?}"),
-    };
-    run(cmd.arg(image));
 }
 
 on_ext4_xfs_btrfs! {

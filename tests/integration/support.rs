@@ -447,6 +447,39 @@ impl Drop for Scratch {
     }
 }
 
+/// The filesystem's own checker, read-only, on an image copied while frozen.
+pub(crate) fn check_image(kind: Kind, image: &Path) {
+    let mut cmd = match kind {
+        Kind::Ext4 => {
+            let mut c = Command::new("fsck.ext4");
+            c.arg("-fn");
+            c
+        }
+        Kind::Xfs => {
+            // A frozen XFS keeps its log: replay it, as mounting a snapshot
+            // does, then check.
+            let replay = image.with_extension("replay");
+            std::fs::create_dir_all(&replay).unwrap();
+            // nouuid: the original may still be mounted, under the same UUID.
+            run(Command::new("mount")
+                .args(["-o", "loop,nouuid"])
+                .arg(image)
+                .arg(&replay));
+            umount(&replay);
+            let mut c = Command::new("xfs_repair");
+            c.arg("-n").arg("-f");
+            c
+        }
+        Kind::Btrfs => {
+            let mut c = Command::new("btrfs");
+            c.args(["check", "--readonly"]);
+            c
+        }
+        other => panic!("no checker for {other:?}"),
+    };
+    run(cmd.arg(image));
+}
+
 /// A syslog socket of the test's own.
 pub(crate) struct Syslog {
     pub(crate) socket: UnixDatagram,
@@ -539,9 +572,27 @@ pub(crate) fn frozen_writer(
     child
 }
 
-/// The holder executable cargo built for these tests.
+/// The holder executable cargo built for these tests: this package's own,
+/// or, for another workspace crate's tests (freezefs-group), the one
+/// `cargo test --workspace` built beside them in target/<profile>.
 pub(crate) fn holder_exe() -> &'static str {
-    env!("CARGO_BIN_EXE_freezefs-holder")
+    match option_env!("CARGO_BIN_EXE_freezefs-holder") {
+        Some(exe) => exe,
+        None => {
+            static EXE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            EXE.get_or_init(|| {
+                let exe = std::env::current_exe().unwrap();
+                let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+                let holder = profile_dir.join("freezefs-holder");
+                assert!(
+                    holder.exists(),
+                    "no {}: build the workspace first (cargo test --workspace)",
+                    holder.display()
+                );
+                holder.to_string_lossy().into_owned()
+            })
+        }
+    }
 }
 
 /// Waits until `cond` holds, polling every `step`, at most `limit`.
