@@ -1,0 +1,411 @@
+//! `freezefs-group freeze`: announce an epoch, wait for every member to
+//! report frozen (the barrier), and either leave the group frozen until its
+//! deadline or run a command and thaw every member when it exits.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::time::Instant;
+
+use crate::ending::{self, Outcome};
+use crate::etcd::{self, Fallible};
+use crate::group_watch::{Change, GroupWatch, Snapshot};
+use crate::keys::{self, Epoch, GroupKey, Report, ReportState};
+use crate::lease::Lease;
+use crate::local::{unix_ms, unix_ns};
+
+/// The exit status when the command ran but a member's freeze did not hold.
+pub(crate) const NOT_CONSISTENT: u8 = 3;
+
+pub(crate) struct FreezeRequest {
+    pub(crate) group: String,
+    pub(crate) timeout_s: u32,
+    pub(crate) ttl_s: u32,
+    pub(crate) members: Option<Vec<String>>,
+    pub(crate) cmd: Vec<OsString>,
+}
+
+pub(crate) async fn run(client: Client, request: FreezeRequest) -> u8 {
+    match freeze(&client, &request).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("freezefs-group: group {}: {e}", request.group);
+            1
+        }
+    }
+}
+
+/// The epoch this command announced.
+struct Announced {
+    epoch: i64,
+    doc: Epoch,
+    watch: GroupWatch,
+}
+
+async fn freeze(client: &Client, request: &FreezeRequest) -> Fallible<u8> {
+    let group = &request.group;
+    let mut lease = Lease::grant(client, request.ttl_s, true).await?;
+    let mut announced = announce(client, request, &lease).await?;
+    let members = announced.doc.members.clone();
+    let barrier = tokio::select! {
+        () = lease.lost() => Err("lost etcd before the barrier: every member thaws as the epoch's lease ends".to_string()),
+        reached = barrier(&mut announced, request.timeout_s) => reached,
+    };
+    let (last_freeze_ns, spread_ms) = match barrier {
+        Ok(times) => times,
+        Err(why) => {
+            let _ = ending::end_epoch(client, group, announced.epoch, &why, false).await;
+            let outcomes =
+                ending::outcomes(client, group, announced.epoch, &members, thaw_wait(request))
+                    .await;
+            eprintln!("freezefs-group: group {group} not frozen: {why}");
+            print_outcomes(outcomes.ok().as_deref().unwrap_or_default(), false);
+            return Ok(1);
+        }
+    };
+    let barrier_ms = (unix_ns().saturating_sub(last_freeze_ns)) as f64 / 1e6;
+    eprintln!(
+        "freezefs-group: group {group}: {} members frozen (epoch {}); barrier {barrier_ms:.1} ms after the last freeze, freezes spread over {spread_ms:.1} ms",
+        members.len(),
+        announced.epoch
+    );
+    if request.cmd.is_empty() {
+        return leave_frozen(client, group, &announced, &lease).await;
+    }
+    run_command(client, request, announced, &mut lease).await
+}
+
+/// Writes the epoch under the command's lease, unless the group is frozen
+/// already; checks that every member is still there at its revision.
+async fn announce(client: &Client, request: &FreezeRequest, lease: &Lease) -> Fallible<Announced> {
+    let group = &request.group;
+    let before = Snapshot::read(client, group).await?;
+    let registered: Vec<String> = before.members().into_iter().map(|(n, _)| n).collect();
+    let members = match &request.members {
+        Some(named) => named.clone(),
+        None => registered.clone(),
+    };
+    if members.is_empty() {
+        return Err("no agent is registered: nothing to freeze".into());
+    }
+    if let Some(missing) = members.iter().find(|m| !registered.contains(m)) {
+        return Err(format!(
+            "member {missing} has no agent registered: nothing was frozen"
+        ));
+    }
+    let doc = Epoch {
+        members,
+        deadline_unix_ms: unix_ms() + u64::from(request.timeout_s) * 1000,
+        timeout_s: request.timeout_s,
+        by: format!("{}:{}", hostname(), std::process::id()),
+    };
+    let key = keys::epoch(group);
+    let txn = Txn::new()
+        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(
+            key.clone(),
+            keys::to_json(&doc),
+            Some(PutOptions::new().with_lease(lease.id)),
+        )]);
+    let answer = etcd::txn(client, "announce the epoch", txn).await?;
+    let epoch = if answer.succeeded() {
+        answer.header().map_or(0, |h| h.revision())
+    } else {
+        // A retried announcement may find its own first attempt.
+        match Snapshot::read(client, group).await?.epoch() {
+            Some((epoch, found)) if found == doc => epoch,
+            found => {
+                let epoch = found.map_or(0, |(e, _)| e);
+                return Err(format!(
+                    "frozen already (epoch {epoch}); thaw it first with freezefs-group thaw --group {group}"
+                ));
+            }
+        }
+    };
+    let after = Snapshot::read(client, group).await?;
+    let registered: Vec<String> = after.members().into_iter().map(|(n, _)| n).collect();
+    if let Some(gone) = doc.members.iter().find(|m| !registered.contains(m)) {
+        let why = format!("member {gone} was lost before it froze");
+        ending::end_epoch(client, group, epoch, &why, false).await?;
+        return Err(why);
+    }
+    Ok(Announced {
+        epoch,
+        doc,
+        watch: GroupWatch::after(client, group, epoch),
+    })
+}
+
+/// Waits until every member reports frozen; the time of the last member's
+/// freeze and the spread between the first and the last, or why not.
+async fn barrier(announced: &mut Announced, timeout_s: u32) -> Result<(u128, f64), String> {
+    let members = &announced.doc.members;
+    let mut frozen_at: Vec<Option<u128>> = vec![None; members.len()];
+    let give_up = Instant::now() + Duration::from_secs(u64::from(timeout_s));
+    while frozen_at.iter().any(Option::is_none) {
+        let Ok((_, changes)) = tokio::time::timeout_at(give_up, announced.watch.next()).await
+        else {
+            let late: Vec<&str> = members
+                .iter()
+                .zip(&frozen_at)
+                .filter(|(_, at)| at.is_none())
+                .map(|(m, _)| m.as_str())
+                .collect();
+            return Err(format!(
+                "{} did not freeze within {timeout_s} s",
+                late.join(", ")
+            ));
+        };
+        for change in &changes {
+            if let Some(why) = failure(announced.epoch, members, change) {
+                return Err(why);
+            }
+            if let (GroupKey::Report(node), true) = (&change.key, change.put) {
+                let report = keys::from_json::<Report>(&change.value);
+                if let Some(Report {
+                    epoch,
+                    state: ReportState::Frozen,
+                    frozen_at_unix_ns: Some(at),
+                    ..
+                }) = report
+                {
+                    if let Some(i) = members
+                        .iter()
+                        .position(|m| m == node)
+                        .filter(|_| epoch == announced.epoch)
+                    {
+                        frozen_at[i] = Some(at);
+                    }
+                }
+            }
+        }
+    }
+    let times: Vec<u128> = frozen_at.into_iter().flatten().collect();
+    let (first, last) = (
+        times.iter().min().copied().unwrap_or(0),
+        times.iter().max().copied().unwrap_or(0),
+    );
+    Ok((last, (last - first) as f64 / 1e6))
+}
+
+/// What a change says went wrong with `epoch`, if anything.
+fn failure(epoch: i64, members: &[String], change: &Change) -> Option<String> {
+    match &change.key {
+        GroupKey::Epoch if !change.put => Some("the group was thawed meanwhile".into()),
+        GroupKey::Member(node) if !change.put && members.contains(node) => Some(format!(
+            "member {node} was lost: its agent died, hung or lost etcd"
+        )),
+        GroupKey::Report(node) if change.put && members.contains(node) => {
+            let report = keys::from_json::<Report>(&change.value)?;
+            match report.state {
+                _ if report.epoch != epoch => None,
+                ReportState::Failed => {
+                    Some(format!("member {node} could not freeze: {}", report.why))
+                }
+                ReportState::Ended => Some(format!(
+                    "member {node}'s freeze ended early: {}",
+                    report.why
+                )),
+                ReportState::Frozen | ReportState::Thawed => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// No command: the epoch moves to a lease that ends at the deadline, so the
+/// group stays frozen after this command exits, until `thaw` or the deadline.
+async fn leave_frozen(
+    client: &Client,
+    group: &str,
+    announced: &Announced,
+    lease: &Lease,
+) -> Fallible<u8> {
+    let left_s = announced
+        .doc
+        .deadline_unix_ms
+        .saturating_sub(unix_ms())
+        .div_ceil(1000) as u32;
+    let until_deadline = Lease::grant(client, left_s + 2, false).await?;
+    let key = keys::epoch(group);
+    let txn = Txn::new()
+        .when([Compare::create_revision(
+            key.clone(),
+            CompareOp::Equal,
+            announced.epoch,
+        )])
+        .and_then([TxnOp::put(
+            key,
+            keys::to_json(&announced.doc),
+            Some(PutOptions::new().with_lease(until_deadline.id)),
+        )]);
+    let moved = etcd::txn(client, "keep the epoch", txn).await?.succeeded();
+    let _ = lease.revoke(client).await;
+    if !moved {
+        eprintln!(
+            "freezefs-group: group {group}: the freeze ended right after the barrier; see freezefs-group status --group {group}"
+        );
+        return Ok(1);
+    }
+    println!(
+        "group {group}: frozen on {} (epoch {}) for {left_s} s; thaw with: freezefs-group thaw --group {group}",
+        announced.doc.members.join(", "),
+        announced.epoch
+    );
+    Ok(0)
+}
+
+/// Runs the command after the barrier; thaws every member when it exits,
+/// or as soon as any member fails while it runs.
+async fn run_command(
+    client: &Client,
+    request: &FreezeRequest,
+    mut announced: Announced,
+    lease: &mut Lease,
+) -> Fallible<u8> {
+    let group = &request.group;
+    let (program, args) = request.cmd.split_first().expect("a command");
+    let mut child = match tokio::process::Command::new(program).args(args).spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let _ = ending::end_epoch(
+                client,
+                group,
+                announced.epoch,
+                "the command could not start",
+                true,
+            )
+            .await;
+            eprintln!("freezefs-group: {}: {e}", program.to_string_lossy());
+            return Ok(if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            });
+        }
+    };
+    let pid = child
+        .id()
+        .and_then(|p| rustix::process::Pid::from_raw(p as i32));
+    let mut signals = Signals::new().map_err(|e| e.to_string())?;
+    let mut broken: Option<String> = None;
+    let mut etcd_lost = false;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status.map_err(|e| e.to_string())?,
+            () = lease.lost(), if !etcd_lost => {
+                etcd_lost = true;
+                broken.get_or_insert("the freezing command lost etcd: every member thawed on its own".into());
+            }
+            (_, changes) = announced.watch.next(), if broken.is_none() => {
+                if let Some(why) = changes.iter().find_map(|c| failure(announced.epoch, &announced.doc.members, c)) {
+                    let _ = ending::end_epoch(client, group, announced.epoch, &why, false).await;
+                    broken = Some(why);
+                }
+            }
+            sig = signals.next() => {
+                if let Some(pid) = pid {
+                    let _ = rustix::process::kill_process(pid, sig);
+                }
+            }
+        }
+    };
+    if broken.is_none() {
+        ending::end_epoch(
+            client,
+            group,
+            announced.epoch,
+            "thawed after the command finished",
+            true,
+        )
+        .await?;
+    }
+    let outcomes = if etcd_lost {
+        Vec::new()
+    } else {
+        ending::outcomes(
+            client,
+            group,
+            announced.epoch,
+            &announced.doc.members,
+            thaw_wait(request),
+        )
+        .await?
+    };
+    print_outcomes(&outcomes, true);
+    let all_held = !outcomes.is_empty() && outcomes.iter().all(Outcome::consistent);
+    match (&broken, all_held) {
+        (None, true) => Ok(exit_code(status)),
+        _ => {
+            let not_held: Vec<&str> = outcomes
+                .iter()
+                .filter(|o| !o.consistent())
+                .map(|o| o.node.as_str())
+                .collect();
+            let why = broken.unwrap_or_else(|| "a member's freeze did not hold".into());
+            eprintln!(
+                "freezefs-group: group {group}: the freeze did not hold throughout on {}: {why}; the snapshot is not consistent",
+                if not_held.is_empty() {
+                    "every member".to_string()
+                } else {
+                    not_held.join(", ")
+                }
+            );
+            Ok(NOT_CONSISTENT)
+        }
+    }
+}
+
+/// How long to wait for the members' last reports: a silent member's lease
+/// ends within its TTL, and then it counts as gone.
+fn thaw_wait(request: &FreezeRequest) -> Duration {
+    Duration::from_secs(u64::from(request.ttl_s) + 5)
+}
+
+pub(crate) fn print_outcomes(outcomes: &[Outcome], all: bool) {
+    for outcome in outcomes.iter().filter(|o| all || !o.consistent()) {
+        eprintln!("freezefs-group: {}", outcome.line());
+    }
+}
+
+fn exit_code(status: std::process::ExitStatus) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code as u8,
+        (None, Some(sig)) => 128u8.wrapping_add(sig as u8),
+        _ => 1,
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP, to pass on to the command.
+struct Signals(Vec<(tokio::signal::unix::Signal, rustix::process::Signal)>);
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        use rustix::process::Signal;
+        Ok(Signals(vec![
+            (signal(SignalKind::interrupt())?, Signal::INT),
+            (signal(SignalKind::terminate())?, Signal::TERM),
+            (signal(SignalKind::hangup())?, Signal::HUP),
+        ]))
+    }
+
+    async fn next(&mut self) -> rustix::process::Signal {
+        let [a, b, c] = &mut self.0[..] else {
+            unreachable!("three signals")
+        };
+        tokio::select! {
+            _ = a.0.recv() => a.1,
+            _ = b.0.recv() => b.1,
+            _ = c.0.recv() => c.1,
+        }
+    }
+}
+
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}

@@ -1,0 +1,161 @@
+//! The group's keys as they change: one etcd watch on the group's prefix,
+//! opened again from the next revision whenever its stream breaks (an etcd
+//! member restarting, a leader change), so that no change is missed.
+
+use std::time::Duration;
+
+use etcd_client::{Client, EventType, WatchOptions, WatchStream};
+
+use crate::etcd::{self, Fallible};
+use crate::keys::{self, GroupKey};
+
+/// One key's change.
+#[derive(Debug, Clone)]
+pub(crate) struct Change {
+    pub(crate) key: GroupKey,
+    /// A put (else a deletion).
+    pub(crate) put: bool,
+    pub(crate) value: Vec<u8>,
+    pub(crate) create_revision: i64,
+}
+
+pub(crate) struct GroupWatch {
+    client: Client,
+    group: String,
+    /// The first revision not seen yet.
+    next_revision: i64,
+    stream: Option<WatchStream>,
+}
+
+impl GroupWatch {
+    /// Watches `group` from the revision after `seen`.
+    pub(crate) fn after(client: &Client, group: &str, seen: i64) -> GroupWatch {
+        GroupWatch {
+            client: client.clone(),
+            group: group.to_string(),
+            next_revision: seen + 1,
+            stream: None,
+        }
+    }
+
+    /// The next revision's changes, with that revision. Retries a broken
+    /// stream for ever: callers bound the wait by their leases and deadlines.
+    pub(crate) async fn next(&mut self) -> (i64, Vec<Change>) {
+        loop {
+            if self.stream.is_none() {
+                let options = WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(self.next_revision);
+                match self
+                    .client
+                    .watch(keys::prefix(&self.group), Some(options))
+                    .await
+                {
+                    Ok(stream) => self.stream = Some(stream),
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                }
+            }
+            let stream = self.stream.as_mut().expect("opened above");
+            match stream.message().await {
+                Ok(Some(answer)) if answer.canceled() => {
+                    // Compacted past what we saw: start from the present.
+                    self.next_revision = answer.compact_revision().max(self.next_revision);
+                    self.stream = None;
+                }
+                Ok(Some(answer)) => {
+                    let events = answer.events();
+                    let Some(revision) = events
+                        .iter()
+                        .filter_map(|e| e.kv())
+                        .map(|kv| kv.mod_revision())
+                        .max()
+                    else {
+                        continue;
+                    };
+                    self.next_revision = revision + 1;
+                    let changes = events
+                        .iter()
+                        .filter_map(|e| {
+                            let kv = e.kv()?;
+                            Some(Change {
+                                key: keys::classify(&self.group, kv.key()),
+                                put: e.event_type() == EventType::Put,
+                                value: kv.value().to_vec(),
+                                create_revision: kv.create_revision(),
+                            })
+                        })
+                        .collect();
+                    return (revision, changes);
+                }
+                Ok(None) | Err(_) => {
+                    self.stream = None;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+}
+
+/// The group's keys now, and the revision they were read at.
+pub(crate) struct Snapshot {
+    pub(crate) revision: i64,
+    pub(crate) keys: Vec<(GroupKey, Vec<u8>, i64)>,
+}
+
+impl Snapshot {
+    pub(crate) async fn read(client: &Client, group: &str) -> Fallible<Snapshot> {
+        let answer = etcd::get_prefix(client, "read the group", keys::prefix(group)).await?;
+        Ok(Snapshot {
+            revision: answer.header().map_or(0, |h| h.revision()),
+            keys: answer
+                .kvs()
+                .iter()
+                .map(|kv| {
+                    (
+                        keys::classify(group, kv.key()),
+                        kv.value().to_vec(),
+                        kv.create_revision(),
+                    )
+                })
+                .collect(),
+        })
+    }
+
+    /// The epoch on record: its number and document.
+    pub(crate) fn epoch(&self) -> Option<(i64, keys::Epoch)> {
+        self.keys.iter().find_map(|(k, v, rev)| match k {
+            GroupKey::Epoch => Some((*rev, keys::from_json(v)?)),
+            _ => None,
+        })
+    }
+
+    pub(crate) fn members(&self) -> Vec<(String, Option<keys::Member>)> {
+        self.keys
+            .iter()
+            .filter_map(|(k, v, _)| match k {
+                GroupKey::Member(name) => Some((name.clone(), keys::from_json(v))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub(crate) fn reports(&self) -> Vec<(String, Option<keys::Report>)> {
+        self.keys
+            .iter()
+            .filter_map(|(k, v, _)| match k {
+                GroupKey::Report(name) => Some((name.clone(), keys::from_json(v))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub(crate) fn ended(&self) -> Option<keys::Ended> {
+        self.keys.iter().find_map(|(k, v, _)| match k {
+            GroupKey::Ended => keys::from_json(v),
+            _ => None,
+        })
+    }
+}

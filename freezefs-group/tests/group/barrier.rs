@@ -1,0 +1,248 @@
+//! The group freezes as one: every member or none, only the mounts each
+//! agent serves, and a command run between the barrier and the thaw.
+
+use std::time::Duration;
+
+use crate::harness::{Etcd, Host, group_cmd, group_spawn, states, text};
+use crate::support::{Kind, Scratch, check_image, mkdtemp, wait_until};
+
+#[test]
+fn three_agents_freeze_at_once_and_every_image_copied_meanwhile_is_clean() {
+    let etcd = Etcd::start();
+    let hosts = [
+        Host::start(&etcd, "g", "a", Kind::Ext4, 3),
+        Host::start(&etcd, "g", "b", Kind::Xfs, 3),
+        Host::start(&etcd, "g", "c", Kind::Btrfs, 3),
+    ];
+    // Writers keep every filesystem busy up to the freeze and after it.
+    let busy: Vec<_> = hosts.iter().map(|h| busy_writer(&h.fs)).collect();
+    let copies = mkdtemp("freezefs-group-copies");
+    let script: Vec<String> = hosts
+        .iter()
+        .map(|h| {
+            format!(
+                "cp {} {}/{}",
+                h.fs.image.as_ref().unwrap().display(),
+                copies.display(),
+                h.name
+            )
+        })
+        .collect();
+    let out = group_cmd(
+        &etcd,
+        &[
+            "freeze",
+            "--group",
+            "g",
+            "-t",
+            "60",
+            "--",
+            "sh",
+            "-c",
+            &script.join(" && "),
+        ],
+    );
+    for stop in busy {
+        stop();
+    }
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for host in &hosts {
+        assert!(
+            stderr.contains(&format!("{}: held throughout", host.name)),
+            "{stderr}"
+        );
+        check_image(host.fs.kind, &copies.join(&host.name));
+        assert!(
+            host.fs.write_completes_within(Duration::from_secs(2)),
+            "{} still frozen",
+            host.name
+        );
+    }
+    let _ = std::fs::remove_dir_all(&copies);
+}
+
+/// Writes a file after file on `fs` until the returned closure is called.
+fn busy_writer(fs: &Scratch) -> impl FnOnce() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    let dir = fs.mnt.clone();
+    let flag = stop.clone();
+    let writer = std::thread::spawn(move || {
+        let mut n = 0u32;
+        while !flag.load(Ordering::SeqCst) {
+            let _ = std::fs::write(
+                dir.join(format!("busy.{}", n % 64)),
+                vec![n as u8; 64 << 10],
+            );
+            n += 1;
+        }
+    });
+    move || {
+        stop.store(true, Ordering::SeqCst);
+        writer.join().unwrap();
+    }
+}
+
+#[test]
+fn each_members_events_carry_the_group_and_the_epoch() {
+    let etcd = Etcd::start();
+    let hosts = [
+        Host::start(&etcd, "ev", "a", Kind::Ext4, 3),
+        Host::start(&etcd, "ev", "b", Kind::Ext4, 3),
+    ];
+    let out = group_cmd(
+        &etcd,
+        &["freeze", "--group", "ev", "-t", "30", "--", "true"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let epoch: String = stderr
+        .split("(epoch ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .expect("the epoch is named")
+        .to_string();
+    for host in &hosts {
+        let messages = host.syslog.drain();
+        for what in ["frozen", "thawed"] {
+            let wanted = format!(
+                "freezefs.group what={what} group=ev epoch={epoch} node={} ",
+                host.name
+            );
+            assert!(
+                messages.iter().any(|m| m.contains(&wanted)),
+                "no {wanted:?} in {messages:#?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_member_on_tmpfs_refuses_and_nothing_is_left_frozen_anywhere() {
+    let etcd = Etcd::start();
+    let hosts = [
+        Host::start(&etcd, "r", "a", Kind::Ext4, 3),
+        Host::start(&etcd, "r", "b", Kind::Tmpfs, 3),
+        Host::start(&etcd, "r", "c", Kind::Ext4, 3),
+    ];
+    let out = group_cmd(&etcd, &["freeze", "--group", "r", "-t", "30", "--", "true"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("member b could not freeze"),
+        "{}",
+        text(&out)
+    );
+    for host in [&hosts[0], &hosts[2]] {
+        assert!(
+            host.fs.write_completes_within(Duration::from_secs(2)),
+            "{} left frozen",
+            host.name
+        );
+    }
+    assert!(
+        states(&etcd, "r").iter().all(|(_, s)| s == "idle"),
+        "{:?}",
+        states(&etcd, "r")
+    );
+}
+
+#[test]
+fn a_failing_freeze_hook_on_one_member_leaves_nothing_frozen_anywhere() {
+    let etcd = Etcd::start();
+    let a = Host::start(&etcd, "h", "a", Kind::Ext4, 3);
+    let b = Host::start(&etcd, "h", "b", Kind::Xfs, 3);
+    b.failing_freeze_hook();
+    let out = group_cmd(&etcd, &["freeze", "--group", "h", "-t", "30"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("member b could not freeze"),
+        "{}",
+        text(&out)
+    );
+    for host in [&a, &b] {
+        assert!(
+            host.fs.write_completes_within(Duration::from_secs(2)),
+            "{} left frozen",
+            host.name
+        );
+    }
+}
+
+#[test]
+fn a_member_without_an_agent_is_refused_before_anything_freezes() {
+    let etcd = Etcd::start();
+    let a = Host::start(&etcd, "m", "a", Kind::Ext4, 3);
+    let out = group_cmd(
+        &etcd,
+        &["freeze", "--group", "m", "--members", "a,ghost", "-t", "30"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("member ghost has no agent"),
+        "{}",
+        text(&out)
+    );
+    assert!(!a.fs.kernel_frozen());
+}
+
+#[test]
+fn a_mount_the_agent_was_not_started_with_is_never_frozen_whatever_the_keys_say() {
+    let etcd = Etcd::start();
+    let a = Host::start(&etcd, "k", "a", Kind::Ext4, 3);
+    let elsewhere = Scratch::new(Kind::Ext4);
+    let forged = format!(
+        "{{\"host\":\"x\",\"pid\":1,\"mounts\":[\"{}\"]}}",
+        elsewhere.mnt.display()
+    );
+    let put = etcd.etcdctl(&["put", "/freezefs/group/k/member/a", &forged]);
+    assert!(put.status.success(), "{put:?}");
+    let mut freeze = group_spawn(
+        &etcd,
+        &["freeze", "--group", "k", "-t", "30", "--", "sleep", "2"],
+    );
+    let frozen = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        states(&etcd, "k").iter().all(|(_, s)| s == "frozen")
+    });
+    assert!(frozen, "{:?}", states(&etcd, "k"));
+    assert!(
+        !elsewhere.kernel_frozen(),
+        "a mount no agent serves was frozen"
+    );
+    assert!(
+        !a.fs.write_completes_within(Duration::from_millis(300)),
+        "the agent's own mount is not frozen"
+    );
+    assert!(freeze.wait().unwrap().success());
+}
+
+#[test]
+fn a_second_freeze_of_a_frozen_group_is_refused_and_the_first_holds() {
+    let etcd = Etcd::start();
+    let a = Host::start(&etcd, "twice", "a", Kind::Ext4, 3);
+    let first = group_cmd(&etcd, &["freeze", "--group", "twice", "-t", "30"]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let second = group_cmd(&etcd, &["freeze", "--group", "twice", "-t", "30"]);
+    assert_eq!(second.status.code(), Some(1), "{}", text(&second));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("frozen already"),
+        "{}",
+        text(&second)
+    );
+    let thaw = group_cmd(&etcd, &["thaw", "--group", "twice"]);
+    assert_eq!(thaw.status.code(), Some(0), "{}", text(&thaw));
+    assert!(
+        String::from_utf8_lossy(&thaw.stderr).contains("a: held throughout"),
+        "{}",
+        text(&thaw)
+    );
+    assert!(a.fs.write_completes_within(Duration::from_secs(2)));
+    let again = group_cmd(&etcd, &["thaw", "--group", "twice"]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("is not frozen"),
+        "{}",
+        text(&again)
+    );
+}

@@ -1,0 +1,395 @@
+//! What the group tests stand on: a real etcd of their own on loopback
+//! ports (one member, or three), with its data in a temporary directory and
+//! stopped by its pid; agents as separate processes, each with its own
+//! scratch filesystem and state directory, standing for hosts.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{Kind, Scratch, Syslog, holder_exe, mkdtemp, wait_until};
+
+pub(crate) fn group_exe() -> &'static str {
+    env!("CARGO_BIN_EXE_freezefs-group")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One etcd server process.
+struct Server {
+    name: String,
+    client_url: String,
+    child: Option<Child>,
+}
+
+/// An etcd cluster of the test's own.
+pub(crate) struct Etcd {
+    dir: PathBuf,
+    servers: Vec<Server>,
+}
+
+impl Etcd {
+    pub(crate) fn start() -> Etcd {
+        Etcd::cluster(1)
+    }
+
+    /// `size` members on loopback ports, healthy before this returns.
+    pub(crate) fn cluster(size: usize) -> Etcd {
+        assert!(
+            Path::new("/usr/bin/etcd").exists() || which("etcd"),
+            "no etcd: scripts/install-deps tests installs Debian's etcd-server; the group tests do not skip"
+        );
+        let dir = mkdtemp("freezefs-group-etcd");
+        let peers: Vec<(String, String, String)> = (0..size)
+            .map(|i| {
+                (
+                    format!("e{i}"),
+                    format!("http://127.0.0.1:{}", free_port()),
+                    format!("http://127.0.0.1:{}", free_port()),
+                )
+            })
+            .collect();
+        let initial: Vec<String> = peers.iter().map(|(n, _, p)| format!("{n}={p}")).collect();
+        let mut servers = Vec::new();
+        for (name, client_url, peer_url) in &peers {
+            let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+            let child = Command::new("etcd")
+                .args(["--name", name])
+                .arg("--data-dir")
+                .arg(dir.join(name))
+                .args([
+                    "--listen-client-urls",
+                    client_url,
+                    "--advertise-client-urls",
+                    client_url,
+                ])
+                .args([
+                    "--listen-peer-urls",
+                    peer_url,
+                    "--initial-advertise-peer-urls",
+                    peer_url,
+                ])
+                .args(["--initial-cluster", &initial.join(",")])
+                .args(["--initial-cluster-state", "new", "--log-level", "warn"])
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("start etcd");
+            servers.push(Server {
+                name: name.clone(),
+                client_url: client_url.clone(),
+                child: Some(child),
+            });
+        }
+        let etcd = Etcd { dir, servers };
+        let healthy = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+            etcd.etcdctl(&["endpoint", "health"]).status.success()
+        });
+        assert!(healthy, "etcd did not become healthy: {}", etcd.logs());
+        etcd
+    }
+
+    /// Every client URL, comma-separated, as `--endpoints` takes them.
+    pub(crate) fn endpoints(&self) -> String {
+        self.servers
+            .iter()
+            .map(|s| s.client_url.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub(crate) fn etcdctl(&self, args: &[&str]) -> Output {
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.live_endpoints()))
+            .args(["--dial-timeout=1s", "--command-timeout=2s"])
+            .args(args)
+            .output()
+            .expect("etcdctl")
+    }
+
+    fn live_endpoints(&self) -> String {
+        self.servers
+            .iter()
+            .filter(|s| s.child.is_some())
+            .map(|s| s.client_url.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Stops every member: SIGKILL, as a crash or a lost network would.
+    pub(crate) fn stop(&mut self) {
+        for server in &mut self.servers {
+            if let Some(mut child) = server.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    /// Kills the current leader; its name.
+    pub(crate) fn kill_leader(&mut self) -> String {
+        let leader = self.leader().expect("a leader");
+        let server = self.servers.iter_mut().find(|s| s.name == leader).unwrap();
+        let mut child = server.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        leader
+    }
+
+    /// The leader's name, from `etcdctl endpoint status`.
+    pub(crate) fn leader(&self) -> Option<String> {
+        for server in self.servers.iter().filter(|s| s.child.is_some()) {
+            let out = Command::new("etcdctl")
+                .arg(format!("--endpoints={}", server.client_url))
+                .args(["endpoint", "status", "-w", "fields"])
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let field = |name: &str| {
+                text.lines()
+                    .find(|l| l.starts_with(&format!("\"{name}\"")))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|v| v.trim().to_string())
+            };
+            if field("MemberID").is_some() && field("MemberID") == field("Leader") {
+                return Some(server.name.clone());
+            }
+        }
+        None
+    }
+
+    pub(crate) fn logs(&self) -> String {
+        self.servers
+            .iter()
+            .map(|s| {
+                std::fs::read_to_string(self.dir.join(format!("{}.log", s.name)))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn which(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// An agent process and the host it stands for: its scratch filesystem,
+/// state directory and syslog.
+pub(crate) struct Host {
+    pub(crate) name: String,
+    pub(crate) fs: Scratch,
+    pub(crate) syslog: Syslog,
+    agent: Option<Child>,
+    endpoints: String,
+    group: String,
+    ttl_s: u32,
+}
+
+impl Host {
+    /// A host named `name` with a scratch filesystem of `kind`, its agent
+    /// registered in `group` before this returns.
+    pub(crate) fn start(etcd: &Etcd, group: &str, name: &str, kind: Kind, ttl_s: u32) -> Host {
+        let fs = Scratch::new(kind);
+        std::fs::create_dir_all(fs.state_dir()).unwrap();
+        let syslog = Syslog::new(&fs.dir);
+        let mut host = Host {
+            name: name.to_string(),
+            fs,
+            syslog,
+            agent: None,
+            endpoints: etcd.endpoints(),
+            group: group.to_string(),
+            ttl_s,
+        };
+        host.start_agent(etcd);
+        host
+    }
+
+    /// Starts (again) this host's agent, serving its scratch mount.
+    pub(crate) fn start_agent(&mut self, etcd: &Etcd) {
+        let log = std::fs::File::create(self.fs.dir.join("agent.log")).unwrap();
+        let child = Command::new(group_exe())
+            .args([
+                "--endpoints",
+                &self.endpoints,
+                "agent",
+                "--group",
+                &self.group,
+                "--name",
+                &self.name,
+            ])
+            .args(["--ttl", &self.ttl_s.to_string()])
+            .arg(&self.fs.mnt)
+            .env("FREEZEFS_RUNDIR", self.fs.state_dir())
+            .env("FREEZEFS_SYSCONFIGTAB", self.fs.sysconfigtab())
+            .env("FREEZEFS_HOLDER", holder_exe())
+            .env("FREEZEFS_HOOKS_DIR", self.fs.dir.join("hooks.d"))
+            .env("FREEZEFS_SYSLOG_SOCKET", &self.syslog.path)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start the agent");
+        self.agent = Some(child);
+        let key = format!("/freezefs/group/{}/member/{}", self.group, self.name);
+        let registered = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            let out = etcd.etcdctl(&["get", &key, "--print-value-only"]);
+            String::from_utf8_lossy(&out.stdout).contains(&format!("\"pid\":{}", self.pid()))
+        });
+        assert!(
+            registered,
+            "agent {} did not register: {}",
+            self.name,
+            self.agent_log()
+        );
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.agent.as_ref().map_or(0, Child::id)
+    }
+
+    pub(crate) fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.pid() as i32).unwrap();
+        rustix::process::kill_process(pid, signal).unwrap();
+    }
+
+    /// Waits for the agent to exit; its exit code.
+    pub(crate) fn agent_exit(&mut self, limit: Duration) -> Option<i32> {
+        let child = self.agent.as_mut()?;
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.agent = None;
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub(crate) fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.fs.dir.join("agent.log")).unwrap_or_default()
+    }
+
+    /// A freeze hook that fails, in this host's hook directory.
+    pub(crate) fn failing_freeze_hook(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.fs.dir.join("hooks.d");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let hook = dir.join("10-refuse");
+        std::fs::write(
+            &hook,
+            "#!/bin/sh\n[ \"$1\" = freeze ] && { echo refusing >&2; exit 1; }\nexit 0\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.agent.take() {
+            if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // The scratch thaws and unmounts itself on drop.
+    }
+}
+
+/// Runs `freezefs-group ARGS` to the end.
+pub(crate) fn group_cmd(etcd: &Etcd, args: &[&str]) -> Output {
+    Command::new(group_exe())
+        .args(["--endpoints", &etcd.endpoints()])
+        .args(args)
+        .output()
+        .expect("freezefs-group")
+}
+
+/// Starts `freezefs-group ARGS` in a process group of its own.
+pub(crate) fn group_spawn(etcd: &Etcd, args: &[&str]) -> Child {
+    use std::os::unix::process::CommandExt;
+    Command::new(group_exe())
+        .args(["--endpoints", &etcd.endpoints()])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("freezefs-group")
+}
+
+pub(crate) fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}stderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The group's status as JSON.
+pub(crate) fn status_json(etcd: &Etcd, group: &str) -> serde_json::Value {
+    let out = group_cmd(etcd, &["status", "--group", group, "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The members' states by name, from `status --json`.
+pub(crate) fn states(etcd: &Etcd, group: &str) -> Vec<(String, String)> {
+    status_json(etcd, group)["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().to_string(),
+                m["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until every given host's filesystem takes writes again; how long
+/// the last one took, counted from `since`.
+pub(crate) fn all_thawed_within(
+    hosts: &[&Host],
+    since: Instant,
+    limit: Duration,
+) -> Result<Duration, String> {
+    let writers: Vec<_> = hosts
+        .iter()
+        .map(|h| (h.name.clone(), h.fs.write_in_background()))
+        .collect();
+    let mut last = Duration::ZERO;
+    for (name, writer) in writers {
+        let left = limit.saturating_sub(since.elapsed());
+        match writer.recv_timeout(left) {
+            Ok(done) => last = last.max(done.duration_since(since)),
+            Err(_) => return Err(format!("{name} still frozen {:?} after", limit)),
+        }
+    }
+    Ok(last)
+}

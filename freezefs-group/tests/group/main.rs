@@ -1,0 +1,11 @@
+//! The consistency-group contract on real etcd and real loop mounts: agents
+//! as separate processes standing for hosts, each with its own filesystem
+//! and state directory. Run as root; nothing here skips.
+
+#[path = "../../../tests/integration/support.rs"]
+#[allow(unused_macros, unused_imports)]
+mod support;
+
+mod barrier;
+mod failures;
+mod harness;
