@@ -9,6 +9,10 @@
 # (default PREFIX/lib/systemd/system); enable them with
 #   systemctl daemon-reload && systemctl enable --now freezefs-holder.socket
 #
+#   make install-group        also freezefs-group(8), consistency groups on
+#                             etcd, and its agent's unit (it needs protoc:
+#                             apt install protobuf-compiler libprotobuf-dev)
+#
 # The installed library looks for its holder in $(LIBEXECDIR)/freezefs, baked
 # in at build time: build and install with the same PREFIX/LIBEXECDIR.
 
@@ -22,6 +26,7 @@ MANDIR      ?= $(PREFIX)/share/man
 DOCDIR      ?= $(PREFIX)/share/doc/freezefs
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR  ?= /etc
 RUNDIR      ?= /run/freezefs
 DESTDIR     ?=
 CARGO       ?= cargo
@@ -44,11 +49,11 @@ ENV     := CARGO_TARGET_DIR=$(BUILD) FREEZEFS_SONAME=$(SONAME) FREEZEFS_LIBEXECD
 SHIM_ENV := CARGO_TARGET_DIR=$(BUILD)/shim FREEZEFS_LIBEXECDIR=$(LIBEXECDIR)/freezefs
 SHIM    := $(BUILD)/shim/release/libfreezefs_preload.so
 
-.PHONY: all build install uninstall clean
+.PHONY: all build install uninstall clean group install-group install-group-unit
 all: build
 
 build:
-	$(ENV) $(CARGO) build --release --workspace --exclude freezefs-preload --bins --lib
+	$(ENV) $(CARGO) build --release --workspace --exclude freezefs-preload --exclude freezefs-group --bins --lib
 	env -u FREEZEFS_SONAME $(SHIM_ENV) $(CARGO) build --release -p freezefs-preload
 	$(ENV) $(CARGO) rustc --release -p freezefs --lib --crate-type staticlib -- --print native-static-libs 2>&1 \
 	  | sed -n 's/.*native-static-libs: //p' | tail -n 1 > $(BUILD)/libs-private
@@ -79,6 +84,7 @@ install: build
 	  examples/qemu-guest-agent.conf > $(DESTDIR)$(DOCDIR)/examples/qemu-guest-agent.conf
 	chmod 0644 $(DESTDIR)$(DOCDIR)/examples/qemu-guest-agent.conf
 	install -m 0755 examples/hooks/50-postgresql $(DESTDIR)$(DOCDIR)/examples/hooks/50-postgresql
+	install -m 0755 examples/etcd-rbac.sh $(DESTDIR)$(DOCDIR)/examples/etcd-rbac.sh
 	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
 	for unit in freezefs-holder.socket freezefs-holder.service; do \
 	  sed -e 's|@HOLDER@|$(LIBEXECDIR)/freezefs/freezefs-holder|' -e 's|@RUNDIR@|$(RUNDIR)|' \
@@ -91,6 +97,22 @@ install: build
 	  ldconfig && echo "make install: ran ldconfig: the loader now finds $(SONAME)$(if $(PC_RPATH), in its cache if $(LIBDIR) is in /etc/ld.so.conf; else through the rpath that pkg-config gives,)"; \
 	fi
 
+# freezefs-group: a crate of its own (etcd's gRPC client, tokio), never
+# linked into libfreezefs.
+group:
+	$(ENV) $(CARGO) build --release -p freezefs-group
+
+install-group: group install-group-unit
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8
+	install -m 0755 $(OUT)/freezefs-group $(DESTDIR)$(SBINDIR)/freezefs-group
+	install -m 0644 man/freezefs-group.8 $(DESTDIR)$(MANDIR)/man8/
+
+install-group-unit:
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
+	sed -e 's|@SBINDIR@|$(SBINDIR)|' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|' \
+	  systemd/freezefs-group-agent.service.in > $(DESTDIR)$(SYSTEMDUNITDIR)/freezefs-group-agent.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/freezefs-group-agent.service
+
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libfreezefs.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
 	  $(DESTDIR)$(LIBDIR)/libfreezefs.so $(DESTDIR)$(LIBDIR)/libfreezefs.a \
@@ -101,7 +123,10 @@ uninstall:
 	  $(DESTDIR)$(LIBEXECDIR)/freezefs/freezefs-holder \
 	  $(DESTDIR)$(MANDIR)/man3/freezefs.3 $(DESTDIR)$(MANDIR)/man8/freezefs.8 $(DESTDIR)$(MANDIR)/man8/thawfs.8 \
 	  $(DESTDIR)$(DOCDIR)/examples/qemu-guest-agent.conf $(DESTDIR)$(DOCDIR)/examples/hooks/50-postgresql \
-	  $(DESTDIR)$(SYSTEMDUNITDIR)/freezefs-holder.socket $(DESTDIR)$(SYSTEMDUNITDIR)/freezefs-holder.service
+	  $(DESTDIR)$(DOCDIR)/examples/etcd-rbac.sh \
+	  $(DESTDIR)$(SYSTEMDUNITDIR)/freezefs-holder.socket $(DESTDIR)$(SYSTEMDUNITDIR)/freezefs-holder.service \
+	  $(DESTDIR)$(SBINDIR)/freezefs-group $(DESTDIR)$(MANDIR)/man8/freezefs-group.8 \
+	  $(DESTDIR)$(SYSTEMDUNITDIR)/freezefs-group-agent.service
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/freezefs/compat/sys $(DESTDIR)$(INCLUDEDIR)/freezefs/compat \
 	  $(DESTDIR)$(INCLUDEDIR)/freezefs $(DESTDIR)$(LIBEXECDIR)/freezefs \
 	  $(DESTDIR)$(DOCDIR)/examples/hooks $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null

@@ -70,6 +70,7 @@ fn make_install_puts_every_file_where_a_c_library_goes() {
         "share/man/man8/thawfs.8",
         "share/doc/freezefs/examples/qemu-guest-agent.conf",
         "share/doc/freezefs/examples/hooks/50-postgresql",
+        "share/doc/freezefs/examples/etcd-rbac.sh",
     ] {
         assert!(staged(rel).exists(), "{rel} not installed");
     }
@@ -392,6 +393,17 @@ fn the_man_pages_render_without_warnings() {
                 "FREEZEFS_THAW_REASON",
                 "freezefs_hook_timeout",
                 "ECANCELED",
+            ][..],
+        ),
+        (
+            "man/freezefs-group.8",
+            &[
+                "WHEN SOMETHING FAILS",
+                "EXIT STATUS",
+                "SECURITY",
+                "grant-permission",
+                "FREEZEFS_ETCD_ENDPOINTS",
+                "TTL",
             ][..],
         ),
         (

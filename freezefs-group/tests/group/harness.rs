@@ -33,6 +33,8 @@ struct Server {
 pub(crate) struct Etcd {
     dir: PathBuf,
     servers: Vec<Server>,
+    /// `root:PASSWORD` once auth is enabled.
+    root: Option<String>,
 }
 
 impl Etcd {
@@ -88,7 +90,11 @@ impl Etcd {
                 child: Some(child),
             });
         }
-        let etcd = Etcd { dir, servers };
+        let etcd = Etcd {
+            dir,
+            servers,
+            root: None,
+        };
         let healthy = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
             etcd.etcdctl(&["endpoint", "health"]).status.success()
         });
@@ -106,13 +112,43 @@ impl Etcd {
     }
 
     pub(crate) fn etcdctl(&self, args: &[&str]) -> Output {
-        Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
+        let mut cmd = Command::new("etcdctl");
+        if let Some(root) = &self.root {
+            cmd.env("ETCDCTL_USER", root);
+        }
+        cmd.env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.live_endpoints()))
             .args(["--dial-timeout=1s", "--command-timeout=2s"])
             .args(args)
             .output()
             .expect("etcdctl")
+    }
+
+    /// Adds a root user and turns authentication on: from then on every
+    /// client needs a user.
+    pub(crate) fn enable_auth(&mut self) {
+        for args in [
+            &["user", "add", "root:root-secret", "--interactive=false"][..],
+            &["user", "grant-role", "root", "root"],
+            &["auth", "enable"],
+        ] {
+            let out = self.etcdctl(args);
+            assert!(out.status.success(), "etcdctl {args:?}: {out:?}");
+        }
+        self.root = Some("root:root-secret".into());
+    }
+
+    /// Runs a script with etcdctl's settings for the administrator.
+    pub(crate) fn as_admin(&self, script: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(script);
+        cmd.args(args)
+            .env("ETCDCTL_ENDPOINTS", self.live_endpoints());
+        if let Some(root) = &self.root {
+            cmd.env("ETCDCTL_USER", root);
+        }
+        cmd.envs(env.iter().copied())
+            .output()
+            .expect("run the script")
     }
 
     fn live_endpoints(&self) -> String {
@@ -201,6 +237,8 @@ pub(crate) struct Host {
     pub(crate) syslog: Syslog,
     agent: Option<Child>,
     endpoints: String,
+    /// etcd options the agent is given before its command (--user ...).
+    etcd_args: Vec<String>,
     group: String,
     ttl_s: u32,
 }
@@ -209,35 +247,71 @@ impl Host {
     /// A host named `name` with a scratch filesystem of `kind`, its agent
     /// registered in `group` before this returns.
     pub(crate) fn start(etcd: &Etcd, group: &str, name: &str, kind: Kind, ttl_s: u32) -> Host {
+        Host::start_as(etcd, &[], group, name, kind, ttl_s)
+    }
+
+    /// [`Host::start`] with etcd options for the agent (`--user`, TLS).
+    pub(crate) fn start_as(
+        etcd: &Etcd,
+        etcd_args: &[&str],
+        group: &str,
+        name: &str,
+        kind: Kind,
+        ttl_s: u32,
+    ) -> Host {
+        let mut host = Host::unstarted(etcd, etcd_args, group, name, kind, ttl_s);
+        host.start_agent(etcd);
+        host
+    }
+
+    /// The host, its agent not started yet.
+    pub(crate) fn unstarted(
+        etcd: &Etcd,
+        etcd_args: &[&str],
+        group: &str,
+        name: &str,
+        kind: Kind,
+        ttl_s: u32,
+    ) -> Host {
         let fs = Scratch::new(kind);
         std::fs::create_dir_all(fs.state_dir()).unwrap();
         let syslog = Syslog::new(&fs.dir);
-        let mut host = Host {
+        Host {
             name: name.to_string(),
             fs,
             syslog,
             agent: None,
             endpoints: etcd.endpoints(),
+            etcd_args: etcd_args.iter().map(|a| a.to_string()).collect(),
             group: group.to_string(),
             ttl_s,
-        };
-        host.start_agent(etcd);
-        host
+        }
     }
 
-    /// Starts (again) this host's agent, serving its scratch mount.
+    /// Starts (again) this host's agent, serving its scratch mount, and
+    /// waits until it is registered.
     pub(crate) fn start_agent(&mut self, etcd: &Etcd) {
+        self.spawn_agent();
+        let key = format!("/freezefs/group/{}/member/{}", self.group, self.name);
+        let registered = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            let out = etcd.etcdctl(&["get", &key, "--print-value-only"]);
+            String::from_utf8_lossy(&out.stdout).contains(&format!("\"pid\":{}", self.pid()))
+        });
+        assert!(
+            registered,
+            "agent {} did not register: {}",
+            self.name,
+            self.agent_log()
+        );
+    }
+
+    /// Starts the agent and returns at once.
+    pub(crate) fn spawn_agent(&mut self) {
         let log = std::fs::File::create(self.fs.dir.join("agent.log")).unwrap();
         let child = Command::new(group_exe())
-            .args([
-                "--endpoints",
-                &self.endpoints,
-                "agent",
-                "--group",
-                &self.group,
-                "--name",
-                &self.name,
-            ])
+            .args(["--endpoints", &self.endpoints])
+            .args(&self.etcd_args)
+            .args(["agent", "--group", &self.group, "--name", &self.name])
             .args(["--ttl", &self.ttl_s.to_string()])
             .arg(&self.fs.mnt)
             .env("FREEZEFS_RUNDIR", self.fs.state_dir())
@@ -250,17 +324,6 @@ impl Host {
             .spawn()
             .expect("start the agent");
         self.agent = Some(child);
-        let key = format!("/freezefs/group/{}/member/{}", self.group, self.name);
-        let registered = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-            let out = etcd.etcdctl(&["get", &key, "--print-value-only"]);
-            String::from_utf8_lossy(&out.stdout).contains(&format!("\"pid\":{}", self.pid()))
-        });
-        assert!(
-            registered,
-            "agent {} did not register: {}",
-            self.name,
-            self.agent_log()
-        );
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -324,6 +387,22 @@ pub(crate) fn group_cmd(etcd: &Etcd, args: &[&str]) -> Output {
     Command::new(group_exe())
         .args(["--endpoints", &etcd.endpoints()])
         .args(args)
+        .output()
+        .expect("freezefs-group")
+}
+
+/// Runs `freezefs-group ETCD_ARGS ARGS` to the end, with `env`.
+pub(crate) fn group_cmd_as(
+    etcd: &Etcd,
+    etcd_args: &[&str],
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> Output {
+    Command::new(group_exe())
+        .args(["--endpoints", &etcd.endpoints()])
+        .args(etcd_args)
+        .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("freezefs-group")
 }

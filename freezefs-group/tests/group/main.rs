@@ -9,3 +9,4 @@ mod support;
 mod barrier;
 mod failures;
 mod harness;
+mod security;

@@ -55,22 +55,47 @@ const SMOKE: Sizes = Sizes {
 /// pgbench's latency during three freeze, 0.5 s snapshot, thaw cycles of a
 /// live PostgreSQL, freezefs beside fsfreeze (scripts/bench-postgres).
 fn postgres_rows(smoke: bool) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench-postgres");
-    let freezefs = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|d| d.join("freezefs")));
     let scale = if smoke { "4" } else { "20" };
     println!(
         "\nPostgreSQL under pgbench (4 clients, scale {scale}), latency during three freeze, 0.5 s snapshot, thaw cycles:"
     );
-    let Some(freezefs) = freezefs.filter(|f| f.exists() && script.exists()) else {
+    script_rows("scripts/bench-postgres", &["freezefs"], &[scale]);
+}
+
+/// A consistency group of 3, 10 and 30 agents on one etcd: the barrier, the
+/// freezes' spread, and a member's death to the last thaw
+/// (scripts/bench-group).
+fn group_rows(smoke: bool) {
+    let sizes: &[&str] = if smoke { &["3"] } else { &["3", "10", "30"] };
+    println!("\nConsistency groups (freezefs-group on one local etcd, agents standing for hosts):");
+    script_rows(
+        "scripts/bench-group",
+        &["freezefs-group", "freezefs-holder"],
+        sizes,
+    );
+}
+
+/// Runs a benchmark script of the project with the named executables of
+/// this build (beside this one) and `args`, and prints what it prints.
+fn script_rows(script: &str, executables: &[&str], args: &[&str]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
+    let dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf));
+    let exes: Vec<_> = executables
+        .iter()
+        .filter_map(|name| dir.as_ref().map(|d| d.join(name)))
+        .filter(|exe| exe.exists())
+        .collect();
+    if exes.len() < executables.len() || !script.exists() {
         println!(
-            "  not measured: {} or the freezefs command is missing",
-            script.display()
+            "  not measured: {} or one of {} is missing from this build (cargo build --release --workspace)",
+            script.display(),
+            executables.join(", ")
         );
         return;
-    };
-    match Command::new(&script).arg(&freezefs).arg(scale).output() {
+    }
+    match Command::new(&script).args(&exes).args(args).output() {
         Ok(out) if out.status.success() => print!("{}", String::from_utf8_lossy(&out.stdout)),
         Ok(out) => println!(
             "  not measured: {}",
@@ -354,6 +379,7 @@ fn main() {
 
     print!("{}", report::table(&results));
     postgres_rows(smoke);
+    group_rows(smoke);
     std::fs::create_dir_all(&out_dir).unwrap();
     std::fs::write(out_dir.join("freezefs-bench.json"), report::json(&results)).unwrap();
     std::fs::write(out_dir.join("writer-stall.svg"), report::svg(&results)).unwrap();

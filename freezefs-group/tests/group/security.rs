@@ -1,0 +1,162 @@
+//! Who may freeze: etcd's own users and roles, passed through, and the
+//! project's RBAC example (examples/etcd-rbac.sh) confining a user to one
+//! group's keys; and how the agent's unit installs.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::{Etcd, Host, group_cmd, group_cmd_as, group_exe, text};
+use crate::support::{Kind, mkdtemp, run};
+
+fn example(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
+}
+
+/// An etcd with auth on, and `orders-agent` confined to group `orders`
+/// by the example script.
+fn etcd_with_a_group_user() -> Etcd {
+    let mut etcd = Etcd::start();
+    etcd.enable_auth();
+    let out = etcd.as_admin(
+        &example("etcd-rbac.sh"),
+        &["orders", "orders-agent"],
+        &[("USER_PASSWORD", "agent-secret")],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    etcd
+}
+
+#[test]
+fn a_user_confined_to_its_groups_keys_freezes_that_group() {
+    let etcd = etcd_with_a_group_user();
+    let dir = mkdtemp("freezefs-group-auth");
+    let password = dir.join("password");
+    std::fs::write(&password, "agent-secret\n").unwrap();
+    let as_agent = [
+        "--user",
+        "orders-agent",
+        "--password-file",
+        password.to_str().unwrap(),
+    ];
+    let a = Host::start_as(&etcd, &as_agent, "orders", "a", Kind::Ext4, 3);
+    let out = group_cmd_as(
+        &etcd,
+        &["--user", "orders-agent"],
+        &[("FREEZEFS_ETCD_PASSWORD", "agent-secret")],
+        &["freeze", "--group", "orders", "-t", "30", "--", "true"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("a: held throughout"),
+        "{}",
+        text(&out)
+    );
+    assert!(a.fs.write_completes_within(Duration::from_secs(2)));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_user_confined_to_one_group_can_neither_serve_nor_freeze_another() {
+    let etcd = etcd_with_a_group_user();
+    let as_agent = ["--user", "orders-agent:agent-secret"];
+    let mut b = Host::unstarted(&etcd, &as_agent, "payments", "b", Kind::Ext4, 3);
+    b.spawn_agent();
+    assert_eq!(
+        b.agent_exit(Duration::from_secs(10)),
+        Some(1),
+        "{}",
+        b.agent_log()
+    );
+    assert!(
+        b.agent_log().contains("permission denied"),
+        "{}",
+        b.agent_log()
+    );
+    let out = group_cmd_as(
+        &etcd,
+        &as_agent,
+        &[],
+        &["freeze", "--group", "payments", "-t", "30"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("permission denied"),
+        "{}",
+        text(&out)
+    );
+    assert!(!b.fs.kernel_frozen());
+}
+
+#[test]
+fn without_credentials_an_etcd_with_auth_refuses_and_nothing_freezes() {
+    let etcd = etcd_with_a_group_user();
+    let out = group_cmd(&etcd, &["status", "--group", "orders"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("freezefs-group: group orders:") && said.contains("user name is empty"),
+        "{said}"
+    );
+    let out = group_cmd_as(
+        &etcd,
+        &["--user", "orders-agent"],
+        &[],
+        &["status", "--group", "orders"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no password"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// The unit as `make install-group-unit` renders it passes systemd's own
+/// check, with the binary it names in place.
+#[test]
+fn the_agent_unit_installs_and_passes_systemd_analyze_verify() {
+    let prefix = mkdtemp("freezefs-group-unit");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    run(Command::new("make")
+        .arg("-C")
+        .arg(&root)
+        .arg("install-group-unit")
+        .arg(format!("PREFIX={}", prefix.display()))
+        .arg(format!("SYSCONFDIR={}/etc", prefix.display())));
+    std::fs::create_dir_all(prefix.join("sbin")).unwrap();
+    std::fs::copy(group_exe(), prefix.join("sbin/freezefs-group")).unwrap();
+    std::fs::create_dir_all(prefix.join("etc/freezefs")).unwrap();
+    std::fs::write(
+        prefix.join("etc/freezefs/group-agent.conf"),
+        "FREEZEFS_ETCD_ENDPOINTS=http://127.0.0.1:2379\nFREEZEFS_GROUP=g\nFREEZEFS_NODE=n\nFREEZEFS_MOUNTS=/srv/a\n",
+    )
+    .unwrap();
+    let unit = prefix.join("lib/systemd/system/freezefs-group-agent.service");
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains("freezefs-group-agent"), "{said}");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    for needed in [
+        format!(
+            "EnvironmentFile={}/etc/freezefs/group-agent.conf",
+            prefix.display()
+        ),
+        format!(
+            "ExecStart={}/sbin/freezefs-group $FREEZEFS_ETCD_OPTIONS agent",
+            prefix.display()
+        ),
+        "Restart=always".into(),
+        "KillMode=mixed".into(),
+    ] {
+        assert!(text.contains(&needed), "no {needed:?} in\n{text}");
+    }
+    let _ = std::fs::remove_dir_all(&prefix);
+}
