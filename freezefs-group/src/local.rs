@@ -124,3 +124,10 @@ fn ended_how(reason: EndReason) -> &'static str {
         EndReason::Thawed => "it was thawed early",
     }
 }
+
+/// This host's name, as the kernel has it.
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::harness::{Etcd, Host, group_cmd, group_spawn, states, text};
+use crate::etcd_cluster::Etcd;
+use crate::harness::{Host, group_cmd, group_spawn, states, text};
 use crate::support::{Kind, Scratch, check_image, mkdtemp, wait_until};
 
 #[test]

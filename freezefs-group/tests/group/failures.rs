@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
 
-use crate::harness::{Etcd, Host, all_thawed_within, group_cmd, group_spawn, states, text};
+use crate::cut_off::Relay;
+use crate::etcd_cluster::Etcd;
+use crate::harness::{Host, all_thawed_within, group_cmd, group_spawn, states, text};
 use crate::support::{Kind, wait_until};
 
 const TTL_S: u32 = 3;
@@ -82,6 +84,26 @@ fn an_agent_stopped_with_sigstop_thaws_every_member_its_own_host_too_within_the_
 }
 
 #[test]
+fn an_agent_that_loses_etcd_alone_thaws_its_own_host_and_every_other_within_the_ttl() {
+    let etcd = Etcd::start();
+    let relay = Relay::start(etcd.endpoints().trim_start_matches("http://"));
+    let mut b = Host::unstarted(&etcd, &[], "cut", "b", Kind::Xfs, TTL_S);
+    b.use_endpoints(&relay.url);
+    b.start_agent(&etcd);
+    let hosts = [
+        Host::start(&etcd, "cut", "a", Kind::Ext4, TTL_S),
+        b,
+        Host::start(&etcd, "cut", "c", Kind::Btrfs, TTL_S),
+    ];
+    frozen(&etcd, "cut");
+    relay.cut();
+    let cut = Instant::now();
+    let took = all_thawed_within(&hosts.iter().collect::<Vec<_>>(), cut, PROMISE).unwrap();
+    eprintln!("an agent cut off from etcd: every member thawed {took:?} after");
+    thaw_reports_inconsistent(&etcd, "cut", "member b was lost");
+}
+
+#[test]
 fn the_freezing_command_killed_thaws_every_member_within_the_ttl() {
     let etcd = Etcd::start();
     let hosts = three_hosts(&etcd, "cmd");
@@ -138,17 +160,31 @@ fn etcd_stopped_thaws_every_member_within_the_ttl() {
 }
 
 #[test]
-fn another_tool_thawing_one_member_ends_the_group_and_the_command_exits_3() {
+fn another_tool_thawing_one_member_ends_the_group_at_once_and_the_command_exits_3() {
     let etcd = Etcd::start();
     let hosts = three_hosts(&etcd, "other");
-    let thaw_b = format!("fsfreeze -u {}; sleep 4", hosts[1].fs.mnt.display());
-    let started = Instant::now();
-    let out = group_cmd(
+    let marker = hosts[1].fs.dir.join("thawed-by-another-tool");
+    let thaw_b = format!(
+        "sleep 1; fsfreeze -u {}; touch {}; sleep 8",
+        hosts[1].fs.mnt.display(),
+        marker.display()
+    );
+    let freeze = group_spawn(
         &etcd,
         &[
             "freeze", "--group", "other", "-t", "60", "--", "sh", "-c", &thaw_b,
         ],
     );
+    assert!(wait_until(
+        Duration::from_secs(15),
+        Duration::from_millis(20),
+        || marker.exists()
+    ));
+    let thawed = Instant::now();
+    // The others thaw as soon as b's agent notices, long before the command ends.
+    let took = all_thawed_within(&[&hosts[0], &hosts[2]], thawed, Duration::from_secs(2)).unwrap();
+    eprintln!("another tool's thaw of one member: the others thawed {took:?} after");
+    let out = freeze.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let all = text(&out);
     assert!(
@@ -159,10 +195,6 @@ fn another_tool_thawing_one_member_ends_the_group_and_the_command_exits_3() {
         all.contains("did not hold throughout on") && all.contains("b"),
         "{all}"
     );
-    // The others were thawed as soon as b's agent noticed, not at the end.
-    let took =
-        all_thawed_within(&[&hosts[0], &hosts[2]], started, Duration::from_secs(10)).unwrap();
-    eprintln!("another tool's thaw: the command ended {took:?} after it started");
 }
 
 #[test]

@@ -7,6 +7,8 @@
 mod support;
 
 mod barrier;
+mod cut_off;
+mod etcd_cluster;
 mod failures;
 mod harness;
 mod security;

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{Etcd, Host, group_cmd, group_cmd_as, group_exe, text};
+use crate::etcd_cluster::Etcd;
+use crate::harness::{Host, group_cmd, group_cmd_as, group_exe, text};
 use crate::support::{Kind, mkdtemp, run};
 
 fn example(name: &str) -> std::path::PathBuf {

@@ -15,10 +15,12 @@ use tokio::time::Instant;
 
 use crate::etcd::{self, Fallible};
 use crate::events::{Event, What};
-use crate::group_watch::{Change, GroupWatch, Snapshot};
-use crate::keys::{self, Ended, Epoch, GroupKey, Member, Report, ReportState};
+use crate::group_watch::{GroupWatch, Snapshot};
+use crate::keys::{self, Epoch, Member, Report, ReportState};
 use crate::lease::Lease;
 use crate::local::{self, LocalFreeze, LocalNews};
+
+mod changes;
 
 /// How often a frozen agent moves its local deadline along.
 const RENEW_PERIOD: Duration = Duration::from_millis(250);
@@ -120,7 +122,7 @@ impl Agent {
     async fn register(&mut self) -> Fallible<Snapshot> {
         let key = keys::member(&self.group, &self.name);
         let member = Member {
-            host: hostname(),
+            host: local::hostname(),
             pid: std::process::id(),
             mounts: self.mount_names.clone(),
         };
@@ -188,81 +190,6 @@ impl Agent {
             .saturating_duration_since(Instant::now());
         let group_left = doc.deadline_unix_ms.checked_sub(local::unix_ms())?;
         local::whole_seconds(lease_left.min(Duration::from_millis(group_left)))
-    }
-
-    async fn on_changes(&mut self, changes: &[Change]) {
-        // A command that ends an epoch writes `ended` in the same revision.
-        let ended: Option<Ended> = changes
-            .iter()
-            .find(|c| c.put && c.key == GroupKey::Ended)
-            .and_then(|c| keys::from_json(&c.value));
-        for change in changes {
-            match &change.key {
-                // A put of the epoch it knows (moved to another lease) is no
-                // new epoch.
-                GroupKey::Epoch if change.put && change.create_revision > self.seen_epoch => {
-                    self.seen_epoch = change.create_revision;
-                    self.end_part("a new epoch began", false);
-                    if let Some(doc) = keys::from_json::<Epoch>(&change.value) {
-                        // A part still ending is replaced once its thaw is
-                        // reported: the new one starts then.
-                        self.next = Some((change.create_revision, doc));
-                    }
-                }
-                GroupKey::Epoch if change.put => {}
-                GroupKey::Epoch => {
-                    let why = self.part.as_ref().map(|part| match &ended {
-                        Some(e) if e.epoch == part.epoch => (e.why.clone(), e.asked),
-                        _ if local::unix_ms() + 1000 >= part.doc.deadline_unix_ms => {
-                            ("the group's deadline passed".to_string(), false)
-                        }
-                        _ => (
-                            "the freezing command was lost: it died, hung or lost etcd".to_string(),
-                            false,
-                        ),
-                    });
-                    if let Some((why, asked)) = why {
-                        self.end_part(&why, asked);
-                    }
-                }
-                GroupKey::Member(node) if !change.put => {
-                    if *node == self.name {
-                        self.end_part("its own registration vanished from etcd", false);
-                    } else if self.takes_part_with(node) {
-                        self.end_part(
-                            &format!("member {node} was lost: its agent died, hung or lost etcd"),
-                            false,
-                        );
-                    }
-                }
-                GroupKey::Report(node)
-                    if change.put && *node != self.name && self.takes_part_with(node) =>
-                {
-                    let Some(report) = keys::from_json::<Report>(&change.value) else {
-                        continue;
-                    };
-                    let epoch = self.part.as_ref().map(|p| p.epoch);
-                    let how = match report.state {
-                        ReportState::Failed => "could not freeze",
-                        ReportState::Ended => "ended early",
-                        _ => continue,
-                    };
-                    if Some(report.epoch) == epoch {
-                        self.end_part(&format!("member {node} {how}: {}", report.why), false);
-                    }
-                }
-                _ => {}
-            }
-        }
-        self.begin_next().await;
-    }
-
-    async fn begin_next(&mut self) {
-        if self.part.is_none() {
-            if let Some((epoch, doc)) = self.next.take() {
-                self.begin(epoch, doc).await;
-            }
-        }
     }
 
     fn takes_part_with(&self, node: &str) -> bool {
@@ -418,10 +345,4 @@ impl Agent {
         }
         .send();
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default()
 }

@@ -6,7 +6,6 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::Instant;
 
 use crate::ending::{self, Outcome};
@@ -14,7 +13,9 @@ use crate::etcd::{self, Fallible};
 use crate::group_watch::{Change, GroupWatch, Snapshot};
 use crate::keys::{self, Epoch, GroupKey, Report, ReportState};
 use crate::lease::Lease;
-use crate::local::{unix_ms, unix_ns};
+use crate::local::{self, unix_ms, unix_ns};
+
+mod command;
 
 /// The exit status when the command ran but a member's freeze did not hold.
 pub(crate) const NOT_CONSISTENT: u8 = 3;
@@ -38,7 +39,7 @@ pub(crate) async fn run(client: Client, request: FreezeRequest) -> u8 {
 }
 
 /// The epoch this command announced.
-struct Announced {
+pub(super) struct Announced {
     epoch: i64,
     doc: Epoch,
     watch: GroupWatch,
@@ -74,7 +75,7 @@ async fn freeze(client: &Client, request: &FreezeRequest) -> Fallible<u8> {
     if request.cmd.is_empty() {
         return leave_frozen(client, group, &announced, &lease).await;
     }
-    run_command(client, request, announced, &mut lease).await
+    command::run_command(client, request, announced, &mut lease).await
 }
 
 /// Writes the epoch under the command's lease, unless the group is frozen
@@ -99,7 +100,7 @@ async fn announce(client: &Client, request: &FreezeRequest, lease: &Lease) -> Fa
         members,
         deadline_unix_ms: unix_ms() + u64::from(request.timeout_s) * 1000,
         timeout_s: request.timeout_s,
-        by: format!("{}:{}", hostname(), std::process::id()),
+        by: format!("{}:{}", local::hostname(), std::process::id()),
     };
     let key = keys::epoch(group);
     let txn = Txn::new()
@@ -191,7 +192,7 @@ async fn barrier(announced: &mut Announced, timeout_s: u32) -> Result<(u128, f64
 }
 
 /// What a change says went wrong with `epoch`, if anything.
-fn failure(epoch: i64, members: &[String], change: &Change) -> Option<String> {
+pub(super) fn failure(epoch: i64, members: &[String], change: &Change) -> Option<String> {
     match &change.key {
         GroupKey::Epoch if !change.put => Some("the group was thawed meanwhile".into()),
         GroupKey::Member(node) if !change.put && members.contains(node) => Some(format!(
@@ -257,110 +258,9 @@ async fn leave_frozen(
     Ok(0)
 }
 
-/// Runs the command after the barrier; thaws every member when it exits,
-/// or as soon as any member fails while it runs.
-async fn run_command(
-    client: &Client,
-    request: &FreezeRequest,
-    mut announced: Announced,
-    lease: &mut Lease,
-) -> Fallible<u8> {
-    let group = &request.group;
-    let (program, args) = request.cmd.split_first().expect("a command");
-    let mut child = match tokio::process::Command::new(program).args(args).spawn() {
-        Ok(child) => child,
-        Err(e) => {
-            let _ = ending::end_epoch(
-                client,
-                group,
-                announced.epoch,
-                "the command could not start",
-                true,
-            )
-            .await;
-            eprintln!("freezefs-group: {}: {e}", program.to_string_lossy());
-            return Ok(if e.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            });
-        }
-    };
-    let pid = child
-        .id()
-        .and_then(|p| rustix::process::Pid::from_raw(p as i32));
-    let mut signals = Signals::new().map_err(|e| e.to_string())?;
-    let mut broken: Option<String> = None;
-    let mut etcd_lost = false;
-    let status = loop {
-        tokio::select! {
-            status = child.wait() => break status.map_err(|e| e.to_string())?,
-            () = lease.lost(), if !etcd_lost => {
-                etcd_lost = true;
-                broken.get_or_insert("the freezing command lost etcd: every member thawed on its own".into());
-            }
-            (_, changes) = announced.watch.next(), if broken.is_none() => {
-                if let Some(why) = changes.iter().find_map(|c| failure(announced.epoch, &announced.doc.members, c)) {
-                    let _ = ending::end_epoch(client, group, announced.epoch, &why, false).await;
-                    broken = Some(why);
-                }
-            }
-            sig = signals.next() => {
-                if let Some(pid) = pid {
-                    let _ = rustix::process::kill_process(pid, sig);
-                }
-            }
-        }
-    };
-    if broken.is_none() {
-        ending::end_epoch(
-            client,
-            group,
-            announced.epoch,
-            "thawed after the command finished",
-            true,
-        )
-        .await?;
-    }
-    let outcomes = if etcd_lost {
-        Vec::new()
-    } else {
-        ending::outcomes(
-            client,
-            group,
-            announced.epoch,
-            &announced.doc.members,
-            thaw_wait(request),
-        )
-        .await?
-    };
-    print_outcomes(&outcomes, true);
-    let all_held = !outcomes.is_empty() && outcomes.iter().all(Outcome::consistent);
-    match (&broken, all_held) {
-        (None, true) => Ok(exit_code(status)),
-        _ => {
-            let not_held: Vec<&str> = outcomes
-                .iter()
-                .filter(|o| !o.consistent())
-                .map(|o| o.node.as_str())
-                .collect();
-            let why = broken.unwrap_or_else(|| "a member's freeze did not hold".into());
-            eprintln!(
-                "freezefs-group: group {group}: the freeze did not hold throughout on {}: {why}; the snapshot is not consistent",
-                if not_held.is_empty() {
-                    "every member".to_string()
-                } else {
-                    not_held.join(", ")
-                }
-            );
-            Ok(NOT_CONSISTENT)
-        }
-    }
-}
-
 /// How long to wait for the members' last reports: a silent member's lease
 /// ends within its TTL, and then it counts as gone.
-fn thaw_wait(request: &FreezeRequest) -> Duration {
+pub(super) fn thaw_wait(request: &FreezeRequest) -> Duration {
     Duration::from_secs(u64::from(request.ttl_s) + 5)
 }
 
@@ -368,44 +268,4 @@ pub(crate) fn print_outcomes(outcomes: &[Outcome], all: bool) {
     for outcome in outcomes.iter().filter(|o| all || !o.consistent()) {
         eprintln!("freezefs-group: {}", outcome.line());
     }
-}
-
-fn exit_code(status: std::process::ExitStatus) -> u8 {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => code as u8,
-        (None, Some(sig)) => 128u8.wrapping_add(sig as u8),
-        _ => 1,
-    }
-}
-
-/// SIGINT, SIGTERM and SIGHUP, to pass on to the command.
-struct Signals(Vec<(tokio::signal::unix::Signal, rustix::process::Signal)>);
-
-impl Signals {
-    fn new() -> std::io::Result<Signals> {
-        use rustix::process::Signal;
-        Ok(Signals(vec![
-            (signal(SignalKind::interrupt())?, Signal::INT),
-            (signal(SignalKind::terminate())?, Signal::TERM),
-            (signal(SignalKind::hangup())?, Signal::HUP),
-        ]))
-    }
-
-    async fn next(&mut self) -> rustix::process::Signal {
-        let [a, b, c] = &mut self.0[..] else {
-            unreachable!("three signals")
-        };
-        tokio::select! {
-            _ = a.0.recv() => a.1,
-            _ = b.0.recv() => b.1,
-            _ = c.0.recv() => c.1,
-        }
-    }
-}
-
-pub(crate) fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default()
 }

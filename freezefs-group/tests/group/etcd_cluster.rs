@@ -1,0 +1,224 @@
+//! A real etcd of the test's own: one member, or three, on loopback ports,
+//! its data in a temporary directory, stopped by its pid.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::support::{mkdtemp, wait_until};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One etcd server process.
+struct Server {
+    name: String,
+    client_url: String,
+    child: Option<Child>,
+}
+
+/// An etcd cluster of the test's own.
+pub(crate) struct Etcd {
+    dir: PathBuf,
+    servers: Vec<Server>,
+    /// `root:PASSWORD` once auth is enabled.
+    root: Option<String>,
+}
+
+impl Etcd {
+    pub(crate) fn start() -> Etcd {
+        Etcd::cluster(1)
+    }
+
+    /// `size` members on loopback ports, healthy before this returns.
+    pub(crate) fn cluster(size: usize) -> Etcd {
+        assert!(
+            Path::new("/usr/bin/etcd").exists() || which("etcd"),
+            "no etcd: scripts/install-deps tests installs Debian's etcd-server; the group tests do not skip"
+        );
+        let dir = mkdtemp("freezefs-group-etcd");
+        let peers: Vec<(String, String, String)> = (0..size)
+            .map(|i| {
+                (
+                    format!("e{i}"),
+                    format!("http://127.0.0.1:{}", free_port()),
+                    format!("http://127.0.0.1:{}", free_port()),
+                )
+            })
+            .collect();
+        let initial: Vec<String> = peers.iter().map(|(n, _, p)| format!("{n}={p}")).collect();
+        let mut servers = Vec::new();
+        for (name, client_url, peer_url) in &peers {
+            let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+            let child = Command::new("etcd")
+                .args(["--name", name])
+                .arg("--data-dir")
+                .arg(dir.join(name))
+                .args([
+                    "--listen-client-urls",
+                    client_url,
+                    "--advertise-client-urls",
+                    client_url,
+                ])
+                .args([
+                    "--listen-peer-urls",
+                    peer_url,
+                    "--initial-advertise-peer-urls",
+                    peer_url,
+                ])
+                .args(["--initial-cluster", &initial.join(",")])
+                .args(["--initial-cluster-state", "new", "--log-level", "warn"])
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("start etcd");
+            servers.push(Server {
+                name: name.clone(),
+                client_url: client_url.clone(),
+                child: Some(child),
+            });
+        }
+        let etcd = Etcd {
+            dir,
+            servers,
+            root: None,
+        };
+        let healthy = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+            etcd.etcdctl(&["endpoint", "health"]).status.success()
+        });
+        assert!(healthy, "etcd did not become healthy: {}", etcd.logs());
+        etcd
+    }
+
+    /// Every client URL, comma-separated, as `--endpoints` takes them.
+    pub(crate) fn endpoints(&self) -> String {
+        self.servers
+            .iter()
+            .map(|s| s.client_url.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub(crate) fn etcdctl(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new("etcdctl");
+        if let Some(root) = &self.root {
+            cmd.env("ETCDCTL_USER", root);
+        }
+        cmd.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.live_endpoints()))
+            .args(["--dial-timeout=1s", "--command-timeout=2s"])
+            .args(args)
+            .output()
+            .expect("etcdctl")
+    }
+
+    /// Adds a root user and turns authentication on: from then on every
+    /// client needs a user.
+    pub(crate) fn enable_auth(&mut self) {
+        for args in [
+            &["user", "add", "root:root-secret", "--interactive=false"][..],
+            &["user", "grant-role", "root", "root"],
+            &["auth", "enable"],
+        ] {
+            let out = self.etcdctl(args);
+            assert!(out.status.success(), "etcdctl {args:?}: {out:?}");
+        }
+        self.root = Some("root:root-secret".into());
+    }
+
+    /// Runs a script with etcdctl's settings for the administrator.
+    pub(crate) fn as_admin(&self, script: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(script);
+        cmd.args(args)
+            .env("ETCDCTL_ENDPOINTS", self.live_endpoints());
+        if let Some(root) = &self.root {
+            cmd.env("ETCDCTL_USER", root);
+        }
+        cmd.envs(env.iter().copied())
+            .output()
+            .expect("run the script")
+    }
+
+    fn live_endpoints(&self) -> String {
+        self.servers
+            .iter()
+            .filter(|s| s.child.is_some())
+            .map(|s| s.client_url.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Stops every member: SIGKILL, as a crash or a lost network would.
+    pub(crate) fn stop(&mut self) {
+        for server in &mut self.servers {
+            if let Some(mut child) = server.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    /// Kills the current leader; its name.
+    pub(crate) fn kill_leader(&mut self) -> String {
+        let leader = self.leader().expect("a leader");
+        let server = self.servers.iter_mut().find(|s| s.name == leader).unwrap();
+        let mut child = server.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        leader
+    }
+
+    /// The leader's name, from `etcdctl endpoint status`.
+    pub(crate) fn leader(&self) -> Option<String> {
+        for server in self.servers.iter().filter(|s| s.child.is_some()) {
+            let out = Command::new("etcdctl")
+                .arg(format!("--endpoints={}", server.client_url))
+                .args(["endpoint", "status", "-w", "fields"])
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let field = |name: &str| {
+                text.lines()
+                    .find(|l| l.starts_with(&format!("\"{name}\"")))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|v| v.trim().to_string())
+            };
+            if field("MemberID").is_some() && field("MemberID") == field("Leader") {
+                return Some(server.name.clone());
+            }
+        }
+        None
+    }
+
+    pub(crate) fn logs(&self) -> String {
+        self.servers
+            .iter()
+            .map(|s| {
+                std::fs::read_to_string(self.dir.join(format!("{}.log", s.name)))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn which(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
