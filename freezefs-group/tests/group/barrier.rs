@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::etcd_cluster::Etcd;
 use crate::harness::{Host, group_cmd, group_spawn, states, text};
-use crate::support::{Kind, Scratch, check_image, mkdtemp, wait_until};
+use crate::support::{Kind, Scratch, check_image, wait_until};
 
 #[test]
 fn three_agents_freeze_at_once_and_every_image_copied_meanwhile_is_clean() {
@@ -17,7 +17,9 @@ fn three_agents_freeze_at_once_and_every_image_copied_meanwhile_is_clean() {
     ];
     // Writers keep every filesystem busy up to the freeze and after it.
     let busy: Vec<_> = hosts.iter().map(|h| busy_writer(&h.fs)).collect();
-    let copies = mkdtemp("freezefs-group-copies");
+    // Beside the first host's mount, and removed with it.
+    let copies = hosts[0].fs.dir.join("copies");
+    std::fs::create_dir(&copies).unwrap();
     let script: Vec<String> = hosts
         .iter()
         .map(|h| {
@@ -60,7 +62,6 @@ fn three_agents_freeze_at_once_and_every_image_copied_meanwhile_is_clean() {
             host.name
         );
     }
-    let _ = std::fs::remove_dir_all(&copies);
 }
 
 /// Writes a file after file on `fs` until the returned closure is called.

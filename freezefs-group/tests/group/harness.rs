@@ -71,6 +71,11 @@ impl Host {
         }
     }
 
+    /// Gives the agent these etcd options from now on.
+    pub(crate) fn use_etcd_args(&mut self, etcd_args: &[&str]) {
+        self.etcd_args = etcd_args.iter().map(|a| a.to_string()).collect();
+    }
+
     /// Reaches etcd through `endpoints` from now on.
     pub(crate) fn use_endpoints(&mut self, endpoints: &str) {
         self.endpoints = endpoints.to_string();

@@ -33,8 +33,8 @@ fn etcd_with_a_group_user() -> Etcd {
 #[test]
 fn a_user_confined_to_its_groups_keys_freezes_that_group() {
     let etcd = etcd_with_a_group_user();
-    let dir = mkdtemp("freezefs-group-auth");
-    let password = dir.join("password");
+    let mut a = Host::unstarted(&etcd, &[], "orders", "a", Kind::Ext4, 3);
+    let password = a.fs.dir.join("password");
     std::fs::write(&password, "agent-secret\n").unwrap();
     let as_agent = [
         "--user",
@@ -42,7 +42,8 @@ fn a_user_confined_to_its_groups_keys_freezes_that_group() {
         "--password-file",
         password.to_str().unwrap(),
     ];
-    let a = Host::start_as(&etcd, &as_agent, "orders", "a", Kind::Ext4, 3);
+    a.use_etcd_args(&as_agent);
+    a.start_agent(&etcd);
     let out = group_cmd_as(
         &etcd,
         &["--user", "orders-agent"],
@@ -56,7 +57,6 @@ fn a_user_confined_to_its_groups_keys_freezes_that_group() {
         text(&out)
     );
     assert!(a.fs.write_completes_within(Duration::from_secs(2)));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
