@@ -8,7 +8,7 @@ use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
 use tokio::time::Instant;
 
 use crate::etcd::{self, Fallible};
-use crate::group_watch::{GroupWatch, Snapshot};
+use crate::group_watch::{Change, GroupWatch, Snapshot};
 use crate::keys::{self, Ended, GroupKey, Report, ReportState};
 
 /// Ends epoch `epoch` if it is still the group's: `ended` is written and
@@ -39,6 +39,30 @@ pub(crate) async fn end_epoch(
     Ok(etcd::txn(client, "end the epoch", txn).await?.succeeded())
 }
 
+/// What a change says went wrong with a member in `epoch`: its key gone (its
+/// agent died, hung or lost etcd), or its report that it could not freeze or
+/// that its freeze ended early. The member, and why.
+pub(crate) fn member_failure(epoch: i64, change: &Change) -> Option<(String, String)> {
+    match &change.key {
+        GroupKey::Member(node) if !change.put => Some((
+            node.clone(),
+            format!("member {node} was lost: its agent died, hung or lost etcd"),
+        )),
+        GroupKey::Report(node) if change.put => {
+            let report = keys::from_json::<Report>(&change.value).filter(|r| r.epoch == epoch)?;
+            let why = match report.state {
+                ReportState::Failed => format!("member {node} could not freeze: {}", report.why),
+                ReportState::Ended => {
+                    format!("member {node}'s freeze ended early: {}", report.why)
+                }
+                ReportState::Frozen | ReportState::Thawed => return None,
+            };
+            Some((node.clone(), why))
+        }
+        _ => None,
+    }
+}
+
 /// One member's last word on an epoch.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Outcome {
@@ -66,7 +90,8 @@ impl Outcome {
         }
     }
 
-    fn of(node: &str, report: &Report) -> Option<Outcome> {
+    /// A report's outcome, once it is final (thawed, or could not freeze).
+    pub(crate) fn of(node: &str, report: &Report) -> Option<Outcome> {
         let (held, why) = match report.state {
             ReportState::Thawed => (report.held, report.why.clone()),
             ReportState::Failed => (None, format!("could not freeze: {}", report.why)),
@@ -104,14 +129,14 @@ pub(crate) async fn outcomes(
     let seen = Snapshot::read(client, group).await?;
     let mut known: Vec<Option<Outcome>> = vec![None; members.len()];
     let registered: Vec<String> = seen.members().into_iter().map(|(n, _)| n).collect();
+    let reports = seen.reports();
     for (i, node) in members.iter().enumerate() {
-        let report = seen
-            .reports()
-            .into_iter()
+        let report = reports
+            .iter()
             .find(|(n, _)| n == node)
-            .and_then(|(_, r)| r);
+            .and_then(|(_, r)| r.as_ref());
         known[i] = match report {
-            Some(r) if r.epoch == epoch => Outcome::of(node, &r),
+            Some(r) if r.epoch == epoch => Outcome::of(node, r),
             _ => None,
         };
         if known[i].is_none() && !registered.contains(node) {
@@ -120,7 +145,7 @@ pub(crate) async fn outcomes(
     }
     let mut watch = GroupWatch::after(client, group, seen.revision);
     while known.iter().any(Option::is_none) {
-        let Ok((_, changes)) = tokio::time::timeout_at(give_up, watch.next()).await else {
+        let Ok(changes) = tokio::time::timeout_at(give_up, watch.next()).await else {
             break;
         };
         for change in changes {

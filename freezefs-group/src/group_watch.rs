@@ -38,9 +38,9 @@ impl GroupWatch {
         }
     }
 
-    /// The next revision's changes, with that revision. Retries a broken
-    /// stream for ever: callers bound the wait by their leases and deadlines.
-    pub(crate) async fn next(&mut self) -> (i64, Vec<Change>) {
+    /// The next changes, in revision order. Retries a broken stream for
+    /// ever: callers bound the wait by their leases and deadlines.
+    pub(crate) async fn next(&mut self) -> Vec<Change> {
         loop {
             if self.stream.is_none() {
                 let options = WatchOptions::new()
@@ -88,7 +88,7 @@ impl GroupWatch {
                             })
                         })
                         .collect();
-                    return (revision, changes);
+                    return changes;
                 }
                 Ok(None) | Err(_) => {
                     self.stream = None;
@@ -132,23 +132,29 @@ impl Snapshot {
         })
     }
 
+    /// Every `member/NODE`: the node, and its document if it parses.
     pub(crate) fn members(&self) -> Vec<(String, Option<keys::Member>)> {
-        self.keys
-            .iter()
-            .filter_map(|(k, v, _)| match k {
-                GroupKey::Member(name) => Some((name.clone(), keys::from_json(v))),
-                _ => None,
-            })
-            .collect()
+        self.per_node(|key| match key {
+            GroupKey::Member(node) => Some(node),
+            _ => None,
+        })
     }
 
+    /// Every `report/NODE`: the node, and its report if it parses.
     pub(crate) fn reports(&self) -> Vec<(String, Option<keys::Report>)> {
+        self.per_node(|key| match key {
+            GroupKey::Report(node) => Some(node),
+            _ => None,
+        })
+    }
+
+    fn per_node<'a, T: serde::de::DeserializeOwned>(
+        &'a self,
+        node_of: impl Fn(&'a GroupKey) -> Option<&'a String>,
+    ) -> Vec<(String, Option<T>)> {
         self.keys
             .iter()
-            .filter_map(|(k, v, _)| match k {
-                GroupKey::Report(name) => Some((name.clone(), keys::from_json(v))),
-                _ => None,
-            })
+            .filter_map(|(k, v, _)| Some((node_of(k)?.clone(), keys::from_json(v))))
             .collect()
     }
 

@@ -19,10 +19,10 @@ pub(crate) async fn run(client: Client, group: String, as_json: bool) -> u8 {
     }
 }
 
-/// A member's state in the epoch on record: `frozen`, `freezing`,
-/// `failed`, `ended`, `thawed`, or `idle` when it takes no part.
-fn state_of(epoch: Option<i64>, in_epoch: bool, report: Option<&Report>) -> &'static str {
-    let current = report.filter(|r| Some(r.epoch) == epoch);
+/// A member's state in the epoch on record, by its report on that epoch:
+/// `frozen`, `freezing`, `failed`, `ended`, `thawed`, or `idle` when it
+/// takes no part.
+fn state_of(in_epoch: bool, current: Option<&Report>) -> &'static str {
     match (in_epoch, current.map(|r| r.state)) {
         (false, _) => "idle",
         (true, None) => "freezing",
@@ -37,7 +37,8 @@ async fn status(client: &Client, group: &str, as_json: bool) -> Fallible<()> {
     let seen = Snapshot::read(client, group).await?;
     let epoch = seen.epoch();
     let reports = seen.reports();
-    let mut names: Vec<String> = seen.members().into_iter().map(|(n, _)| n).collect();
+    let registered = seen.members();
+    let mut names: Vec<String> = registered.iter().map(|(n, _)| n.clone()).collect();
     if let Some((_, doc)) = &epoch {
         for m in &doc.members {
             if !names.contains(m) {
@@ -49,21 +50,30 @@ async fn status(client: &Client, group: &str, as_json: bool) -> Fallible<()> {
     let members: Vec<serde_json::Value> = names
         .iter()
         .map(|name| {
-            let member = seen.members().into_iter().find(|(n, _)| n == name).and_then(|(_, m)| m);
-            let report = reports.iter().find(|(n, _)| n == name).and_then(|(_, r)| r.as_ref());
-            let in_epoch = epoch.as_ref().is_some_and(|(_, d)| d.members.contains(name));
+            let member = registered
+                .iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, m)| m.as_ref());
+            let current = reports
+                .iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, r)| r.as_ref())
+                .filter(|r| Some(r.epoch) == epoch.as_ref().map(|(e, _)| *e));
+            let in_epoch = epoch
+                .as_ref()
+                .is_some_and(|(_, d)| d.members.contains(name));
             let state = match member {
                 None if in_epoch => "lost",
-                _ => state_of(epoch.as_ref().map(|(e, _)| *e), in_epoch, report),
+                _ => state_of(in_epoch, current),
             };
             json!({
                 "name": name,
                 "registered": member.is_some(),
-                "host": member.as_ref().map(|m| m.host.clone()),
-                "pid": member.as_ref().map(|m| m.pid),
-                "mounts": member.as_ref().map(|m| m.mounts.clone()).unwrap_or_default(),
+                "host": member.map(|m| m.host.clone()),
+                "pid": member.map(|m| m.pid),
+                "mounts": member.map(|m| m.mounts.clone()).unwrap_or_default(),
                 "state": state,
-                "why": report.filter(|r| Some(r.epoch) == epoch.as_ref().map(|(e, _)| *e)).map(|r| r.why.clone()).filter(|w| !w.is_empty()),
+                "why": current.map(|r| r.why.clone()).filter(|w| !w.is_empty()),
             })
         })
         .collect();

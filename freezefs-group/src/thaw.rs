@@ -9,7 +9,7 @@ use crate::ending::{self, Outcome};
 use crate::etcd::Fallible;
 use crate::freeze::print_outcomes;
 use crate::group_watch::Snapshot;
-use crate::keys::ReportState;
+use crate::keys::Report;
 
 /// How long to wait for the members' last reports. A hung member's lease
 /// ends within its TTL (at most an hour, 5 s by default); past this it is
@@ -54,27 +54,25 @@ async fn thaw(client: &Client, group: &str) -> Fallible<u8> {
 /// still tell.
 fn not_frozen(group: &str, seen: &Snapshot) -> u8 {
     eprintln!("freezefs-group: group {group} is not frozen");
-    let last = seen
+    let reports: Vec<(String, Report)> = seen
         .reports()
         .into_iter()
         .filter_map(|(node, r)| Some((node, r?)))
-        .max_by_key(|(_, r)| r.epoch);
-    if let Some((_, newest)) = last {
-        let epoch = newest.epoch;
-        let broken: Vec<String> = seen
-            .reports()
-            .into_iter()
-            .filter_map(|(node, r)| Some((node, r?)))
-            .filter(|(_, r)| r.epoch == epoch)
-            .filter(|(_, r)| !(r.state == ReportState::Thawed && r.held == Some(true) && r.asked))
-            .map(|(node, r)| format!("{node} ({})", r.why))
-            .collect();
-        if !broken.is_empty() {
-            eprintln!(
-                "freezefs-group: its last freeze (epoch {epoch}) ended early on {}: that snapshot is not consistent",
-                broken.join(", ")
-            );
-        }
+        .collect();
+    let Some(epoch) = reports.iter().map(|(_, r)| r.epoch).max() else {
+        return 1;
+    };
+    let broken: Vec<String> = reports
+        .iter()
+        .filter(|(_, r)| r.epoch == epoch)
+        .filter(|(node, r)| !Outcome::of(node, r).is_some_and(|o| o.consistent()))
+        .map(|(node, r)| format!("{node} ({})", r.why))
+        .collect();
+    if !broken.is_empty() {
+        eprintln!(
+            "freezefs-group: its last freeze (epoch {epoch}) ended early on {}: that snapshot is not consistent",
+            broken.join(", ")
+        );
     }
     1
 }

@@ -1,8 +1,10 @@
 //! What the agent makes of the group's changes: a new epoch to join, the
-//! epoch's end (and why, from `ended`), a member lost or failed.
+//! epoch's end (and why, from `ended`), another member lost or failed
+//! ([`ending::member_failure`], as the freezing command reads them too).
 
+use crate::ending;
 use crate::group_watch::Change;
-use crate::keys::{self, Ended, Epoch, GroupKey, Report, ReportState};
+use crate::keys::{self, Ended, Epoch, GroupKey};
 use crate::local;
 
 use super::Agent;
@@ -46,33 +48,17 @@ impl Agent {
                         self.end_part(&why, asked);
                     }
                 }
-                GroupKey::Member(node) if !change.put => {
-                    if *node == self.name {
-                        self.end_part("its own registration vanished from etcd", false);
-                    } else if self.takes_part_with(node) {
-                        self.end_part(
-                            &format!("member {node} was lost: its agent died, hung or lost etcd"),
-                            false,
-                        );
+                GroupKey::Member(node) if !change.put && *node == self.name => {
+                    self.end_part("its own registration vanished from etcd", false);
+                }
+                _ => {
+                    let Some(part) = &self.part else { continue };
+                    let failed = ending::member_failure(part.epoch, change)
+                        .filter(|(node, _)| *node != self.name && part.doc.members.contains(node));
+                    if let Some((_, why)) = failed {
+                        self.end_part(&why, false);
                     }
                 }
-                GroupKey::Report(node)
-                    if change.put && *node != self.name && self.takes_part_with(node) =>
-                {
-                    let Some(report) = keys::from_json::<Report>(&change.value) else {
-                        continue;
-                    };
-                    let epoch = self.part.as_ref().map(|p| p.epoch);
-                    let how = match report.state {
-                        ReportState::Failed => "could not freeze",
-                        ReportState::Ended => "ended early",
-                        _ => continue,
-                    };
-                    if Some(report.epoch) == epoch {
-                        self.end_part(&format!("member {node} {how}: {}", report.why), false);
-                    }
-                }
-                _ => {}
             }
         }
         self.begin_next().await;

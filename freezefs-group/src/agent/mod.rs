@@ -106,7 +106,7 @@ pub(crate) async fn run(
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
-            (_, changes) = watch.next() => agent.on_changes(&changes).await,
+            changes = watch.next() => agent.on_changes(&changes).await,
             Some(news) = news_rx.recv() => agent.on_news(news).await,
             _ = tick.tick() => agent.renew().await,
         }
@@ -190,12 +190,6 @@ impl Agent {
             .saturating_duration_since(Instant::now());
         let group_left = doc.deadline_unix_ms.checked_sub(local::unix_ms())?;
         local::whole_seconds(lease_left.min(Duration::from_millis(group_left)))
-    }
-
-    fn takes_part_with(&self, node: &str) -> bool {
-        self.part
-            .as_ref()
-            .is_some_and(|p| p.doc.members.iter().any(|m| m == node))
     }
 
     fn end_part(&mut self, why: &str, asked: bool) {

@@ -52,7 +52,7 @@ pub(super) async fn run_command(
                 etcd_lost = true;
                 broken.get_or_insert("the freezing command lost etcd: every member thawed on its own".into());
             }
-            (_, changes) = announced.watch.next(), if broken.is_none() => {
+            changes = announced.watch.next(), if broken.is_none() => {
                 if let Some(why) = changes.iter().find_map(|c| failure(announced.epoch, &announced.doc.members, c)) {
                     let _ = ending::end_epoch(client, group, announced.epoch, &why, false).await;
                     broken = Some(why);
@@ -121,12 +121,12 @@ fn exit_code(status: std::process::ExitStatus) -> u8 {
 }
 
 /// SIGINT, SIGTERM and SIGHUP, to pass on to the command.
-struct Signals(Vec<(tokio::signal::unix::Signal, rustix::process::Signal)>);
+struct Signals([(tokio::signal::unix::Signal, rustix::process::Signal); 3]);
 
 impl Signals {
     fn new() -> std::io::Result<Signals> {
         use rustix::process::Signal;
-        Ok(Signals(vec![
+        Ok(Signals([
             (signal(SignalKind::interrupt())?, Signal::INT),
             (signal(SignalKind::terminate())?, Signal::TERM),
             (signal(SignalKind::hangup())?, Signal::HUP),
@@ -134,9 +134,7 @@ impl Signals {
     }
 
     async fn next(&mut self) -> rustix::process::Signal {
-        let [a, b, c] = &mut self.0[..] else {
-            unreachable!("three signals")
-        };
+        let [a, b, c] = &mut self.0;
         tokio::select! {
             _ = a.0.recv() => a.1,
             _ = b.0.recv() => b.1,

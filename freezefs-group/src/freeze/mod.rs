@@ -146,8 +146,7 @@ async fn barrier(announced: &mut Announced, timeout_s: u32) -> Result<(u128, f64
     let mut frozen_at: Vec<Option<u128>> = vec![None; members.len()];
     let give_up = Instant::now() + Duration::from_secs(u64::from(timeout_s));
     while frozen_at.iter().any(Option::is_none) {
-        let Ok((_, changes)) = tokio::time::timeout_at(give_up, announced.watch.next()).await
-        else {
+        let Ok(changes) = tokio::time::timeout_at(give_up, announced.watch.next()).await else {
             let late: Vec<&str> = members
                 .iter()
                 .zip(&frozen_at)
@@ -193,27 +192,12 @@ async fn barrier(announced: &mut Announced, timeout_s: u32) -> Result<(u128, f64
 
 /// What a change says went wrong with `epoch`, if anything.
 pub(super) fn failure(epoch: i64, members: &[String], change: &Change) -> Option<String> {
-    match &change.key {
-        GroupKey::Epoch if !change.put => Some("the group was thawed meanwhile".into()),
-        GroupKey::Member(node) if !change.put && members.contains(node) => Some(format!(
-            "member {node} was lost: its agent died, hung or lost etcd"
-        )),
-        GroupKey::Report(node) if change.put && members.contains(node) => {
-            let report = keys::from_json::<Report>(&change.value)?;
-            match report.state {
-                _ if report.epoch != epoch => None,
-                ReportState::Failed => {
-                    Some(format!("member {node} could not freeze: {}", report.why))
-                }
-                ReportState::Ended => Some(format!(
-                    "member {node}'s freeze ended early: {}",
-                    report.why
-                )),
-                ReportState::Frozen | ReportState::Thawed => None,
-            }
-        }
-        _ => None,
+    if change.key == GroupKey::Epoch && !change.put {
+        return Some("the group was thawed meanwhile".into());
     }
+    ending::member_failure(epoch, change)
+        .filter(|(node, _)| members.contains(node))
+        .map(|(_, why)| why)
 }
 
 /// No command: the epoch moves to a lease that ends at the deadline, so the

@@ -1,6 +1,7 @@
 //! The group freezes as one: every member or none, only the mounts each
 //! agent serves, and a command run between the barrier and the thaw.
 
+use std::process::Output;
 use std::time::Duration;
 
 use crate::etcd_cluster::Etcd;
@@ -121,6 +122,23 @@ fn each_members_events_carry_the_group_and_the_epoch() {
     }
 }
 
+/// The freeze exited 1 saying `says`, and every host named takes writes.
+fn refused_and_nothing_left_frozen(out: &Output, says: &str, hosts: &[&Host]) {
+    assert_eq!(out.status.code(), Some(1), "{}", text(out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(says),
+        "{}",
+        text(out)
+    );
+    for host in hosts {
+        assert!(
+            host.fs.write_completes_within(Duration::from_secs(2)),
+            "{} left frozen",
+            host.name
+        );
+    }
+}
+
 #[test]
 fn a_member_on_tmpfs_refuses_and_nothing_is_left_frozen_anywhere() {
     let etcd = Etcd::start();
@@ -130,19 +148,7 @@ fn a_member_on_tmpfs_refuses_and_nothing_is_left_frozen_anywhere() {
         Host::start(&etcd, "r", "c", Kind::Ext4, 3),
     ];
     let out = group_cmd(&etcd, &["freeze", "--group", "r", "-t", "30", "--", "true"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("member b could not freeze"),
-        "{}",
-        text(&out)
-    );
-    for host in [&hosts[0], &hosts[2]] {
-        assert!(
-            host.fs.write_completes_within(Duration::from_secs(2)),
-            "{} left frozen",
-            host.name
-        );
-    }
+    refused_and_nothing_left_frozen(&out, "member b could not freeze", &[&hosts[0], &hosts[2]]);
     assert!(
         states(&etcd, "r").iter().all(|(_, s)| s == "idle"),
         "{:?}",
@@ -157,19 +163,50 @@ fn a_failing_freeze_hook_on_one_member_leaves_nothing_frozen_anywhere() {
     let b = Host::start(&etcd, "h", "b", Kind::Xfs, 3);
     b.failing_freeze_hook();
     let out = group_cmd(&etcd, &["freeze", "--group", "h", "-t", "30"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("member b could not freeze"),
-        "{}",
-        text(&out)
+    refused_and_nothing_left_frozen(&out, "member b could not freeze", &[&a, &b]);
+}
+
+#[test]
+fn a_member_that_misses_the_barrier_thaws_with_the_rest_and_nothing_is_left_frozen() {
+    let etcd = Etcd::start();
+    let a = Host::start(&etcd, "slow", "a", Kind::Ext4, 3);
+    let b = Host::start(&etcd, "slow", "b", Kind::Ext4, 3);
+    b.freeze_hook("sleep 4");
+    let out = group_cmd(
+        &etcd,
+        &["freeze", "--group", "slow", "-t", "2", "--", "true"],
     );
-    for host in [&a, &b] {
-        assert!(
-            host.fs.write_completes_within(Duration::from_secs(2)),
-            "{} left frozen",
-            host.name
-        );
-    }
+    refused_and_nothing_left_frozen(&out, "b did not freeze within 2 s", &[&a, &b]);
+}
+
+#[test]
+fn only_the_members_named_freeze_and_the_others_go_on() {
+    let etcd = Etcd::start();
+    let a = Host::start(&etcd, "some", "a", Kind::Ext4, 3);
+    let b = Host::start(&etcd, "some", "b", Kind::Ext4, 3);
+    let out = group_cmd(
+        &etcd,
+        &["freeze", "--group", "some", "--members", "a", "-t", "30"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        b.fs.write_completes_within(Duration::from_secs(2)),
+        "b froze though not named"
+    );
+    assert!(
+        !a.fs.write_completes_within(Duration::from_millis(300)),
+        "a is not frozen"
+    );
+    assert_eq!(
+        states(&etcd, "some"),
+        [
+            ("a".to_string(), "frozen".to_string()),
+            ("b".to_string(), "idle".to_string())
+        ]
+    );
+    let thaw = group_cmd(&etcd, &["thaw", "--group", "some"]);
+    assert_eq!(thaw.status.code(), Some(0), "{}", text(&thaw));
+    assert!(a.fs.write_completes_within(Duration::from_secs(2)));
 }
 
 #[test]

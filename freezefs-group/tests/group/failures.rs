@@ -87,7 +87,7 @@ fn an_agent_stopped_with_sigstop_thaws_every_member_its_own_host_too_within_the_
 fn an_agent_that_loses_etcd_alone_thaws_its_own_host_and_every_other_within_the_ttl() {
     let etcd = Etcd::start();
     let relay = Relay::start(etcd.endpoints().trim_start_matches("http://"));
-    let mut b = Host::unstarted(&etcd, &[], "cut", "b", Kind::Xfs, TTL_S);
+    let mut b = Host::unstarted(&etcd, "cut", "b", Kind::Xfs, TTL_S);
     b.use_endpoints(&relay.url);
     b.start_agent(&etcd);
     let hosts = [

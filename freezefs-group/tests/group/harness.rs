@@ -30,32 +30,13 @@ impl Host {
     /// A host named `name` with a scratch filesystem of `kind`, its agent
     /// registered in `group` before this returns.
     pub(crate) fn start(etcd: &Etcd, group: &str, name: &str, kind: Kind, ttl_s: u32) -> Host {
-        Host::start_as(etcd, &[], group, name, kind, ttl_s)
-    }
-
-    /// [`Host::start`] with etcd options for the agent (`--user`, TLS).
-    pub(crate) fn start_as(
-        etcd: &Etcd,
-        etcd_args: &[&str],
-        group: &str,
-        name: &str,
-        kind: Kind,
-        ttl_s: u32,
-    ) -> Host {
-        let mut host = Host::unstarted(etcd, etcd_args, group, name, kind, ttl_s);
+        let mut host = Host::unstarted(etcd, group, name, kind, ttl_s);
         host.start_agent(etcd);
         host
     }
 
     /// The host, its agent not started yet.
-    pub(crate) fn unstarted(
-        etcd: &Etcd,
-        etcd_args: &[&str],
-        group: &str,
-        name: &str,
-        kind: Kind,
-        ttl_s: u32,
-    ) -> Host {
+    pub(crate) fn unstarted(etcd: &Etcd, group: &str, name: &str, kind: Kind, ttl_s: u32) -> Host {
         let fs = Scratch::new(kind);
         std::fs::create_dir_all(fs.state_dir()).unwrap();
         let syslog = Syslog::new(&fs.dir);
@@ -65,7 +46,7 @@ impl Host {
             syslog,
             agent: None,
             endpoints: etcd.endpoints(),
-            etcd_args: etcd_args.iter().map(|a| a.to_string()).collect(),
+            etcd_args: Vec::new(),
             group: group.to_string(),
             ttl_s,
         }
@@ -148,14 +129,20 @@ impl Host {
 
     /// A freeze hook that fails, in this host's hook directory.
     pub(crate) fn failing_freeze_hook(&self) {
+        self.freeze_hook("echo refusing >&2; exit 1");
+    }
+
+    /// A freeze hook (run as `HOOK freeze MOUNT`) doing `body`, in this
+    /// host's hook directory; its thaw succeeds.
+    pub(crate) fn freeze_hook(&self, body: &str) {
         use std::os::unix::fs::PermissionsExt;
         let dir = self.fs.dir.join("hooks.d");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let hook = dir.join("10-refuse");
+        let hook = dir.join("10-hook");
         std::fs::write(
             &hook,
-            "#!/bin/sh\n[ \"$1\" = freeze ] && { echo refusing >&2; exit 1; }\nexit 0\n",
+            format!("#!/bin/sh\n[ \"$1\" = freeze ] && {{ {body}; }}\nexit 0\n"),
         )
         .unwrap();
         std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -177,11 +164,7 @@ impl Drop for Host {
 
 /// Runs `freezefs-group ARGS` to the end.
 pub(crate) fn group_cmd(etcd: &Etcd, args: &[&str]) -> Output {
-    Command::new(group_exe())
-        .args(["--endpoints", &etcd.endpoints()])
-        .args(args)
-        .output()
-        .expect("freezefs-group")
+    group_cmd_as(etcd, &[], &[], args)
 }
 
 /// Runs `freezefs-group ETCD_ARGS ARGS` to the end, with `env`.

@@ -33,7 +33,7 @@ fn etcd_with_a_group_user() -> Etcd {
 #[test]
 fn a_user_confined_to_its_groups_keys_freezes_that_group() {
     let etcd = etcd_with_a_group_user();
-    let mut a = Host::unstarted(&etcd, &[], "orders", "a", Kind::Ext4, 3);
+    let mut a = Host::unstarted(&etcd, "orders", "a", Kind::Ext4, 3);
     let password = a.fs.dir.join("password");
     std::fs::write(&password, "agent-secret\n").unwrap();
     let as_agent = [
@@ -63,7 +63,8 @@ fn a_user_confined_to_its_groups_keys_freezes_that_group() {
 fn a_user_confined_to_one_group_can_neither_serve_nor_freeze_another() {
     let etcd = etcd_with_a_group_user();
     let as_agent = ["--user", "orders-agent:agent-secret"];
-    let mut b = Host::unstarted(&etcd, &as_agent, "payments", "b", Kind::Ext4, 3);
+    let mut b = Host::unstarted(&etcd, "payments", "b", Kind::Ext4, 3);
+    b.use_etcd_args(&as_agent);
     b.spawn_agent();
     assert_eq!(
         b.agent_exit(Duration::from_secs(10)),
