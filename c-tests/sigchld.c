@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <freezefs.h>
@@ -27,9 +26,10 @@ static void on_sigchld(int sig)
 int main(int argc, char **argv)
 {
 	struct sigaction sa;
-	struct timespec pause = {0, 300 * 1000 * 1000};
 	pid_t own, reaped;
 	int i, status, failures = 0, others = 0;
+	int go[2];
+	char byte;
 
 	if (argc != 2) {
 		fprintf(stderr, "usage: sigchld <mount point>\n");
@@ -40,11 +40,20 @@ int main(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGCHLD, &sa, NULL);
 
+	/* Our child lives until the freezes are done (we close the pipe), so
+	 * that a slow freeze never lets it exit inside the loop. */
+	if (pipe(go) != 0) {
+		perror("pipe");
+		return 2;
+	}
 	own = fork();
 	if (own == 0) {
-		nanosleep(&pause, NULL);
+		close(go[1]);
+		while (read(go[0], &byte, 1) == -1 && errno == EINTR)
+			;
 		_exit(7);
 	}
+	close(go[0]);
 	for (i = 0; i < 5; i++) {
 		if (freezefs(argv[1], FS_Q_FREEZE, 30) != 0 || freezefs(argv[1], FS_Q_THAW, 0) != 0) {
 			printf("not ok - freeze/thaw %d: %s\n", i, strerror(errno));
@@ -57,6 +66,7 @@ int main(int argc, char **argv)
 			others++;
 		}
 	}
+	close(go[1]);
 	while ((reaped = waitpid(-1, &status, 0)) == -1 && errno == EINTR)
 		;
 	if (reaped != own || !WIFEXITED(status) || WEXITSTATUS(status) != 7) {

@@ -193,11 +193,7 @@ fn sigterm_to_freezefs_is_passed_to_the_command_and_the_thaw_follows() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(wait_until(
-        Duration::from_secs(5),
-        Duration::from_millis(10),
-        || { fs.kernel_frozen() }
-    ));
+    assert!(fs.frozen_by_other_process_within(Duration::from_secs(5)));
     std::thread::sleep(Duration::from_millis(100));
     let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
     let asked = Instant::now();
@@ -215,11 +211,7 @@ fn kill_9_of_freezefs_leaves_the_freeze_to_its_deadline() {
     let mut child = with_env(cmd.args(["-t", "2", mnt(&fs), "--", "sleep", "30"]), &fs)
         .spawn()
         .unwrap();
-    assert!(wait_until(
-        Duration::from_secs(5),
-        Duration::from_millis(10),
-        || { fs.kernel_frozen() }
-    ));
+    assert!(fs.frozen_by_other_process_within(Duration::from_secs(5)));
     child.kill().unwrap();
     let _ = child.wait();
     assert!(wait_until(

@@ -338,6 +338,18 @@ impl Scratch {
         kernel_frozen(self.root.as_ref().unwrap())
     }
 
+    /// Waits at most `limit` for a freeze another process is making to be
+    /// on record as frozen, then asks the kernel. Never polls the kernel
+    /// before: its probe is a FIFREEZE of its own, and one that meets the
+    /// other process's FIFREEZE makes that freeze fail with EBUSY.
+    pub(crate) fn frozen_by_other_process_within(&self, limit: Duration) -> bool {
+        let recorded = wait_until(limit, Duration::from_millis(10), || {
+            self.record_text()
+                .is_some_and(|text| text.lines().any(|l| l == "phase frozen"))
+        });
+        recorded && self.kernel_frozen()
+    }
+
     /// Starts a write into the filesystem and reports whether it finished
     /// within `wait`. A write still blocked goes on in its thread and ends
     /// when the filesystem is thawed (drop thaws it).
