@@ -348,7 +348,7 @@ pub(crate) fn probe(
         let left = PROBE_LIMIT.saturating_sub(started.elapsed());
         send(conn, exe, &request, &[dir_fd]).and_then(|()| receive_within(conn, exe, left))
     };
-    let answer = match connect_running(dir)? {
+    let mut answer = match connect_running(dir)? {
         Some(conn) => match ask(&conn) {
             Ok(answer) => answer,
             // It was exiting as we connected: start anew.
@@ -359,6 +359,11 @@ pub(crate) fn probe(
         },
         None => ask(&connect_or_start(dir, exe)?)?,
     };
+    // Not settled within the holder's short look (slow I/O): it kept the
+    // waiter, so asking again looks at the same one, up to the limit.
+    while answer == "unknown" && started.elapsed() < PROBE_LIMIT {
+        answer = ask(&connect_or_start(dir, exe)?)?;
+    }
     match answer.as_str() {
         "frozen" => Ok(Probe::Frozen),
         "thawed" => Ok(Probe::Thawed),

@@ -326,11 +326,12 @@ fn probe(
         Some(p) => Some(p),
         None => spare.take(),
     };
+    // "failed", not "unknown": asking again would not help.
     let Some(prober) = prober.or_else(Prober::new) else {
-        return "unknown";
+        return "failed";
     };
     if prober.waiter.probe(&prober.teller, dir_fd.as_fd()).is_err() {
-        return "unknown";
+        return "failed";
     }
     match prober.waiter.settle(SETTLE_LIMIT) {
         Some(Seen::Frozen) => {
