@@ -99,6 +99,8 @@ pub(crate) struct Event<'a> {
     pub(crate) timeout: Option<Option<u32>>,
     /// Why, in words.
     pub(crate) reason: &'a str,
+    /// The caller's own `key=value` words (see [`check_tag`]), last.
+    pub(crate) tag: Option<&'a str>,
 }
 
 impl Event<'_> {
@@ -110,7 +112,7 @@ impl Event<'_> {
             Some(None) => "none".to_string(),
             Some(Some(s)) => s.to_string(),
         };
-        format!(
+        let mut line = format!(
             "<{pri}>freezefs[{}]: {} mount_point={} device={device} pid={} uid={} timeout={timeout} reason={}",
             std::process::id(),
             self.kind.name(),
@@ -118,8 +120,53 @@ impl Event<'_> {
             self.pid,
             self.uid,
             escape_octal(self.reason.as_bytes()),
-        )
+        );
+        // Checked when it was given, but read back from a record here: a
+        // tag that no longer passes is left out rather than trusted.
+        if let Some(tag) = self.tag.filter(|t| check_tag(t).is_ok()) {
+            line.push(' ');
+            line.push_str(tag);
+        }
+        line
     }
+}
+
+/// The keys of an event's own fields, which a tag may not reuse.
+const OWN_KEYS: [&str; 6] = ["mount_point", "device", "pid", "uid", "timeout", "reason"];
+const TAG_MAX_BYTES: usize = 256;
+
+/// Whether `tag` is words an event can carry as they are: `key=value`,
+/// single spaces between, at most [`TAG_MAX_BYTES`], no key of the event's
+/// own, nothing a syslog reader would need unquoted.
+pub(crate) fn check_tag(tag: &str) -> Result<(), &'static str> {
+    if tag.is_empty() || tag.len() > TAG_MAX_BYTES {
+        return Err("an event tag is 1 to 256 bytes");
+    }
+    for word in tag.split(' ') {
+        let (key, value) = word
+            .split_once('=')
+            .ok_or("an event tag is key=value words, separated by single spaces")?;
+        let key_ok = key.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !key_ok {
+            return Err(
+                "an event tag's key is a lowercase letter, then lowercase letters, digits or _",
+            );
+        }
+        if OWN_KEYS.contains(&key) {
+            return Err("an event tag may not reuse a key of the event's own");
+        }
+        let value_ok = !value.is_empty()
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+        if !value_ok {
+            return Err("an event tag's value is letters, digits and -_.:");
+        }
+    }
+    Ok(())
 }
 
 /// The syslog socket path in force.
@@ -178,6 +225,7 @@ pub(crate) fn failed(path: &Path, device: Option<Device>, error: &crate::error::
         uid: rustix::process::getuid().as_raw(),
         timeout: None,
         reason: &error.to_string(),
+        tag: None,
     });
 }
 
@@ -206,6 +254,7 @@ pub(crate) fn about_record(kind: Kind, record: &Record, reason: &str) {
         uid: record.uid,
         timeout: Some(record.timeout_s),
         reason,
+        tag: record.tag.as_deref(),
     });
 }
 
@@ -228,10 +277,65 @@ mod tests {
             uid: 0,
             timeout: Some(Some(30)),
             reason: "deadline passed",
+            tag: None,
         };
         let line = e.line();
         assert!(line.starts_with("<28>freezefs["), "{line}");
-        assert!(line.contains("]: freezefs.timeout mount_point=/mnt/a\\040b device=7:2 pid=42 uid=0 timeout=30 reason=deadline\\040passed"), "{line}");
+        assert!(line.ends_with("]: freezefs.timeout mount_point=/mnt/a\\040b device=7:2 pid=42 uid=0 timeout=30 reason=deadline\\040passed"), "{line}");
+    }
+
+    #[test]
+    fn a_tagged_event_ends_with_its_tag() {
+        let e = Event {
+            kind: Kind::Frozen,
+            mount_point: Path::new("/srv"),
+            device: None,
+            pid: 1,
+            uid: 0,
+            timeout: Some(Some(5)),
+            reason: "frozen on request",
+            tag: Some("group=orders epoch=42 node=db-1"),
+        };
+        assert!(
+            e.line()
+                .ends_with(" reason=frozen\\040on\\040request group=orders epoch=42 node=db-1"),
+            "{}",
+            e.line()
+        );
+        let forged = Event {
+            tag: Some("reason=forged"),
+            ..e
+        };
+        assert!(!forged.line().contains("forged"), "{}", forged.line());
+    }
+
+    #[test]
+    fn a_tag_is_plain_key_value_words() {
+        for good in ["group=orders epoch=42 node=db-1", "a=b", "job_2=x.y:z"] {
+            assert_eq!(check_tag(good), Ok(()), "{good}");
+        }
+        let too_long = format!("k={}", "v".repeat(255));
+        for bad in [
+            "",
+            "group",
+            "group=",
+            "=x",
+            "Group=x",
+            "2k=x",
+            "group=a b=c d",
+            "group=a  epoch=1",
+            " group=a",
+            "group=a ",
+            "group=a\nepoch=1",
+            "group=a=b",
+            "group=a\\040b",
+            "reason=x",
+            "pid=1",
+            "group=\u{e9}",
+            too_long.as_str(),
+        ] {
+            assert!(check_tag(bad).is_err(), "{bad:?} passed");
+        }
     }
 
     #[test]
@@ -246,6 +350,7 @@ mod tests {
             uid: 0,
             timeout: None,
             reason: "x",
+            tag: None,
         });
     }
 }

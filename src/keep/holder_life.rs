@@ -111,6 +111,7 @@ fn note(reason: &str) {
         uid: rustix::process::getuid().as_raw(),
         timeout: None,
         reason,
+        tag: None,
     });
 }
 

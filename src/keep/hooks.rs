@@ -232,6 +232,7 @@ fn run_one(hook: &Path, action: &str, target: &Target, reason: Option<&str>, lim
         uid: rustix::process::getuid().as_raw(),
         timeout: None,
         reason: &text,
+        tag: None,
     });
     run
 }

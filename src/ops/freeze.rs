@@ -195,7 +195,8 @@ pub(crate) fn freeze_batch(
     if timeout_s.is_some() {
         helper_thread::start().map_err(|e| Error::os("starting the helper thaw thread", e))?;
     }
-    let outcome = begin(&exe, &dir, &mut members, timeout_s, hooks.as_ref()).and_then(|()| {
+    let tag = freezer.event_tag.as_deref();
+    let outcome = begin(&exe, &dir, &mut members, timeout_s, hooks.as_ref(), tag).and_then(|()| {
         let fds: Vec<BorrowedFd<'_>> = members.iter().map(|m| m.mount_fd.as_fd()).collect();
         freeze_window::presync(&fds);
         // The holders have had the flush's time to take the attempts.
@@ -235,6 +236,7 @@ pub(crate) fn freeze_batch(
                 uid: record.uid,
                 timeout: Some(timeout_s),
                 reason: &frozen_reason,
+                tag: record.tag.as_deref(),
             });
         }
     }
@@ -324,6 +326,7 @@ fn begin(
     members: &mut [Member],
     timeout_s: Option<u32>,
     hooks: Option<&Hooks>,
+    tag: Option<&str>,
 ) -> Result<()> {
     let (pid, pid_start) = process::current();
     for m in members.iter_mut() {
@@ -349,6 +352,7 @@ fn begin(
             watcher: None,
             thaw_hooks: hooks.map(|h| (h.limit_s, h.dir.clone())),
             ended: None,
+            tag: tag.map(str::to_string),
         };
         // The holder takes the attempt before its record exists and
         // before FIFREEZE, and keeps our connection until we are done:

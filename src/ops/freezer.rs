@@ -31,6 +31,7 @@ pub struct Freezer {
     holder: Option<PathBuf>,
     pub(crate) protected_names: ProtectedNames,
     pub(crate) hooks_dir: PathBuf,
+    pub(crate) event_tag: Option<String>,
 }
 
 impl Default for Freezer {
@@ -52,6 +53,7 @@ impl Freezer {
             holder: None,
             protected_names: ProtectedNames::Refuse,
             hooks_dir: PathBuf::from(hooks::HOOKS_DIR),
+            event_tag: None,
         }
     }
 
@@ -65,6 +67,7 @@ impl Freezer {
             holder: None,
             protected_names: ProtectedNames::Refuse,
             hooks_dir: hooks::hooks_dir_path(),
+            event_tag: None,
         }
     }
 
@@ -107,6 +110,23 @@ impl Freezer {
     pub fn with_hooks_dir(mut self, path: impl Into<PathBuf>) -> Freezer {
         self.hooks_dir = path.into();
         self
+    }
+
+    /// Adds `tag` to every syslog event about the freezes this freezer
+    /// makes: their freeze, renewals, resets, thaw and timeout, including
+    /// those its holder sends after the caller is gone. `tag` is up to 256
+    /// bytes of `key=value` words, separated by single spaces; a key is a
+    /// lowercase letter then lowercase letters, digits or `_`, and none of
+    /// the event's own keys; a value is letters, digits and `-_.:`. The
+    /// consistency-group agent tags its freezes `group=G epoch=E node=N`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for any other tag.
+    pub fn with_event_tag(mut self, tag: &str) -> Result<Freezer> {
+        events::check_tag(tag).map_err(Error::InvalidArgument)?;
+        self.event_tag = Some(tag.to_string());
+        Ok(self)
     }
 
     /// The hook directory this freezer runs the hooks of, when it exists.
@@ -321,4 +341,17 @@ fn resolved(given: &Path, named: Result<Resolved>) -> Result<Resolved> {
 fn reported<T>(named: Resolved, op: impl FnOnce(Resolved) -> Result<T>) -> Result<T> {
     let (mount_point, device) = (named.mount.mount_point.clone(), named.device());
     op(named).inspect_err(|e| events::failed(&mount_point, Some(device), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_event_tag_is_einval_and_a_good_one_is_kept() {
+        let err = Freezer::new().with_event_tag("reason=forged").unwrap_err();
+        assert_eq!(err.errno(), libc::EINVAL);
+        let tagged = Freezer::new().with_event_tag("job=nightly run=7").unwrap();
+        assert_eq!(tagged.event_tag.as_deref(), Some("job=nightly run=7"));
+    }
 }

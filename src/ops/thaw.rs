@@ -132,6 +132,7 @@ fn rescue(named: &Resolved, mount_fd: BorrowedFd<'_>) -> Result<()> {
                 uid: rustix::process::getuid().as_raw(),
                 timeout: None,
                 reason: "thawed on request (frozen by another tool)",
+                tag: None,
             });
             Ok(())
         }

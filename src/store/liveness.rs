@@ -81,6 +81,7 @@ mod tests {
             watcher: None,
             thaw_hooks: None,
             ended: None,
+            tag: None,
         }
     }
 

@@ -128,6 +128,10 @@ pub(crate) struct Record {
     /// Set in a remembered freeze that is over (`ended.DEV`); in a live
     /// record (`sb.DEV`) only while `thawing`, saying how it will have ended.
     pub ended: Option<Ended>,
+    /// Words of the caller's, `key=value` each, that every event about this
+    /// freeze carries (see [`crate::Freezer::with_event_tag`]), even those
+    /// its holder sends after the caller is gone.
+    pub tag: Option<String>,
 }
 
 impl Record {
@@ -138,7 +142,7 @@ impl Record {
             p.map_or("none".to_string(), |(id, start)| format!("{id} {start}"))
         };
         format!(
-            "{MAGIC}\ngeneration {}\nboot_id {}\ndevice {}\nfs_type {}\nmount_point {}\nphase {}\npid {}\npid_start {}\nuid {}\nfrozen_at_unix_ns {}\nfrozen_at_boot_ns {}\ntimeout_s {}\ndeadline_boot_ns {}\nholder_pid {}\nholder_fd {}\nthawer {}\nwatcher {}\nthaw_hooks {}\nended {}\nend\n",
+            "{MAGIC}\ngeneration {}\nboot_id {}\ndevice {}\nfs_type {}\nmount_point {}\nphase {}\npid {}\npid_start {}\nuid {}\nfrozen_at_unix_ns {}\nfrozen_at_boot_ns {}\ntimeout_s {}\ndeadline_boot_ns {}\nholder_pid {}\nholder_fd {}\nthawer {}\nwatcher {}\nthaw_hooks {}\nended {}\ntag {}\nend\n",
             self.generation,
             self.boot_id,
             self.device,
@@ -172,6 +176,9 @@ impl Record {
                 e.at_unix_ns,
                 u8::from(e.reported)
             )),
+            self.tag
+                .as_ref()
+                .map_or("none".to_string(), |t| escape_octal(t.as_bytes())),
         )
     }
 
@@ -276,6 +283,13 @@ impl Record {
                     })
                 }
             },
+            // Absent in records of older writers.
+            tag: match fields.get("tag").copied() {
+                None | Some("none") => None,
+                Some(v) => {
+                    Some(String::from_utf8(unescape_octal(v.as_bytes())).map_err(|_| "bad tag")?)
+                }
+            },
         })
     }
 }
@@ -305,6 +319,7 @@ mod tests {
             watcher: Some((4243, 987700)),
             thaw_hooks: Some((10, PathBuf::from("/etc/freezefs/hooks d"))),
             ended: None,
+            tag: Some("group=orders epoch=42 node=db-1".into()),
         }
     }
 
@@ -356,6 +371,17 @@ mod tests {
     fn a_record_without_an_ended_line_is_a_live_one() {
         let text = sample().to_text().replace("ended none\n", "");
         assert_eq!(Record::from_text(text.as_bytes()).unwrap().ended, None);
+    }
+
+    #[test]
+    fn a_record_of_an_older_writer_has_no_tag() {
+        let text: String = sample()
+            .to_text()
+            .lines()
+            .filter(|l| !l.starts_with("tag "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(Record::from_text(text.as_bytes()).unwrap().tag, None);
     }
 
     #[test]
