@@ -164,8 +164,15 @@ impl Agent {
             return;
         }
         let timeout_s = self.local_timeout(&doc).unwrap_or(1);
+        // Names are plain words (keys::valid_name), so the tag always passes.
+        let tag = format!("group={} epoch={epoch} node={}", self.group, self.name);
+        let freezer = self
+            .freezer
+            .clone()
+            .with_event_tag(&tag)
+            .unwrap_or_else(|_| self.freezer.clone());
         let local = LocalFreeze::start(
-            self.freezer.clone(),
+            freezer,
             self.mounts.clone(),
             timeout_s,
             epoch,

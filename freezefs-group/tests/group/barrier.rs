@@ -119,6 +119,16 @@ fn each_members_events_carry_the_group_and_the_epoch() {
                 "no {wanted:?} in {messages:#?}"
             );
         }
+        // The library's own events about the host's freeze carry them too.
+        let tag = format!(" group=ev epoch={epoch} node={}", host.name);
+        for kind in ["freezefs.frozen", "freezefs.thawed"] {
+            assert!(
+                messages
+                    .iter()
+                    .any(|m| m.contains(&format!("]: {kind} ")) && m.ends_with(&tag)),
+                "no {kind} ending {tag:?} in {messages:#?}"
+            );
+        }
     }
 }
 

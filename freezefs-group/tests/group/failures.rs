@@ -73,6 +73,14 @@ fn an_agent_stopped_with_sigstop_thaws_every_member_its_own_host_too_within_the_
     let took = all_thawed_within(&hosts.iter().collect::<Vec<_>>(), stopped, PROMISE).unwrap();
     eprintln!("agent SIGSTOP: every member thawed {took:?} after");
     thaw_reports_inconsistent(&etcd, "stop", "member b was lost");
+    // Its host's holder ended the freeze, and said whose it was.
+    let messages = hosts[1].syslog.drain();
+    assert!(
+        messages.iter().any(|m| m.contains("]: freezefs.timeout ")
+            && m.contains(" group=stop epoch=")
+            && m.ends_with(" node=b")),
+        "no tagged timeout in {messages:#?}"
+    );
     // Woken, it finds its lease gone and exits rather than serve on.
     hosts[1].signal(Signal::CONT);
     assert_eq!(
