@@ -121,7 +121,7 @@ where
             Ok(Err(e)) if unavailable(&e) && tokio::time::Instant::now() + RETRY < give_up => {
                 tokio::time::sleep(RETRY).await;
             }
-            Ok(Err(e)) => return Err(format!("{what}: {e}")),
+            Ok(Err(e)) => return Err(format!("{what}: {e}{}", tls_hint(&e))),
             Err(_) => {
                 return Err(format!(
                     "{what}: etcd did not answer within {} s",
@@ -133,6 +133,29 @@ where
 }
 
 const RETRY: Duration = Duration::from_millis(100);
+
+/// What to check when TLS is why a request failed: gRPC's words name the
+/// handshake's failure, not the option that would mend it.
+fn tls_hint(e: &etcd_client::Error) -> &'static str {
+    let text = e.to_string();
+    if text.contains("UnknownIssuer") {
+        " (etcd's certificate is not signed by the CA of --cacert, or no --cacert was given)"
+    } else if [
+        // How etcd's refusal of a client without a certificate reaches us
+        // depends on when in the handshake the alert arrives.
+        "fatal alert: BadCertificate",
+        "fatal alert: CertificateRequired",
+        "connection closed",
+        "broken pipe",
+    ]
+    .iter()
+    .any(|said| text.contains(said))
+    {
+        " (etcd closed the connection: if it asks for client certificates, give --cert and --key)"
+    } else {
+        ""
+    }
+}
 
 fn unavailable(e: &etcd_client::Error) -> bool {
     match e {

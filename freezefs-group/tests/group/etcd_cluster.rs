@@ -29,6 +29,96 @@ pub(crate) struct Etcd {
     servers: Vec<Server>,
     /// `root:PASSWORD` once auth is enabled.
     root: Option<String>,
+    /// Set when clients must speak TLS and show a certificate.
+    tls: Option<Certificates>,
+}
+
+/// A test CA, and the server's and a client's certificates it signed.
+pub(crate) struct Certificates {
+    pub(crate) ca: PathBuf,
+    pub(crate) server_cert: PathBuf,
+    pub(crate) server_key: PathBuf,
+    pub(crate) client_cert: PathBuf,
+    pub(crate) client_key: PathBuf,
+}
+
+impl Certificates {
+    /// Made with openssl in `dir`: P-256 keys, valid for a day, the
+    /// server's for 127.0.0.1.
+    fn make(dir: &Path) -> Certificates {
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .current_dir(dir)
+                .args(args)
+                .output()
+                .expect("openssl");
+            assert!(out.status.success(), "openssl {args:?}: {out:?}");
+        };
+        let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+        openssl(
+            &[
+                &[
+                    "req",
+                    "-x509",
+                    "-nodes",
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=freezefs test CA",
+                ][..],
+                &key,
+                &["-keyout", "ca.key", "-out", "ca.pem"],
+            ]
+            .concat(),
+        );
+        for (name, extensions) in [
+            (
+                "server",
+                "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+            ),
+            ("client", "extendedKeyUsage=clientAuth\n"),
+        ] {
+            let (csr, pem, keyfile) = (
+                format!("{name}.csr"),
+                format!("{name}.pem"),
+                format!("{name}.key"),
+            );
+            let ext = dir.join(format!("{name}.ext"));
+            std::fs::write(&ext, extensions).unwrap();
+            openssl(
+                &[
+                    &["req", "-nodes", "-subj", &format!("/CN={name}")][..],
+                    &key,
+                    &["-keyout", &keyfile, "-out", &csr],
+                ]
+                .concat(),
+            );
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-extfile",
+                ext.to_str().unwrap(),
+                "-out",
+                &pem,
+            ]);
+        }
+        Certificates {
+            ca: dir.join("ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+        }
+    }
 }
 
 impl Etcd {
@@ -38,16 +128,33 @@ impl Etcd {
 
     /// `size` members on loopback ports, healthy before this returns.
     pub(crate) fn cluster(size: usize) -> Etcd {
+        Etcd::launch(size, false)
+    }
+
+    /// One member that speaks only TLS to clients and asks each for a
+    /// certificate signed by its CA (`--client-cert-auth`).
+    pub(crate) fn start_tls() -> Etcd {
+        Etcd::launch(1, true)
+    }
+
+    /// The CA and certificates of an etcd started with [`Etcd::start_tls`].
+    pub(crate) fn certificates(&self) -> &Certificates {
+        self.tls.as_ref().expect("an etcd started with TLS")
+    }
+
+    fn launch(size: usize, tls: bool) -> Etcd {
         assert!(
             Path::new("/usr/bin/etcd").exists() || which("etcd"),
             "no etcd: scripts/install-deps tests installs Debian's etcd-server; the group tests do not skip"
         );
         let dir = mkdtemp("freezefs-group-etcd");
+        let tls = tls.then(|| Certificates::make(&dir));
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let peers: Vec<(String, String, String)> = (0..size)
             .map(|i| {
                 (
                     format!("e{i}"),
-                    format!("http://127.0.0.1:{}", free_port()),
+                    format!("{scheme}://127.0.0.1:{}", free_port()),
                     format!("http://127.0.0.1:{}", free_port()),
                 )
             })
@@ -56,7 +163,17 @@ impl Etcd {
         let mut servers = Vec::new();
         for (name, client_url, peer_url) in &peers {
             let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-            let child = Command::new("etcd")
+            let mut etcd = Command::new("etcd");
+            if let Some(certs) = &tls {
+                etcd.arg("--cert-file")
+                    .arg(&certs.server_cert)
+                    .arg("--key-file")
+                    .arg(&certs.server_key)
+                    .arg("--trusted-ca-file")
+                    .arg(&certs.ca)
+                    .arg("--client-cert-auth");
+            }
+            let child = etcd
                 .args(["--name", name])
                 .arg("--data-dir")
                 .arg(dir.join(name))
@@ -88,6 +205,7 @@ impl Etcd {
             dir,
             servers,
             root: None,
+            tls,
         };
         let healthy = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
             etcd.etcdctl(&["endpoint", "health"]).status.success()
@@ -109,6 +227,14 @@ impl Etcd {
         let mut cmd = Command::new("etcdctl");
         if let Some(root) = &self.root {
             cmd.env("ETCDCTL_USER", root);
+        }
+        if let Some(certs) = &self.tls {
+            cmd.arg("--cacert")
+                .arg(&certs.ca)
+                .arg("--cert")
+                .arg(&certs.client_cert)
+                .arg("--key")
+                .arg(&certs.client_key);
         }
         cmd.env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.live_endpoints()))

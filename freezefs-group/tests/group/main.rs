@@ -12,3 +12,4 @@ mod etcd_cluster;
 mod failures;
 mod harness;
 mod security;
+mod tls;
