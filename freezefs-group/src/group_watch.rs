@@ -1,10 +1,17 @@
 //! The group's keys as they change: one etcd watch on the group's prefix,
 //! opened again from the next revision whenever its stream breaks (an etcd
 //! member restarting, a leader change), so that no change is missed.
+//!
+//! The watch runs in a task of its own and hands its changes over a
+//! channel: callers wait for them in `select!` beside a 250 ms timer, and
+//! a watch being created when the timer fires must not be dropped and
+//! begun again (through a slow link it then never finishes being created).
 
 use std::time::Duration;
 
 use etcd_client::{Client, EventType, WatchOptions, WatchStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::etcd::{self, Fallible};
 use crate::keys::{self, GroupKey};
@@ -19,7 +26,52 @@ pub(crate) struct Change {
     pub(crate) create_revision: i64,
 }
 
+/// The group's changes, from the watching task.
 pub(crate) struct GroupWatch {
+    changes: mpsc::UnboundedReceiver<Vec<Change>>,
+    task: JoinHandle<()>,
+}
+
+impl GroupWatch {
+    /// Watches `group` from the revision after `seen`.
+    pub(crate) fn after(client: &Client, group: &str, seen: i64) -> GroupWatch {
+        let mut watching = Watching {
+            client: client.clone(),
+            group: group.to_string(),
+            next_revision: seen + 1,
+            stream: None,
+        };
+        let (tx, changes) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                if tx.send(watching.next().await).is_err() {
+                    return;
+                }
+            }
+        });
+        GroupWatch { changes, task }
+    }
+
+    /// The next changes, in revision order; safe to drop while it waits.
+    /// The watch retries a broken stream for ever: callers bound the wait
+    /// by their leases and deadlines.
+    pub(crate) async fn next(&mut self) -> Vec<Change> {
+        match self.changes.recv().await {
+            Some(changes) => changes,
+            // The task ended (it panicked): no change will come.
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Drop for GroupWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The watch itself, owned by its task.
+struct Watching {
     client: Client,
     group: String,
     /// The first revision not seen yet.
@@ -27,20 +79,8 @@ pub(crate) struct GroupWatch {
     stream: Option<WatchStream>,
 }
 
-impl GroupWatch {
-    /// Watches `group` from the revision after `seen`.
-    pub(crate) fn after(client: &Client, group: &str, seen: i64) -> GroupWatch {
-        GroupWatch {
-            client: client.clone(),
-            group: group.to_string(),
-            next_revision: seen + 1,
-            stream: None,
-        }
-    }
-
-    /// The next changes, in revision order. Retries a broken stream for
-    /// ever: callers bound the wait by their leases and deadlines.
-    pub(crate) async fn next(&mut self) -> Vec<Change> {
+impl Watching {
+    async fn next(&mut self) -> Vec<Change> {
         loop {
             if self.stream.is_none() {
                 let options = WatchOptions::new()

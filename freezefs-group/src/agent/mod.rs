@@ -87,12 +87,19 @@ pub(crate) async fn run(
         seen_epoch: 0,
         news,
     };
-    let seen = agent.register().await?;
-    let mut watch = GroupWatch::after(&agent.client, &agent.group, seen.revision);
+    let (seen, registered) = agent.register().await?;
+    // From the registration on, not from the read after it: an epoch
+    // announced in between (the freezing command saw us registered) is
+    // one of ours, and the watch brings it.
+    let mut watch = GroupWatch::after(&agent.client, &agent.group, registered);
     // An epoch that began before this agent registered is not joined: its
     // freezing command counted on another agent by this name, and that one
     // is gone, so the epoch is ending anyway.
-    agent.seen_epoch = seen.epoch().map_or(0, |(epoch, _)| epoch);
+    agent.seen_epoch = seen
+        .epoch()
+        .map(|(epoch, _)| epoch)
+        .filter(|&epoch| epoch <= registered)
+        .unwrap_or(0);
     // The local deadline is the lease's, rounded down to whole seconds:
     // renewals four times a second keep it at least a second ahead while
     // the lease lives, and a hung agent's no later than its lease's end.
@@ -119,7 +126,8 @@ pub(crate) async fn run(
 impl Agent {
     /// Puts `member/NAME` under the lease, unless another agent holds it:
     /// then waits for that one's lease to end, at most a TTL and a second.
-    async fn register(&mut self) -> Fallible<Snapshot> {
+    /// The group as read just after, and the registration's revision.
+    async fn register(&mut self) -> Fallible<(Snapshot, i64)> {
         let key = keys::member(&self.group, &self.name);
         let member = Member {
             host: local::hostname(),
@@ -137,10 +145,9 @@ impl Agent {
                 )]);
             let answer = etcd::txn(&self.client, "register", txn).await?;
             if answer.succeeded() {
-                let revision = answer.header().map_or(0, |h| h.revision());
-                let mut seen = Snapshot::read(&self.client, &self.group).await?;
-                seen.revision = seen.revision.max(revision);
-                return Ok(seen);
+                let registered = answer.header().map_or(0, |h| h.revision());
+                let seen = Snapshot::read(&self.client, &self.group).await?;
+                return Ok((seen, registered));
             }
             if Instant::now() >= give_up {
                 return Err(format!(

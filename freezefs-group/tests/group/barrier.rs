@@ -4,6 +4,7 @@
 use std::process::Output;
 use std::time::Duration;
 
+use crate::cut_off::Relay;
 use crate::etcd_cluster::Etcd;
 use crate::harness::{Host, group_cmd, group_spawn, states, text};
 use crate::support::{Kind, Scratch, check_image, wait_until};
@@ -86,6 +87,31 @@ fn busy_writer(fs: &Scratch) -> impl FnOnce() {
         stop.store(true, Ordering::SeqCst);
         writer.join().unwrap();
     }
+}
+
+/// Round trips to etcd longer than the agent's 250 ms renewal timer: its
+/// watch is created all the same (it once was begun again at every tick).
+#[test]
+fn an_agent_whose_round_trip_to_etcd_is_400_ms_freezes_with_the_group() {
+    let etcd = Etcd::start();
+    let relay = Relay::with_delay(
+        etcd.endpoints().trim_start_matches("http://"),
+        Duration::from_millis(200),
+    );
+    let mut far = Host::unstarted(&etcd, "far", "b", Kind::Ext4, 5);
+    far.use_endpoints(&relay.url);
+    far.start_agent(&etcd);
+    let _near = Host::start(&etcd, "far", "a", Kind::Ext4, 5);
+    let out = group_cmd(
+        &etcd,
+        &["freeze", "--group", "far", "-t", "30", "--", "true"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("b: held throughout"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

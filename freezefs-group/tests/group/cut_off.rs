@@ -1,5 +1,6 @@
-//! A TCP relay between one agent and etcd, which the test can cut: an agent
-//! that loses etcd while etcd and every other agent go on.
+//! A TCP relay between one agent and etcd, which the test can cut (an agent
+//! that loses etcd while etcd and every other agent go on) or slow down (an
+//! agent far from etcd).
 
 use std::io::Read;
 use std::io::Write;
@@ -7,6 +8,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::{Duration, Instant};
 
 pub(crate) struct Relay {
     pub(crate) url: String,
@@ -18,6 +20,12 @@ impl Relay {
     /// Relays every connection made to the returned URL to `target`
     /// (`host:port`).
     pub(crate) fn start(target: &str) -> Relay {
+        Relay::with_delay(target, Duration::ZERO)
+    }
+
+    /// Like [`Relay::start`], each chunk held `delay` before it goes on,
+    /// both ways: a round trip of twice `delay`.
+    pub(crate) fn with_delay(target: &str, delay: Duration) -> Relay {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let cut = Arc::new(AtomicBool::new(false));
@@ -35,8 +43,12 @@ impl Relay {
                 let mut open = open.lock().unwrap();
                 open.push(client.try_clone().unwrap());
                 open.push(server.try_clone().unwrap());
-                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
-                pipe(server, client);
+                pipe(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    delay,
+                );
+                pipe(server, client, delay);
             }
         });
         Relay { url, cut, streams }
@@ -52,11 +64,26 @@ impl Relay {
     }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
+/// Copies `from` to `to`, each chunk `delay` after it was read: a latency,
+/// not a limit on throughput (the chunks queue while they wait).
+fn pipe(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
+    let (chunks, due) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
     thread::spawn(move || {
         let mut buf = [0u8; 16 << 10];
         while let Ok(n) = from.read(&mut buf) {
-            if n == 0 || to.write_all(&buf[..n]).is_err() {
+            if n == 0
+                || chunks
+                    .send((Instant::now() + delay, buf[..n].to_vec()))
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+    thread::spawn(move || {
+        for (at, chunk) in due {
+            thread::sleep(at.saturating_duration_since(Instant::now()));
+            if to.write_all(&chunk).is_err() {
                 break;
             }
         }
