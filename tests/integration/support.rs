@@ -452,7 +452,14 @@ impl Drop for Scratch {
         if !self.unmounted {
             umount(&self.mnt);
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // A holder letting go may still add or remove its socket in the
+        // state directory meanwhile, failing one removal.
+        for _ in 0..20 {
+            if std::fs::remove_dir_all(&self.dir).is_ok() || !self.dir.exists() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
         if !thread::panicking() {
             assert_system_never_frozen();
         }
