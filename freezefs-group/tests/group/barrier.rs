@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::cut_off::Relay;
 use crate::etcd_cluster::Etcd;
-use crate::harness::{Host, group_cmd, group_spawn, states, text};
+use crate::harness::{Host, exited_saying, group_cmd, group_spawn, states, text};
 use crate::support::{Kind, Scratch, check_image, wait_until};
 
 #[test]
@@ -106,12 +106,7 @@ fn an_agent_whose_round_trip_to_etcd_is_400_ms_freezes_with_the_group() {
         &etcd,
         &["freeze", "--group", "far", "-t", "30", "--", "true"],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("b: held throughout"),
-        "{}",
-        text(&out)
-    );
+    exited_saying(&out, 0, "b: held throughout");
 }
 
 #[test]
@@ -160,12 +155,7 @@ fn each_members_events_carry_the_group_and_the_epoch() {
 
 /// The freeze exited 1 saying `says`, and every host named takes writes.
 fn refused_and_nothing_left_frozen(out: &Output, says: &str, hosts: &[&Host]) {
-    assert_eq!(out.status.code(), Some(1), "{}", text(out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains(says),
-        "{}",
-        text(out)
-    );
+    exited_saying(out, 1, says);
     for host in hosts {
         assert!(
             host.fs.write_completes_within(Duration::from_secs(2)),
@@ -253,12 +243,7 @@ fn a_member_without_an_agent_is_refused_before_anything_freezes() {
         &etcd,
         &["freeze", "--group", "m", "--members", "a,ghost", "-t", "30"],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("member ghost has no agent"),
-        "{}",
-        text(&out)
-    );
+    exited_saying(&out, 1, "member ghost has no agent");
     assert!(!a.fs.kernel_frozen());
 }
 
@@ -299,25 +284,10 @@ fn a_second_freeze_of_a_frozen_group_is_refused_and_the_first_holds() {
     let first = group_cmd(&etcd, &["freeze", "--group", "twice", "-t", "30"]);
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
     let second = group_cmd(&etcd, &["freeze", "--group", "twice", "-t", "30"]);
-    assert_eq!(second.status.code(), Some(1), "{}", text(&second));
-    assert!(
-        String::from_utf8_lossy(&second.stderr).contains("frozen already"),
-        "{}",
-        text(&second)
-    );
+    exited_saying(&second, 1, "frozen already");
     let thaw = group_cmd(&etcd, &["thaw", "--group", "twice"]);
-    assert_eq!(thaw.status.code(), Some(0), "{}", text(&thaw));
-    assert!(
-        String::from_utf8_lossy(&thaw.stderr).contains("a: held throughout"),
-        "{}",
-        text(&thaw)
-    );
+    exited_saying(&thaw, 0, "a: held throughout");
     assert!(a.fs.write_completes_within(Duration::from_secs(2)));
     let again = group_cmd(&etcd, &["thaw", "--group", "twice"]);
-    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
-    assert!(
-        String::from_utf8_lossy(&again.stderr).contains("is not frozen"),
-        "{}",
-        text(&again)
-    );
+    exited_saying(&again, 1, "is not frozen");
 }

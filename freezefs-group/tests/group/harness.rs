@@ -205,6 +205,16 @@ pub(crate) fn text(out: &Output) -> String {
     )
 }
 
+/// The command exited `code`, and its stderr says `says`.
+pub(crate) fn exited_saying(out: &Output, code: i32, says: &str) {
+    assert_eq!(out.status.code(), Some(code), "{}", text(out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(says),
+        "no {says:?}: {}",
+        text(out)
+    );
+}
+
 /// The group's status as JSON.
 pub(crate) fn status_json(etcd: &Etcd, group: &str) -> serde_json::Value {
     let out = group_cmd(etcd, &["status", "--group", group, "--json"]);

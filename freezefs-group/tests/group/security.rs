@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::etcd_cluster::Etcd;
-use crate::harness::{Host, group_cmd, group_cmd_as, group_exe, text};
+use crate::harness::{Host, exited_saying, group_cmd, group_cmd_as, group_exe, text};
 use crate::support::{Kind, mkdtemp, run};
 
 fn example(name: &str) -> std::path::PathBuf {
@@ -50,12 +50,7 @@ fn a_user_confined_to_its_groups_keys_freezes_that_group() {
         &[("FREEZEFS_ETCD_PASSWORD", "agent-secret")],
         &["freeze", "--group", "orders", "-t", "30", "--", "true"],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("a: held throughout"),
-        "{}",
-        text(&out)
-    );
+    exited_saying(&out, 0, "a: held throughout");
     assert!(a.fs.write_completes_within(Duration::from_secs(2)));
 }
 
@@ -83,12 +78,7 @@ fn a_user_confined_to_one_group_can_neither_serve_nor_freeze_another() {
         &[],
         &["freeze", "--group", "payments", "-t", "30"],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("permission denied"),
-        "{}",
-        text(&out)
-    );
+    exited_saying(&out, 1, "permission denied");
     assert!(!b.fs.kernel_frozen());
 }
 
@@ -108,12 +98,7 @@ fn without_credentials_an_etcd_with_auth_refuses_and_nothing_freezes() {
         &[],
         &["status", "--group", "orders"],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no password"),
-        "{}",
-        text(&out)
-    );
+    exited_saying(&out, 1, "no password");
 }
 
 /// The unit as `make install-group-unit` renders it passes systemd's own

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::etcd_cluster::{Certificates, Etcd};
-use crate::harness::{Host, group_cmd_as, text};
+use crate::harness::{Host, exited_saying, group_cmd_as};
 use crate::support::Kind;
 
 /// `--cacert CA --cert CERT --key KEY`, each one given or not.
@@ -49,12 +49,7 @@ fn over_tls_with_a_client_certificate_an_agent_serves_and_the_group_freezes() {
     assert!(etcd.endpoints().starts_with("https://"));
     let a = host_over_tls(&etcd, "tls");
     let out = freeze_with(&etcd, &tls_args(etcd.certificates(), true, true), "tls");
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("a: held throughout"),
-        "{}",
-        text(&out)
-    );
+    exited_saying(&out, 0, "a: held throughout");
     assert!(a.fs.write_completes_within(Duration::from_secs(2)));
 }
 
@@ -68,16 +63,10 @@ fn over_tls_a_client_that_cannot_check_the_server_or_shows_no_certificate_is_ref
         (false, false, "no --cacert was given"),
     ] {
         let out = freeze_with(&etcd, &tls_args(etcd.certificates(), ca, identity), "tls");
-        let what = format!("--cacert {ca}, --cert and --key {identity}");
-        assert_eq!(out.status.code(), Some(1), "{what}: {}", text(&out));
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains(says),
-            "{what}: {}",
-            text(&out)
-        );
+        exited_saying(&out, 1, says);
         assert!(
             a.fs.write_completes_within(Duration::from_secs(2)),
-            "{what}: the agent's mount froze"
+            "--cacert {ca}, --cert and --key {identity}: the agent's mount froze"
         );
     }
 }
