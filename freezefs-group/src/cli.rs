@@ -159,6 +159,13 @@ fn freeze(args: &mut Args) -> Result<Command, String> {
                     .split(',')
                     .map(|n| a_name(n.to_string(), "--members"))
                     .collect::<Result<Vec<_>, _>>()?;
+                let twice = names
+                    .iter()
+                    .enumerate()
+                    .find(|(i, n)| names[..*i].contains(n));
+                if let Some((_, twice)) = twice {
+                    return Err(format!("--members names {twice} twice"));
+                }
                 members = Some(names);
             }
             ("--", None) => {
@@ -374,6 +381,10 @@ mod tests {
             (
                 "--endpoints e freeze --group g --members a,,b",
                 "is not a name",
+            ),
+            (
+                "--endpoints e freeze --group g --members a,b,a",
+                "names a twice",
             ),
             ("--endpoints e freeze --group g --", "no command after --"),
             ("--endpoints e freeze --group g extra", "unexpected extra"),

@@ -1,6 +1,6 @@
 //! How an epoch ends and what each member made of it: the freezing command,
-//! `thaw` and a failure all end it the same way, and read the members'
-//! final reports the same way.
+//! `thaw`, a failure and a live agent that saw a member lost all end it the
+//! same way, and read the members' final reports the same way.
 
 use std::time::Duration;
 
@@ -8,35 +8,71 @@ use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
 use tokio::time::Instant;
 
 use crate::etcd::{self, Fallible};
-use crate::group_watch::{Change, GroupWatch, Snapshot};
+use crate::group_watch::{Change, GroupWatch, Snapshot, bound_to_member};
 use crate::keys::{self, Ended, GroupKey, Report, ReportState};
 
+/// How an attempt to end an epoch went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Ended, and why recorded in `ended` in the same revision.
+    Recorded,
+    /// Ended, but etcd is full (NOSPACE): the epoch was deleted, which etcd
+    /// allows, and why it ended could not be written.
+    Unrecorded,
+    /// It had ended already.
+    Over,
+}
+
+impl Ending {
+    /// This attempt ended it.
+    pub(crate) fn ended_it(&self) -> bool {
+        *self != Ending::Over
+    }
+}
+
 /// Ends epoch `epoch` if it is still the group's: `ended` is written and
-/// the epoch deleted in one transaction, so that every agent learns why in
-/// the same revision. False when it had ended already.
+/// the epoch deleted in one transaction guarded by the epoch's revision, so
+/// that every agent learns why in the same revision and only one of those
+/// racing to end it does. When etcd is full the epoch is deleted alone:
+/// every member must thaw whether or not why can be recorded.
 pub(crate) async fn end_epoch(
     client: &Client,
     group: &str,
     epoch: i64,
     why: &str,
     asked: bool,
-) -> Fallible<bool> {
+) -> Fallible<Ending> {
     let ended = Ended {
         epoch,
         why: why.to_string(),
         asked,
     };
-    let txn = Txn::new()
-        .when([Compare::create_revision(
-            keys::epoch(group),
-            CompareOp::Equal,
-            epoch,
-        )])
-        .and_then([
-            TxnOp::put(keys::ended(group), keys::to_json(&ended), None),
-            TxnOp::delete(keys::epoch(group), None),
-        ]);
-    Ok(etcd::txn(client, "end the epoch", txn).await?.succeeded())
+    let still_ours = Compare::create_revision(keys::epoch(group), CompareOp::Equal, epoch);
+    let txn = Txn::new().when([still_ours.clone()]).and_then([
+        TxnOp::put(keys::ended(group), keys::to_json(&ended), None),
+        TxnOp::delete(keys::epoch(group), None),
+    ]);
+    match etcd::txn_unless_full(client, "end the epoch", txn).await {
+        Ok(answer) if answer.succeeded() => return Ok(Ending::Recorded),
+        Ok(_) => return Ok(Ending::Over),
+        Err(failure) if !failure.full => return Err(failure.text),
+        Err(_) => {}
+    }
+    let delete_only = Txn::new()
+        .when([still_ours])
+        .and_then([TxnOp::delete(keys::epoch(group), None)]);
+    if !etcd::txn(client, "end the epoch (etcd is full)", delete_only)
+        .await?
+        .succeeded()
+    {
+        return Ok(Ending::Over);
+    }
+    // Should the alarm have been disarmed meanwhile.
+    let record = Txn::new().and_then([TxnOp::put(keys::ended(group), keys::to_json(&ended), None)]);
+    Ok(match etcd::txn(client, "record why", record).await {
+        Ok(_) => Ending::Recorded,
+        Err(_) => Ending::Unrecorded,
+    })
 }
 
 /// What a change says went wrong with a member in `epoch`: its key gone (its
@@ -55,7 +91,7 @@ pub(crate) fn member_failure(epoch: i64, change: &Change) -> Option<(String, Str
                 ReportState::Ended => {
                     format!("member {node}'s freeze ended early: {}", report.why)
                 }
-                ReportState::Frozen | ReportState::Thawed => return None,
+                ReportState::Freezing | ReportState::Frozen | ReportState::Thawed => return None,
             };
             Some((node.clone(), why))
         }
@@ -95,7 +131,7 @@ impl Outcome {
         let (held, why) = match report.state {
             ReportState::Thawed => (report.held, report.why.clone()),
             ReportState::Failed => (None, format!("could not freeze: {}", report.why)),
-            ReportState::Frozen | ReportState::Ended => return None,
+            ReportState::Freezing | ReportState::Frozen | ReportState::Ended => return None,
         };
         Some(Outcome {
             node: node.to_string(),
@@ -113,68 +149,153 @@ impl Outcome {
             asked: false,
         }
     }
+
+    /// Under a full etcd (it takes deletes only): the member deleted its
+    /// `held/NODE` key alone, saying its freeze held until the epoch ended.
+    fn held_unrecorded(node: &str, asked: bool) -> Outcome {
+        Outcome {
+            node: node.to_string(),
+            held: Some(true),
+            why: "thawed when the epoch ended (etcd is full: its report could not be written)"
+                .into(),
+            asked,
+        }
+    }
+
+    /// Under a full etcd: the member deleted its report, saying its freeze
+    /// did not hold.
+    fn not_held_unrecorded(node: &str) -> Outcome {
+        Outcome {
+            node: node.to_string(),
+            held: Some(false),
+            why: "its freeze did not hold (etcd is full: it could not write why)".into(),
+            asked: false,
+        }
+    }
 }
 
-/// Waits, at most `limit`, until every member of `members` has given its
-/// final report on `epoch` or is gone; a member still silent then is
-/// reported as not answering.
+/// The members' last words on an epoch, and the reports that were ignored
+/// because they were not written under their member's registration.
+pub(crate) struct Outcomes {
+    pub(crate) each: Vec<Outcome>,
+    pub(crate) ignored: Vec<String>,
+}
+
+impl Outcomes {
+    pub(crate) fn all_consistent(&self) -> bool {
+        !self.each.is_empty() && self.each.iter().all(Outcome::consistent)
+    }
+}
+
+/// The longest a member may stay silent about an epoch's end before it is
+/// reported as not answering: a live agent answers at once; a dead or hung
+/// one is gone when etcd ends its lease, at most its TTL later.
+const SILENCE_PAST_TTL: Duration = Duration::from_secs(1);
+/// However long the members' TTLs, no wait for their reports is longer.
+const SILENCE_MAX: Duration = Duration::from_secs(15);
+
+/// Waits until every member of `members` has given its final report on
+/// `epoch` or is gone, at most the longest TTL of the silent members'
+/// leases and a second: a member still silent then is reported as not
+/// answering. `asked`: the caller ended the epoch as asked (the command
+/// finished, or a thaw), which a member that could only delete keys could
+/// not be told.
 pub(crate) async fn outcomes(
     client: &Client,
     group: &str,
     epoch: i64,
     members: &[String],
-    limit: Duration,
-) -> Fallible<Vec<Outcome>> {
-    let give_up = Instant::now() + limit;
+    asked: bool,
+) -> Fallible<Outcomes> {
     let seen = Snapshot::read(client, group).await?;
     let mut known: Vec<Option<Outcome>> = vec![None; members.len()];
-    let registered: Vec<String> = seen.members().into_iter().map(|(n, _)| n).collect();
-    let reports = seen.reports();
+    let mut leases = vec![0i64; members.len()];
     for (i, node) in members.iter().enumerate() {
-        let report = reports
-            .iter()
-            .find(|(n, _)| n == node)
-            .and_then(|(_, r)| r.as_ref());
-        known[i] = match report {
-            Some(r) if r.epoch == epoch => Outcome::of(node, r),
-            _ => None,
-        };
-        if known[i].is_none() && !registered.contains(node) {
-            known[i] = Some(Outcome::gone(node));
+        match seen.member(node) {
+            None => known[i] = Some(Outcome::gone(node)),
+            Some(registration) => {
+                leases[i] = registration.lease;
+                known[i] = seen
+                    .report_of(node)
+                    .filter(|r| r.epoch == epoch)
+                    .and_then(|r| Outcome::of(node, &r));
+            }
         }
     }
-    let mut watch = GroupWatch::after(client, group, seen.revision);
+    let mut ignored: Vec<String> = seen
+        .forged()
+        .into_iter()
+        .filter(|n| members.contains(n))
+        .collect();
+    let mut wait = Duration::ZERO;
+    for (i, lease) in leases.iter().enumerate() {
+        if known[i].is_none() {
+            let ttl = etcd::lease_granted_ttl(client, *lease).await?.unwrap_or(0);
+            wait = wait.max(Duration::from_secs(ttl.max(0) as u64) + SILENCE_PAST_TTL);
+        }
+    }
+    let limit = wait.min(SILENCE_MAX);
+    let give_up = Instant::now() + limit;
+    let mut watch = GroupWatch::after(client, group, seen.revision, &seen);
     while known.iter().any(Option::is_none) {
         let Ok(changes) = tokio::time::timeout_at(give_up, watch.next()).await else {
             break;
         };
-        for change in changes {
+        // A member's normal last word deletes `held/NODE` beside its report,
+        // and the end of its lease deletes every key of it: a deletion of
+        // `held/NODE` or `report/NODE` alone is a word only when etcd is full.
+        let spoke = |node: &String| {
+            changes.iter().any(|c| match &c.key {
+                GroupKey::Report(n) => c.put && n == node,
+                GroupKey::Member(n) => !c.put && n == node,
+                _ => false,
+            })
+        };
+        for change in &changes {
             let (node, outcome) = match &change.key {
                 GroupKey::Report(node) if change.put => {
+                    let Some(i) = members.iter().position(|m| m == node) else {
+                        continue;
+                    };
+                    if !bound_to_member(change.lease, leases[i]) {
+                        ignored.push(node.clone());
+                        continue;
+                    }
                     let report =
                         keys::from_json::<Report>(&change.value).filter(|r| r.epoch == epoch);
-                    (node.clone(), report.and_then(|r| Outcome::of(node, &r)))
+                    (node, report.and_then(|r| Outcome::of(node, &r)))
                 }
-                GroupKey::Member(node) if !change.put => (node.clone(), Some(Outcome::gone(node))),
+                GroupKey::Report(node) if !spoke(node) => {
+                    (node, Some(Outcome::not_held_unrecorded(node)))
+                }
+                GroupKey::Held(node) if !change.put && !spoke(node) => {
+                    (node, Some(Outcome::held_unrecorded(node, asked)))
+                }
+                GroupKey::Member(node) if !change.put => (node, Some(Outcome::gone(node))),
                 _ => continue,
             };
-            if let Some(i) = members.iter().position(|m| *m == node) {
+            if let Some(i) = members.iter().position(|m| m == node) {
                 if known[i].is_none() {
                     known[i] = outcome;
                 }
             }
         }
     }
-    Ok(members
-        .iter()
-        .zip(known)
-        .map(|(node, known)| {
-            known.unwrap_or_else(|| Outcome {
-                node: node.clone(),
-                held: None,
-                why: format!("no answer within {} s", limit.as_secs()),
-                asked: false,
+    ignored.sort();
+    ignored.dedup();
+    Ok(Outcomes {
+        each: members
+            .iter()
+            .zip(known)
+            .map(|(node, known)| {
+                known.unwrap_or_else(|| Outcome {
+                    node: node.clone(),
+                    held: None,
+                    why: format!("no answer within {:.0} s", limit.as_secs_f64()),
+                    asked: false,
+                })
             })
-        })
-        .collect())
+            .collect(),
+        ignored,
+    })
 }

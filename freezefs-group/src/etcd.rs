@@ -17,6 +17,20 @@ pub(crate) const REQUEST_LIMIT: Duration = Duration::from_secs(2);
 
 pub(crate) type Fallible<T> = Result<T, String>;
 
+/// A request that failed: in words, and whether etcd refused it because it
+/// is full (its NOSPACE alarm: reads and deletes still pass, puts do not).
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    pub(crate) text: String,
+    pub(crate) full: bool,
+}
+
+impl From<Failure> for String {
+    fn from(failure: Failure) -> String {
+        failure.text
+    }
+}
+
 /// Connects to the endpoints; `password_env` is `$FREEZEFS_ETCD_PASSWORD`.
 pub(crate) async fn connect(
     options: &EtcdOptions,
@@ -109,7 +123,7 @@ fn read(path: &std::path::Path, what: &str) -> Fallible<Vec<u8>> {
 /// Runs one etcd request, at most [`REQUEST_LIMIT`]. A request that
 /// reached no live member (one endpoint of several is down: a member that
 /// died, the old leader) is sent again until then.
-async fn retried<T, F, Fut>(what: &str, mut request: F) -> Fallible<T>
+async fn retried<T, F, Fut>(what: &str, mut request: F) -> Result<T, Failure>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, etcd_client::Error>>,
@@ -121,12 +135,20 @@ where
             Ok(Err(e)) if unavailable(&e) && tokio::time::Instant::now() + RETRY < give_up => {
                 tokio::time::sleep(RETRY).await;
             }
-            Ok(Err(e)) => return Err(format!("{what}: {e}{}", tls_hint(&e))),
+            Ok(Err(e)) => {
+                return Err(Failure {
+                    text: format!("{what}: {e}{}", tls_hint(&e)),
+                    full: full(&e),
+                });
+            }
             Err(_) => {
-                return Err(format!(
-                    "{what}: etcd did not answer within {} s",
-                    REQUEST_LIMIT.as_secs()
-                ));
+                return Err(Failure {
+                    text: format!(
+                        "{what}: etcd did not answer within {} s",
+                        REQUEST_LIMIT.as_secs()
+                    ),
+                    full: false,
+                });
             }
         }
     }
@@ -157,6 +179,12 @@ fn tls_hint(e: &etcd_client::Error) -> &'static str {
     }
 }
 
+/// etcd's NOSPACE alarm is raised: it takes no more puts.
+fn full(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(status)
+        if status.code() == tonic::Code::ResourceExhausted)
+}
+
 fn unavailable(e: &etcd_client::Error) -> bool {
     match e {
         etcd_client::Error::GRpcStatus(status) => status.code() == tonic::Code::Unavailable,
@@ -166,6 +194,15 @@ fn unavailable(e: &etcd_client::Error) -> bool {
 }
 
 pub(crate) async fn txn(client: &Client, what: &str, txn: Txn) -> Fallible<TxnResponse> {
+    Ok(txn_unless_full(client, what, txn).await?)
+}
+
+/// A transaction, its failure telling whether etcd is full.
+pub(crate) async fn txn_unless_full(
+    client: &Client,
+    what: &str,
+    txn: Txn,
+) -> Result<TxnResponse, Failure> {
     retried(what, || {
         let (mut client, txn) = (client.clone(), txn.clone());
         async move { client.txn(txn).await }
@@ -187,6 +224,7 @@ pub(crate) async fn get_prefix(
         }
     })
     .await
+    .map_err(String::from)
 }
 
 pub(crate) async fn put(
@@ -206,6 +244,7 @@ pub(crate) async fn put(
     })
     .await
     .map(drop)
+    .map_err(String::from)
 }
 
 pub(crate) async fn lease_grant(client: &Client, ttl_s: u32) -> Fallible<LeaseGrantResponse> {
@@ -214,6 +253,7 @@ pub(crate) async fn lease_grant(client: &Client, ttl_s: u32) -> Fallible<LeaseGr
         async move { client.lease_grant(i64::from(ttl_s), None).await }
     })
     .await
+    .map_err(String::from)
 }
 
 pub(crate) async fn lease_revoke(client: &Client, id: i64) -> Fallible<()> {
@@ -223,4 +263,15 @@ pub(crate) async fn lease_revoke(client: &Client, id: i64) -> Fallible<()> {
     })
     .await
     .map(drop)
+    .map_err(String::from)
+}
+
+/// The TTL etcd granted `id`, in seconds; `None` when the lease is gone.
+pub(crate) async fn lease_granted_ttl(client: &Client, id: i64) -> Fallible<Option<i64>> {
+    let answer = retried("lease time-to-live", || {
+        let mut client = client.clone();
+        async move { client.lease_time_to_live(id, None).await }
+    })
+    .await?;
+    Ok((answer.ttl() > 0).then_some(answer.granted_ttl()))
 }

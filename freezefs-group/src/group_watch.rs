@@ -2,11 +2,19 @@
 //! opened again from the next revision whenever its stream breaks (an etcd
 //! member restarting, a leader change), so that no change is missed.
 //!
+//! When etcd cancels the watch (the revisions it needed were compacted
+//! while it was away), the changes it missed are gone: the group is read
+//! again, and what differs from the keys it knew is handed on as changes
+//! (a key gone as a deletion, a key new or rewritten as a put), before it
+//! watches on from the revision of that read. An epoch that ended while the
+//! watch was away is thus still seen to end.
+//!
 //! The watch runs in a task of its own and hands its changes over a
 //! channel: callers wait for them in `select!` beside a 250 ms timer, and
 //! a watch being created when the timer fires must not be dropped and
 //! begun again (through a slow link it then never finishes being created).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use etcd_client::{Client, EventType, WatchOptions, WatchStream};
@@ -24,6 +32,8 @@ pub(crate) struct Change {
     pub(crate) put: bool,
     pub(crate) value: Vec<u8>,
     pub(crate) create_revision: i64,
+    /// The lease the key was written under (0: none): whose word it is.
+    pub(crate) lease: i64,
 }
 
 /// The group's changes, from the watching task.
@@ -33,13 +43,19 @@ pub(crate) struct GroupWatch {
 }
 
 impl GroupWatch {
-    /// Watches `group` from the revision after `seen`.
-    pub(crate) fn after(client: &Client, group: &str, seen: i64) -> GroupWatch {
+    /// Watches `group` from the revision after `seen`; `known` is the
+    /// group as last read (at `seen` or later), what a gap is told against.
+    pub(crate) fn after(client: &Client, group: &str, seen: i64, known: &Snapshot) -> GroupWatch {
         let mut watching = Watching {
             client: client.clone(),
             group: group.to_string(),
             next_revision: seen + 1,
             stream: None,
+            known: known
+                .entries
+                .iter()
+                .map(|e| (e.raw.clone(), (e.create_revision, e.mod_revision)))
+                .collect(),
         };
         let (tx, changes) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
@@ -77,6 +93,9 @@ struct Watching {
     /// The first revision not seen yet.
     next_revision: i64,
     stream: Option<WatchStream>,
+    /// Every key of the group as this watch knows it: its create and mod
+    /// revisions.
+    known: HashMap<Vec<u8>, (i64, i64)>,
 }
 
 impl Watching {
@@ -101,9 +120,12 @@ impl Watching {
             let stream = self.stream.as_mut().expect("opened above");
             match stream.message().await {
                 Ok(Some(answer)) if answer.canceled() => {
-                    // Compacted past what we saw: start from the present.
-                    self.next_revision = answer.compact_revision().max(self.next_revision);
                     self.stream = None;
+                    match self.read_again().await {
+                        Some(missed) if !missed.is_empty() => return missed,
+                        Some(_) => {}
+                        None => tokio::time::sleep(Duration::from_millis(200)).await,
+                    }
                 }
                 Ok(Some(answer)) => {
                     let events = answer.events();
@@ -120,11 +142,21 @@ impl Watching {
                         .iter()
                         .filter_map(|e| {
                             let kv = e.kv()?;
+                            let put = e.event_type() == EventType::Put;
+                            if put {
+                                self.known.insert(
+                                    kv.key().to_vec(),
+                                    (kv.create_revision(), kv.mod_revision()),
+                                );
+                            } else {
+                                self.known.remove(kv.key());
+                            }
                             Some(Change {
                                 key: keys::classify(&self.group, kv.key()),
-                                put: e.event_type() == EventType::Put,
+                                put,
                                 value: kv.value().to_vec(),
                                 create_revision: kv.create_revision(),
+                                lease: kv.lease(),
                             })
                         })
                         .collect();
@@ -137,12 +169,94 @@ impl Watching {
             }
         }
     }
+
+    /// After a cancelled watch: the group read again, and what changed
+    /// since the keys it knew, deletions first (a key whose create revision
+    /// changed was deleted, then made anew). `None` when etcd did not answer.
+    async fn read_again(&mut self) -> Option<Vec<Change>> {
+        let now = Snapshot::read(&self.client, &self.group).await.ok()?;
+        let mut changes = Vec::new();
+        for (raw, (created, _)) in &self.known {
+            let still = now.entries.iter().find(|e| e.raw == *raw);
+            if still.is_none_or(|e| e.create_revision != *created) {
+                changes.push(Change {
+                    key: keys::classify(&self.group, raw),
+                    put: false,
+                    value: Vec::new(),
+                    create_revision: *created,
+                    lease: 0,
+                });
+            }
+        }
+        for entry in &now.entries {
+            if self.known.get(&entry.raw).map(|(_, modified)| *modified) != Some(entry.mod_revision)
+            {
+                changes.push(entry.as_put());
+            }
+        }
+        self.known = now
+            .entries
+            .iter()
+            .map(|e| (e.raw.clone(), (e.create_revision, e.mod_revision)))
+            .collect();
+        self.next_revision = now.revision + 1;
+        Some(changes)
+    }
+}
+
+/// One key of the group as read.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) raw: Vec<u8>,
+    pub(crate) key: GroupKey,
+    pub(crate) value: Vec<u8>,
+    pub(crate) create_revision: i64,
+    pub(crate) mod_revision: i64,
+    /// The lease it was written under (0: none).
+    pub(crate) lease: i64,
+}
+
+impl Entry {
+    fn as_put(&self) -> Change {
+        Change {
+            key: self.key.clone(),
+            put: true,
+            value: self.value.clone(),
+            create_revision: self.create_revision,
+            lease: self.lease,
+        }
+    }
+}
+
+/// The epoch key as read: its number, and its document unless the value
+/// does not parse (a broken epoch: someone else wrote it).
+#[derive(Debug, Clone)]
+pub(crate) struct EpochEntry {
+    pub(crate) epoch: i64,
+    pub(crate) doc: Option<keys::Epoch>,
+    pub(crate) lease: i64,
+}
+
+/// A `member/NODE` key: the agent's registration.
+#[derive(Debug, Clone)]
+pub(crate) struct Registration {
+    pub(crate) node: String,
+    pub(crate) doc: Option<keys::Member>,
+    pub(crate) lease: i64,
+}
+
+/// A `report/NODE` key.
+#[derive(Debug, Clone)]
+pub(crate) struct ReportEntry {
+    pub(crate) node: String,
+    pub(crate) report: Option<keys::Report>,
+    pub(crate) lease: i64,
 }
 
 /// The group's keys now, and the revision they were read at.
 pub(crate) struct Snapshot {
     pub(crate) revision: i64,
-    pub(crate) keys: Vec<(GroupKey, Vec<u8>, i64)>,
+    pub(crate) entries: Vec<Entry>,
 }
 
 impl Snapshot {
@@ -150,58 +264,101 @@ impl Snapshot {
         let answer = etcd::get_prefix(client, "read the group", keys::prefix(group)).await?;
         Ok(Snapshot {
             revision: answer.header().map_or(0, |h| h.revision()),
-            keys: answer
+            entries: answer
                 .kvs()
                 .iter()
-                .map(|kv| {
-                    (
-                        keys::classify(group, kv.key()),
-                        kv.value().to_vec(),
-                        kv.create_revision(),
-                    )
+                .map(|kv| Entry {
+                    raw: kv.key().to_vec(),
+                    key: keys::classify(group, kv.key()),
+                    value: kv.value().to_vec(),
+                    create_revision: kv.create_revision(),
+                    mod_revision: kv.mod_revision(),
+                    lease: kv.lease(),
                 })
                 .collect(),
         })
     }
 
-    /// The epoch on record: its number and document.
-    pub(crate) fn epoch(&self) -> Option<(i64, keys::Epoch)> {
-        self.keys.iter().find_map(|(k, v, rev)| match k {
-            GroupKey::Epoch => Some((*rev, keys::from_json(v)?)),
-            _ => None,
-        })
-    }
-
-    /// Every `member/NODE`: the node, and its document if it parses.
-    pub(crate) fn members(&self) -> Vec<(String, Option<keys::Member>)> {
-        self.per_node(|key| match key {
-            GroupKey::Member(node) => Some(node),
-            _ => None,
-        })
-    }
-
-    /// Every `report/NODE`: the node, and its report if it parses.
-    pub(crate) fn reports(&self) -> Vec<(String, Option<keys::Report>)> {
-        self.per_node(|key| match key {
-            GroupKey::Report(node) => Some(node),
-            _ => None,
-        })
-    }
-
-    fn per_node<'a, T: serde::de::DeserializeOwned>(
-        &'a self,
-        node_of: impl Fn(&'a GroupKey) -> Option<&'a String>,
-    ) -> Vec<(String, Option<T>)> {
-        self.keys
+    /// The epoch on record, if any.
+    pub(crate) fn epoch(&self) -> Option<EpochEntry> {
+        self.entries
             .iter()
-            .filter_map(|(k, v, _)| Some((node_of(k)?.clone(), keys::from_json(v))))
+            .find(|e| e.key == GroupKey::Epoch)
+            .map(|e| EpochEntry {
+                epoch: e.create_revision,
+                doc: keys::from_json(&e.value),
+                lease: e.lease,
+            })
+    }
+
+    /// Every `member/NODE`.
+    pub(crate) fn members(&self) -> Vec<Registration> {
+        self.entries
+            .iter()
+            .filter_map(|e| match &e.key {
+                GroupKey::Member(node) => Some(Registration {
+                    node: node.clone(),
+                    doc: keys::from_json(&e.value),
+                    lease: e.lease,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The registration of `node`, if it has one.
+    pub(crate) fn member(&self, node: &str) -> Option<Registration> {
+        self.members().into_iter().find(|m| m.node == node)
+    }
+
+    /// Every `report/NODE`.
+    pub(crate) fn reports(&self) -> Vec<ReportEntry> {
+        self.entries
+            .iter()
+            .filter_map(|e| match &e.key {
+                GroupKey::Report(node) => Some(ReportEntry {
+                    node: node.clone(),
+                    report: keys::from_json(&e.value),
+                    lease: e.lease,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// `node`'s report, if it counts: written under the lease of `node`'s
+    /// registration. The reports that do not count are [`Snapshot::forged`].
+    pub(crate) fn report_of(&self, node: &str) -> Option<keys::Report> {
+        let lease = self.member(node)?.lease;
+        self.reports()
+            .into_iter()
+            .find(|r| r.node == node && bound_to_member(r.lease, lease))?
+            .report
+    }
+
+    /// The reports that name a registered member but were not written
+    /// under its lease: someone else's word, ignored.
+    pub(crate) fn forged(&self) -> Vec<String> {
+        self.reports()
+            .into_iter()
+            .filter(|r| {
+                self.member(&r.node)
+                    .is_some_and(|m| !bound_to_member(r.lease, m.lease))
+            })
+            .map(|r| r.node)
             .collect()
     }
 
     pub(crate) fn ended(&self) -> Option<keys::Ended> {
-        self.keys.iter().find_map(|(k, v, _)| match k {
-            GroupKey::Ended => keys::from_json(v),
+        self.entries.iter().find_map(|e| match e.key {
+            GroupKey::Ended => keys::from_json(&e.value),
             _ => None,
         })
     }
+}
+
+/// Whether a key written under `lease` is the word of the member whose
+/// registration is under `member_lease`: only its agent holds that lease.
+pub(crate) fn bound_to_member(lease: i64, member_lease: i64) -> bool {
+    lease != 0 && lease == member_lease
 }

@@ -7,7 +7,12 @@
 //! | `member/NODE` | [`Member`]: the agent and its mount points | the agent's |
 //! | `epoch` | [`Epoch`]: the freeze asked for, its deadline and members | the freezing command's |
 //! | `report/NODE` | [`Report`]: how this member's part of the freeze goes | the agent's |
+//! | `held/NODE` | [`Held`]: present while the member's freeze of an epoch holds | the agent's |
 //! | `ended` | [`Ended`]: why the last epoch ended, when a command ended it | none |
+//!
+//! A report is evidence only when it was written under the lease of its
+//! member's registration: etcd keeps each key's lease, and a report under
+//! any other (or none) is someone else's word.
 //!
 //! The epoch's number is the `epoch` key's create revision: unique and
 //! growing, with no counter of our own to keep.
@@ -31,6 +36,10 @@ pub(crate) fn report(group: &str, node: &str) -> String {
     format!("{}report/{node}", prefix(group))
 }
 
+pub(crate) fn held(group: &str, node: &str) -> String {
+    format!("{}held/{node}", prefix(group))
+}
+
 pub(crate) fn ended(group: &str) -> String {
     format!("{}ended", prefix(group))
 }
@@ -41,6 +50,7 @@ pub(crate) enum GroupKey {
     Member(String),
     Epoch,
     Report(String),
+    Held(String),
     Ended,
     Other,
 }
@@ -55,6 +65,7 @@ pub(crate) fn classify(group: &str, key: &[u8]) -> GroupKey {
     match rest.split_once('/') {
         Some(("member", node)) if valid_name(node) => GroupKey::Member(node.to_string()),
         Some(("report", node)) if valid_name(node) => GroupKey::Report(node.to_string()),
+        Some(("held", node)) if valid_name(node) => GroupKey::Held(node.to_string()),
         None if rest == "epoch" => GroupKey::Epoch,
         None if rest == "ended" => GroupKey::Ended,
         _ => GroupKey::Other,
@@ -80,6 +91,10 @@ pub(crate) struct Member {
     pub(crate) pid: u32,
     /// The mount points it serves: only these are ever frozen on its host.
     pub(crate) mounts: Vec<String>,
+    /// Its host's wall clock when it registered, in milliseconds since the
+    /// Unix epoch: shown by `status`, never used to time anything.
+    #[serde(default)]
+    pub(crate) clock_unix_ms: u64,
 }
 
 /// A freeze of the group, as the freezing command announces it.
@@ -87,10 +102,9 @@ pub(crate) struct Member {
 pub(crate) struct Epoch {
     /// Who must take part, by node name.
     pub(crate) members: Vec<String>,
-    /// When every member's freeze ends at the latest, in milliseconds since
-    /// the Unix epoch (the hosts' clocks must agree to within a second).
-    pub(crate) deadline_unix_ms: u64,
-    /// The timeout asked for, in seconds.
+    /// The timeout asked for, in seconds. No time of day travels between
+    /// hosts: each host counts it on its own monotonic clock from the
+    /// moment it saw the epoch, and etcd's lease on the epoch bounds it.
     pub(crate) timeout_s: u32,
     /// The freezing command, as `host:pid`.
     pub(crate) by: String,
@@ -100,6 +114,8 @@ pub(crate) struct Epoch {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum ReportState {
+    /// The member saw the epoch and is freezing: its agent answers.
+    Freezing,
     /// Every mount of the member is frozen.
     Frozen,
     /// The member could not freeze: nothing of it is frozen.
@@ -130,6 +146,15 @@ pub(crate) struct Report {
     /// not because a member, the freezing command or etcd was lost).
     #[serde(default)]
     pub(crate) asked: bool,
+}
+
+/// Put beside a member's `frozen` report, deleted with its last word. When
+/// etcd is full (its NOSPACE alarm: deletes pass, puts do not), deleting
+/// this key alone is how a member says that its freeze held until the epoch
+/// ended, and deleting its report is how it says that it did not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Held {
+    pub(crate) epoch: i64,
 }
 
 /// Why an epoch ended, written with the epoch's deletion by the command that

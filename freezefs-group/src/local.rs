@@ -98,6 +98,19 @@ pub(crate) fn renew(freezer: &Freezer, mounts: &[PathBuf], timeout_s: u32) -> Re
     Ok(())
 }
 
+/// Checks that every mount is still frozen through freezefs; the first one
+/// that is not is the error.
+pub(crate) fn still_frozen(freezer: &Freezer, mounts: &[PathBuf]) -> Result<(), String> {
+    for mount in mounts {
+        match freezer.is_frozen(mount) {
+            Ok(true) => {}
+            Ok(false) => return Err(format!("{} is no longer frozen", mount.display())),
+            Err(e) => return Err(format!("{}: {e}", mount.display())),
+        }
+    }
+    Ok(())
+}
+
 /// Whole seconds in `left`, rounded down so that a local deadline never
 /// outlives what it is bound to; `None` under a second.
 pub(crate) fn whole_seconds(left: Duration) -> Option<u32> {

@@ -1,20 +1,12 @@
 //! `freezefs-group thaw`: end the group's freeze, and tell per member whether
 //! it held throughout.
 
-use std::time::Duration;
-
 use etcd_client::Client;
 
-use crate::ending::{self, Outcome};
+use crate::ending::{self, Ending, Outcome};
 use crate::etcd::Fallible;
 use crate::freeze::print_outcomes;
 use crate::group_watch::Snapshot;
-use crate::keys::Report;
-
-/// How long to wait for the members' last reports. A hung member's lease
-/// ends within its TTL (at most an hour, 5 s by default); past this it is
-/// reported as not answering.
-const REPORT_WAIT: Duration = Duration::from_secs(15);
 
 pub(crate) async fn run(client: Client, group: String) -> u8 {
     match thaw(&client, &group).await {
@@ -28,16 +20,38 @@ pub(crate) async fn run(client: Client, group: String) -> u8 {
 
 async fn thaw(client: &Client, group: &str) -> Fallible<u8> {
     let seen = Snapshot::read(client, group).await?;
-    let Some((epoch, doc)) = seen.epoch() else {
+    let Some(found) = seen.epoch() else {
         return Ok(not_frozen(group, &seen));
     };
-    if !ending::end_epoch(client, group, epoch, "thawed by freezefs-group thaw", true).await? {
-        let again = Snapshot::read(client, group).await?;
-        return Ok(not_frozen(group, &again));
+    let epoch = found.epoch;
+    let Some(doc) = found.doc else {
+        // No agent joins an epoch it cannot read: ending it frees the group.
+        let why = "its value was not an epoch; ended by freezefs-group thaw";
+        return Ok(
+            match ending::end_epoch(client, group, epoch, why, true).await? {
+                Ending::Over => not_frozen(group, &Snapshot::read(client, group).await?),
+                _ => {
+                    println!(
+                        "group {group}: ended epoch {epoch}, whose value was not an epoch (no member froze for it)"
+                    );
+                    0
+                }
+            },
+        );
+    };
+    match ending::end_epoch(client, group, epoch, "thawed by freezefs-group thaw", true).await? {
+        Ending::Over => {
+            let again = Snapshot::read(client, group).await?;
+            return Ok(not_frozen(group, &again));
+        }
+        Ending::Unrecorded => eprintln!(
+            "freezefs-group: group {group}: warning: etcd is full (NOSPACE): the epoch was deleted, and every member thaws, but why it ended could not be recorded"
+        ),
+        Ending::Recorded => {}
     }
-    let outcomes = ending::outcomes(client, group, epoch, &doc.members, REPORT_WAIT).await?;
+    let outcomes = ending::outcomes(client, group, epoch, &doc.members, true).await?;
     print_outcomes(&outcomes, true);
-    if outcomes.iter().all(Outcome::consistent) {
+    if outcomes.all_consistent() {
         println!(
             "group {group}: thawed (epoch {epoch}); the freeze held throughout on every member"
         );
@@ -54,10 +68,16 @@ async fn thaw(client: &Client, group: &str) -> Fallible<u8> {
 /// still tell.
 fn not_frozen(group: &str, seen: &Snapshot) -> u8 {
     eprintln!("freezefs-group: group {group} is not frozen");
-    let reports: Vec<(String, Report)> = seen
-        .reports()
+    if let Some(ended) = seen.ended() {
+        eprintln!(
+            "freezefs-group: its last freeze (epoch {}) ended: {}",
+            ended.epoch, ended.why
+        );
+    }
+    let reports: Vec<(String, crate::keys::Report)> = seen
+        .members()
         .into_iter()
-        .filter_map(|(node, r)| Some((node, r?)))
+        .filter_map(|m| Some((m.node.clone(), seen.report_of(&m.node)?)))
         .collect();
     let Some(epoch) = reports.iter().map(|(_, r)| r.epoch).max() else {
         return 1;

@@ -1,16 +1,19 @@
 //! What the agent makes of the group's changes: a new epoch to join, the
 //! epoch's end (and why, from `ended`), another member lost or failed
-//! ([`ending::member_failure`], as the freezing command reads them too).
+//! ([`ending::member_failure`], as the freezing command reads them too),
+//! its own registration gone.
 
 use crate::ending;
+use crate::etcd::Fallible;
 use crate::group_watch::Change;
 use crate::keys::{self, Ended, Epoch, GroupKey};
-use crate::local;
 
-use super::Agent;
+use super::{Agent, PartEnd};
 
 impl Agent {
-    pub(super) async fn on_changes(&mut self, changes: &[Change]) {
+    /// Acts on the changes; an error when this agent can no longer serve
+    /// (another agent took its name).
+    pub(super) async fn on_changes(&mut self, changes: &[Change]) -> Fallible<()> {
         // A command that ends an epoch writes `ended` in the same revision.
         let ended: Option<Ended> = changes
             .iter()
@@ -34,34 +37,54 @@ impl Agent {
                     // An epoch announced while the last part was thawing,
                     // and ended before it began, is not begun at all.
                     self.next = None;
-                    let why = self.part.as_ref().map(|part| match &ended {
-                        Some(e) if e.epoch == part.epoch => (e.why.clone(), e.asked),
-                        _ if local::unix_ms() + 1000 >= part.doc.deadline_unix_ms => {
-                            ("the group's deadline passed".to_string(), false)
-                        }
-                        _ => (
-                            "the freezing command was lost: it died, hung or lost etcd".to_string(),
-                            false,
-                        ),
+                    let end = self.part.as_ref().map(|part| match &ended {
+                        Some(e) if e.epoch == part.epoch => PartEnd {
+                            why: e.why.clone(),
+                            asked: e.asked,
+                            epoch_gone: true,
+                        },
+                        _ if part.group_left().as_secs() < 1 => PartEnd {
+                            why: "the group's timeout passed".to_string(),
+                            asked: false,
+                            epoch_gone: true,
+                        },
+                        _ => PartEnd {
+                            why: "the epoch ended without a word of why: the freezing command \
+                                  was lost (it died, hung or lost etcd), or etcd was too full \
+                                  to record why"
+                                .to_string(),
+                            asked: false,
+                            epoch_gone: true,
+                        },
                     });
-                    if let Some((why, asked)) = why {
-                        self.end_part(&why, asked);
+                    if let Some(end) = end {
+                        self.end_part_as(end);
                     }
                 }
-                GroupKey::Member(node) if !change.put && *node == self.name => {
-                    self.end_part("its own registration vanished from etcd", false);
+                GroupKey::Member(node) if *node == self.name => {
+                    let what_happened = if !change.put {
+                        "was deleted"
+                    } else if change.lease != self.lease.id {
+                        "was rewritten under another lease"
+                    } else {
+                        continue;
+                    };
+                    let why = format!("its own registration {what_happened}");
+                    self.end_group(&why).await;
+                    self.register_again(what_happened).await?;
                 }
                 _ => {
                     let Some(part) = &self.part else { continue };
                     let failed = ending::member_failure(part.epoch, change)
                         .filter(|(node, _)| *node != self.name && part.doc.members.contains(node));
                     if let Some((_, why)) = failed {
-                        self.end_part(&why, false);
+                        self.end_group(&why).await;
                     }
                 }
             }
         }
         self.begin_next().await;
+        Ok(())
     }
 
     pub(super) async fn begin_next(&mut self) {

@@ -13,10 +13,11 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::ending;
 use crate::etcd::{self, Fallible};
 use crate::events::{Event, What};
 use crate::group_watch::{GroupWatch, Snapshot};
-use crate::keys::{self, Epoch, Member, Report, ReportState};
+use crate::keys::{self, Epoch, Held, Member, Report, ReportState};
 use crate::lease::Lease;
 use crate::local::{self, LocalFreeze, LocalNews};
 
@@ -49,10 +50,30 @@ struct Agent {
 struct Part {
     epoch: i64,
     doc: Epoch,
+    /// When this agent saw the epoch, on its own monotonic clock: the
+    /// group's timeout counts from here, whatever the hosts' clocks say.
+    seen_at: Instant,
     local: LocalFreeze,
     frozen: bool,
-    /// Set once the part is ending: why, and whether a command asked.
-    ending: Option<(String, bool)>,
+    /// Set once the part is ending.
+    ending: Option<PartEnd>,
+}
+
+/// Why a part ends.
+struct PartEnd {
+    why: String,
+    /// A command ended the epoch, as asked.
+    asked: bool,
+    /// It ends because the epoch was deleted: whoever deleted it knows
+    /// whether it was asked, even when etcd was too full to say so.
+    epoch_gone: bool,
+}
+
+impl Part {
+    /// The group's time left, by this host's monotonic clock.
+    fn group_left(&self) -> Duration {
+        Duration::from_secs(u64::from(self.doc.timeout_s)).saturating_sub(self.seen_at.elapsed())
+    }
 }
 
 pub(crate) async fn run(
@@ -91,13 +112,13 @@ pub(crate) async fn run(
     // From the registration on, not from the read after it: an epoch
     // announced in between (the freezing command saw us registered) is
     // one of ours, and the watch brings it.
-    let mut watch = GroupWatch::after(&agent.client, &agent.group, registered);
+    let mut watch = GroupWatch::after(&agent.client, &agent.group, registered, &seen);
     // An epoch that began before this agent registered is not joined: its
     // freezing command counted on another agent by this name, and that one
     // is gone, so the epoch is ending anyway.
     agent.seen_epoch = seen
         .epoch()
-        .map(|(epoch, _)| epoch)
+        .map(|e| e.epoch)
         .filter(|&epoch| epoch <= registered)
         .unwrap_or(0);
     // The local deadline is the lease's, rounded down to whole seconds:
@@ -113,7 +134,14 @@ pub(crate) async fn run(
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
-            changes = watch.next() => agent.on_changes(&changes).await,
+            changes = watch.next() => {
+                if let Err(e) = agent.on_changes(&changes).await {
+                    agent.end_part(&e, false);
+                    agent.finish(&mut news_rx).await;
+                    let _ = agent.lease.revoke(&agent.client).await;
+                    return Err(e);
+                }
+            }
             Some(news) = news_rx.recv() => agent.on_news(news).await,
             _ = tick.tick() => agent.renew().await,
         }
@@ -129,20 +157,11 @@ impl Agent {
     /// The group as read just after, and the registration's revision.
     async fn register(&mut self) -> Fallible<(Snapshot, i64)> {
         let key = keys::member(&self.group, &self.name);
-        let member = Member {
-            host: local::hostname(),
-            pid: std::process::id(),
-            mounts: self.mount_names.clone(),
-        };
         let give_up = Instant::now() + Duration::from_secs(u64::from(self.ttl_s) + 1);
         loop {
             let txn = Txn::new()
                 .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-                .and_then([TxnOp::put(
-                    key.clone(),
-                    keys::to_json(&member),
-                    Some(PutOptions::new().with_lease(self.lease.id)),
-                )]);
+                .and_then([self.registration_put()]);
             let answer = etcd::txn(&self.client, "register", txn).await?;
             if answer.succeeded() {
                 let registered = answer.header().map_or(0, |h| h.revision());
@@ -159,18 +178,72 @@ impl Agent {
         }
     }
 
+    fn registration_put(&self) -> TxnOp {
+        let member = Member {
+            host: local::hostname(),
+            pid: std::process::id(),
+            mounts: self.mount_names.clone(),
+            clock_unix_ms: local::unix_ms(),
+        };
+        TxnOp::put(
+            keys::member(&self.group, &self.name),
+            keys::to_json(&member),
+            Some(PutOptions::new().with_lease(self.lease.id)),
+        )
+    }
+
+    /// `member/NAME` was deleted, or rewritten under another lease or none,
+    /// while this agent's lease lives: registers again at once, over a key
+    /// under no lease (no agent's), unless the key now lives under another
+    /// lease, another agent's (then this one stops, and its service manager
+    /// may start it again).
+    pub(super) async fn register_again(&mut self, what_happened: &str) -> Fallible<()> {
+        let key = keys::member(&self.group, &self.name);
+        for _ in 0..3 {
+            let seen = Snapshot::read(&self.client, &self.group).await?;
+            let now = seen.entries.iter().find(|e| e.raw == key.as_bytes());
+            let unchanged = match now {
+                None => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+                Some(e) if e.lease == 0 || e.lease == self.lease.id => {
+                    Compare::mod_revision(key.clone(), CompareOp::Equal, e.mod_revision)
+                }
+                Some(e) => {
+                    return Err(format!(
+                        "its registration {key} {what_happened}, and now lives under lease {:x}, another agent's: this one stops",
+                        e.lease
+                    ));
+                }
+            };
+            let txn = Txn::new()
+                .when([unchanged])
+                .and_then([self.registration_put()]);
+            if etcd::txn(&self.client, "register again", txn).await?.succeeded() {
+                eprintln!(
+                    "freezefs-group agent {}: its registration {key} {what_happened}; registered again",
+                    self.name
+                );
+                return Ok(());
+            }
+        }
+        Err(format!(
+            "its registration {key} {what_happened}, and it keeps changing: this one stops"
+        ))
+    }
+
     /// An epoch was announced: freeze if it names this agent.
     async fn begin(&mut self, epoch: i64, doc: Epoch) {
         if !doc.members.contains(&self.name) {
             return;
         }
-        let left_ms = doc.deadline_unix_ms.saturating_sub(local::unix_ms());
-        if left_ms == 0 {
-            self.report_failed(epoch, "the group's deadline passed before it could freeze")
-                .await;
-            return;
-        }
-        let timeout_s = self.local_timeout(&doc).unwrap_or(1);
+        let seen_at = Instant::now();
+        let timeout_s = self
+            .lease
+            .alive_until()
+            .and_then(|until| {
+                let lease_left = until.saturating_duration_since(seen_at);
+                local::whole_seconds(lease_left.min(Duration::from_secs(doc.timeout_s.into())))
+            })
+            .unwrap_or(1);
         // Names are plain words (keys::valid_name), so the tag always passes.
         let tag = format!("group={} epoch={epoch} node={}", self.group, self.name);
         let freezer = self
@@ -188,30 +261,67 @@ impl Agent {
         self.part = Some(Part {
             epoch,
             doc,
+            seen_at,
             local,
             frozen: false,
             ending: None,
         });
+        // The freezing command counts on this answer to know that the
+        // agent lives: a registration without one is not waited on.
+        self.put_report(&Report {
+            epoch,
+            state: ReportState::Freezing,
+            frozen_at_unix_ns: None,
+            held: None,
+            why: String::new(),
+            asked: false,
+        })
+        .await;
     }
 
     /// The local deadline: no later than the moment etcd may drop this
-    /// agent's lease, nor the group's deadline. `None` once either is less
-    /// than a second away: the last one set then stands.
-    fn local_timeout(&self, doc: &Epoch) -> Option<u32> {
+    /// agent's lease, nor the end of the group's timeout. `None` once
+    /// either is less than a second away: the last one set then stands.
+    fn local_timeout(&self, part: &Part) -> Option<u32> {
         let lease_left = self
             .lease
             .alive_until()?
             .saturating_duration_since(Instant::now());
-        let group_left = doc.deadline_unix_ms.checked_sub(local::unix_ms())?;
-        local::whole_seconds(lease_left.min(Duration::from_millis(group_left)))
+        local::whole_seconds(lease_left.min(part.group_left()))
     }
 
     fn end_part(&mut self, why: &str, asked: bool) {
+        self.end_part_as(PartEnd {
+            why: why.to_string(),
+            asked,
+            epoch_gone: false,
+        });
+    }
+
+    fn end_part_as(&mut self, end: PartEnd) {
         if let Some(part) = &mut self.part {
             if part.ending.is_none() {
-                part.ending = Some((why.to_string(), asked));
+                part.ending = Some(end);
                 part.local.end();
             }
+        }
+    }
+
+    /// Ends this agent's part and the group's epoch with it: a member of
+    /// the epoch is lost or failed, or this one's freeze ended early. Any
+    /// live agent may end it; the transaction is guarded by the epoch's
+    /// revision, so only the first does, and without `-- CMD` nobody else
+    /// would before the group's timeout.
+    async fn end_group(&mut self, why: &str) {
+        let Some(epoch) = self.part.as_ref().map(|p| p.epoch) else {
+            return;
+        };
+        self.end_part(why, false);
+        if let Err(e) = ending::end_epoch(&self.client, &self.group, epoch, why, false).await {
+            eprintln!(
+                "freezefs-group agent {}: could not end epoch {epoch}: {e}",
+                self.name
+            );
         }
     }
 
@@ -234,7 +344,7 @@ impl Agent {
                     asked: false,
                 };
                 self.event(What::Frozen, epoch, "frozen for the group");
-                self.put_report(&report).await;
+                self.put_frozen(&report).await;
             }
             LocalNews::Failed { epoch, error } => {
                 self.part = None;
@@ -242,12 +352,20 @@ impl Agent {
                 self.begin_next().await;
             }
             LocalNews::Thawed { epoch, held, ended } => {
-                let (why, asked) = match self.part.take() {
+                let PartEnd {
+                    why,
+                    asked,
+                    epoch_gone,
+                } = match self.part.take() {
                     Some(Part {
                         ending: Some(ending),
                         ..
                     }) => ending,
-                    _ => ("thawed".to_string(), false),
+                    _ => PartEnd {
+                        why: "thawed".to_string(),
+                        asked: false,
+                        epoch_gone: false,
+                    },
                 };
                 let why = if ended.is_empty() {
                     why
@@ -260,15 +378,15 @@ impl Agent {
                     What::ThawedOnFailure
                 };
                 self.event(what, epoch, &why);
-                self.put_report(&Report {
+                let report = Report {
                     epoch,
                     state: ReportState::Thawed,
                     frozen_at_unix_ns: None,
                     held: Some(held),
                     why,
                     asked,
-                })
-                .await;
+                };
+                self.put_last_word(&report, held && epoch_gone).await;
                 self.begin_next().await;
             }
         }
@@ -276,7 +394,9 @@ impl Agent {
 
     /// While frozen, moves the local deadline along with the lease; a freeze
     /// that is no longer there (its deadline, another tool's thaw) ends the
-    /// part, and the group with it.
+    /// part, and the group with it. After the last renewal (the lease or
+    /// the group's timeout less than a second away) it still checks, so
+    /// that a freeze ended by its deadline ends the group within 250 ms.
     async fn renew(&mut self) {
         let Some(part) = self
             .part
@@ -285,23 +405,27 @@ impl Agent {
         else {
             return;
         };
-        let (epoch, doc) = (part.epoch, part.doc.clone());
-        let Some(timeout_s) = self.local_timeout(&doc) else {
-            return;
+        let (epoch, timeout_s, group_left) = (part.epoch, part.doc.timeout_s, part.group_left());
+        let lost = match self.local_timeout(part) {
+            Some(timeout_s) => local::renew(&self.freezer, &self.mounts, timeout_s).err(),
+            None => local::still_frozen(&self.freezer, &self.mounts).err(),
         };
-        if let Err(e) = local::renew(&self.freezer, &self.mounts, timeout_s) {
-            let why = format!("its freeze ended early ({e})");
-            self.put_report(&Report {
-                epoch,
-                state: ReportState::Ended,
-                frozen_at_unix_ns: None,
-                held: Some(false),
-                why: why.clone(),
-                asked: false,
-            })
-            .await;
-            self.end_part(&why, false);
-        }
+        let Some(e) = lost else { return };
+        let why = if group_left < Duration::from_secs(1) {
+            format!("the group's timeout of {timeout_s} s passed ({e})")
+        } else {
+            format!("its freeze ended early ({e})")
+        };
+        let report = Report {
+            epoch,
+            state: ReportState::Ended,
+            frozen_at_unix_ns: None,
+            held: Some(false),
+            why: why.clone(),
+            asked: false,
+        };
+        self.put_last_word(&report, false).await;
+        self.end_group(&why).await;
     }
 
     /// Waits for the part's thaw and reports it.
@@ -338,6 +462,74 @@ impl Agent {
             self.lease.id,
         );
         if let Err(e) = put.await {
+            eprintln!("freezefs-group agent {}: {e}", self.name);
+        }
+    }
+
+    /// The `frozen` report, and `held/NODE` beside it: what a member says
+    /// by deleting, should etcd be full when its freeze ends.
+    async fn put_frozen(&self, report: &Report) {
+        let lease = Some(PutOptions::new().with_lease(self.lease.id));
+        let txn = Txn::new().and_then([
+            TxnOp::put(
+                keys::report(&self.group, &self.name),
+                keys::to_json(report),
+                lease.clone(),
+            ),
+            TxnOp::put(
+                keys::held(&self.group, &self.name),
+                keys::to_json(&Held {
+                    epoch: report.epoch,
+                }),
+                lease,
+            ),
+        ]);
+        if let Err(e) = etcd::txn(&self.client, "report", txn).await {
+            eprintln!("freezefs-group agent {}: {e}", self.name);
+        }
+    }
+
+    /// A part's last report (thawed, or ended early), with `held/NODE`
+    /// deleted in the same revision. When etcd is full it takes deletes
+    /// only: a member whose freeze held until the epoch was deleted
+    /// (`held_to_the_end`) deletes `held/NODE` alone; any other deletes its
+    /// report too. Whoever ended the epoch reads that.
+    async fn put_last_word(&self, report: &Report, held_to_the_end: bool) {
+        let (report_key, held_key) = (
+            keys::report(&self.group, &self.name),
+            keys::held(&self.group, &self.name),
+        );
+        let txn = Txn::new().and_then([
+            TxnOp::put(
+                report_key.clone(),
+                keys::to_json(report),
+                Some(PutOptions::new().with_lease(self.lease.id)),
+            ),
+            TxnOp::delete(held_key.clone(), None),
+        ]);
+        let failure = match etcd::txn_unless_full(&self.client, "report", txn).await {
+            Ok(_) => return,
+            Err(failure) => failure,
+        };
+        if !failure.full {
+            eprintln!("freezefs-group agent {}: {}", self.name, failure.text);
+            return;
+        }
+        let said = if held_to_the_end {
+            "it held until the epoch ended"
+        } else {
+            "it did not hold"
+        };
+        eprintln!(
+            "freezefs-group agent {}: etcd is full: saying by a deletion that {said}",
+            self.name
+        );
+        let mut deletes = vec![TxnOp::delete(held_key, None)];
+        if !held_to_the_end {
+            deletes.push(TxnOp::delete(report_key, None));
+        }
+        let txn = Txn::new().and_then(deletes);
+        if let Err(e) = etcd::txn(&self.client, "report by deletion", txn).await {
             eprintln!("freezefs-group agent {}: {e}", self.name);
         }
     }

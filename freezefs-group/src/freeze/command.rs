@@ -5,13 +5,16 @@
 use etcd_client::Client;
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::{Announced, FreezeRequest, NOT_CONSISTENT, failure, print_outcomes, thaw_wait};
-use crate::ending::{self, Outcome};
+use super::{Announced, FreezeRequest, NOT_CONSISTENT, failure, print_outcomes};
+use crate::ending::{self, Ending, Outcomes};
 use crate::etcd::Fallible;
 use crate::lease::Lease;
 
 /// Runs the command after the barrier; thaws every member when it exits,
-/// or as soon as any member fails while it runs.
+/// or as soon as any member fails or the group's timeout passes while it
+/// runs. Once the command has run, its status is the answer unless a
+/// member's freeze did not hold (3): a failure to record the end in etcd
+/// is a warning, never "nothing frozen".
 pub(super) async fn run_command(
     client: &Client,
     request: &FreezeRequest,
@@ -45,16 +48,23 @@ pub(super) async fn run_command(
     let mut signals = Signals::new().map_err(|e| e.to_string())?;
     let mut broken: Option<String> = None;
     let mut etcd_lost = false;
+    let deadline = announced.deadline();
     let status = loop {
         tokio::select! {
             status = child.wait() => break status.map_err(|e| e.to_string())?,
+            () = tokio::time::sleep_until(deadline), if broken.is_none() => {
+                let why = format!("the group's timeout of {} s passed while the command ran", announced.doc.timeout_s);
+                end_warning(group, ending::end_epoch(client, group, announced.epoch, &why, false).await);
+                broken = Some(why);
+            }
             () = lease.lost(), if !etcd_lost => {
                 etcd_lost = true;
                 broken.get_or_insert("the freezing command lost etcd: every member thawed on its own".into());
             }
             changes = announced.watch.next(), if broken.is_none() => {
-                if let Some(why) = changes.iter().find_map(|c| failure(announced.epoch, &announced.doc.members, c)) {
-                    let _ = ending::end_epoch(client, group, announced.epoch, &why, false).await;
+                let counted = changes.iter().filter(|c| !matches!(announced.reporter(c), Some(Err(_))));
+                if let Some(why) = counted.filter_map(|c| failure(announced.epoch, &announced.doc.members, c)).next() {
+                    end_warning(group, ending::end_epoch(client, group, announced.epoch, &why, false).await);
                     broken = Some(why);
                 }
             }
@@ -65,39 +75,64 @@ pub(super) async fn run_command(
             }
         }
     };
+    let mut asked = false;
     if broken.is_none() {
-        ending::end_epoch(
+        let ended = ending::end_epoch(
             client,
             group,
             announced.epoch,
             "thawed after the command finished",
             true,
         )
-        .await?;
+        .await;
+        asked = matches!(ended, Ok(Ending::Recorded | Ending::Unrecorded));
+        if matches!(ended, Ok(Ending::Over)) {
+            broken = Some("the group was thawed meanwhile".into());
+        }
+        end_warning(group, ended);
     }
     let outcomes = if etcd_lost {
-        Vec::new()
+        None
     } else {
-        ending::outcomes(
+        match ending::outcomes(
             client,
             group,
             announced.epoch,
             &announced.doc.members,
-            thaw_wait(request),
+            asked,
         )
-        .await?
+        .await
+        {
+            Ok(outcomes) => Some(outcomes),
+            Err(e) => {
+                eprintln!(
+                    "freezefs-group: group {group}: warning: the members' reports could not be read: {e}"
+                );
+                None
+            }
+        }
     };
+    let outcomes = outcomes.unwrap_or(Outcomes {
+        each: Vec::new(),
+        ignored: Vec::new(),
+    });
     print_outcomes(&outcomes, true);
-    let all_held = !outcomes.is_empty() && outcomes.iter().all(Outcome::consistent);
-    match (&broken, all_held) {
+    match (&broken, outcomes.all_consistent()) {
         (None, true) => Ok(exit_code(status)),
         _ => {
             let not_held: Vec<&str> = outcomes
+                .each
                 .iter()
                 .filter(|o| !o.consistent())
                 .map(|o| o.node.as_str())
                 .collect();
-            let why = broken.unwrap_or_else(|| "a member's freeze did not hold".into());
+            let why = broken.unwrap_or_else(|| {
+                if outcomes.each.is_empty() {
+                    "the members' reports could not be read".into()
+                } else {
+                    "a member's freeze did not hold".into()
+                }
+            });
             eprintln!(
                 "freezefs-group: group {group}: the freeze did not hold throughout on {}: {why}; the snapshot is not consistent",
                 if not_held.is_empty() {
@@ -108,6 +143,20 @@ pub(super) async fn run_command(
             );
             Ok(NOT_CONSISTENT)
         }
+    }
+}
+
+/// An end that could not be written in full is told, and the command goes
+/// on: the members thaw when the epoch goes, recorded or not.
+fn end_warning(group: &str, ended: Fallible<Ending>) {
+    match ended {
+        Ok(Ending::Unrecorded) => eprintln!(
+            "freezefs-group: group {group}: warning: etcd is full (NOSPACE): the epoch was deleted, and every member thaws, but why it ended could not be recorded"
+        ),
+        Err(e) => eprintln!(
+            "freezefs-group: group {group}: warning: could not end the epoch: {e}; every member thaws when the epoch's lease ends"
+        ),
+        Ok(_) => {}
     }
 }
 

@@ -8,12 +8,12 @@ use std::time::Duration;
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
 use tokio::time::Instant;
 
-use crate::ending::{self, Outcome};
+use crate::ending::{self, Outcomes};
 use crate::etcd::{self, Fallible};
-use crate::group_watch::{Change, GroupWatch, Snapshot};
+use crate::group_watch::{Change, GroupWatch, Snapshot, bound_to_member};
 use crate::keys::{self, Epoch, GroupKey, Report, ReportState};
 use crate::lease::Lease;
-use crate::local::{self, unix_ms, unix_ns};
+use crate::local::{self, unix_ns};
 
 mod command;
 
@@ -43,6 +43,36 @@ pub(super) struct Announced {
     epoch: i64,
     doc: Epoch,
     watch: GroupWatch,
+    /// Each member's registration lease, as `doc.members`: only a report
+    /// under it is that member's word.
+    leases: Vec<i64>,
+    /// When it was announced, on this host's monotonic clock: the group's
+    /// timeout counts from here.
+    at: Instant,
+    /// The same moment by this host's wall clock, to check the members'
+    /// freeze times against.
+    at_unix_ns: u128,
+}
+
+impl Announced {
+    /// When the group's timeout ends.
+    fn deadline(&self) -> Instant {
+        self.at + Duration::from_secs(u64::from(self.doc.timeout_s))
+    }
+
+    /// The member a report is from, if it is that member's word: written
+    /// under its registration's lease. `Err` names a report that is not.
+    fn reporter(&self, change: &Change) -> Option<Result<usize, String>> {
+        let GroupKey::Report(node) = &change.key else {
+            return None;
+        };
+        let i = self.doc.members.iter().position(|m| m == node)?;
+        Some(if bound_to_member(change.lease, self.leases[i]) {
+            Ok(i)
+        } else {
+            Err(node.clone())
+        })
+    }
 }
 
 async fn freeze(client: &Client, request: &FreezeRequest) -> Fallible<u8> {
@@ -52,25 +82,25 @@ async fn freeze(client: &Client, request: &FreezeRequest) -> Fallible<u8> {
     let members = announced.doc.members.clone();
     let barrier = tokio::select! {
         () = lease.lost() => Err("lost etcd before the barrier: every member thaws as the epoch's lease ends".to_string()),
-        reached = barrier(&mut announced, request.timeout_s) => reached,
+        reached = barrier(&mut announced, request.ttl_s) => reached,
     };
-    let (last_freeze_ns, spread_ms) = match barrier {
-        Ok(times) => times,
+    let figures = match barrier {
+        Ok(figures) => figures,
         Err(why) => {
             let _ = ending::end_epoch(client, group, announced.epoch, &why, false).await;
-            let outcomes =
-                ending::outcomes(client, group, announced.epoch, &members, thaw_wait(request))
-                    .await;
+            let outcomes = ending::outcomes(client, group, announced.epoch, &members, false).await;
             eprintln!("freezefs-group: group {group} not frozen: {why}");
-            print_outcomes(outcomes.ok().as_deref().unwrap_or_default(), false);
+            if let Ok(outcomes) = outcomes {
+                print_outcomes(&outcomes, false);
+            }
             return Ok(1);
         }
     };
-    let barrier_ms = (unix_ns().saturating_sub(last_freeze_ns)) as f64 / 1e6;
     eprintln!(
-        "freezefs-group: group {group}: {} members frozen (epoch {}); barrier {barrier_ms:.1} ms after the last freeze, freezes spread over {spread_ms:.1} ms",
+        "freezefs-group: group {group}: {} members frozen (epoch {}); {}",
         members.len(),
-        announced.epoch
+        announced.epoch,
+        figures.line()
     );
     if request.cmd.is_empty() {
         return leave_frozen(client, group, &announced, &lease).await;
@@ -79,29 +109,59 @@ async fn freeze(client: &Client, request: &FreezeRequest) -> Fallible<u8> {
 }
 
 /// Writes the epoch under the command's lease, unless the group is frozen
-/// already; checks that every member is still there at its revision.
+/// already; checks that every member is an agent's registration, before
+/// and at its revision. An epoch on record whose member is gone is ended
+/// first: nothing of it can still be held.
 async fn announce(client: &Client, request: &FreezeRequest, lease: &Lease) -> Fallible<Announced> {
     let group = &request.group;
-    let before = Snapshot::read(client, group).await?;
-    let registered: Vec<String> = before.members().into_iter().map(|(n, _)| n).collect();
+    let mut before = Snapshot::read(client, group).await?;
+    if let Some(found) = before.epoch() {
+        let Some(doc) = found.doc else {
+            return Err(format!(
+                "the group's epoch key holds a value that is not an epoch (epoch {}): see it with freezefs-group status --group {group}, end it with freezefs-group thaw --group {group}",
+                found.epoch
+            ));
+        };
+        let Some(gone) = doc.members.iter().find(|m| before.member(m).is_none()) else {
+            return Err(format!(
+                "frozen already (epoch {}); thaw it first with freezefs-group thaw --group {group}",
+                found.epoch
+            ));
+        };
+        let why = format!("member {gone} was lost: its agent died, hung or lost etcd");
+        if ending::end_epoch(client, group, found.epoch, &why, false)
+            .await?
+            .ended_it()
+        {
+            eprintln!(
+                "freezefs-group: group {group}: ended epoch {}, left behind: {why}",
+                found.epoch
+            );
+        }
+        before = Snapshot::read(client, group).await?;
+        if let Some(found) = before.epoch() {
+            return Err(format!(
+                "frozen already (epoch {}); thaw it first with freezefs-group thaw --group {group}",
+                found.epoch
+            ));
+        }
+    }
     let members = match &request.members {
         Some(named) => named.clone(),
-        None => registered.clone(),
+        None => before.members().into_iter().map(|m| m.node).collect(),
     };
     if members.is_empty() {
         return Err("no agent is registered: nothing to freeze".into());
     }
-    if let Some(missing) = members.iter().find(|m| !registered.contains(m)) {
-        return Err(format!(
-            "member {missing} has no agent registered: nothing was frozen"
-        ));
+    for node in &members {
+        registration_of(&before, node)?;
     }
     let doc = Epoch {
         members,
-        deadline_unix_ms: unix_ms() + u64::from(request.timeout_s) * 1000,
         timeout_s: request.timeout_s,
         by: format!("{}:{}", local::hostname(), std::process::id()),
     };
+    let (at, at_unix_ns) = (Instant::now(), unix_ns());
     let key = keys::epoch(group);
     let txn = Txn::new()
         .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
@@ -116,9 +176,11 @@ async fn announce(client: &Client, request: &FreezeRequest, lease: &Lease) -> Fa
     } else {
         // A retried announcement may find its own first attempt.
         match Snapshot::read(client, group).await?.epoch() {
-            Some((epoch, found)) if found == doc => epoch,
+            Some(found) if found.doc.as_ref() == Some(&doc) && found.lease == lease.id => {
+                found.epoch
+            }
             found => {
-                let epoch = found.map_or(0, |(e, _)| e);
+                let epoch = found.map_or(0, |e| e.epoch);
                 return Err(format!(
                     "frozen already (epoch {epoch}); thaw it first with freezefs-group thaw --group {group}"
                 ));
@@ -126,68 +188,171 @@ async fn announce(client: &Client, request: &FreezeRequest, lease: &Lease) -> Fa
         }
     };
     let after = Snapshot::read(client, group).await?;
-    let registered: Vec<String> = after.members().into_iter().map(|(n, _)| n).collect();
-    if let Some(gone) = doc.members.iter().find(|m| !registered.contains(m)) {
-        let why = format!("member {gone} was lost before it froze");
-        ending::end_epoch(client, group, epoch, &why, false).await?;
-        return Err(why);
+    let mut leases = Vec::with_capacity(doc.members.len());
+    for node in &doc.members {
+        match registration_of(&after, node) {
+            Ok(lease) => leases.push(lease),
+            Err(why) => {
+                ending::end_epoch(client, group, epoch, &why, false).await?;
+                return Err(why);
+            }
+        }
     }
     Ok(Announced {
         epoch,
         doc,
-        watch: GroupWatch::after(client, group, epoch),
+        watch: GroupWatch::after(client, group, epoch, &after),
+        leases,
+        at,
+        at_unix_ns,
     })
 }
 
-/// Waits until every member reports frozen; the time of the last member's
-/// freeze and the spread between the first and the last, or why not.
-async fn barrier(announced: &mut Announced, timeout_s: u32) -> Result<(u128, f64), String> {
-    let members = &announced.doc.members;
-    let mut frozen_at: Vec<Option<u128>> = vec![None; members.len()];
-    let give_up = Instant::now() + Duration::from_secs(u64::from(timeout_s));
+/// The lease of `node`'s registration, if it is an agent's: a key that
+/// exists, parses, and lives under a lease (an agent's registration always
+/// does; a key put by hand without one would be waited on in vain).
+fn registration_of(seen: &Snapshot, node: &str) -> Result<i64, String> {
+    let Some(registration) = seen.member(node) else {
+        return Err(format!(
+            "member {node} has no agent registered: nothing was frozen"
+        ));
+    };
+    if registration.lease == 0 {
+        return Err(format!(
+            "member {node}'s key has no lease, so no agent keeps it (it was written by hand?): nothing was frozen"
+        ));
+    }
+    if registration.doc.is_none() {
+        return Err(format!(
+            "member {node}'s key does not hold an agent's registration: nothing was frozen"
+        ));
+    }
+    Ok(registration.lease)
+}
+
+/// The barrier's figures: when the last member froze and how far apart
+/// the members froze, by their clocks, with the members whose clocks are
+/// off left out (and named).
+pub(super) struct Figures {
+    last_freeze_ns: Option<u128>,
+    spread_ms: f64,
+    skewed: Vec<(String, f64)>,
+}
+
+impl Figures {
+    fn line(&self) -> String {
+        let mut line = match self.last_freeze_ns {
+            Some(last) => format!(
+                "barrier {:.1} ms after the last freeze, freezes spread over {:.1} ms",
+                unix_ns().saturating_sub(last) as f64 / 1e6,
+                self.spread_ms
+            ),
+            None => "no freeze time to measure by".to_string(),
+        };
+        for (node, off_s) in &self.skewed {
+            line.push_str(&format!(
+                "; {node}'s clock is off by {off_s:+.1} s or more: its freeze time is left out (nothing is timed by it)"
+            ));
+        }
+        line
+    }
+}
+
+/// Waits until every member reports frozen: the figures, or why not. Each
+/// member must answer (`freezing`) within its TTL and a second, or it is
+/// no live agent's and the barrier fails at once rather than at `-t`.
+async fn barrier(announced: &mut Announced, ttl_s: u32) -> Result<Figures, String> {
+    let members = announced.doc.members.clone();
+    let mut answered = vec![false; members.len()];
+    let mut frozen_at: Vec<Option<(u128, u128)>> = vec![None; members.len()];
+    let answer_by = announced.at + Duration::from_secs(u64::from(ttl_s) + 1);
+    let give_up = announced.deadline();
     while frozen_at.iter().any(Option::is_none) {
-        let Ok(changes) = tokio::time::timeout_at(give_up, announced.watch.next()).await else {
+        let silent = answered.iter().any(|a| !a);
+        let wake = if silent {
+            answer_by.min(give_up)
+        } else {
+            give_up
+        };
+        let Ok(changes) = tokio::time::timeout_at(wake, announced.watch.next()).await else {
             let late: Vec<&str> = members
                 .iter()
                 .zip(&frozen_at)
-                .filter(|(_, at)| at.is_none())
-                .map(|(m, _)| m.as_str())
+                .zip(&answered)
+                .filter(|((_, at), answered)| {
+                    at.is_none() && (Instant::now() >= give_up || !**answered)
+                })
+                .map(|((m, _), _)| m.as_str())
                 .collect();
-            return Err(format!(
-                "{} did not freeze within {timeout_s} s",
-                late.join(", ")
-            ));
+            return Err(if Instant::now() >= give_up {
+                format!(
+                    "{} did not freeze within {} s",
+                    late.join(", "),
+                    announced.doc.timeout_s
+                )
+            } else {
+                format!(
+                    "{} did not answer within {} s: no live agent serves its registration",
+                    late.join(", "),
+                    ttl_s + 1
+                )
+            });
         };
         for change in &changes {
-            if let Some(why) = failure(announced.epoch, members, change) {
+            let i = match announced.reporter(change) {
+                Some(Ok(i)) => Some(i),
+                Some(Err(node)) => {
+                    eprintln!(
+                        "freezefs-group: ignored report/{node}: it was not written under {node}'s registration lease, so it is not {node}'s word"
+                    );
+                    continue;
+                }
+                None => None,
+            };
+            if let Some(why) = failure(announced.epoch, &members, change) {
                 return Err(why);
             }
-            if let (GroupKey::Report(node), true) = (&change.key, change.put) {
-                let report = keys::from_json::<Report>(&change.value);
-                if let Some(Report {
-                    epoch,
-                    state: ReportState::Frozen,
-                    frozen_at_unix_ns: Some(at),
-                    ..
-                }) = report
-                {
-                    if let Some(i) = members
-                        .iter()
-                        .position(|m| m == node)
-                        .filter(|_| epoch == announced.epoch)
-                    {
-                        frozen_at[i] = Some(at);
-                    }
-                }
+            let Some(i) = i.filter(|_| change.put) else {
+                continue;
+            };
+            let Some(report) =
+                keys::from_json::<Report>(&change.value).filter(|r| r.epoch == announced.epoch)
+            else {
+                continue;
+            };
+            answered[i] = true;
+            if let (ReportState::Frozen, Some(at)) = (report.state, report.frozen_at_unix_ns) {
+                frozen_at[i] = Some((at, unix_ns()));
             }
         }
     }
-    let times: Vec<u128> = frozen_at.into_iter().flatten().collect();
-    let (first, last) = (
-        times.iter().min().copied().unwrap_or(0),
-        times.iter().max().copied().unwrap_or(0),
-    );
-    Ok((last, (last - first) as f64 / 1e6))
+    // A freeze time outside [announced, seen] by this host's clock is told
+    // by a clock that disagrees with it.
+    let slack = 1_000_000_000u128;
+    let mut skewed = Vec::new();
+    let mut times = Vec::new();
+    for (node, at) in members.iter().zip(frozen_at.into_iter().flatten()) {
+        let (frozen, seen) = at;
+        if frozen + slack < announced.at_unix_ns {
+            skewed.push((
+                node.clone(),
+                -((announced.at_unix_ns - frozen) as f64) / 1e9,
+            ));
+        } else if frozen > seen + slack {
+            skewed.push((node.clone(), (frozen - seen) as f64 / 1e9));
+        } else {
+            times.push(frozen);
+        }
+    }
+    let (first, last) = (times.iter().min().copied(), times.iter().max().copied());
+    Ok(Figures {
+        last_freeze_ns: last,
+        spread_ms: match (first, last) {
+            (Some(first), Some(last)) => (last - first) as f64 / 1e6,
+            _ => 0.0,
+        },
+        skewed,
+    })
 }
 
 /// What a change says went wrong with `epoch`, if anything.
@@ -209,9 +374,9 @@ async fn leave_frozen(
     lease: &Lease,
 ) -> Fallible<u8> {
     let left_s = announced
-        .doc
-        .deadline_unix_ms
-        .saturating_sub(unix_ms())
+        .deadline()
+        .saturating_duration_since(Instant::now())
+        .as_millis()
         .div_ceil(1000) as u32;
     let until_deadline = Lease::grant(client, left_s + 2, false).await?;
     let key = keys::epoch(group);
@@ -242,14 +407,13 @@ async fn leave_frozen(
     Ok(0)
 }
 
-/// How long to wait for the members' last reports: a silent member's lease
-/// ends within its TTL, and then it counts as gone.
-pub(super) fn thaw_wait(request: &FreezeRequest) -> Duration {
-    Duration::from_secs(u64::from(request.ttl_s) + 5)
-}
-
-pub(crate) fn print_outcomes(outcomes: &[Outcome], all: bool) {
-    for outcome in outcomes.iter().filter(|o| all || !o.consistent()) {
+pub(crate) fn print_outcomes(outcomes: &Outcomes, all: bool) {
+    for node in &outcomes.ignored {
+        eprintln!(
+            "freezefs-group: ignored report/{node}: it was not written under {node}'s registration lease, so it is not {node}'s word"
+        );
+    }
+    for outcome in outcomes.each.iter().filter(|o| all || !o.consistent()) {
         eprintln!("freezefs-group: {}", outcome.line());
     }
 }

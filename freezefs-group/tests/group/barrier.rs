@@ -256,7 +256,13 @@ fn a_mount_the_agent_was_not_started_with_is_never_frozen_whatever_the_keys_say(
         "{{\"host\":\"x\",\"pid\":1,\"mounts\":[\"{}\"]}}",
         elsewhere.mnt.display()
     );
-    let put = etcd.etcdctl(&["put", "/freezefs/group/k/member/a", &forged]);
+    // Under the agent's own lease, so that it reads as the agent's own
+    // registration (a key under no lease is no agent's, and is refused).
+    let key = "/freezefs/group/k/member/a";
+    let got = etcd.etcdctl(&["get", key, "-w", "json"]);
+    let got: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    let lease = got["kvs"][0]["lease"].as_i64().expect("the agent's lease");
+    let put = etcd.etcdctl(&["put", key, &forged, &format!("--lease={lease:x}")]);
     assert!(put.status.success(), "{put:?}");
     let mut freeze = group_spawn(
         &etcd,
