@@ -217,7 +217,10 @@ impl Agent {
             let txn = Txn::new()
                 .when([unchanged])
                 .and_then([self.registration_put()]);
-            if etcd::txn(&self.client, "register again", txn).await?.succeeded() {
+            if etcd::txn(&self.client, "register again", txn)
+                .await?
+                .succeeded()
+            {
                 eprintln!(
                     "freezefs-group agent {}: its registration {key} {what_happened}; registered again",
                     self.name

@@ -81,14 +81,24 @@ async fn freeze(client: &Client, request: &FreezeRequest) -> Fallible<u8> {
     let mut announced = announce(client, request, &lease).await?;
     let members = announced.doc.members.clone();
     let barrier = tokio::select! {
-        () = lease.lost() => Err("lost etcd before the barrier: every member thaws as the epoch's lease ends".to_string()),
+        () = lease.lost() => Err(BarrierFailure {
+            why: "lost etcd before the barrier: every member thaws as the epoch's lease ends".to_string(),
+            silent: Vec::new(),
+        }),
         reached = barrier(&mut announced, request.ttl_s) => reached,
     };
     let figures = match barrier {
         Ok(figures) => figures,
-        Err(why) => {
+        Err(failed) => {
+            let why = failed.why;
             let _ = ending::end_epoch(client, group, announced.epoch, &why, false).await;
-            let outcomes = ending::outcomes(client, group, announced.epoch, &members, false).await;
+            // A member that never answered has nothing to say about the end.
+            let answered: Vec<String> = members
+                .iter()
+                .filter(|m| !failed.silent.contains(m))
+                .cloned()
+                .collect();
+            let outcomes = ending::outcomes(client, group, announced.epoch, &answered, false).await;
             eprintln!("freezefs-group: group {group} not frozen: {why}");
             if let Ok(outcomes) = outcomes {
                 print_outcomes(&outcomes, false);
@@ -258,10 +268,25 @@ impl Figures {
     }
 }
 
+/// Why the barrier was not reached, and the members that never answered.
+pub(super) struct BarrierFailure {
+    why: String,
+    silent: Vec<String>,
+}
+
+impl From<String> for BarrierFailure {
+    fn from(why: String) -> BarrierFailure {
+        BarrierFailure {
+            why,
+            silent: Vec::new(),
+        }
+    }
+}
+
 /// Waits until every member reports frozen: the figures, or why not. Each
 /// member must answer (`freezing`) within its TTL and a second, or it is
 /// no live agent's and the barrier fails at once rather than at `-t`.
-async fn barrier(announced: &mut Announced, ttl_s: u32) -> Result<Figures, String> {
+async fn barrier(announced: &mut Announced, ttl_s: u32) -> Result<Figures, BarrierFailure> {
     let members = announced.doc.members.clone();
     let mut answered = vec![false; members.len()];
     let mut frozen_at: Vec<Option<(u128, u128)>> = vec![None; members.len()];
@@ -284,7 +309,13 @@ async fn barrier(announced: &mut Announced, ttl_s: u32) -> Result<Figures, Strin
                 })
                 .map(|((m, _), _)| m.as_str())
                 .collect();
-            return Err(if Instant::now() >= give_up {
+            let silent = members
+                .iter()
+                .zip(&answered)
+                .filter(|(_, answered)| !**answered)
+                .map(|(m, _)| m.clone())
+                .collect();
+            let why = if Instant::now() >= give_up {
                 format!(
                     "{} did not freeze within {} s",
                     late.join(", "),
@@ -296,7 +327,8 @@ async fn barrier(announced: &mut Announced, ttl_s: u32) -> Result<Figures, Strin
                     late.join(", "),
                     ttl_s + 1
                 )
-            });
+            };
+            return Err(BarrierFailure { why, silent });
         };
         for change in &changes {
             let i = match announced.reporter(change) {
@@ -310,7 +342,7 @@ async fn barrier(announced: &mut Announced, ttl_s: u32) -> Result<Figures, Strin
                 None => None,
             };
             if let Some(why) = failure(announced.epoch, &members, change) {
-                return Err(why);
+                return Err(why.into());
             }
             let Some(i) = i.filter(|_| change.put) else {
                 continue;

@@ -1,5 +1,6 @@
 //! A TCP relay between one agent and etcd, which the test can cut (an agent
-//! that loses etcd while etcd and every other agent go on) or slow down (an
+//! that loses etcd while etcd and every other agent go on), stall (a
+//! partition: nothing is forwarded and nothing is closed) or slow down (an
 //! agent far from etcd).
 
 use std::io::Read;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 pub(crate) struct Relay {
     pub(crate) url: String,
     cut: Arc<AtomicBool>,
+    stalled: Arc<AtomicBool>,
     streams: Arc<Mutex<Vec<TcpStream>>>,
 }
 
@@ -29,8 +31,10 @@ impl Relay {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let cut = Arc::new(AtomicBool::new(false));
+        let stalled = Arc::new(AtomicBool::new(false));
         let streams = Arc::new(Mutex::new(Vec::new()));
         let (target, flag, open) = (target.to_string(), cut.clone(), streams.clone());
+        let stall = stalled.clone();
         thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -47,11 +51,23 @@ impl Relay {
                     client.try_clone().unwrap(),
                     server.try_clone().unwrap(),
                     delay,
+                    stall.clone(),
                 );
-                pipe(server, client, delay);
+                pipe(server, client, delay, stall.clone());
             }
         });
-        Relay { url, cut, streams }
+        Relay {
+            url,
+            cut,
+            stalled,
+            streams,
+        }
+    }
+
+    /// Stops forwarding, both ways, without closing anything (`false`: goes
+    /// on, and what was held is delivered).
+    pub(crate) fn stall(&self, stalled: bool) {
+        self.stalled.store(stalled, Ordering::SeqCst);
     }
 
     /// Cuts every connection and refuses new ones (they are accepted and
@@ -66,7 +82,7 @@ impl Relay {
 
 /// Copies `from` to `to`, each chunk `delay` after it was read: a latency,
 /// not a limit on throughput (the chunks queue while they wait).
-fn pipe(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
+fn pipe(mut from: TcpStream, mut to: TcpStream, delay: Duration, stalled: Arc<AtomicBool>) {
     let (chunks, due) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
     thread::spawn(move || {
         let mut buf = [0u8; 16 << 10];
@@ -83,6 +99,9 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
     thread::spawn(move || {
         for (at, chunk) in due {
             thread::sleep(at.saturating_duration_since(Instant::now()));
+            while stalled.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(10));
+            }
             if to.write_all(&chunk).is_err() {
                 break;
             }

@@ -128,13 +128,19 @@ impl Etcd {
 
     /// `size` members on loopback ports, healthy before this returns.
     pub(crate) fn cluster(size: usize) -> Etcd {
-        Etcd::launch(size, false)
+        Etcd::launch(size, false, None)
+    }
+
+    /// One member whose backend holds at most `bytes`: past that it raises
+    /// its NOSPACE alarm and takes only reads and deletes.
+    pub(crate) fn with_quota(bytes: u64) -> Etcd {
+        Etcd::launch(1, false, Some(bytes))
     }
 
     /// One member that speaks only TLS to clients and asks each for a
     /// certificate signed by its CA (`--client-cert-auth`).
     pub(crate) fn start_tls() -> Etcd {
-        Etcd::launch(1, true)
+        Etcd::launch(1, true, None)
     }
 
     /// The CA and certificates of an etcd started with [`Etcd::start_tls`].
@@ -142,7 +148,7 @@ impl Etcd {
         self.tls.as_ref().expect("an etcd started with TLS")
     }
 
-    fn launch(size: usize, tls: bool) -> Etcd {
+    fn launch(size: usize, tls: bool, quota: Option<u64>) -> Etcd {
         assert!(
             Path::new("/usr/bin/etcd").exists() || which("etcd"),
             "no etcd: scripts/install-deps tests installs Debian's etcd-server; the group tests do not skip"
@@ -172,6 +178,9 @@ impl Etcd {
                     .arg("--trusted-ca-file")
                     .arg(&certs.ca)
                     .arg("--client-cert-auth");
+            }
+            if let Some(bytes) = quota {
+                etcd.arg(format!("--quota-backend-bytes={bytes}"));
             }
             let child = etcd
                 .args(["--name", name])
@@ -288,6 +297,52 @@ impl Etcd {
                 let _ = child.wait();
             }
         }
+    }
+
+    /// Stops (SIGSTOP) or continues (SIGCONT) every member: an etcd that
+    /// hangs, and comes back.
+    pub(crate) fn hang(&self, hung: bool) {
+        let signal = if hung {
+            rustix::process::Signal::STOP
+        } else {
+            rustix::process::Signal::CONT
+        };
+        for child in self.servers.iter().filter_map(|s| s.child.as_ref()) {
+            let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+            rustix::process::kill_process(pid, signal).unwrap();
+        }
+    }
+
+    /// Puts 120 kB values (an argument's limit is 128 KiB) until etcd
+    /// raises its NOSPACE alarm.
+    pub(crate) fn fill_until_full(&self) {
+        let value = "x".repeat(120_000);
+        for i in 0..400 {
+            let out = self.etcdctl(&["put", &format!("/filler/{i}"), &value]);
+            if String::from_utf8_lossy(&out.stderr).contains("database space exceeded") {
+                return;
+            }
+            assert!(out.status.success(), "etcdctl put: {out:?}");
+        }
+        panic!("etcd never filled up");
+    }
+
+    /// The current revision, from `etcdctl get / -w json`.
+    pub(crate) fn revision(&self) -> i64 {
+        let out = self.etcdctl(&["get", "/", "-w", "json"]);
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        doc["header"]["revision"].as_i64().unwrap()
+    }
+
+    /// Compacts every revision before the current one.
+    pub(crate) fn compact(&self) {
+        for i in 0..3 {
+            let out = self.etcdctl(&["put", "/compaction-filler", &i.to_string()]);
+            assert!(out.status.success(), "{out:?}");
+        }
+        let revision = self.revision().to_string();
+        let out = self.etcdctl(&["compact", &revision]);
+        assert!(out.status.success(), "etcdctl compact: {out:?}");
     }
 
     /// Kills the current leader; its name.

@@ -22,6 +22,8 @@ pub(crate) struct Host {
     endpoints: String,
     /// etcd options the agent is given before its command (--user ...).
     etcd_args: Vec<String>,
+    /// More environment for the agent (a wall clock of its own).
+    env: Vec<(String, String)>,
     group: String,
     ttl_s: u32,
 }
@@ -47,6 +49,7 @@ impl Host {
             agent: None,
             endpoints: etcd.endpoints(),
             etcd_args: Vec::new(),
+            env: Vec::new(),
             group: group.to_string(),
             ttl_s,
         }
@@ -55,6 +58,17 @@ impl Host {
     /// Gives the agent these etcd options from now on.
     pub(crate) fn use_etcd_args(&mut self, etcd_args: &[&str]) {
         self.etcd_args = etcd_args.iter().map(|a| a.to_string()).collect();
+    }
+
+    /// Gives the agent a wall clock `offset` from the machine's (libfaketime,
+    /// its monotonic clock left alone, as on a host whose clock is off).
+    pub(crate) fn use_clock_offset(&mut self, offset: &str) {
+        self.env = vec![
+            ("LD_PRELOAD".into(), libfaketime()),
+            ("FAKETIME".into(), offset.into()),
+            ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+            ("FAKETIME_NO_CACHE".into(), "1".into()),
+        ];
     }
 
     /// Reaches etcd through `endpoints` from now on.
@@ -93,6 +107,7 @@ impl Host {
             .env("FREEZEFS_HOLDER", holder_exe())
             .env("FREEZEFS_HOOKS_DIR", self.fs.dir.join("hooks.d"))
             .env("FREEZEFS_SYSLOG_SOCKET", &self.syslog.path)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -160,6 +175,17 @@ impl Drop for Host {
         }
         // The scratch thaws and unmounts itself on drop.
     }
+}
+
+/// Debian's libfaketime, under the machine's multiarch directory.
+fn libfaketime() -> String {
+    std::fs::read_dir("/usr/lib")
+        .unwrap()
+        .filter_map(|e| Some(e.ok()?.path().join("faketime/libfaketime.so.1")))
+        .find(|p| p.exists())
+        .expect("libfaketime (Debian's faketime, installed by scripts/install-deps)")
+        .display()
+        .to_string()
 }
 
 /// Runs `freezefs-group ARGS` to the end.

@@ -10,6 +10,7 @@ mod barrier;
 mod cut_off;
 mod etcd_cluster;
 mod failures;
+mod faults;
 mod harness;
 mod security;
 mod tls;

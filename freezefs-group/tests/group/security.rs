@@ -82,6 +82,79 @@ fn a_user_confined_to_one_group_can_neither_serve_nor_freeze_another() {
     assert!(!b.fs.kernel_frozen());
 }
 
+/// Runs the example script as the administrator with `args`.
+fn rbac(etcd: &Etcd, args: &[&str], password: &str) {
+    let out = etcd.as_admin(
+        &example("etcd-rbac.sh"),
+        args,
+        &[("USER_PASSWORD", password)],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn a_host_confined_to_its_own_keys_serves_but_cannot_forge_another_members_word_or_freeze() {
+    let mut etcd = Etcd::start();
+    etcd.enable_auth();
+    rbac(&etcd, &["--host", "a", "shop", "shop-a"], "a-secret");
+    rbac(&etcd, &["--host", "b", "shop", "shop-b"], "b-secret");
+    rbac(&etcd, &["--freezer", "shop", "shop-freezer"], "f-secret");
+    let mut a = Host::unstarted(&etcd, "shop", "a", Kind::Ext4, 3);
+    a.use_etcd_args(&["--user", "shop-a:a-secret"]);
+    a.start_agent(&etcd);
+    let mut b = Host::unstarted(&etcd, "shop", "b", Kind::Xfs, 3);
+    b.use_etcd_args(&["--user", "shop-b:b-secret"]);
+    b.start_agent(&etcd);
+    let as_freezer = ["--user", "shop-freezer:f-secret"];
+    let out = group_cmd_as(
+        &etcd,
+        &as_freezer,
+        &[],
+        &["freeze", "--group", "shop", "-t", "30", "--", "true"],
+    );
+    exited_saying(&out, 0, "b: held throughout");
+    // Host a, as its own user, tries b's keys and the epoch.
+    let as_a = |args: &[&str]| {
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", etcd.endpoints()))
+            .args(["--user", "shop-a:a-secret"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let forged = r#"{"epoch":1,"state":"frozen","frozen_at_unix_ns":1,"asked":false}"#;
+    for (key, value) in [
+        ("/freezefs/group/shop/report/b", forged),
+        (
+            "/freezefs/group/shop/member/b",
+            r#"{"host":"x","pid":1,"mounts":[]}"#,
+        ),
+        (
+            "/freezefs/group/shop/epoch",
+            r#"{"members":["b"],"timeout_s":30,"by":"a"}"#,
+        ),
+    ] {
+        let out = as_a(&["put", key, value]);
+        assert!(
+            !out.status.success()
+                && String::from_utf8_lossy(&out.stderr).contains("permission denied"),
+            "{key}: {out:?}"
+        );
+    }
+    let out = as_a(&["del", "/freezefs/group/shop/member/b"]);
+    assert!(!out.status.success(), "{out:?}");
+    // And the group cannot be frozen with a host's user.
+    let out = group_cmd_as(
+        &etcd,
+        &["--user", "shop-a:a-secret"],
+        &[],
+        &["freeze", "--group", "shop", "-t", "30"],
+    );
+    exited_saying(&out, 1, "permission denied");
+    assert!(!b.fs.kernel_frozen());
+}
+
 #[test]
 fn without_credentials_an_etcd_with_auth_refuses_and_nothing_freezes() {
     let etcd = etcd_with_a_group_user();

@@ -1,0 +1,418 @@
+//! The group's word under the faults a hostile probe found (issue 25): a
+//! watch gap across a compaction, a lost member with nobody to end the
+//! epoch, clocks that disagree, forged or lost keys, garbage values, a
+//! member nobody serves, a duplicate name. Each test is one row of the
+//! failure table in docs/groups.md.
+
+use std::time::{Duration, Instant};
+
+use rustix::process::Signal;
+
+use crate::cut_off::Relay;
+use crate::etcd_cluster::Etcd;
+use crate::harness::{
+    Host, all_thawed_within, exited_saying, group_cmd, group_spawn, status_json, text,
+};
+use crate::support::{Kind, wait_until};
+
+const TTL_S: u32 = 3;
+/// The promise: every member thawed within TTL + 1 s of the failure.
+const PROMISE: Duration = Duration::from_secs(TTL_S as u64 + 1);
+
+fn freeze_args<'a>(group: &'a str, timeout: &'a str) -> Vec<&'a str> {
+    vec!["freeze", "--group", group, "-t", timeout, "--ttl", "3"]
+}
+
+/// The member `name`'s entry in `status --json`.
+fn member_status(etcd: &Etcd, group: &str, name: &str) -> serde_json::Value {
+    status_json(etcd, group)["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no member {name}"))
+}
+
+#[test]
+fn an_epoch_that_ended_while_a_members_watch_was_cut_and_compacted_is_thawed_on_reconnect() {
+    let etcd = Etcd::start();
+    let relay = Relay::start(etcd.endpoints().trim_start_matches("http://"));
+    // A TTL longer than the partition: the agent keeps its lease through it.
+    let mut b = Host::unstarted(&etcd, "gap", "b", Kind::Xfs, 12);
+    b.use_endpoints(&relay.url);
+    b.start_agent(&etcd);
+    let a = Host::start(&etcd, "gap", "a", Kind::Ext4, TTL_S);
+    let out = group_cmd(&etcd, &freeze_args("gap", "60"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    relay.stall(true);
+    let thaw = group_spawn(&etcd, &["thaw", "--group", "gap"]);
+    assert!(a.fs.write_completes_within(Duration::from_secs(3)));
+    etcd.compact();
+    // While b cannot hear, it is still frozen, and status says so.
+    assert!(!b.fs.write_completes_within(Duration::from_millis(300)));
+    let seen = member_status(&etcd, "gap", "b");
+    assert_eq!(seen["state"], "frozen", "{seen}");
+    assert_eq!(seen["stale"], true, "{seen}");
+    std::thread::sleep(Duration::from_secs(4));
+    relay.stall(false);
+    let healed = Instant::now();
+    let took = all_thawed_within(&[&b], healed, Duration::from_secs(5)).unwrap();
+    eprintln!("a watch gap across a compaction: b thawed {took:?} after the partition healed");
+    let out = thaw.wait_with_output().unwrap();
+    exited_saying(&out, 0, "b: held throughout");
+    assert!(b.agent_log().is_empty() || !b.agent_log().contains("panicked"));
+}
+
+#[test]
+fn a_member_lost_in_a_freeze_without_a_command_ends_the_epoch_and_the_next_freeze_is_accepted() {
+    let etcd = Etcd::start();
+    let mut hosts = [
+        Host::start(&etcd, "lost", "a", Kind::Ext4, TTL_S),
+        Host::start(&etcd, "lost", "b", Kind::Xfs, TTL_S),
+        Host::start(&etcd, "lost", "c", Kind::Btrfs, TTL_S),
+    ];
+    let out = group_cmd(&etcd, &freeze_args("lost", "60"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    hosts[1].signal(Signal::KILL);
+    let killed = Instant::now();
+    let took = all_thawed_within(&hosts.iter().collect::<Vec<_>>(), killed, PROMISE).unwrap();
+    eprintln!("a member lost without a command: every member thawed {took:?} after");
+    let ended = wait_until(PROMISE, Duration::from_millis(50), || {
+        status_json(&etcd, "lost")["frozen"] == false
+    });
+    let status = status_json(&etcd, "lost");
+    assert!(ended, "{status}");
+    assert!(
+        status["why"]
+            .as_str()
+            .unwrap_or("")
+            .contains("member b was lost"),
+        "{status}"
+    );
+    let started = Instant::now();
+    let out = group_cmd(&etcd, &["thaw", "--group", "lost"]);
+    exited_saying(&out, 1, "is not frozen");
+    assert!(
+        started.elapsed() < PROMISE,
+        "thaw took {:?}",
+        started.elapsed()
+    );
+    let _ = hosts[1].agent_exit(Duration::from_secs(1));
+    hosts[1].start_agent(&etcd);
+    let out = group_cmd(&etcd, &freeze_args("lost", "30"));
+    exited_saying(&out, 0, "3 members frozen");
+    let out = group_cmd(&etcd, &["thaw", "--group", "lost"]);
+    exited_saying(&out, 0, "b: held throughout");
+}
+
+#[test]
+fn a_member_lost_while_etcd_hung_leaves_no_stuck_group_and_thaw_answers_within_the_ttl() {
+    let etcd = Etcd::start();
+    let mut hosts = [
+        Host::start(&etcd, "hung", "a", Kind::Ext4, TTL_S),
+        Host::start(&etcd, "hung", "b", Kind::Xfs, TTL_S),
+    ];
+    let out = group_cmd(&etcd, &freeze_args("hung", "60"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    hosts[1].signal(Signal::KILL);
+    etcd.hang(true);
+    let hung = Instant::now();
+    let took = all_thawed_within(&hosts.iter().collect::<Vec<_>>(), hung, PROMISE);
+    std::thread::sleep(Duration::from_secs(u64::from(TTL_S)));
+    etcd.hang(false);
+    let took = took.unwrap();
+    eprintln!("a member lost while etcd hung: every member thawed {took:?} after");
+    let started = Instant::now();
+    let out = group_cmd(&etcd, &["thaw", "--group", "hung"]);
+    let answered = started.elapsed();
+    assert!(answered < PROMISE, "thaw took {answered:?}: {}", text(&out));
+    // The agents that lived lost their leases in the hang and stopped, as
+    // they do when etcd is gone; started again, the group freezes again.
+    for host in &mut hosts {
+        let _ = host.agent_exit(Duration::from_secs(5));
+        host.start_agent(&etcd);
+    }
+    let out = group_cmd(&etcd, &freeze_args("hung", "30"));
+    exited_saying(&out, 0, "2 members frozen");
+    let out = group_cmd(&etcd, &["thaw", "--group", "hung"]);
+    exited_saying(&out, 0, "a: held throughout");
+}
+
+/// Two hosts, `b`'s wall clock `offset` from the machine's.
+fn a_and_skewed_b(etcd: &Etcd, group: &str, offset: &str) -> [Host; 2] {
+    let a = Host::start(etcd, group, "a", Kind::Ext4, TTL_S);
+    let mut b = Host::unstarted(etcd, group, "b", Kind::Xfs, TTL_S);
+    b.use_clock_offset(offset);
+    b.start_agent(etcd);
+    [a, b]
+}
+
+/// b's wall clock, as its agent registered it, minus the machine's.
+fn clock_offset_s(etcd: &Etcd, group: &str) -> f64 {
+    let b = member_status(etcd, group, "b");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as f64;
+    (b["clock_unix_ms"].as_f64().unwrap() - now) / 1000.0
+}
+
+#[test]
+fn a_host_whose_clock_is_30_s_fast_holds_the_whole_group_freeze() {
+    let etcd = Etcd::start();
+    let hosts = a_and_skewed_b(&etcd, "fast", "+30s");
+    let offset = clock_offset_s(&etcd, "fast");
+    assert!(
+        (28.0..32.0).contains(&offset),
+        "b's clock is {offset} s off"
+    );
+    let out = group_cmd(
+        &etcd,
+        &[
+            "freeze", "--group", "fast", "-t", "12", "--ttl", "3", "--", "sleep", "6",
+        ],
+    );
+    exited_saying(&out, 0, "b: held throughout");
+    let all = text(&out);
+    assert!(all.contains("a: held throughout"), "{all}");
+    assert!(all.contains("b's clock is off by +"), "{all}");
+    let thawed = all_thawed_within(
+        &hosts.iter().collect::<Vec<_>>(),
+        Instant::now(),
+        Duration::from_secs(2),
+    );
+    assert!(thawed.is_ok(), "{thawed:?}");
+}
+
+#[test]
+fn a_host_whose_clock_is_30_s_slow_thaws_with_the_group_at_its_timeout() {
+    let etcd = Etcd::start();
+    let hosts = a_and_skewed_b(&etcd, "slow", "-30s");
+    let offset = clock_offset_s(&etcd, "slow");
+    assert!(
+        (-32.0..-28.0).contains(&offset),
+        "b's clock is {offset} s off"
+    );
+    let started = Instant::now();
+    let freeze = group_spawn(
+        &etcd,
+        &[
+            "freeze", "--group", "slow", "-t", "4", "--ttl", "3", "--", "sleep", "10",
+        ],
+    );
+    // Both members thaw at the group's timeout, long before the command ends.
+    let took = all_thawed_within(
+        &hosts.iter().collect::<Vec<_>>(),
+        started,
+        Duration::from_secs(7),
+    )
+    .unwrap();
+    eprintln!("b's clock 30 s slow, -t 4: every member thawed {took:?} after the freeze began");
+    let out = freeze.wait_with_output().unwrap();
+    exited_saying(&out, 3, "the group's timeout of 4 s passed");
+}
+
+#[test]
+fn a_frozen_report_written_by_someone_else_is_ignored_and_named() {
+    let etcd = Etcd::start();
+    let a = Host::start(&etcd, "forge", "a", Kind::Ext4, TTL_S);
+    let b = Host::start(&etcd, "forge", "b", Kind::Xfs, TTL_S);
+    let hook_done = b.fs.dir.join("hook-done");
+    b.freeze_hook(&format!("sleep 3; touch {}", hook_done.display()));
+    let (early, ok) = (a.fs.dir.join("ran-early"), a.fs.dir.join("ran-after"));
+    let cmd = format!(
+        "if [ -e {} ]; then touch {}; else touch {}; fi",
+        hook_done.display(),
+        ok.display(),
+        early.display()
+    );
+    let freeze = group_spawn(
+        &etcd,
+        &[
+            "freeze", "--group", "forge", "-t", "30", "--ttl", "3", "--", "sh", "-c", &cmd,
+        ],
+    );
+    let epoch = {
+        let mut epoch = None;
+        wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+            epoch = status_json(&etcd, "forge")["epoch"].as_i64();
+            epoch.is_some()
+        });
+        epoch.expect("the epoch")
+    };
+    let forged = format!(
+        "{{\"epoch\":{epoch},\"state\":\"frozen\",\"frozen_at_unix_ns\":1,\"asked\":false}}"
+    );
+    let put = etcd.etcdctl(&["put", "/freezefs/group/forge/report/b", &forged]);
+    assert!(put.status.success(), "{put:?}");
+    let out = freeze.wait_with_output().unwrap();
+    assert!(
+        !early.exists(),
+        "the command ran before b froze: {}",
+        text(&out)
+    );
+    assert!(ok.exists(), "{}", text(&out));
+    exited_saying(&out, 0, "ignored report/b");
+}
+
+#[test]
+fn an_agent_whose_registration_is_deleted_registers_again_within_a_second() {
+    let etcd = Etcd::start();
+    let a = Host::start(&etcd, "reg", "a", Kind::Ext4, TTL_S);
+    let b = Host::start(&etcd, "reg", "b", Kind::Xfs, TTL_S);
+    let del = etcd.etcdctl(&["del", "/freezefs/group/reg/member/b"]);
+    assert!(del.status.success(), "{del:?}");
+    let back = wait_until(Duration::from_secs(1), Duration::from_millis(20), || {
+        member_status(&etcd, "reg", "b")["pid"] == b.pid()
+    });
+    assert!(back, "{}", b.agent_log());
+    assert!(
+        b.agent_log().contains("was deleted; registered again"),
+        "{}",
+        b.agent_log()
+    );
+    let out = group_cmd(
+        &etcd,
+        &["freeze", "--group", "reg", "-t", "30", "--", "true"],
+    );
+    exited_saying(&out, 0, "b: held throughout");
+    assert!(text(&out).contains("2 members frozen"), "{}", text(&out));
+    drop(a);
+}
+
+#[test]
+fn a_garbage_epoch_is_reported_broken_refused_by_freeze_and_ended_by_thaw() {
+    let etcd = Etcd::start();
+    let a = Host::start(&etcd, "junk", "a", Kind::Ext4, TTL_S);
+    let put = etcd.etcdctl(&["put", "/freezefs/group/junk/epoch", "garbage"]);
+    assert!(put.status.success(), "{put:?}");
+    let status = status_json(&etcd, "junk");
+    assert_eq!(status["broken"], true, "{status}");
+    assert_eq!(status["frozen"], false, "{status}");
+    let out = group_cmd(&etcd, &freeze_args("junk", "30"));
+    exited_saying(&out, 1, "is not an epoch");
+    assert!(!a.fs.kernel_frozen());
+    let out = group_cmd(&etcd, &["thaw", "--group", "junk"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = group_cmd(&etcd, &freeze_args("junk", "30"));
+    exited_saying(&out, 0, "1 members frozen");
+    let out = group_cmd(&etcd, &["thaw", "--group", "junk"]);
+    exited_saying(&out, 0, "a: held throughout");
+}
+
+#[test]
+fn a_member_key_without_a_lease_is_refused_at_once_and_nothing_freezes() {
+    let etcd = Etcd::start();
+    let a = Host::start(&etcd, "ghost", "a", Kind::Ext4, TTL_S);
+    let doc = r#"{"host":"nowhere","pid":1,"mounts":["/srv"]}"#;
+    let put = etcd.etcdctl(&["put", "/freezefs/group/ghost/member/ghost", doc]);
+    assert!(put.status.success(), "{put:?}");
+    let started = Instant::now();
+    let out = group_cmd(&etcd, &freeze_args("ghost", "30"));
+    exited_saying(&out, 1, "member ghost's key has no lease");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!a.fs.kernel_frozen());
+}
+
+#[test]
+fn a_member_that_no_agent_serves_fails_the_barrier_within_the_ttl_and_nothing_stays_frozen() {
+    let etcd = Etcd::start();
+    let a = Host::start(&etcd, "mute", "a", Kind::Ext4, TTL_S);
+    let grant = etcd.etcdctl(&["lease", "grant", "60"]);
+    let granted = String::from_utf8_lossy(&grant.stdout);
+    let lease = granted.split_whitespace().nth(1).expect("a lease id");
+    let doc = r#"{"host":"nowhere","pid":1,"mounts":["/srv"]}"#;
+    let key = "/freezefs/group/mute/member/mute";
+    let put = etcd.etcdctl(&["put", key, doc, &format!("--lease={lease}")]);
+    assert!(put.status.success(), "{put:?}");
+    let started = Instant::now();
+    let out = group_cmd(&etcd, &freeze_args("mute", "30"));
+    let took = started.elapsed();
+    exited_saying(&out, 1, "mute did not answer within 4 s");
+    assert!(took < PROMISE + Duration::from_secs(1), "{took:?}");
+    assert!(a.fs.write_completes_within(Duration::from_secs(1)));
+}
+
+#[test]
+fn a_member_named_twice_is_a_usage_error_and_nothing_freezes() {
+    let etcd = Etcd::start();
+    let a = Host::start(&etcd, "twice", "a", Kind::Ext4, TTL_S);
+    let out = group_cmd(
+        &etcd,
+        &["freeze", "--group", "twice", "--members", "a,a", "-t", "30"],
+    );
+    exited_saying(&out, 2, "--members names a twice");
+    assert!(!a.fs.kernel_frozen());
+}
+
+/// A quota small enough to fill in seconds, large enough for the group.
+const QUOTA: u64 = 4 << 20;
+
+#[test]
+fn a_full_etcd_still_thaws_every_member_at_once() {
+    let etcd = Etcd::with_quota(QUOTA);
+    let hosts = [
+        Host::start(&etcd, "full", "a", Kind::Ext4, TTL_S),
+        Host::start(&etcd, "full", "b", Kind::Xfs, TTL_S),
+    ];
+    let out = group_cmd(&etcd, &freeze_args("full", "60"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    etcd.fill_until_full();
+    let started = Instant::now();
+    let out = group_cmd(&etcd, &["thaw", "--group", "full"]);
+    let took = all_thawed_within(
+        &hosts.iter().collect::<Vec<_>>(),
+        started,
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    eprintln!("etcd full: every member thawed {took:?} after thaw began");
+    exited_saying(&out, 0, "etcd is full");
+    let all = text(&out);
+    assert!(all.contains("a: held throughout"), "{all}");
+    assert!(all.contains("b: held throughout"), "{all}");
+}
+
+#[test]
+fn a_full_etcd_during_the_command_keeps_the_commands_exit_status() {
+    let etcd = Etcd::with_quota(QUOTA);
+    let hosts = [
+        Host::start(&etcd, "fullcmd", "a", Kind::Ext4, TTL_S),
+        Host::start(&etcd, "fullcmd", "b", Kind::Xfs, TTL_S),
+    ];
+    let go = hosts[0].fs.dir.join("go");
+    let cmd = format!(
+        "while [ ! -e {} ]; do sleep 0.05; done; exit 7",
+        go.display()
+    );
+    let freeze = group_spawn(
+        &etcd,
+        &[
+            "freeze", "--group", "fullcmd", "-t", "60", "--ttl", "3", "--", "sh", "-c", &cmd,
+        ],
+    );
+    let frozen = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        status_json(&etcd, "fullcmd")["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["state"] == "frozen")
+    });
+    assert!(frozen, "{}", status_json(&etcd, "fullcmd"));
+    etcd.fill_until_full();
+    std::fs::write(&go, "").unwrap();
+    let out = freeze.wait_with_output().unwrap();
+    exited_saying(&out, 7, "etcd is full");
+    assert!(text(&out).contains("b: held throughout"), "{}", text(&out));
+    let thawed = all_thawed_within(
+        &hosts.iter().collect::<Vec<_>>(),
+        Instant::now(),
+        Duration::from_secs(1),
+    );
+    assert!(thawed.is_ok(), "{thawed:?}");
+}
