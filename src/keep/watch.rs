@@ -4,7 +4,13 @@
 //! FIFREEZE, so thawing needs no path lookup) and the generation it keeps.
 //! It sleeps on a `CLOCK_BOOTTIME` timerfd armed for the earliest deadline
 //! and on inotify of the state directory, and on every wake reviews its
-//! watches against the records, which are the truth:
+//! watches against the records, which are the truth. One inotify instance
+//! per keeper, however many freezes it keeps; where none can be had (the
+//! user's `fs.inotify.max_user_instances` used up by many keepers on one
+//! machine), a second timerfd wakes it every [`REVIEW_PERIOD_NS`] while it
+//! keeps anything, and it reviews every record then: slower to notice a
+//! change, never wrong, and no freeze is refused for it.
+//!
 //!
 //! - no record, or another generation: the freeze ended elsewhere; let go;
 //! - over ([`Over::of`]: deadline passed, freezer or thawer gone): end it
@@ -41,6 +47,8 @@ const RETRY_NS: u64 = 5_000_000;
 const THAWER_CHECK_NS: u64 = 100_000_000;
 /// How soon to look again at a record that cannot be read.
 const UNREADABLE_RETRY_NS: u64 = 1_000_000_000;
+/// Without inotify: how often a keeper reviews every record it follows.
+pub(crate) const REVIEW_PERIOD_NS: u64 = 250_000_000;
 
 /// One freeze a keeper holds.
 pub(crate) struct Watch {
@@ -91,19 +99,32 @@ enum Verdict {
 /// The timerfd and inotify instance a keeper sleeps on.
 pub(crate) struct Keeper {
     timerfd: OwnedFd,
+    /// Readable when a record may have changed: an inotify instance, or a
+    /// periodic timerfd when none could be had.
     notify: OwnedFd,
+    /// `notify` is the periodic timerfd, and whether it is armed.
+    periodic: Option<bool>,
     watched: Vec<PathBuf>,
 }
 
 impl Keeper {
     /// Creates the keeper's fds (close-on-exec, non-blocking).
     pub(crate) fn new() -> std::io::Result<Keeper> {
-        Ok(Keeper {
-            timerfd: rustix::time::timerfd_create(
+        let timer = || {
+            rustix::time::timerfd_create(
                 TimerfdClockId::Boottime,
                 TimerfdFlags::CLOEXEC | TimerfdFlags::NONBLOCK,
-            )?,
-            notify: inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?,
+            )
+        };
+        let inotify = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK);
+        let (notify, periodic) = match inotify {
+            Ok(fd) => (fd, None),
+            Err(_) => (timer()?, Some(false)),
+        };
+        Ok(Keeper {
+            timerfd: timer()?,
+            notify,
+            periodic,
             watched: Vec::new(),
         })
     }
@@ -122,7 +143,19 @@ impl Keeper {
     /// the earliest wake.
     pub(crate) fn prepare(&mut self, watches: &Mutex<Vec<Watch>>) {
         let watches = lock(watches);
-        for w in watches.iter() {
+        if let Some(armed) = self.periodic {
+            if armed == watches.is_empty() {
+                let period = if armed { 0 } else { REVIEW_PERIOD_NS };
+                let spec = Itimerspec {
+                    it_interval: timespec(period),
+                    it_value: timespec(period),
+                };
+                if timerfd_settime(&self.notify, TimerfdTimerFlags::empty(), &spec).is_ok() {
+                    self.periodic = Some(!armed);
+                }
+            }
+        }
+        for w in watches.iter().filter(|_| self.periodic.is_none()) {
             if !self.watched.iter().any(|p| p == w.dir.path()) {
                 let proc_path = format!("/proc/self/fd/{}", w.dir.fd().as_raw_fd());
                 let flags = inotify::WatchFlags::MOVED_TO
@@ -134,22 +167,9 @@ impl Keeper {
             }
         }
         let next = watches.iter().filter_map(|w| w.wake_at).min();
-        let it_value = next.map_or(
-            Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            |ns| Timespec {
-                tv_sec: (ns / 1_000_000_000) as i64,
-                tv_nsec: (ns % 1_000_000_000) as i64,
-            },
-        );
         let spec = Itimerspec {
-            it_interval: Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value,
+            it_interval: timespec(0),
+            it_value: timespec(next.unwrap_or(0)),
         };
         let _ = timerfd_settime(&self.timerfd, TimerfdTimerFlags::ABSTIME, &spec);
     }
@@ -180,6 +200,13 @@ impl Keeper {
             }
         }
         over
+    }
+}
+
+fn timespec(ns: u64) -> Timespec {
+    Timespec {
+        tv_sec: (ns / 1_000_000_000) as i64,
+        tv_nsec: (ns % 1_000_000_000) as i64,
     }
 }
 

@@ -26,6 +26,11 @@ mod changes;
 /// How often a frozen agent moves its local deadline along.
 const RENEW_PERIOD: Duration = Duration::from_millis(250);
 
+/// How long an agent may take to freeze before it says `freezing`: the
+/// freezing command waits for a member's first word at most the TTL and a
+/// second (at least 3 s), and a quick freeze's `frozen` is that word.
+const ANSWER_AFTER: Duration = Duration::from_millis(500);
+
 /// How long a stopping agent waits for its thaw to finish.
 const THAW_WAIT: Duration = Duration::from_secs(10);
 
@@ -55,6 +60,8 @@ struct Part {
     seen_at: Instant,
     local: LocalFreeze,
     frozen: bool,
+    /// It said `freezing` (or `frozen`): its agent lives.
+    answered: bool,
     /// Set once the part is ending.
     ending: Option<PartEnd>,
 }
@@ -143,7 +150,10 @@ pub(crate) async fn run(
                 }
             }
             Some(news) = news_rx.recv() => agent.on_news(news).await,
-            _ = tick.tick() => agent.renew().await,
+            _ = tick.tick() => {
+                agent.answer_if_slow().await;
+                agent.renew().await;
+            }
         }
     }
     agent.end_part("its agent was stopped", false);
@@ -267,10 +277,25 @@ impl Agent {
             seen_at,
             local,
             frozen: false,
+            answered: false,
             ending: None,
         });
-        // The freezing command counts on this answer to know that the
-        // agent lives: a registration without one is not waited on.
+    }
+
+    /// Says `freezing` when the freeze takes longer than [`ANSWER_AFTER`]
+    /// (its hooks run): the freezing command counts on a first word to
+    /// know that an agent serves the registration. A quick freeze says
+    /// `frozen` first, and a put fewer for every member of a large group.
+    async fn answer_if_slow(&mut self) {
+        let Some(part) = self
+            .part
+            .as_mut()
+            .filter(|p| !p.answered && p.ending.is_none() && p.seen_at.elapsed() >= ANSWER_AFTER)
+        else {
+            return;
+        };
+        part.answered = true;
+        let epoch = part.epoch;
         self.put_report(&Report {
             epoch,
             state: ReportState::Freezing,
@@ -338,6 +363,7 @@ impl Agent {
                     return;
                 }
                 part.frozen = true;
+                part.answered = true;
                 let report = Report {
                     epoch,
                     state: ReportState::Frozen,

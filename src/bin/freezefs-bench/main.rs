@@ -62,12 +62,18 @@ fn postgres_rows(smoke: bool) {
     script_rows("scripts/bench-postgres", &["freezefs"], &[scale]);
 }
 
-/// A consistency group of 3, 10 and 30 agents on one etcd: the barrier, the
-/// freezes' spread, and a member's death to the last thaw
-/// (scripts/bench-group).
+/// A consistency group of 3, 10, 30 and 100 agents on one etcd: the
+/// barrier, the freezes' spread, a member's death to the last thaw, and the
+/// agents' idle CPU and memory (scripts/bench-group).
 fn group_rows(smoke: bool) {
-    let sizes: &[&str] = if smoke { &["3"] } else { &["3", "10", "30"] };
-    println!("\nConsistency groups (freezefs-group on one local etcd, agents standing for hosts):");
+    let sizes: &[&str] = if smoke {
+        &["3"]
+    } else {
+        &["3", "10", "30", "100"]
+    };
+    println!(
+        "\nConsistency groups (freezefs-group on one local etcd, agents standing for hosts; goals: last freeze to barrier <= 100 ms at 100 agents, a member killed to the last thawed <= TTL + 1 s):"
+    );
     script_rows(
         "scripts/bench-group",
         &["freezefs-group", "freezefs-holder"],
