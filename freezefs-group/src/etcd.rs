@@ -129,10 +129,15 @@ where
     Fut: Future<Output = Result<T, etcd_client::Error>>,
 {
     let give_up = tokio::time::Instant::now() + REQUEST_LIMIT;
+    // What the last attempt that failed said: when the time runs out on a
+    // busy machine while the next attempt is still under way, that is the
+    // reason (a refused TLS handshake), not the timeout.
+    let mut last_failure: Option<String> = None;
     loop {
         match tokio::time::timeout_at(give_up, request()).await {
             Ok(Ok(answer)) => return Ok(answer),
             Ok(Err(e)) if unavailable(&e) && tokio::time::Instant::now() + RETRY < give_up => {
+                last_failure = Some(format!("{e}{}", tls_hint(&e)));
                 tokio::time::sleep(RETRY).await;
             }
             Ok(Err(e)) => {
@@ -142,13 +147,17 @@ where
                 });
             }
             Err(_) => {
-                return Err(Failure {
-                    text: format!(
+                let text = match last_failure {
+                    Some(failure) => format!(
+                        "{what}: no answer within {} s; the last attempt failed: {failure}",
+                        REQUEST_LIMIT.as_secs()
+                    ),
+                    None => format!(
                         "{what}: etcd did not answer within {} s",
                         REQUEST_LIMIT.as_secs()
                     ),
-                    full: false,
-                });
+                };
+                return Err(Failure { text, full: false });
             }
         }
     }

@@ -237,21 +237,20 @@ pub(crate) struct EpochEntry {
     pub(crate) lease: i64,
 }
 
-/// A `member/NODE` key: the agent's registration.
+/// A key of one node: its name, its document unless the value does not
+/// parse, and the lease it lives under (0: none).
 #[derive(Debug, Clone)]
-pub(crate) struct Registration {
+pub(crate) struct NodeKey<T> {
     pub(crate) node: String,
-    pub(crate) doc: Option<keys::Member>,
+    pub(crate) doc: Option<T>,
     pub(crate) lease: i64,
 }
 
+/// A `member/NODE` key: the agent's registration.
+pub(crate) type Registration = NodeKey<keys::Member>;
+
 /// A `report/NODE` key.
-#[derive(Debug, Clone)]
-pub(crate) struct ReportEntry {
-    pub(crate) node: String,
-    pub(crate) report: Option<keys::Report>,
-    pub(crate) lease: i64,
-}
+pub(crate) type ReportEntry = NodeKey<keys::Report>;
 
 /// The group's keys now, and the revision they were read at.
 pub(crate) struct Snapshot {
@@ -293,17 +292,10 @@ impl Snapshot {
 
     /// Every `member/NODE`.
     pub(crate) fn members(&self) -> Vec<Registration> {
-        self.entries
-            .iter()
-            .filter_map(|e| match &e.key {
-                GroupKey::Member(node) => Some(Registration {
-                    node: node.clone(),
-                    doc: keys::from_json(&e.value),
-                    lease: e.lease,
-                }),
-                _ => None,
-            })
-            .collect()
+        self.per_node(|key| match key {
+            GroupKey::Member(node) => Some(node),
+            _ => None,
+        })
     }
 
     /// The registration of `node`, if it has one.
@@ -313,15 +305,24 @@ impl Snapshot {
 
     /// Every `report/NODE`.
     pub(crate) fn reports(&self) -> Vec<ReportEntry> {
+        self.per_node(|key| match key {
+            GroupKey::Report(node) => Some(node),
+            _ => None,
+        })
+    }
+
+    fn per_node<T: serde::de::DeserializeOwned>(
+        &self,
+        node_of: impl Fn(&GroupKey) -> Option<&String>,
+    ) -> Vec<NodeKey<T>> {
         self.entries
             .iter()
-            .filter_map(|e| match &e.key {
-                GroupKey::Report(node) => Some(ReportEntry {
-                    node: node.clone(),
-                    report: keys::from_json(&e.value),
+            .filter_map(|e| {
+                Some(NodeKey {
+                    node: node_of(&e.key)?.clone(),
+                    doc: keys::from_json(&e.value),
                     lease: e.lease,
-                }),
-                _ => None,
+                })
             })
             .collect()
     }
@@ -333,7 +334,7 @@ impl Snapshot {
         self.reports()
             .into_iter()
             .find(|r| r.node == node && bound_to_member(r.lease, lease))?
-            .report
+            .doc
     }
 
     /// The reports that name a registered member but were not written

@@ -342,6 +342,23 @@ async fn barrier(announced: &mut Announced, ttl_s: u32) -> Result<Figures, Barri
                 None => None,
             };
             if let Some(why) = failure(announced.epoch, &members, change) {
+                // In the timeout's last second the members' own deadlines
+                // (whole seconds, rounded down) end their parts: the group's
+                // timeout is why, and the members still freezing are late.
+                let late: Vec<&str> = members
+                    .iter()
+                    .zip(&frozen_at)
+                    .filter(|(_, at)| at.is_none())
+                    .map(|(m, _)| m.as_str())
+                    .collect();
+                if Instant::now() + Duration::from_secs(1) >= give_up && !late.is_empty() {
+                    return Err(format!(
+                        "{} did not freeze within {} s ({why})",
+                        late.join(", "),
+                        announced.doc.timeout_s
+                    )
+                    .into());
+                }
                 return Err(why.into());
             }
             let Some(i) = i.filter(|_| change.put) else {

@@ -23,6 +23,23 @@ fn freeze_args<'a>(group: &'a str, timeout: &'a str) -> Vec<&'a str> {
     vec!["freeze", "--group", group, "-t", timeout, "--ttl", "3"]
 }
 
+/// The group freezes again, `count` members, and thaws with `node` held
+/// throughout: whatever came before left nothing stuck.
+fn freezes_and_thaws_whole(etcd: &Etcd, group: &str, count: usize, node: &str) {
+    let out = group_cmd(etcd, &freeze_args(group, "30"));
+    exited_saying(&out, 0, &format!("{count} members frozen"));
+    let out = group_cmd(etcd, &["thaw", "--group", group]);
+    exited_saying(&out, 0, &format!("{node}: held throughout"));
+}
+
+/// Two hosts, `a` on ext4 and `b` on xfs, their agents registered.
+fn a_and_b(etcd: &Etcd, group: &str) -> [Host; 2] {
+    [
+        Host::start(etcd, group, "a", Kind::Ext4, TTL_S),
+        Host::start(etcd, group, "b", Kind::Xfs, TTL_S),
+    ]
+}
+
 /// The member `name`'s entry in `status --json`.
 fn member_status(etcd: &Etcd, group: &str, name: &str) -> serde_json::Value {
     status_json(etcd, group)["members"]
@@ -100,19 +117,13 @@ fn a_member_lost_in_a_freeze_without_a_command_ends_the_epoch_and_the_next_freez
     );
     let _ = hosts[1].agent_exit(Duration::from_secs(1));
     hosts[1].start_agent(&etcd);
-    let out = group_cmd(&etcd, &freeze_args("lost", "30"));
-    exited_saying(&out, 0, "3 members frozen");
-    let out = group_cmd(&etcd, &["thaw", "--group", "lost"]);
-    exited_saying(&out, 0, "b: held throughout");
+    freezes_and_thaws_whole(&etcd, "lost", 3, "b");
 }
 
 #[test]
 fn a_member_lost_while_etcd_hung_leaves_no_stuck_group_and_the_next_freeze_is_accepted() {
     let etcd = Etcd::start();
-    let mut hosts = [
-        Host::start(&etcd, "hung", "a", Kind::Ext4, TTL_S),
-        Host::start(&etcd, "hung", "b", Kind::Xfs, TTL_S),
-    ];
+    let mut hosts = a_and_b(&etcd, "hung");
     let out = group_cmd(&etcd, &freeze_args("hung", "60"));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     hosts[1].signal(Signal::KILL);
@@ -142,10 +153,7 @@ fn a_member_lost_while_etcd_hung_leaves_no_stuck_group_and_the_next_freeze_is_ac
         let _ = host.agent_exit(Duration::from_secs(5));
         host.start_agent(&etcd);
     }
-    let out = group_cmd(&etcd, &freeze_args("hung", "30"));
-    exited_saying(&out, 0, "2 members frozen");
-    let out = group_cmd(&etcd, &["thaw", "--group", "hung"]);
-    exited_saying(&out, 0, "a: held throughout");
+    freezes_and_thaws_whole(&etcd, "hung", 2, "a");
 }
 
 #[test]
@@ -162,6 +170,24 @@ fn an_epoch_left_behind_by_a_lost_member_is_ended_by_the_next_freeze() {
     let out = group_cmd(&etcd, &["thaw", "--group", "behind"]);
     exited_saying(&out, 0, "a: held throughout");
     assert!(a.fs.write_completes_within(Duration::from_secs(2)));
+}
+
+#[test]
+fn thaw_of_a_group_whose_member_hangs_answers_within_the_ttl() {
+    let etcd = Etcd::start();
+    let hosts = a_and_b(&etcd, "prompt");
+    let out = group_cmd(&etcd, &freeze_args("prompt", "60"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    hosts[1].signal(Signal::STOP);
+    let started = Instant::now();
+    let out = group_cmd(&etcd, &["thaw", "--group", "prompt"]);
+    let answered = started.elapsed();
+    assert!(answered < PROMISE, "thaw took {answered:?}: {}", text(&out));
+    exited_saying(&out, 1, "b: not consistent");
+    assert!(text(&out).contains("a: held throughout"), "{}", text(&out));
+    let thawed = all_thawed_within(&hosts.iter().collect::<Vec<_>>(), started, PROMISE);
+    hosts[1].signal(Signal::CONT);
+    assert!(thawed.is_ok(), "{thawed:?}");
 }
 
 /// Two hosts, `b`'s wall clock `offset` from the machine's.
@@ -241,8 +267,7 @@ fn a_host_whose_clock_is_30_s_slow_thaws_with_the_group_at_its_timeout() {
 #[test]
 fn a_frozen_report_written_by_someone_else_is_ignored_and_named() {
     let etcd = Etcd::start();
-    let a = Host::start(&etcd, "forge", "a", Kind::Ext4, TTL_S);
-    let b = Host::start(&etcd, "forge", "b", Kind::Xfs, TTL_S);
+    let [a, b] = a_and_b(&etcd, "forge");
     let hook_done = b.fs.dir.join("hook-done");
     b.freeze_hook(&format!("sleep 3; touch {}", hook_done.display()));
     let (early, ok) = (a.fs.dir.join("ran-early"), a.fs.dir.join("ran-after"));
@@ -284,8 +309,7 @@ fn a_frozen_report_written_by_someone_else_is_ignored_and_named() {
 #[test]
 fn an_agent_whose_registration_is_deleted_registers_again_within_a_second() {
     let etcd = Etcd::start();
-    let a = Host::start(&etcd, "reg", "a", Kind::Ext4, TTL_S);
-    let b = Host::start(&etcd, "reg", "b", Kind::Xfs, TTL_S);
+    let [a, b] = a_and_b(&etcd, "reg");
     let del = etcd.etcdctl(&["del", "/freezefs/group/reg/member/b"]);
     assert!(del.status.success(), "{del:?}");
     let back = wait_until(Duration::from_secs(1), Duration::from_millis(20), || {
@@ -297,12 +321,7 @@ fn an_agent_whose_registration_is_deleted_registers_again_within_a_second() {
         "{}",
         b.agent_log()
     );
-    let out = group_cmd(
-        &etcd,
-        &["freeze", "--group", "reg", "-t", "30", "--", "true"],
-    );
-    exited_saying(&out, 0, "b: held throughout");
-    assert!(text(&out).contains("2 members frozen"), "{}", text(&out));
+    freezes_and_thaws_whole(&etcd, "reg", 2, "b");
     drop(a);
 }
 
@@ -320,10 +339,7 @@ fn a_garbage_epoch_is_reported_broken_refused_by_freeze_and_ended_by_thaw() {
     assert!(!a.fs.kernel_frozen());
     let out = group_cmd(&etcd, &["thaw", "--group", "junk"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let out = group_cmd(&etcd, &freeze_args("junk", "30"));
-    exited_saying(&out, 0, "1 members frozen");
-    let out = group_cmd(&etcd, &["thaw", "--group", "junk"]);
-    exited_saying(&out, 0, "a: held throughout");
+    freezes_and_thaws_whole(&etcd, "junk", 1, "a");
 }
 
 #[test]
@@ -381,10 +397,7 @@ const QUOTA: u64 = 4 << 20;
 #[test]
 fn a_full_etcd_still_thaws_every_member_at_once() {
     let etcd = Etcd::with_quota(QUOTA);
-    let hosts = [
-        Host::start(&etcd, "full", "a", Kind::Ext4, TTL_S),
-        Host::start(&etcd, "full", "b", Kind::Xfs, TTL_S),
-    ];
+    let hosts = a_and_b(&etcd, "full");
     let out = group_cmd(&etcd, &freeze_args("full", "60"));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     etcd.fill_until_full();
@@ -406,10 +419,7 @@ fn a_full_etcd_still_thaws_every_member_at_once() {
 #[test]
 fn a_full_etcd_during_the_command_keeps_the_commands_exit_status() {
     let etcd = Etcd::with_quota(QUOTA);
-    let hosts = [
-        Host::start(&etcd, "fullcmd", "a", Kind::Ext4, TTL_S),
-        Host::start(&etcd, "fullcmd", "b", Kind::Xfs, TTL_S),
-    ];
+    let hosts = a_and_b(&etcd, "fullcmd");
     let go = hosts[0].fs.dir.join("go");
     let cmd = format!(
         "while [ ! -e {} ]; do sleep 0.05; done; exit 7",
