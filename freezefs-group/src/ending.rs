@@ -199,13 +199,16 @@ const SILENCE_MAX: Duration = Duration::from_secs(15);
 /// leases and a second: a member still silent then is reported as not
 /// answering. `asked`: the caller ended the epoch as asked (the command
 /// finished, or a thaw), which a member that could only delete keys could
-/// not be told.
+/// not be told. `full`: etcd was full when the caller ended it, so that a
+/// member's deletion of its `held/NODE` or its report is its word (and
+/// otherwise none).
 pub(crate) async fn outcomes(
     client: &Client,
     group: &str,
     epoch: i64,
     members: &[String],
     asked: bool,
+    full: bool,
 ) -> Fallible<Outcomes> {
     let seen = Snapshot::read(client, group).await?;
     let mut known: Vec<Option<Outcome>> = vec![None; members.len()];
@@ -241,11 +244,11 @@ pub(crate) async fn outcomes(
         let Ok(changes) = tokio::time::timeout_at(give_up, watch.next()).await else {
             break;
         };
-        // A member's normal last word deletes `held/NODE` beside its report,
-        // and the end of its lease deletes every key of it: a deletion of
-        // `held/NODE` or `report/NODE` alone is a word only when etcd is full.
-        let spoke = |node: &String| {
-            changes.iter().any(|c| match &c.key {
+        // A deletion of `held/NODE` or `report/NODE` alone is a member's
+        // word only when etcd is full; the end of its lease deletes every
+        // key of it, and a report put in the same answer speaks for it.
+        let deletion_speaks = |node: &String| {
+            full && !changes.iter().any(|c| match &c.key {
                 GroupKey::Report(n) => c.put && n == node,
                 GroupKey::Member(n) => !c.put && n == node,
                 _ => false,
@@ -265,10 +268,10 @@ pub(crate) async fn outcomes(
                         keys::from_json::<Report>(&change.value).filter(|r| r.epoch == epoch);
                     (node, report.and_then(|r| Outcome::of(node, &r)))
                 }
-                GroupKey::Report(node) if !spoke(node) => {
+                GroupKey::Report(node) if deletion_speaks(node) => {
                     (node, Some(Outcome::not_held_unrecorded(node)))
                 }
-                GroupKey::Held(node) if !change.put && !spoke(node) => {
+                GroupKey::Held(node) if !change.put && deletion_speaks(node) => {
                     (node, Some(Outcome::held_unrecorded(node, asked)))
                 }
                 GroupKey::Member(node) if !change.put => (node, Some(Outcome::gone(node))),

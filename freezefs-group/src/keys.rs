@@ -7,7 +7,7 @@
 //! | `member/NODE` | [`Member`]: the agent and its mount points | the agent's |
 //! | `epoch` | [`Epoch`]: the freeze asked for, its deadline and members | the freezing command's |
 //! | `report/NODE` | [`Report`]: how this member's part of the freeze goes | the agent's |
-//! | `held/NODE` | [`Held`]: present while the member's freeze of an epoch holds | the agent's |
+//! | `held/NODE` | empty: what the agent deletes to say its freeze held when etcd is full | the agent's |
 //! | `ended` | [`Ended`]: why the last epoch ended, when a command ended it | none |
 //!
 //! A report is evidence only when it was written under the lease of its
@@ -146,15 +146,6 @@ pub(crate) struct Report {
     /// not because a member, the freezing command or etcd was lost).
     #[serde(default)]
     pub(crate) asked: bool,
-}
-
-/// Put beside a member's `frozen` report, deleted with its last word. When
-/// etcd is full (its NOSPACE alarm: deletes pass, puts do not), deleting
-/// this key alone is how a member says that its freeze held until the epoch
-/// ended, and deleting its report is how it says that it did not.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Held {
-    pub(crate) epoch: i64,
 }
 
 /// Why an epoch ended, written with the epoch's deletion by the command that

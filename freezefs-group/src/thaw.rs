@@ -39,7 +39,9 @@ async fn thaw(client: &Client, group: &str) -> Fallible<u8> {
             },
         );
     };
-    match ending::end_epoch(client, group, epoch, "thawed by freezefs-group thaw", true).await? {
+    let ended =
+        ending::end_epoch(client, group, epoch, "thawed by freezefs-group thaw", true).await?;
+    match ended {
         Ending::Over => {
             let again = Snapshot::read(client, group).await?;
             return Ok(not_frozen(group, &again));
@@ -49,7 +51,8 @@ async fn thaw(client: &Client, group: &str) -> Fallible<u8> {
         ),
         Ending::Recorded => {}
     }
-    let outcomes = ending::outcomes(client, group, epoch, &doc.members, true).await?;
+    let full = ended == Ending::Unrecorded;
+    let outcomes = ending::outcomes(client, group, epoch, &doc.members, true, full).await?;
     print_outcomes(&outcomes, true);
     if outcomes.all_consistent() {
         println!(

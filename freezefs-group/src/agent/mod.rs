@@ -17,7 +17,7 @@ use crate::ending;
 use crate::etcd::{self, Fallible};
 use crate::events::{Event, What};
 use crate::group_watch::{GroupWatch, Snapshot};
-use crate::keys::{self, Epoch, Held, Member, Report, ReportState};
+use crate::keys::{self, Epoch, Member, Report, ReportState};
 use crate::lease::Lease;
 use crate::local::{self, LocalFreeze, LocalNews};
 
@@ -48,6 +48,9 @@ struct Agent {
     next: Option<(i64, Epoch)>,
     /// The newest epoch seen: only a newer one is joined.
     seen_epoch: i64,
+    /// It deleted its `held/NODE` to speak through a full etcd: it puts it
+    /// back with its next `frozen` report.
+    held_key_gone: bool,
     news: mpsc::UnboundedSender<LocalNews>,
 }
 
@@ -113,6 +116,7 @@ pub(crate) async fn run(
         part: None,
         next: None,
         seen_epoch: 0,
+        held_key_gone: false,
         news,
     };
     let (seen, registered) = agent.register().await?;
@@ -171,7 +175,7 @@ impl Agent {
         loop {
             let txn = Txn::new()
                 .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-                .and_then([self.registration_put()]);
+                .and_then(self.registration());
             let answer = etcd::txn(&self.client, "register", txn).await?;
             if answer.succeeded() {
                 let registered = answer.header().map_or(0, |h| h.revision());
@@ -188,18 +192,25 @@ impl Agent {
         }
     }
 
-    fn registration_put(&self) -> TxnOp {
+    /// `member/NAME`, and `held/NAME` beside it (what the agent deletes to
+    /// say that its freeze held, should etcd be full when it ends), both
+    /// under the lease.
+    fn registration(&self) -> [TxnOp; 2] {
         let member = Member {
             host: local::hostname(),
             pid: std::process::id(),
             mounts: self.mount_names.clone(),
             clock_unix_ms: local::unix_ms(),
         };
-        TxnOp::put(
-            keys::member(&self.group, &self.name),
-            keys::to_json(&member),
-            Some(PutOptions::new().with_lease(self.lease.id)),
-        )
+        let lease = Some(PutOptions::new().with_lease(self.lease.id));
+        [
+            TxnOp::put(
+                keys::member(&self.group, &self.name),
+                keys::to_json(&member),
+                lease.clone(),
+            ),
+            TxnOp::put(keys::held(&self.group, &self.name), Vec::new(), lease),
+        ]
     }
 
     /// `member/NAME` was deleted, or rewritten under another lease or none,
@@ -224,9 +235,7 @@ impl Agent {
                     ));
                 }
             };
-            let txn = Txn::new()
-                .when([unchanged])
-                .and_then([self.registration_put()]);
+            let txn = Txn::new().when([unchanged]).and_then(self.registration());
             if etcd::txn(&self.client, "register again", txn)
                 .await?
                 .succeeded()
@@ -495,48 +504,44 @@ impl Agent {
         }
     }
 
-    /// The `frozen` report, and `held/NODE` beside it: what a member says
-    /// by deleting, should etcd be full when its freeze ends.
-    async fn put_frozen(&self, report: &Report) {
+    /// The `frozen` report, and `held/NODE` again if it was deleted to
+    /// speak through a full etcd.
+    async fn put_frozen(&mut self, report: &Report) {
+        if !self.held_key_gone {
+            return self.put_report(report).await;
+        }
         let lease = Some(PutOptions::new().with_lease(self.lease.id));
-        let txn = Txn::new().and_then([
+        let puts = [
             TxnOp::put(
                 keys::report(&self.group, &self.name),
                 keys::to_json(report),
                 lease.clone(),
             ),
-            TxnOp::put(
-                keys::held(&self.group, &self.name),
-                keys::to_json(&Held {
-                    epoch: report.epoch,
-                }),
-                lease,
-            ),
-        ]);
-        if let Err(e) = etcd::txn(&self.client, "report", txn).await {
-            eprintln!("freezefs-group agent {}: {e}", self.name);
+            TxnOp::put(keys::held(&self.group, &self.name), Vec::new(), lease),
+        ];
+        match etcd::txn(&self.client, "report", Txn::new().and_then(puts)).await {
+            Ok(_) => self.held_key_gone = false,
+            Err(e) => eprintln!("freezefs-group agent {}: {e}", self.name),
         }
     }
 
-    /// A part's last report (thawed, or ended early), with `held/NODE`
-    /// deleted in the same revision. When etcd is full it takes deletes
-    /// only: a member whose freeze held until the epoch was deleted
-    /// (`held_to_the_end`) deletes `held/NODE` alone; any other deletes its
-    /// report too. Whoever ended the epoch reads that.
-    async fn put_last_word(&self, report: &Report, held_to_the_end: bool) {
-        let (report_key, held_key) = (
-            keys::report(&self.group, &self.name),
-            keys::held(&self.group, &self.name),
-        );
-        let txn = Txn::new().and_then([
-            TxnOp::put(
+    /// A part's last report (thawed, or ended early). When etcd is full it
+    /// takes deletes only: a member whose freeze held until the epoch was
+    /// deleted (`held_to_the_end`) deletes `held/NODE` alone; any other
+    /// deletes its report too. Whoever ended the epoch, and found etcd
+    /// full, reads that.
+    async fn put_last_word(&mut self, report: &Report, held_to_the_end: bool) {
+        let report_key = keys::report(&self.group, &self.name);
+        let put = etcd::txn_unless_full(
+            &self.client,
+            "report",
+            Txn::new().and_then([TxnOp::put(
                 report_key.clone(),
                 keys::to_json(report),
                 Some(PutOptions::new().with_lease(self.lease.id)),
-            ),
-            TxnOp::delete(held_key.clone(), None),
-        ]);
-        let failure = match etcd::txn_unless_full(&self.client, "report", txn).await {
+            )]),
+        );
+        let failure = match put.await {
             Ok(_) => return,
             Err(failure) => failure,
         };
@@ -553,10 +558,11 @@ impl Agent {
             "freezefs-group agent {}: etcd is full: saying by a deletion that {said}",
             self.name
         );
-        let mut deletes = vec![TxnOp::delete(held_key, None)];
+        let mut deletes = vec![TxnOp::delete(keys::held(&self.group, &self.name), None)];
         if !held_to_the_end {
             deletes.push(TxnOp::delete(report_key, None));
         }
+        self.held_key_gone = true;
         let txn = Txn::new().and_then(deletes);
         if let Err(e) = etcd::txn(&self.client, "report by deletion", txn).await {
             eprintln!("freezefs-group agent {}: {e}", self.name);

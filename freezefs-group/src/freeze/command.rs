@@ -75,7 +75,7 @@ pub(super) async fn run_command(
             }
         }
     };
-    let mut asked = false;
+    let (mut asked, mut full) = (false, false);
     if broken.is_none() {
         let ended = ending::end_epoch(
             client,
@@ -86,6 +86,7 @@ pub(super) async fn run_command(
         )
         .await;
         asked = matches!(ended, Ok(Ending::Recorded | Ending::Unrecorded));
+        full = matches!(ended, Ok(Ending::Unrecorded));
         if matches!(ended, Ok(Ending::Over)) {
             broken = Some("the group was thawed meanwhile".into());
         }
@@ -100,6 +101,7 @@ pub(super) async fn run_command(
             announced.epoch,
             &announced.doc.members,
             asked,
+            full,
         )
         .await
         {

@@ -98,7 +98,8 @@ async fn freeze(client: &Client, request: &FreezeRequest) -> Fallible<u8> {
                 .filter(|m| !failed.silent.contains(m))
                 .cloned()
                 .collect();
-            let outcomes = ending::outcomes(client, group, announced.epoch, &answered, false).await;
+            let outcomes =
+                ending::outcomes(client, group, announced.epoch, &answered, false, false).await;
             eprintln!("freezefs-group: group {group} not frozen: {why}");
             if let Ok(outcomes) = outcomes {
                 print_outcomes(&outcomes, false);
