@@ -7,21 +7,23 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
+use etcd_client::Client;
 use freezefs::Freezer;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::ending;
-use crate::etcd::{self, Fallible};
-use crate::events::{Event, What};
-use crate::group_watch::{GroupWatch, Snapshot};
-use crate::keys::{self, Epoch, Member, Report, ReportState};
+use crate::etcd::Fallible;
+use crate::events::What;
+use crate::group_watch::GroupWatch;
+use crate::keys::{Epoch, Report, ReportState};
 use crate::lease::Lease;
 use crate::local::{self, LocalFreeze, LocalNews};
 
 mod changes;
+mod registration;
+mod reports;
 
 /// How often a frozen agent moves its local deadline along.
 const RENEW_PERIOD: Duration = Duration::from_millis(250);
@@ -166,92 +168,6 @@ pub(crate) async fn run(
 }
 
 impl Agent {
-    /// Puts `member/NAME` under the lease, unless another agent holds it:
-    /// then waits for that one's lease to end, at most a TTL and a second.
-    /// The group as read just after, and the registration's revision.
-    async fn register(&mut self) -> Fallible<(Snapshot, i64)> {
-        let key = keys::member(&self.group, &self.name);
-        let give_up = Instant::now() + Duration::from_secs(u64::from(self.ttl_s) + 1);
-        loop {
-            let txn = Txn::new()
-                .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-                .and_then(self.registration());
-            let answer = etcd::txn(&self.client, "register", txn).await?;
-            if answer.succeeded() {
-                let registered = answer.header().map_or(0, |h| h.revision());
-                let seen = Snapshot::read(&self.client, &self.group).await?;
-                return Ok((seen, registered));
-            }
-            if Instant::now() >= give_up {
-                return Err(format!(
-                    "another agent is registered as {} in group {}",
-                    self.name, self.group
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    /// `member/NAME`, and `held/NAME` beside it (what the agent deletes to
-    /// say that its freeze held, should etcd be full when it ends), both
-    /// under the lease.
-    fn registration(&self) -> [TxnOp; 2] {
-        let member = Member {
-            host: local::hostname(),
-            pid: std::process::id(),
-            mounts: self.mount_names.clone(),
-            clock_unix_ms: local::unix_ms(),
-        };
-        let lease = Some(PutOptions::new().with_lease(self.lease.id));
-        [
-            TxnOp::put(
-                keys::member(&self.group, &self.name),
-                keys::to_json(&member),
-                lease.clone(),
-            ),
-            TxnOp::put(keys::held(&self.group, &self.name), Vec::new(), lease),
-        ]
-    }
-
-    /// `member/NAME` was deleted, or rewritten under another lease or none,
-    /// while this agent's lease lives: registers again at once, over a key
-    /// under no lease (no agent's), unless the key now lives under another
-    /// lease, another agent's (then this one stops, and its service manager
-    /// may start it again).
-    pub(super) async fn register_again(&mut self, what_happened: &str) -> Fallible<()> {
-        let key = keys::member(&self.group, &self.name);
-        for _ in 0..3 {
-            let seen = Snapshot::read(&self.client, &self.group).await?;
-            let now = seen.entries.iter().find(|e| e.raw == key.as_bytes());
-            let unchanged = match now {
-                None => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
-                Some(e) if e.lease == 0 || e.lease == self.lease.id => {
-                    Compare::mod_revision(key.clone(), CompareOp::Equal, e.mod_revision)
-                }
-                Some(e) => {
-                    return Err(format!(
-                        "its registration {key} {what_happened}, and now lives under lease {:x}, another agent's: this one stops",
-                        e.lease
-                    ));
-                }
-            };
-            let txn = Txn::new().when([unchanged]).and_then(self.registration());
-            if etcd::txn(&self.client, "register again", txn)
-                .await?
-                .succeeded()
-            {
-                eprintln!(
-                    "freezefs-group agent {}: its registration {key} {what_happened}; registered again",
-                    self.name
-                );
-                return Ok(());
-            }
-        }
-        Err(format!(
-            "its registration {key} {what_happened}, and it keeps changing: this one stops"
-        ))
-    }
-
     /// An epoch was announced: freeze if it names this agent.
     async fn begin(&mut self, epoch: i64, doc: Epoch) {
         if !doc.members.contains(&self.name) {
@@ -475,109 +391,5 @@ impl Agent {
                 _ => return,
             }
         }
-    }
-
-    async fn report_failed(&mut self, epoch: i64, why: &str) {
-        self.event(What::Failed, epoch, why);
-        self.put_report(&Report {
-            epoch,
-            state: ReportState::Failed,
-            frozen_at_unix_ns: None,
-            held: None,
-            why: why.to_string(),
-            asked: false,
-        })
-        .await;
-    }
-
-    async fn put_report(&self, report: &Report) {
-        let key = keys::report(&self.group, &self.name);
-        let put = etcd::put(
-            &self.client,
-            "report",
-            key,
-            keys::to_json(report),
-            self.lease.id,
-        );
-        if let Err(e) = put.await {
-            eprintln!("freezefs-group agent {}: {e}", self.name);
-        }
-    }
-
-    /// The `frozen` report, and `held/NODE` again if it was deleted to
-    /// speak through a full etcd.
-    async fn put_frozen(&mut self, report: &Report) {
-        if !self.held_key_gone {
-            return self.put_report(report).await;
-        }
-        let lease = Some(PutOptions::new().with_lease(self.lease.id));
-        let puts = [
-            TxnOp::put(
-                keys::report(&self.group, &self.name),
-                keys::to_json(report),
-                lease.clone(),
-            ),
-            TxnOp::put(keys::held(&self.group, &self.name), Vec::new(), lease),
-        ];
-        match etcd::txn(&self.client, "report", Txn::new().and_then(puts)).await {
-            Ok(_) => self.held_key_gone = false,
-            Err(e) => eprintln!("freezefs-group agent {}: {e}", self.name),
-        }
-    }
-
-    /// A part's last report (thawed, or ended early). When etcd is full it
-    /// takes deletes only: a member whose freeze held until the epoch was
-    /// deleted (`held_to_the_end`) deletes `held/NODE` alone; any other
-    /// deletes its report too. Whoever ended the epoch, and found etcd
-    /// full, reads that.
-    async fn put_last_word(&mut self, report: &Report, held_to_the_end: bool) {
-        let report_key = keys::report(&self.group, &self.name);
-        let put = etcd::txn_unless_full(
-            &self.client,
-            "report",
-            Txn::new().and_then([TxnOp::put(
-                report_key.clone(),
-                keys::to_json(report),
-                Some(PutOptions::new().with_lease(self.lease.id)),
-            )]),
-        );
-        let failure = match put.await {
-            Ok(_) => return,
-            Err(failure) => failure,
-        };
-        if !failure.full {
-            eprintln!("freezefs-group agent {}: {}", self.name, failure.text);
-            return;
-        }
-        let said = if held_to_the_end {
-            "it held until the epoch ended"
-        } else {
-            "it did not hold"
-        };
-        eprintln!(
-            "freezefs-group agent {}: etcd is full: saying by a deletion that {said}",
-            self.name
-        );
-        let mut deletes = vec![TxnOp::delete(keys::held(&self.group, &self.name), None)];
-        if !held_to_the_end {
-            deletes.push(TxnOp::delete(report_key, None));
-        }
-        self.held_key_gone = true;
-        let txn = Txn::new().and_then(deletes);
-        if let Err(e) = etcd::txn(&self.client, "report by deletion", txn).await {
-            eprintln!("freezefs-group agent {}: {e}", self.name);
-        }
-    }
-
-    fn event(&self, what: What, epoch: i64, reason: &str) {
-        Event {
-            what,
-            group: &self.group,
-            epoch,
-            node: &self.name,
-            mounts: &self.mount_names,
-            reason,
-        }
-        .send();
     }
 }

@@ -7,10 +7,13 @@
 mod support;
 
 mod barrier;
+mod certificates;
+mod clocks;
 mod cut_off;
 mod etcd_cluster;
 mod failures;
 mod faults;
+mod full_etcd;
 mod harness;
 mod security;
 mod tls;

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use crate::etcd_cluster::{Certificates, Etcd};
-use crate::harness::{Host, exited_saying, group_cmd_as};
+use crate::certificates::Certificates;
+use crate::etcd_cluster::Etcd;
+use crate::harness::{Host, exited_saying, group_cmd_as, group_exe};
 use crate::support::Kind;
 
 /// `--cacert CA --cert CERT --key KEY`, each one given or not.
@@ -67,6 +68,35 @@ fn over_tls_a_client_that_cannot_check_the_server_or_shows_no_certificate_is_ref
         assert!(
             a.fs.write_completes_within(Duration::from_secs(2)),
             "--cacert {ca}, --cert and --key {identity}: the agent's mount froze"
+        );
+    }
+}
+
+#[test]
+fn a_certificate_or_password_file_that_cannot_be_read_is_named() {
+    let missing = "/nonexistent-freezefs-test/file.pem";
+    for (args, says) in [
+        (vec!["--cacert", missing], format!("--cacert {missing}: ")),
+        (
+            vec!["--cert", missing, "--key", missing],
+            format!("--cert {missing}: "),
+        ),
+        (
+            vec!["--user", "u", "--password-file", missing],
+            format!("--password-file {missing}: "),
+        ),
+    ] {
+        let out = std::process::Command::new(group_exe())
+            .args(["--endpoints", "https://127.0.0.1:9"])
+            .args(&args)
+            .args(["status", "--group", "g"])
+            .output()
+            .unwrap();
+        exited_saying(&out, 1, &says);
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("No such file or directory"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 }
