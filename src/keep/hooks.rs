@@ -77,7 +77,7 @@ pub(crate) fn find(dir: &Path, sysconfigtab: &Path) -> Result<Option<Hooks>> {
     let meta = match std::fs::symlink_metadata(&dir) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::os(dir.display().to_string(), e)),
+        Err(e) => return Err(Error::os(format!("hook directory {}", dir.display()), e)),
     };
     if !meta.is_dir() {
         return Err(unsafe_hooks(&dir, "is not a directory"));
@@ -114,10 +114,11 @@ fn check_owner(path: &Path, meta: &Metadata) -> Result<()> {
 /// hook someone other than root could change, or a symbolic link, is an
 /// error.
 pub(crate) fn list(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::os(dir.display().to_string(), e))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| Error::os(format!("hook directory {}", dir.display()), e))?;
     let mut hooks = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| Error::os(dir.display().to_string(), e))?;
+        let entry = entry.map_err(|e| Error::os(format!("hook directory {}", dir.display()), e))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
         let skipped = name.starts_with('.')

@@ -93,11 +93,17 @@ impl StateDir {
             match rustix::fs::mkdir(path, Mode::RWXU) {
                 Ok(()) => {
                     // mkdir's mode went through the umask; state it exactly.
-                    rustix::fs::chmod(path, Mode::RWXU)
-                        .map_err(|e| Error::os(format!("{}: chmod", path.display()), e))?;
+                    rustix::fs::chmod(path, Mode::RWXU).map_err(|e| {
+                        Error::os(format!("state directory {}: chmod", path.display()), e)
+                    })?;
                 }
                 Err(Errno::EXIST) => {}
-                Err(e) => return Err(Error::os(format!("{}: mkdir", path.display()), e)),
+                Err(e) => {
+                    return Err(Error::os(
+                        format!("state directory {}: mkdir", path.display()),
+                        e,
+                    ));
+                }
             }
         }
         let fd = match rustix::fs::open(
@@ -115,7 +121,12 @@ impl StateDir {
             Err(Errno::NOTDIR) => {
                 return Err(unsafe_dir(path, "is not a directory", libc::ENOTDIR));
             }
-            Err(e) => return Err(Error::os(format!("{}: open", path.display()), e)),
+            Err(e) => {
+                return Err(Error::os(
+                    format!("state directory {}: open", path.display()),
+                    e,
+                ));
+            }
         };
         StateDir::adopt(path, fd).map(Some)
     }

@@ -261,3 +261,78 @@ fn v_prints_the_deadline_the_freeze_got() {
     );
     assert!(line.contains("Z (timeout 30 s)"), "{line}");
 }
+
+/// freezefs with `FREEZEFS_RUNDIR` (and more) set to `env`.
+fn freezefs_with(fs: &Scratch, env: &[(&str, &std::path::Path)], args: &[&OsStr]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    cmd.args(args);
+    let mut cmd = with_env(&mut cmd, fs);
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn a_state_directory_that_cannot_be_made_is_named_not_the_mount_point() {
+    let fs = Scratch::new(Kind::Ext4);
+    let run = fs.dir.join("missing/run");
+    for args in [
+        vec![os("-t"), os("3"), fs.mnt.as_os_str()],
+        vec![os("-q"), fs.mnt.as_os_str()],
+    ] {
+        let out = freezefs_with(&fs, &[("FREEZEFS_RUNDIR", &run)], &args);
+        assert_ne!(out.status.code(), Some(0), "{}", said(&out));
+        assert_eq!(
+            said(&out),
+            format!(
+                "freezefs: {}: state directory {}: mkdir: no such file or directory",
+                fs.mnt.display(),
+                run.display()
+            )
+        );
+    }
+    assert!(!fs.kernel_frozen());
+}
+
+#[test]
+fn a_hook_directory_that_is_not_a_directory_is_named() {
+    let fs = Scratch::new(Kind::Ext4);
+    let file = fs.dir.join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let hooks = file.join("hooks");
+    let out = freezefs_with(
+        &fs,
+        &[("FREEZEFS_HOOKS_DIR", &hooks)],
+        &[os("-t"), os("3"), fs.mnt.as_os_str()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert_eq!(
+        said(&out),
+        format!(
+            "freezefs: {}: hook directory {}: not a directory",
+            fs.mnt.display(),
+            hooks.display()
+        )
+    );
+    assert!(!fs.kernel_frozen());
+}
+
+#[test]
+fn a_holder_executable_that_is_missing_is_named_with_the_way_out() {
+    let fs = Scratch::new(Kind::Ext4);
+    let holder = fs.dir.join("no-such-holder");
+    let out = freezefs_with(
+        &fs,
+        &[("FREEZEFS_HOLDER", &holder)],
+        &[os("-t"), os("3"), fs.mnt.as_os_str()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    let said = said(&out);
+    assert!(
+        said.contains(&format!("cannot start the holder {}", holder.display()))
+            && said.contains("set FREEZEFS_HOLDER or reinstall"),
+        "{said}"
+    );
+    assert!(!fs.kernel_frozen());
+}

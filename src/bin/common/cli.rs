@@ -36,6 +36,23 @@ impl Action {
 /// The reason part of `<command>: <mount point>: <reason>`, with a hint
 /// where one helps.
 pub(crate) fn reason(action: Action, error: &Error) -> String {
+    reason_about(action, error, None)
+}
+
+/// [`reason`] for a message that names `shown` already: a failed system
+/// call names what it was about (the state directory, a hook directory,
+/// the mount table) unless that is `shown` itself.
+fn reason_about(action: Action, error: &Error, shown: Option<&Path>) -> String {
+    if let Error::Os { what, .. } = error {
+        let about_shown = shown.is_some_and(|shown| {
+            let shown = shown.to_string_lossy();
+            *what == shown || what.starts_with(&format!("{shown}: "))
+        });
+        if !about_shown {
+            return format!("{what}: {}", os_reason(error));
+        }
+        return os_reason(error);
+    }
     match error {
         Error::NotPrivileged => format!(
             "permission denied ({} needs root or CAP_SYS_ADMIN)",
@@ -65,24 +82,31 @@ pub(crate) fn reason(action: Action, error: &Error) -> String {
             "cannot start the holder {} ({reason}); set FREEZEFS_HOLDER or reinstall",
             path.display()
         ),
-        Error::Os { source, .. } if source.raw_os_error() == Some(libc::ENOENT) => {
-            "no such file or directory".into()
-        }
-        Error::Os { source, .. } if source.raw_os_error() == Some(libc::EMFILE) => {
+        other => other.to_string(),
+    }
+}
+
+/// What a failed system call's errno means, in words.
+fn os_reason(error: &Error) -> String {
+    let Error::Os { source, .. } = error else {
+        return error.to_string();
+    };
+    match source.raw_os_error() {
+        Some(libc::ENOENT) => "no such file or directory".into(),
+        Some(libc::EMFILE) => {
             let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
             format!(
                 "too many open files: the open-file limit (ulimit -n) is {}, and a freeze needs about 24",
                 limit.map_or("unlimited".to_string(), |n| n.to_string())
             )
         }
-        Error::Os { source, .. } => {
+        _ => {
             let text = source.to_string();
             text.split(" (os error")
                 .next()
                 .unwrap_or(&text)
                 .to_lowercase()
         }
-        other => other.to_string(),
     }
 }
 
@@ -130,7 +154,10 @@ pub(crate) fn complain(command: &str, action: Action, path: &Path, error: &Error
     } else {
         path.display().to_string()
     };
-    eprintln!("{command}: {shown}: {}", reason(action, error));
+    eprintln!(
+        "{command}: {shown}: {}",
+        reason_about(action, error, Some(path))
+    );
 }
 
 /// A mount point or type as findmnt prints it: a space, a tab, a newline,
