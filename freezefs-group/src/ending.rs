@@ -218,10 +218,19 @@ pub(crate) async fn outcomes(
             None => known[i] = Some(Outcome::gone(node)),
             Some(registration) => {
                 leases[i] = registration.lease;
-                known[i] = seen
-                    .report_of(node)
-                    .filter(|r| r.epoch == epoch)
-                    .and_then(|r| Outcome::of(node, &r));
+                let report = seen.report_of(node).filter(|r| r.epoch == epoch);
+                // When etcd is full a member may have spoken by deleting
+                // before this read: its `held/NODE` gone beside its frozen
+                // report (held), or its report gone (did not hold).
+                let held_key = GroupKey::Held(node.clone());
+                known[i] = match report {
+                    Some(r) => Outcome::of(node, &r).or_else(|| {
+                        (full && !seen.entries.iter().any(|e| e.key == held_key))
+                            .then(|| Outcome::held_unrecorded(node, asked))
+                    }),
+                    None if full => Some(Outcome::not_held_unrecorded(node)),
+                    None => None,
+                };
             }
         }
     }

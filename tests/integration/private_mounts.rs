@@ -144,6 +144,16 @@ impl PrivateMounts {
         if name == "/usr" {
             self.bind_programs_into(&fs.mnt);
         }
+        // A checkout under /var or /usr (a clone in /var/tmp) stays visible:
+        // the project's directory and the build's, bound in before `name` is
+        // covered, at the same paths inside the scratch.
+        for dir in self.build_dirs() {
+            if let Ok(below) = dir.strip_prefix(name) {
+                let inside = fs.mnt.join(below);
+                std::fs::create_dir_all(&inside).unwrap();
+                run(self.setup("mount").arg("--bind").arg(dir).arg(&inside));
+            }
+        }
         let at = match &self.root {
             Some(root) => root.join(name.trim_start_matches('/')),
             None => PathBuf::from(name),
@@ -159,6 +169,17 @@ impl PrivateMounts {
         let inside = run(self.command("stat").args(["-c", "%d", name]));
         let scratch = std::fs::metadata(&fs.mnt).unwrap().dev();
         inside.trim() == scratch.to_string()
+    }
+
+    /// The project's directory, and the build's when it lies elsewhere:
+    /// what the commands run in the namespace need.
+    fn build_dirs(&self) -> Vec<&'static Path> {
+        let holder_dir = Path::new(holder_exe()).parent().unwrap();
+        let mut dirs = vec![crate_dir()];
+        if !holder_dir.starts_with(crate_dir()) {
+            dirs.push(holder_dir);
+        }
+        dirs
     }
 
     /// Binds the real `/usr/bin`, `/usr/lib`, ... into `usr`.
@@ -181,11 +202,8 @@ impl PrivateMounts {
     pub(crate) fn root_in(&mut self, fs: &Scratch) {
         let root = fs.mnt.clone();
         self.bind_programs_into(&root.join("usr"));
-        let mut binds: Vec<&Path> = vec![Path::new("/etc"), Path::new("/tmp"), crate_dir()];
-        let holder_dir = Path::new(holder_exe()).parent().unwrap();
-        if !holder_dir.starts_with(crate_dir()) {
-            binds.push(holder_dir);
-        }
+        let mut binds: Vec<&Path> = vec![Path::new("/etc"), Path::new("/tmp")];
+        binds.extend(self.build_dirs());
         for dir in binds {
             let inside = root.join(dir.strip_prefix("/").unwrap());
             std::fs::create_dir_all(&inside).unwrap();
