@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 
 use crate::etcd_cluster::Etcd;
 use crate::faults::{TTL_S, member_status};
-use crate::harness::{Host, all_thawed_within, exited_saying, group_cmd, group_spawn, text};
-use crate::support::Kind;
+use crate::harness::{
+    Host, all_thawed_within, exited_saying, group_cmd, group_spawn, states, text,
+};
+use crate::support::{Kind, wait_until};
 
 /// Two hosts, `b`'s wall clock `offset` from the machine's.
 fn a_and_skewed_b(etcd: &Etcd, group: &str, offset: &str) -> [Host; 2] {
@@ -71,7 +73,17 @@ fn a_host_whose_clock_is_30_s_slow_thaws_with_the_group_at_its_timeout() {
             "freeze", "--group", "slow", "-t", "4", "--ttl", "3", "--", "sleep", "10",
         ],
     );
-    // Both members thaw at the group's timeout, long before the command ends.
+    // By the members' reports: a FIFREEZE probe here would make a freeze
+    // that meets it fail.
+    let frozen = wait_until(Duration::from_secs(3), Duration::from_millis(20), || {
+        states(&etcd, "slow").iter().all(|(_, s)| s == "frozen")
+    });
+    if !frozen {
+        let out = freeze.wait_with_output().unwrap();
+        panic!("the group did not freeze: {}", text(&out));
+    }
+    // Both members thaw at the group's timeout (each host's local deadline
+    // is whole seconds, rounded down), long before the command ends.
     let took = all_thawed_within(
         &hosts.iter().collect::<Vec<_>>(),
         started,
@@ -79,6 +91,7 @@ fn a_host_whose_clock_is_30_s_slow_thaws_with_the_group_at_its_timeout() {
     )
     .unwrap();
     eprintln!("b's clock 30 s slow, -t 4: every member thawed {took:?} after the freeze began");
+    assert!(took >= Duration::from_secs(3), "thawed early: {took:?}");
     let out = freeze.wait_with_output().unwrap();
     exited_saying(&out, 3, "the group's timeout of 4 s passed");
 }
