@@ -44,7 +44,8 @@ fn a_full_etcd_during_the_command_keeps_the_commands_exit_status() {
     let hosts = a_and_b(&etcd, "fullcmd");
     let go = hosts[0].fs.dir.join("go");
     let cmd = format!(
-        "while [ ! -e {} ]; do sleep 0.05; done; exit 7",
+        // Bounded, so that a failing test leaves no command behind.
+        "for _ in $(seq 400); do [ -e {} ] && exit 7; sleep 0.05; done; exit 7",
         go.display()
     );
     let freeze = group_spawn(
