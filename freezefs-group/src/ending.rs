@@ -174,8 +174,23 @@ impl Outcome {
     }
 }
 
+/// An end that could not be written in full is told; whoever ended it goes
+/// on: the members thaw when the epoch goes, recorded or not.
+pub(crate) fn end_warning(group: &str, ended: &Fallible<Ending>) {
+    match ended {
+        Ok(Ending::Unrecorded) => eprintln!(
+            "freezefs-group: group {group}: warning: etcd is full (NOSPACE): the epoch was deleted, and every member thaws, but why it ended could not be recorded"
+        ),
+        Err(e) => eprintln!(
+            "freezefs-group: group {group}: warning: could not end the epoch: {e}; every member thaws when the epoch's lease ends"
+        ),
+        Ok(_) => {}
+    }
+}
+
 /// The members' last words on an epoch, and the reports that were ignored
 /// because they were not written under their member's registration.
+#[derive(Default)]
 pub(crate) struct Outcomes {
     pub(crate) each: Vec<Outcome>,
     pub(crate) ignored: Vec<String>,
@@ -225,7 +240,7 @@ pub(crate) async fn outcomes(
                 let held_key = GroupKey::Held(node.clone());
                 known[i] = match report {
                     Some(r) => Outcome::of(node, &r).or_else(|| {
-                        (full && !seen.entries.iter().any(|e| e.key == held_key))
+                        (full && seen.entry(&held_key).is_none())
                             .then(|| Outcome::held_unrecorded(node, asked))
                     }),
                     None if full => Some(Outcome::not_held_unrecorded(node)),
@@ -239,12 +254,20 @@ pub(crate) async fn outcomes(
         .into_iter()
         .filter(|n| members.contains(n))
         .collect();
+    // One round trip for all the silent members' leases, not one each.
+    let asks: Vec<_> = leases
+        .iter()
+        .zip(&known)
+        .filter(|(_, known)| known.is_none())
+        .map(|(lease, _)| {
+            let (client, lease) = (client.clone(), *lease);
+            tokio::spawn(async move { etcd::lease_granted_ttl(&client, lease).await })
+        })
+        .collect();
     let mut wait = Duration::ZERO;
-    for (i, lease) in leases.iter().enumerate() {
-        if known[i].is_none() {
-            let ttl = etcd::lease_granted_ttl(client, *lease).await?.unwrap_or(0);
-            wait = wait.max(Duration::from_secs(ttl.max(0) as u64) + SILENCE_PAST_TTL);
-        }
+    for ask in asks {
+        let ttl = ask.await.map_err(|e| e.to_string())??.unwrap_or(0);
+        wait = wait.max(Duration::from_secs(ttl.max(0) as u64) + SILENCE_PAST_TTL);
     }
     let limit = wait.min(SILENCE_MAX);
     let give_up = Instant::now() + limit;

@@ -236,13 +236,14 @@ pub(crate) async fn get_prefix(
     .map_err(String::from)
 }
 
+/// A put under `lease`, its failure telling whether etcd is full.
 pub(crate) async fn put(
     client: &Client,
     what: &str,
     key: String,
     value: Vec<u8>,
     lease: i64,
-) -> Fallible<()> {
+) -> Result<(), Failure> {
     retried(what, || {
         let (mut client, key, value) = (client.clone(), key.clone(), value.clone());
         async move {
@@ -253,7 +254,6 @@ pub(crate) async fn put(
     })
     .await
     .map(drop)
-    .map_err(String::from)
 }
 
 pub(crate) async fn lease_grant(client: &Client, ttl_s: u32) -> Fallible<LeaseGrantResponse> {

@@ -51,11 +51,7 @@ impl GroupWatch {
             group: group.to_string(),
             next_revision: seen + 1,
             stream: None,
-            known: known
-                .entries
-                .iter()
-                .map(|e| (e.raw.clone(), (e.create_revision, e.mod_revision)))
-                .collect(),
+            known: known.revisions(),
         };
         let (tx, changes) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
@@ -194,11 +190,7 @@ impl Watching {
                 changes.push(entry.as_put());
             }
         }
-        self.known = now
-            .entries
-            .iter()
-            .map(|e| (e.raw.clone(), (e.create_revision, e.mod_revision)))
-            .collect();
+        self.known = now.revisions();
         self.next_revision = now.revision + 1;
         Some(changes)
     }
@@ -237,20 +229,24 @@ pub(crate) struct EpochEntry {
     pub(crate) lease: i64,
 }
 
-/// A key of one node: its name, its document unless the value does not
-/// parse, and the lease it lives under (0: none).
+/// A `member/NODE` key, the agent's registration: its node, its document
+/// unless the value does not parse, and the lease it lives under (0: none).
 #[derive(Debug, Clone)]
-pub(crate) struct NodeKey<T> {
+pub(crate) struct Registration {
     pub(crate) node: String,
-    pub(crate) doc: Option<T>,
+    pub(crate) doc: Option<keys::Member>,
     pub(crate) lease: i64,
 }
 
-/// A `member/NODE` key: the agent's registration.
-pub(crate) type Registration = NodeKey<keys::Member>;
-
-/// A `report/NODE` key.
-pub(crate) type ReportEntry = NodeKey<keys::Report>;
+impl Registration {
+    fn of(node: &str, entry: &Entry) -> Registration {
+        Registration {
+            node: node.to_string(),
+            doc: keys::from_json(&entry.value),
+            lease: entry.lease,
+        }
+    }
+}
 
 /// The group's keys now, and the revision they were read at.
 pub(crate) struct Snapshot {
@@ -278,75 +274,74 @@ impl Snapshot {
         })
     }
 
-    /// The epoch on record, if any.
-    pub(crate) fn epoch(&self) -> Option<EpochEntry> {
+    /// Every key's create and mod revisions: what a watch knows.
+    fn revisions(&self) -> HashMap<Vec<u8>, (i64, i64)> {
         self.entries
             .iter()
-            .find(|e| e.key == GroupKey::Epoch)
-            .map(|e| EpochEntry {
-                epoch: e.create_revision,
-                doc: keys::from_json(&e.value),
-                lease: e.lease,
-            })
+            .map(|e| (e.raw.clone(), (e.create_revision, e.mod_revision)))
+            .collect()
+    }
+
+    /// The epoch on record, if any.
+    pub(crate) fn epoch(&self) -> Option<EpochEntry> {
+        self.entry(&GroupKey::Epoch).map(|e| EpochEntry {
+            epoch: e.create_revision,
+            doc: keys::from_json(&e.value),
+            lease: e.lease,
+        })
+    }
+
+    /// The key `key`, if the group has it.
+    pub(crate) fn entry(&self, key: &GroupKey) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.key == *key)
     }
 
     /// Every `member/NODE`.
     pub(crate) fn members(&self) -> Vec<Registration> {
-        self.per_node(|key| match key {
-            GroupKey::Member(node) => Some(node),
-            _ => None,
-        })
+        self.entries
+            .iter()
+            .filter_map(|e| match &e.key {
+                GroupKey::Member(node) => Some(Registration::of(node, e)),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The registration of `node`, if it has one.
     pub(crate) fn member(&self, node: &str) -> Option<Registration> {
-        self.members().into_iter().find(|m| m.node == node)
+        let entry = self.entry(&GroupKey::Member(node.to_string()))?;
+        Some(Registration::of(node, entry))
     }
 
-    /// Every `report/NODE`.
-    pub(crate) fn reports(&self) -> Vec<ReportEntry> {
-        self.per_node(|key| match key {
-            GroupKey::Report(node) => Some(node),
-            _ => None,
-        })
-    }
-
-    fn per_node<T: serde::de::DeserializeOwned>(
-        &self,
-        node_of: impl Fn(&GroupKey) -> Option<&String>,
-    ) -> Vec<NodeKey<T>> {
-        self.entries
-            .iter()
-            .filter_map(|e| {
-                Some(NodeKey {
-                    node: node_of(&e.key)?.clone(),
-                    doc: keys::from_json(&e.value),
-                    lease: e.lease,
-                })
-            })
-            .collect()
+    /// The lease of `node`'s registration, if it has one.
+    fn member_lease(&self, node: &str) -> Option<i64> {
+        Some(self.entry(&GroupKey::Member(node.to_string()))?.lease)
     }
 
     /// `node`'s report, if it counts: written under the lease of `node`'s
     /// registration. The reports that do not count are [`Snapshot::forged`].
     pub(crate) fn report_of(&self, node: &str) -> Option<keys::Report> {
-        let lease = self.member(node)?.lease;
-        self.reports()
-            .into_iter()
-            .find(|r| r.node == node && bound_to_member(r.lease, lease))?
-            .doc
+        let lease = self.member_lease(node)?;
+        let report = self.entry(&GroupKey::Report(node.to_string()))?;
+        bound_to_member(report.lease, lease)
+            .then(|| keys::from_json(&report.value))
+            .flatten()
     }
 
     /// The reports that name a registered member but were not written
     /// under its lease: someone else's word, ignored.
     pub(crate) fn forged(&self) -> Vec<String> {
-        self.reports()
-            .into_iter()
-            .filter(|r| {
-                self.member(&r.node)
-                    .is_some_and(|m| !bound_to_member(r.lease, m.lease))
+        self.entries
+            .iter()
+            .filter_map(|e| match &e.key {
+                GroupKey::Report(node) => Some((node, e.lease)),
+                _ => None,
             })
-            .map(|r| r.node)
+            .filter(|(node, lease)| {
+                self.member_lease(node)
+                    .is_some_and(|member| !bound_to_member(*lease, member))
+            })
+            .map(|(node, _)| node.clone())
             .collect()
     }
 

@@ -1,5 +1,5 @@
-//! `freezefs-group status`: the members, their state, the epoch and how
-//! long etcd keeps it, in plain text or JSON. A member's state is its own
+//! `freezefs-group status`: whether the group is frozen (and why not), the
+//! members, their state and the epoch, in plain text or JSON. A member's state is its own
 //! last report, counted only under its registration's lease; a report on
 //! an epoch that is no longer the group's is shown as stale, never as idle.
 

@@ -41,16 +41,11 @@ async fn thaw(client: &Client, group: &str) -> Fallible<u8> {
     };
     let ended =
         ending::end_epoch(client, group, epoch, "thawed by freezefs-group thaw", true).await?;
-    match ended {
-        Ending::Over => {
-            let again = Snapshot::read(client, group).await?;
-            return Ok(not_frozen(group, &again));
-        }
-        Ending::Unrecorded => eprintln!(
-            "freezefs-group: group {group}: warning: etcd is full (NOSPACE): the epoch was deleted, and every member thaws, but why it ended could not be recorded"
-        ),
-        Ending::Recorded => {}
+    if ended == Ending::Over {
+        let again = Snapshot::read(client, group).await?;
+        return Ok(not_frozen(group, &again));
     }
+    ending::end_warning(group, &Ok(ended.clone()));
     let full = ended == Ending::Unrecorded;
     let outcomes = ending::outcomes(client, group, epoch, &doc.members, true, full).await?;
     print_outcomes(&outcomes, true);

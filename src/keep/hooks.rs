@@ -61,6 +61,11 @@ pub(crate) struct Target {
     pub(crate) mount_point: PathBuf,
 }
 
+/// A failed system call on the hook directory `dir`, which it names.
+fn dir_failed(dir: &Path, e: std::io::Error) -> Error {
+    Error::os(format!("hook directory {}", dir.display()), e)
+}
+
 /// The hook directory in force: the override, or [`HOOKS_DIR`].
 pub(crate) fn hooks_dir_path() -> PathBuf {
     syscalls::secure_env(HOOKS_DIR_ENV)
@@ -77,7 +82,7 @@ pub(crate) fn find(dir: &Path, sysconfigtab: &Path) -> Result<Option<Hooks>> {
     let meta = match std::fs::symlink_metadata(&dir) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::os(format!("hook directory {}", dir.display()), e)),
+        Err(e) => return Err(dir_failed(&dir, e)),
     };
     if !meta.is_dir() {
         return Err(unsafe_hooks(&dir, "is not a directory"));
@@ -114,11 +119,10 @@ fn check_owner(path: &Path, meta: &Metadata) -> Result<()> {
 /// hook someone other than root could change, or a symbolic link, is an
 /// error.
 pub(crate) fn list(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| Error::os(format!("hook directory {}", dir.display()), e))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| dir_failed(dir, e))?;
     let mut hooks = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| Error::os(format!("hook directory {}", dir.display()), e))?;
+        let entry = entry.map_err(|e| dir_failed(dir, e))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
         let skipped = name.starts_with('.')

@@ -102,9 +102,18 @@ pub(crate) struct Keeper {
     /// Readable when a record may have changed: an inotify instance, or a
     /// periodic timerfd when none could be had.
     notify: OwnedFd,
-    /// `notify` is the periodic timerfd, and whether it is armed.
-    periodic: Option<bool>,
+    notify_kind: NotifyKind,
     watched: Vec<PathBuf>,
+}
+
+/// What a keeper's `notify` fd is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NotifyKind {
+    Inotify,
+    /// A timerfd firing every [`REVIEW_PERIOD_NS`] while `armed`.
+    Periodic {
+        armed: bool,
+    },
 }
 
 impl Keeper {
@@ -117,14 +126,14 @@ impl Keeper {
             )
         };
         let inotify = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK);
-        let (notify, periodic) = match inotify {
-            Ok(fd) => (fd, None),
-            Err(_) => (timer()?, Some(false)),
+        let (notify, notify_kind) = match inotify {
+            Ok(fd) => (fd, NotifyKind::Inotify),
+            Err(_) => (timer()?, NotifyKind::Periodic { armed: false }),
         };
         Ok(Keeper {
             timerfd: timer()?,
             notify,
-            periodic,
+            notify_kind,
             watched: Vec::new(),
         })
     }
@@ -143,19 +152,32 @@ impl Keeper {
     /// the earliest wake.
     pub(crate) fn prepare(&mut self, watches: &Mutex<Vec<Watch>>) {
         let watches = lock(watches);
-        if let Some(armed) = self.periodic {
-            if armed == watches.is_empty() {
+        match self.notify_kind {
+            NotifyKind::Periodic { armed } if armed == watches.is_empty() => {
+                // Armed while anything is kept, disarmed (0) when nothing is.
                 let period = if armed { 0 } else { REVIEW_PERIOD_NS };
                 let spec = Itimerspec {
                     it_interval: timespec(period),
                     it_value: timespec(period),
                 };
                 if timerfd_settime(&self.notify, TimerfdTimerFlags::empty(), &spec).is_ok() {
-                    self.periodic = Some(!armed);
+                    self.notify_kind = NotifyKind::Periodic { armed: !armed };
                 }
             }
+            NotifyKind::Periodic { .. } => {}
+            NotifyKind::Inotify => self.watch_new_dirs(&watches),
         }
-        for w in watches.iter().filter(|_| self.periodic.is_none()) {
+        let next = watches.iter().filter_map(|w| w.wake_at).min();
+        let spec = Itimerspec {
+            it_interval: timespec(0),
+            it_value: timespec(next.unwrap_or(0)),
+        };
+        let _ = timerfd_settime(&self.timerfd, TimerfdTimerFlags::ABSTIME, &spec);
+    }
+
+    /// Adds an inotify watch on each state directory not watched yet.
+    fn watch_new_dirs(&mut self, watches: &[Watch]) {
+        for w in watches {
             if !self.watched.iter().any(|p| p == w.dir.path()) {
                 let proc_path = format!("/proc/self/fd/{}", w.dir.fd().as_raw_fd());
                 let flags = inotify::WatchFlags::MOVED_TO
@@ -166,12 +188,6 @@ impl Keeper {
                 }
             }
         }
-        let next = watches.iter().filter_map(|w| w.wake_at).min();
-        let spec = Itimerspec {
-            it_interval: timespec(0),
-            it_value: timespec(next.unwrap_or(0)),
-        };
-        let _ = timerfd_settime(&self.timerfd, TimerfdTimerFlags::ABSTIME, &spec);
     }
 
     /// After waking: reviews the watches that are due, or all of them when a

@@ -67,6 +67,11 @@ impl Drop for SbLock {
     }
 }
 
+/// A failed system call `op` on the state directory `path`, which it names.
+fn failed(path: &Path, op: &str, e: Errno) -> Error {
+    Error::os(format!("state directory {}: {op}", path.display()), e)
+}
+
 fn unsafe_dir(path: &Path, problem: &'static str, errno: i32) -> Error {
     Error::UnsafeStateDir {
         path: path.to_path_buf(),
@@ -93,17 +98,10 @@ impl StateDir {
             match rustix::fs::mkdir(path, Mode::RWXU) {
                 Ok(()) => {
                     // mkdir's mode went through the umask; state it exactly.
-                    rustix::fs::chmod(path, Mode::RWXU).map_err(|e| {
-                        Error::os(format!("state directory {}: chmod", path.display()), e)
-                    })?;
+                    rustix::fs::chmod(path, Mode::RWXU).map_err(|e| failed(path, "chmod", e))?;
                 }
                 Err(Errno::EXIST) => {}
-                Err(e) => {
-                    return Err(Error::os(
-                        format!("state directory {}: mkdir", path.display()),
-                        e,
-                    ));
-                }
+                Err(e) => return Err(failed(path, "mkdir", e)),
             }
         }
         let fd = match rustix::fs::open(
@@ -121,12 +119,7 @@ impl StateDir {
             Err(Errno::NOTDIR) => {
                 return Err(unsafe_dir(path, "is not a directory", libc::ENOTDIR));
             }
-            Err(e) => {
-                return Err(Error::os(
-                    format!("state directory {}: open", path.display()),
-                    e,
-                ));
-            }
+            Err(e) => return Err(failed(path, "open", e)),
         };
         StateDir::adopt(path, fd).map(Some)
     }

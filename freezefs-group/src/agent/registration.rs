@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::Agent;
 use crate::etcd::{self, Fallible};
 use crate::group_watch::Snapshot;
-use crate::keys::{self, Member};
+use crate::keys::{self, GroupKey, Member};
 use crate::local;
 
 impl Agent {
@@ -70,7 +70,7 @@ impl Agent {
         let key = keys::member(&self.group, &self.name);
         for _ in 0..3 {
             let seen = Snapshot::read(&self.client, &self.group).await?;
-            let now = seen.entries.iter().find(|e| e.raw == key.as_bytes());
+            let now = seen.entry(&GroupKey::Member(self.name.clone()));
             let unchanged = match now {
                 None => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
                 Some(e) if e.lease == 0 || e.lease == self.lease.id => {

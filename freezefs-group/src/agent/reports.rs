@@ -33,7 +33,7 @@ impl Agent {
             self.lease.id,
         );
         if let Err(e) = put.await {
-            eprintln!("freezefs-group agent {}: {e}", self.name);
+            eprintln!("freezefs-group agent {}: {}", self.name, e.text);
         }
     }
 
@@ -65,14 +65,12 @@ impl Agent {
     /// full, reads that.
     pub(super) async fn put_last_word(&mut self, report: &Report, held_to_the_end: bool) {
         let report_key = keys::report(&self.group, &self.name);
-        let put = etcd::txn_unless_full(
+        let put = etcd::put(
             &self.client,
             "report",
-            Txn::new().and_then([TxnOp::put(
-                report_key.clone(),
-                keys::to_json(report),
-                Some(PutOptions::new().with_lease(self.lease.id)),
-            )]),
+            report_key.clone(),
+            keys::to_json(report),
+            self.lease.id,
         );
         let failure = match put.await {
             Ok(_) => return,

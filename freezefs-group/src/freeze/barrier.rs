@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Announced, failure};
+use super::{Announced, failure, ignored_report};
 use crate::keys::{self, Report, ReportState};
 use crate::local::unix_ns;
 
@@ -73,31 +73,17 @@ pub(super) async fn barrier(
             give_up
         };
         let Ok(changes) = tokio::time::timeout_at(wake, announced.watch.next()).await else {
-            let late: Vec<&str> = members
-                .iter()
-                .zip(&frozen_at)
-                .zip(&answered)
-                .filter(|((_, at), answered)| {
-                    at.is_none() && (Instant::now() >= give_up || !**answered)
-                })
-                .map(|((m, _), _)| m.as_str())
-                .collect();
-            let silent = members
-                .iter()
-                .zip(&answered)
-                .filter(|(_, answered)| !**answered)
-                .map(|(m, _)| m.clone())
-                .collect();
+            let silent = named(&members, |i| !answered[i]);
             let why = if Instant::now() >= give_up {
                 format!(
                     "{} did not freeze within {} s",
-                    late.join(", "),
+                    named(&members, |i| frozen_at[i].is_none()).join(", "),
                     announced.doc.timeout_s
                 )
             } else {
                 format!(
                     "{} did not answer within {} s: no live agent serves its registration",
-                    late.join(", "),
+                    silent.join(", "),
                     ttl_s + 1
                 )
             };
@@ -107,9 +93,7 @@ pub(super) async fn barrier(
             let i = match announced.reporter(change) {
                 Some(Ok(i)) => Some(i),
                 Some(Err(node)) => {
-                    eprintln!(
-                        "freezefs-group: ignored report/{node}: it was not written under {node}'s registration lease, so it is not {node}'s word"
-                    );
+                    eprintln!("{}", ignored_report(&node));
                     continue;
                 }
                 None => None,
@@ -118,12 +102,7 @@ pub(super) async fn barrier(
                 // In the timeout's last second the members' own deadlines
                 // (whole seconds, rounded down) end their parts: the group's
                 // timeout is why, and the members still freezing are late.
-                let late: Vec<&str> = members
-                    .iter()
-                    .zip(&frozen_at)
-                    .filter(|(_, at)| at.is_none())
-                    .map(|(m, _)| m.as_str())
-                    .collect();
+                let late = named(&members, |i| frozen_at[i].is_none());
                 if Instant::now() + Duration::from_secs(1) >= give_up && !late.is_empty() {
                     return Err(format!(
                         "{} did not freeze within {} s ({why})",
@@ -175,4 +154,14 @@ pub(super) async fn barrier(
         },
         skewed,
     })
+}
+
+/// The members for which `pick` (by their index) holds.
+fn named(members: &[String], pick: impl Fn(usize) -> bool) -> Vec<String> {
+    members
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| pick(*i))
+        .map(|(_, m)| m.clone())
+        .collect()
 }

@@ -6,7 +6,7 @@ use etcd_client::Client;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::{Announced, FreezeRequest, NOT_CONSISTENT, failure, print_outcomes};
-use crate::ending::{self, Ending, Outcomes};
+use crate::ending::{self, Ending, end_warning};
 use crate::etcd::Fallible;
 use crate::lease::Lease;
 
@@ -54,7 +54,7 @@ pub(super) async fn run_command(
             status = child.wait() => break status.map_err(|e| e.to_string())?,
             () = tokio::time::sleep_until(deadline), if broken.is_none() => {
                 let why = format!("the group's timeout of {} s passed while the command ran", announced.doc.timeout_s);
-                end_warning(group, ending::end_epoch(client, group, announced.epoch, &why, false).await);
+                end_warning(group, &ending::end_epoch(client, group, announced.epoch, &why, false).await);
                 broken = Some(why);
             }
             () = lease.lost(), if !etcd_lost => {
@@ -64,7 +64,7 @@ pub(super) async fn run_command(
             changes = announced.watch.next(), if broken.is_none() => {
                 let counted = changes.iter().filter(|c| !matches!(announced.reporter(c), Some(Err(_))));
                 if let Some(why) = counted.filter_map(|c| failure(announced.epoch, &announced.doc.members, c)).next() {
-                    end_warning(group, ending::end_epoch(client, group, announced.epoch, &why, false).await);
+                    end_warning(group, &ending::end_epoch(client, group, announced.epoch, &why, false).await);
                     broken = Some(why);
                 }
             }
@@ -90,7 +90,7 @@ pub(super) async fn run_command(
         if matches!(ended, Ok(Ending::Over)) {
             broken = Some("the group was thawed meanwhile".into());
         }
-        end_warning(group, ended);
+        end_warning(group, &ended);
     }
     let outcomes = if etcd_lost {
         None
@@ -114,10 +114,7 @@ pub(super) async fn run_command(
             }
         }
     };
-    let outcomes = outcomes.unwrap_or(Outcomes {
-        each: Vec::new(),
-        ignored: Vec::new(),
-    });
+    let outcomes = outcomes.unwrap_or_default();
     print_outcomes(&outcomes, true);
     match (&broken, outcomes.all_consistent()) {
         (None, true) => Ok(exit_code(status)),
@@ -145,20 +142,6 @@ pub(super) async fn run_command(
             );
             Ok(NOT_CONSISTENT)
         }
-    }
-}
-
-/// An end that could not be written in full is told, and the command goes
-/// on: the members thaw when the epoch goes, recorded or not.
-fn end_warning(group: &str, ended: Fallible<Ending>) {
-    match ended {
-        Ok(Ending::Unrecorded) => eprintln!(
-            "freezefs-group: group {group}: warning: etcd is full (NOSPACE): the epoch was deleted, and every member thaws, but why it ended could not be recorded"
-        ),
-        Err(e) => eprintln!(
-            "freezefs-group: group {group}: warning: could not end the epoch: {e}; every member thaws when the epoch's lease ends"
-        ),
-        Ok(_) => {}
     }
 }
 

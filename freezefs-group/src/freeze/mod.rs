@@ -139,10 +139,7 @@ async fn announce(client: &Client, request: &FreezeRequest, lease: &Lease) -> Fa
             ));
         };
         let Some(gone) = doc.members.iter().find(|m| before.member(m).is_none()) else {
-            return Err(format!(
-                "frozen already (epoch {}); thaw it first with freezefs-group thaw --group {group}",
-                found.epoch
-            ));
+            return Err(frozen_already(group, found.epoch));
         };
         let why = format!("member {gone} was lost: its agent died, hung or lost etcd");
         if ending::end_epoch(client, group, found.epoch, &why, false)
@@ -156,10 +153,7 @@ async fn announce(client: &Client, request: &FreezeRequest, lease: &Lease) -> Fa
         }
         before = Snapshot::read(client, group).await?;
         if let Some(found) = before.epoch() {
-            return Err(format!(
-                "frozen already (epoch {}); thaw it first with freezefs-group thaw --group {group}",
-                found.epoch
-            ));
+            return Err(frozen_already(group, found.epoch));
         }
     }
     let members = match &request.members {
@@ -195,12 +189,7 @@ async fn announce(client: &Client, request: &FreezeRequest, lease: &Lease) -> Fa
             Some(found) if found.doc.as_ref() == Some(&doc) && found.lease == lease.id => {
                 found.epoch
             }
-            found => {
-                let epoch = found.map_or(0, |e| e.epoch);
-                return Err(format!(
-                    "frozen already (epoch {epoch}); thaw it first with freezefs-group thaw --group {group}"
-                ));
-            }
+            found => return Err(frozen_already(group, found.map_or(0, |e| e.epoch))),
         }
     };
     let after = Snapshot::read(client, group).await?;
@@ -222,6 +211,12 @@ async fn announce(client: &Client, request: &FreezeRequest, lease: &Lease) -> Fa
         at,
         at_unix_ns,
     })
+}
+
+fn frozen_already(group: &str, epoch: i64) -> String {
+    format!(
+        "frozen already (epoch {epoch}); thaw it first with freezefs-group thaw --group {group}"
+    )
 }
 
 /// The lease of `node`'s registration, if it is an agent's: a key that
@@ -298,11 +293,16 @@ async fn leave_frozen(
     Ok(0)
 }
 
+/// What is said of a report that is not its member's word.
+pub(super) fn ignored_report(node: &str) -> String {
+    format!(
+        "freezefs-group: ignored report/{node}: it was not written under {node}'s registration lease, so it is not {node}'s word"
+    )
+}
+
 pub(crate) fn print_outcomes(outcomes: &Outcomes, all: bool) {
     for node in &outcomes.ignored {
-        eprintln!(
-            "freezefs-group: ignored report/{node}: it was not written under {node}'s registration lease, so it is not {node}'s word"
-        );
+        eprintln!("{}", ignored_report(node));
     }
     for outcome in outcomes.each.iter().filter(|o| all || !o.consistent()) {
         eprintln!("freezefs-group: {}", outcome.line());
