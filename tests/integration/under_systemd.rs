@@ -99,14 +99,34 @@ impl Sandbox {
         kernel_frozen(self.root.as_ref().unwrap())
     }
 
-    /// The deadline of the one freeze on record (`CLOCK_BOOTTIME` ns).
-    fn deadline_ns(&self) -> i64 {
-        let dir = self.inside("/run/freezefs");
-        std::fs::read_dir(dir)
-            .unwrap()
-            .filter_map(|e| e.ok())
+    /// Waits at most `limit` for a freeze another process is making to be
+    /// on record as frozen, then asks the kernel. Never polls the kernel
+    /// before: its probe is a FIFREEZE of its own, and one that meets the
+    /// other process's FIFREEZE makes that freeze fail with EBUSY.
+    fn frozen_by_other_process_within(&self, limit: Duration) -> bool {
+        let recorded = wait_until(limit, Duration::from_millis(20), || {
+            self.records()
+                .iter()
+                .any(|r| r.lines().any(|l| l == "phase frozen"))
+        });
+        recorded && self.frozen()
+    }
+
+    /// The texts of the freezes on record.
+    fn records(&self) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(self.inside("/run/freezefs")) else {
+            return Vec::new();
+        };
+        dir.filter_map(|e| e.ok())
             .filter(|e| e.file_name().to_string_lossy().starts_with("sb."))
             .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect()
+    }
+
+    /// The deadline of the one freeze on record (`CLOCK_BOOTTIME` ns).
+    fn deadline_ns(&self) -> i64 {
+        self.records()
+            .iter()
             .find_map(|r| {
                 r.lines()
                     .find_map(|l| l.strip_prefix("deadline_boot_ns ")?.parse().ok())
@@ -170,19 +190,14 @@ fn stopping_a_backup_service_that_froze_leaves_its_freeze_to_the_holder_service(
         "systemd-run --unit=backup --service-type=exec sh -c '{} -t 3 {MNT} && sleep 600'",
         freezefs()
     ));
-    assert!(wait_until(
-        Duration::from_secs(5),
-        Duration::from_millis(20),
-        || {
-            sandbox
-                .inside("/run/freezefs")
-                .read_dir()
-                .is_ok_and(|mut d| {
-                    d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("sb.")))
-                })
-                && sandbox.frozen()
-        }
-    ));
+    assert!(
+        sandbox.frozen_by_other_process_within(Duration::from_secs(15)),
+        "{}",
+        sandbox
+            .run("systemctl status backup freezefs-holder.service")
+            .stdout
+            .escape_ascii()
+    );
     let deadline = sandbox.deadline_ns();
     let stopped = sandbox.run("timeout 10 systemctl stop backup");
     assert!(stopped.status.success(), "systemctl stop hung: {stopped:?}");
