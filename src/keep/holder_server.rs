@@ -26,7 +26,7 @@ use crate::keep::{holder_life, warden};
 use crate::os::fd_passing;
 use crate::os::fork::lock;
 use crate::os::mounts::Device;
-use crate::os::syscalls;
+use crate::os::syscalls::{self, HolderSignal};
 use crate::store::state_dir::StateDir;
 
 /// How long a holder that holds nothing waits for more work before it exits.
@@ -103,13 +103,16 @@ fn serve(dir_path: &Path) -> i32 {
     // A parked waiter for the next probe, once there has been one.
     let mut spare: Option<Prober> = None;
     let mut inbox = Inbox::default();
+    // Asked to retire: exit at the first moment it keeps nothing, so that
+    // systemd starts the executable a package upgrade put in its place.
+    let mut retiring = false;
     if holder_life::adopt(&dir, &watches) > 0 {
         holder_life::ensure_warden(&dir, systemd);
     }
     loop {
         keeper.prepare(&watches);
         let idle = lock(&watches).is_empty() && probes.is_empty();
-        let (ready, changed, stopping) = {
+        let (ready, changed, signal) = {
             let held = lock(&watches);
             let [timer, notify] = keeper.fds();
             let mut fds = vec![
@@ -143,16 +146,21 @@ fn serve(dir_path: &Path) -> i32 {
                     .iter()
                     .map(|&fd| PollFd::from_borrowed_fd(fd, PollFlags::IN)),
             );
-            // Under systemd the holder stays: Restart=always would start
-            // it again at once.
-            let linger = (idle && !systemd).then_some(Duration::from_millis(LINGER_MS as u64));
+            // Under systemd the holder stays unless it retires:
+            // Restart=always would start it again at once.
+            let linger =
+                (idle && (!systemd || retiring)).then_some(Duration::from_millis(LINGER_MS as u64));
             let wait = [linger, inbox.next_due()].into_iter().flatten().min();
             let wait = wait.map(|d| rustix::time::Timespec {
                 tv_sec: d.as_secs() as i64,
                 tv_nsec: i64::from(d.subsec_nanos()),
             });
             let n = rustix::event::poll(&mut fds, wait.as_ref()).unwrap_or(0);
-            let stopping = !fds[0].revents().is_empty();
+            let signal = if fds[0].revents().is_empty() {
+                None
+            } else {
+                syscalls::holder_signals(&stop)
+            };
             let changed = fds[3..first_request]
                 .iter()
                 .chain(&fds[first_request + requests..])
@@ -160,9 +168,10 @@ fn serve(dir_path: &Path) -> i32 {
             for fd in waiters {
                 drain(fd);
             }
-            (n, changed, stopping)
+            (n, changed, signal)
         };
-        if stopping {
+        retiring |= signal == Some(HolderSignal::Retire);
+        if signal == Some(HolderSignal::Stop) {
             holder_life::stop_all(&watches, &jobs);
             jobs.wait_idle();
             return 0;
@@ -211,8 +220,15 @@ fn serve(dir_path: &Path) -> i32 {
             && !continuity::any_thread_running()
             && !jobs.running();
         let quiet = ready == 0 && inbox.is_empty();
-        if quiet && idle && nothing_left && !systemd && may_exit(&listener, &dir) {
-            return 0;
+        if quiet && idle && nothing_left {
+            // systemd's socket stays with systemd, which queues the next
+            // client for the next holder.
+            if systemd && retiring {
+                return 0;
+            }
+            if !systemd && may_exit(&listener, &dir) {
+                return 0;
+            }
         }
     }
 }

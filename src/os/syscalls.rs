@@ -191,9 +191,20 @@ pub(crate) fn unblock_all_signals() {
     }
 }
 
-/// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (and in the
-/// threads it starts from now on) and returns a non-blocking signalfd that
-/// reads them: the holder's "asked to stop", in its poll set.
+/// What a signal asks of the holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HolderSignal {
+    /// SIGTERM, SIGINT or SIGHUP: thaw what it keeps and exit.
+    Stop,
+    /// SIGUSR1 (`systemctl reload`, a package upgrade): keep every freeze
+    /// to its end, then exit, so that systemd starts the new executable.
+    Retire,
+}
+
+/// Blocks SIGTERM, SIGINT, SIGHUP and SIGUSR1 in the calling thread (and in
+/// the threads it starts from now on) and returns a non-blocking signalfd
+/// that reads them, in the holder's poll set; [`holder_signals`] says what
+/// they ask.
 pub(crate) fn stop_signals_fd() -> io::Result<OwnedFd> {
     // SAFETY: sigset_t is plain data that sigemptyset/sigaddset initialise;
     // pthread_sigmask and signalfd only read it; signalfd returns a new fd
@@ -201,7 +212,7 @@ pub(crate) fn stop_signals_fd() -> io::Result<OwnedFd> {
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
             libc::sigaddset(&mut set, signal);
         }
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
@@ -211,6 +222,27 @@ pub(crate) fn stop_signals_fd() -> io::Result<OwnedFd> {
         }
         Ok(OwnedFd::from_raw_fd(fd))
     }
+}
+
+/// Reads every pending signal from [`stop_signals_fd`]'s fd: `Stop` if any
+/// asks to stop, else `Retire` if one asks that, else nothing.
+pub(crate) fn holder_signals<Fd: AsFd>(fd: Fd) -> Option<HolderSignal> {
+    // struct signalfd_siginfo: 128 bytes, ssi_signo its first u32.
+    let mut info = [0u8; 128];
+    let mut asked = None;
+    while let Ok(128) = rustix::io::read(&fd, &mut info) {
+        let signo = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
+        let this = if signo as i32 == libc::SIGUSR1 {
+            HolderSignal::Retire
+        } else {
+            HolderSignal::Stop
+        };
+        asked = Some(match asked {
+            Some(HolderSignal::Stop) => HolderSignal::Stop,
+            _ => this,
+        });
+    }
+    asked
 }
 
 /// `struct mnt_id_req`, version 0.

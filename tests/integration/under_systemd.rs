@@ -265,3 +265,32 @@ fn stopping_the_holder_service_thaws_within_a_second_and_thawfs_says_why() {
         "{after}"
     );
 }
+
+/// `systemctl reload` of the holder's service (what a package upgrade
+/// does): the holder keeps its freeze to the deadline, thaws it there as a
+/// timeout, then exits, and systemd starts a new one for the next freeze.
+#[test]
+fn reloading_the_holder_service_keeps_its_freeze_to_the_deadline_then_starts_a_new_holder() {
+    let sandbox = Sandbox::boot();
+    sandbox.sh(&format!("{} -t 3 {MNT}", freezefs()));
+    let deadline = sandbox.deadline_ns();
+    let old = sandbox.main_pid("freezefs-holder.service");
+    sandbox.sh("systemctl reload freezefs-holder.service");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sandbox.main_pid("freezefs-holder.service"), old);
+    assert!(sandbox.frozen(), "a reload must not thaw");
+    thawed_late_ms(&sandbox, deadline, "systemd-reload-holder-service");
+    let thaw = sandbox.run(&format!("{} {MNT}", env!("CARGO_BIN_EXE_thawfs")));
+    assert_eq!(thaw.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&thaw.stderr);
+    assert!(said.contains("its timeout passed"), "{said}");
+    let replaced = wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        let pid = sandbox.main_pid("freezefs-holder.service");
+        pid != 0 && pid != old
+    });
+    assert!(replaced, "the retired holder was not replaced");
+    sandbox.sh(&format!("{} -t 30 {MNT}", freezefs()));
+    assert!(sandbox.frozen());
+    sandbox.sh(&format!("{} {MNT}", env!("CARGO_BIN_EXE_thawfs")));
+    assert!(!sandbox.frozen());
+}
