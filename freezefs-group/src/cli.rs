@@ -68,6 +68,14 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+/// True when `--help` or `-h` comes before any `--` (after which a group
+/// freeze's command has its own options).
+pub(crate) fn asks_for_help(args: &[OsString]) -> bool {
+    args.iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--help" || a == "-h")
+}
+
 /// Parses the arguments after the program name; `endpoints_env` is
 /// `$FREEZEFS_ETCD_ENDPOINTS`.
 pub(crate) fn parse(args: Vec<OsString>, endpoints_env: Option<String>) -> Result<Cli, String> {
@@ -397,5 +405,13 @@ mod tests {
             let err = parsed(line).unwrap_err();
             assert!(err.contains(says), "{line}: {err}");
         }
+    }
+
+    #[test]
+    fn help_is_asked_anywhere_before_the_commands_own_arguments() {
+        let words = |line: &str| -> Vec<OsString> { line.split(' ').map(OsString::from).collect() };
+        assert!(asks_for_help(&words("--help")));
+        assert!(asks_for_help(&words("agent -h")));
+        assert!(!asks_for_help(&words("freeze --group g -- tar --help")));
     }
 }

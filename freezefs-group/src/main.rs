@@ -21,6 +21,10 @@ use cli::Command;
 
 fn main() -> ExitCode {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
+    if cli::asks_for_help(&args) {
+        println!("{}\nSee freezefs-group(8).", cli::USAGE);
+        return ExitCode::SUCCESS;
+    }
     let cli = match cli::parse(args, std::env::var(cli::ENDPOINTS_ENV).ok()) {
         Ok(cli) => cli,
         Err(e) => {
