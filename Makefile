@@ -13,6 +13,10 @@
 #                             etcd, and its agent's unit (it needs protoc:
 #                             apt install protobuf-compiler libprotobuf-dev)
 #
+#   make deb                  Debian packages into target/deb/: freezefs,
+#                             libfreezefs-dev and freezefs-group (it needs
+#                             debhelper: scripts/install-deps deb)
+#
 # The installed library looks for its holder in $(LIBEXECDIR)/freezefs, baked
 # in at build time: build and install with the same PREFIX/LIBEXECDIR.
 
@@ -25,6 +29,8 @@ LIBEXECDIR  ?= $(EXEC_PREFIX)/libexec
 MANDIR      ?= $(PREFIX)/share/man
 DOCDIR      ?= $(PREFIX)/share/doc/freezefs
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+# The LD_PRELOAD shim: no program links to it, so a private directory will do.
+PRELOADDIR  ?= $(LIBDIR)
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 SYSCONFDIR  ?= /etc
 RUNDIR      ?= /run/freezefs
@@ -49,7 +55,7 @@ ENV     := CARGO_TARGET_DIR=$(BUILD) FREEZEFS_SONAME=$(SONAME) FREEZEFS_LIBEXECD
 SHIM_ENV := CARGO_TARGET_DIR=$(BUILD)/shim FREEZEFS_LIBEXECDIR=$(LIBEXECDIR)/freezefs
 SHIM    := $(BUILD)/shim/release/libfreezefs_preload.so
 
-.PHONY: all build install uninstall clean group install-group install-group-unit
+.PHONY: all build install uninstall clean group install-group install-group-unit deb
 all: build
 
 build:
@@ -72,7 +78,8 @@ install: build
 	ln -sf libfreezefs.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libfreezefs.so
 	install -m 0644 $(OUT)/libfreezefs.a $(DESTDIR)$(LIBDIR)/libfreezefs.a
-	install -m 0755 $(SHIM) $(DESTDIR)$(LIBDIR)/libfreezefs_preload.so
+	install -d $(DESTDIR)$(PRELOADDIR)
+	install -m 0755 $(SHIM) $(DESTDIR)$(PRELOADDIR)/libfreezefs_preload.so
 	install -m 0644 $(BUILD)/freezefs.pc $(BUILD)/freezefs-compat.pc $(DESTDIR)$(PKGCONFIGDIR)/
 	install -m 0644 include/freezefs.h $(DESTDIR)$(INCLUDEDIR)/freezefs.h
 	install -m 0644 include/compat/sys/mount.h $(DESTDIR)$(INCLUDEDIR)/freezefs/compat/sys/mount.h
@@ -80,7 +87,7 @@ install: build
 	install -m 0755 $(OUT)/freezefs-holder $(DESTDIR)$(LIBEXECDIR)/freezefs/freezefs-holder
 	install -m 0644 man/freezefs.3 $(DESTDIR)$(MANDIR)/man3/freezefs.3
 	install -m 0644 man/freezefs.8 man/thawfs.8 $(DESTDIR)$(MANDIR)/man8/
-	sed 's|/usr/local/lib/libfreezefs_preload.so|$(LIBDIR)/libfreezefs_preload.so|' \
+	sed 's|/usr/local/lib/libfreezefs_preload.so|$(PRELOADDIR)/libfreezefs_preload.so|' \
 	  examples/qemu-guest-agent.conf > $(DESTDIR)$(DOCDIR)/examples/qemu-guest-agent.conf
 	chmod 0644 $(DESTDIR)$(DOCDIR)/examples/qemu-guest-agent.conf
 	install -m 0755 examples/hooks/50-postgresql $(DESTDIR)$(DOCDIR)/examples/hooks/50-postgresql
@@ -116,7 +123,7 @@ install-group-unit:
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libfreezefs.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
 	  $(DESTDIR)$(LIBDIR)/libfreezefs.so $(DESTDIR)$(LIBDIR)/libfreezefs.a \
-	  $(DESTDIR)$(LIBDIR)/libfreezefs_preload.so $(DESTDIR)$(PKGCONFIGDIR)/freezefs.pc \
+	  $(DESTDIR)$(PRELOADDIR)/libfreezefs_preload.so $(DESTDIR)$(PKGCONFIGDIR)/freezefs.pc \
 	  $(DESTDIR)$(PKGCONFIGDIR)/freezefs-compat.pc \
 	  $(DESTDIR)$(INCLUDEDIR)/freezefs.h $(DESTDIR)$(INCLUDEDIR)/freezefs/compat/sys/mount.h \
 	  $(DESTDIR)$(SBINDIR)/freezefs $(DESTDIR)$(SBINDIR)/thawfs \
@@ -130,6 +137,18 @@ uninstall:
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/freezefs/compat/sys $(DESTDIR)$(INCLUDEDIR)/freezefs/compat \
 	  $(DESTDIR)$(INCLUDEDIR)/freezefs $(DESTDIR)$(LIBEXECDIR)/freezefs \
 	  $(DESTDIR)$(DOCDIR)/examples/hooks $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null
+
+# debhelper with the debian/ directory: it runs `make install` into a
+# staging tree and writes the maintainer scripts that enable the units and
+# run ldconfig. Everything it writes stays under target/deb.
+DEB_DIR := target/deb
+deb:
+	mkdir -p $(DEB_DIR)
+	dpkg-buildpackage -b -us -uc \
+	  --buildinfo-option=-u$(DEB_DIR) --changes-option=-u$(DEB_DIR) \
+	  --buildinfo-file=$(DEB_DIR)/freezefs_$(VERSION)_$$(dpkg --print-architecture).buildinfo \
+	  --changes-file=$(DEB_DIR)/freezefs_$(VERSION)_$$(dpkg --print-architecture).changes
+	@ls $(DEB_DIR)/*.deb
 
 clean:
 	rm -rf $(BUILD)

@@ -6,6 +6,7 @@
 mod private_mounts;
 mod qemu_ga;
 mod support;
+mod systemd_sandbox;
 
 mod abuse;
 mod beyond;
@@ -14,6 +15,7 @@ mod c_api;
 mod command_messages;
 mod commands;
 mod contract;
+mod debian_packages;
 mod errnos;
 mod fuzz;
 mod fuzz_c_api;
