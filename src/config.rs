@@ -52,6 +52,25 @@ pub(crate) fn default_timeout(path: &Path) -> DefaultTimeout {
         .unwrap_or(DefaultTimeout::Seconds(FALLBACK_SECONDS))
 }
 
+/// Why `path` gives a freeze that asks for the default timeout 60 s rather
+/// than what the admin wrote there: a file that exists but cannot be used,
+/// or a `freezefs_default_timeout` that is not a whole number of seconds.
+/// None when it is usable, or absent (60 s, as documented).
+pub(crate) fn default_timeout_problem(path: &Path) -> Option<String> {
+    let text = match read_file(path) {
+        Ok(text) => text,
+        Err(Unusable::Missing) => return None,
+        Err(why) => return Some(format!("{}: {why}", path.display())),
+    };
+    let value = attribute(&text, "vfs", "freezefs_default_timeout")?;
+    parse_seconds(&value).is_none().then(|| {
+        format!(
+            "{}: freezefs_default_timeout = {value} is not a whole number of seconds",
+            path.display()
+        )
+    })
+}
+
 /// The cap on a freeze of `/`, `/usr` or `/var` under the shim:
 /// `freezefs_protected_max_timeout` in the `vfs:` stanza, in seconds. The
 /// cap is always finite: a missing, zero, negative or bad value gives
@@ -87,21 +106,56 @@ pub(crate) fn positive_seconds_from(text: &[u8], attr: &str, fallback: u32) -> u
     }
 }
 
+/// Why a sysconfigtab file is not read.
+#[derive(Debug)]
+enum Unusable {
+    Missing,
+    Unreadable(std::io::Error),
+    NotRegular,
+    TooLarge,
+}
+
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unusable::Missing => f.write_str("no such file"),
+            Unusable::Unreadable(e) => write!(f, "cannot be read: {e}"),
+            Unusable::NotRegular => f.write_str("not a regular file"),
+            Unusable::TooLarge => write!(f, "larger than {MAX_FILE_BYTES} bytes: not read"),
+        }
+    }
+}
+
 /// Reads a regular file of at most [`MAX_FILE_BYTES`]. O_NONBLOCK keeps a FIFO
 /// from blocking the open; the type check then refuses it.
-fn read_bounded(path: &Path) -> Option<Vec<u8>> {
+fn read_file(path: &Path) -> Result<Vec<u8>, Unusable> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
-        .ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.file_type().is_file() || meta.file_type().is_fifo() || meta.len() > MAX_FILE_BYTES {
-        return None;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Unusable::Missing,
+            _ => Unusable::Unreadable(e),
+        })?;
+    let meta = file.metadata().map_err(Unusable::Unreadable)?;
+    if !meta.file_type().is_file() || meta.file_type().is_fifo() {
+        return Err(Unusable::NotRegular);
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(Unusable::TooLarge);
     }
     let mut text = Vec::new();
-    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut text).ok()?;
-    (text.len() as u64 <= MAX_FILE_BYTES).then_some(text)
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut text)
+        .map_err(Unusable::Unreadable)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(Unusable::TooLarge);
+    }
+    Ok(text)
+}
+
+fn read_bounded(path: &Path) -> Option<Vec<u8>> {
+    read_file(path).ok()
 }
 
 /// The default timeout a sysconfigtab text gives.

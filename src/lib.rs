@@ -129,6 +129,14 @@ pub fn default_timeout() -> DefaultTimeout {
     config::default_timeout(&config::sysconfigtab_path())
 }
 
+/// Why the sysconfigtab file in force gives the default timeout 60 s
+/// rather than what it says (it exists but cannot be read, is not a regular
+/// file, is too large, or its value is not a whole number of seconds),
+/// naming the file; None when it is usable or absent.
+pub fn default_timeout_problem() -> Option<String> {
+    config::default_timeout_problem(&config::sysconfigtab_path())
+}
+
 #[doc(hidden)]
 /// Entry points for the fuzz harness (tests/integration/fuzz.rs): the parsers that read
 /// untrusted bytes, with their invariants checked by the caller.

@@ -419,6 +419,17 @@ fn main() {
             })
         }
     };
+    if matches!(options.mode, Mode::Freeze | Mode::Reset)
+        && matches!(options.timeout, Timeout::Default)
+    {
+        // Said before the freeze: nothing is printed while frozen.
+        if let Some(problem) = freezefs::default_timeout_problem() {
+            eprintln!(
+                "freezefs: warning: {problem}; the default timeout is {} s",
+                freezefs::FALLBACK_SECONDS
+            );
+        }
+    }
     let code = match options.mode {
         Mode::Freeze if options.command.is_some() => {
             let (mut words, dir) = options.command.expect("checked");

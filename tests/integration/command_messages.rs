@@ -336,3 +336,58 @@ fn a_holder_executable_that_is_missing_is_named_with_the_way_out() {
     );
     assert!(!fs.kernel_frozen());
 }
+
+/// A sysconfigtab that is there but gives nothing: each case is named with
+/// the file, before the freeze, which still gets the documented 60 s.
+#[test]
+fn an_unusable_sysconfigtab_is_named_with_what_is_wrong_and_the_freeze_gets_60_s() {
+    let fs = Scratch::new(Kind::Ext4);
+    let tab = fs.sysconfigtab();
+    let cases: [(&str, &dyn Fn()); 3] = [
+        ("not a regular file", &|| std::fs::create_dir(&tab).unwrap()),
+        ("larger than 1048576 bytes: not read", &|| {
+            std::fs::write(&tab, vec![b'#'; 2 << 20]).unwrap()
+        }),
+        (
+            "freezefs_default_timeout = soon is not a whole number of seconds",
+            &|| crate::support::write_sysconfigtab(&tab, "soon"),
+        ),
+    ];
+    for (what, make) in cases {
+        let _ = std::fs::remove_dir(&tab);
+        let _ = std::fs::remove_file(&tab);
+        make();
+        let out = freezefs(&fs, &[os("-v"), fs.mnt.as_os_str()]);
+        assert!(out.status.success(), "{what}: {}", said(&out));
+        assert!(
+            said(&out).starts_with(&format!(
+                "freezefs: warning: {}: {what}; the default timeout is 60 s",
+                tab.display()
+            )),
+            "{what}: {}",
+            said(&out)
+        );
+        assert!(
+            printed(&out).contains("(timeout 60 s)"),
+            "{}",
+            printed(&out)
+        );
+        let out = thawfs(&fs, &[fs.mnt.as_os_str()]);
+        assert!(out.status.success(), "{}", said(&out));
+    }
+}
+
+#[test]
+fn a_missing_sysconfigtab_or_a_given_timeout_draws_no_warning() {
+    let fs = Scratch::new(Kind::Ext4);
+    let _ = std::fs::remove_file(fs.sysconfigtab());
+    let out = freezefs(&fs, &[fs.mnt.as_os_str()]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert_eq!(said(&out), "");
+    thawfs(&fs, &[fs.mnt.as_os_str()]);
+    std::fs::create_dir(fs.sysconfigtab()).unwrap();
+    let out = freezefs(&fs, &[os("-t"), os("5"), fs.mnt.as_os_str()]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert_eq!(said(&out), "");
+    thawfs(&fs, &[fs.mnt.as_os_str()]);
+}
