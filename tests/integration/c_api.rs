@@ -190,13 +190,8 @@ fn open_up(fs: &Scratch) {
     std::fs::set_permissions(&fs.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-fn as_nobody(fs: &Scratch, extra: &[&str], args: &[&str]) -> String {
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .args(extra)
-        .arg(program("fzctl"))
-        .args(args);
-    fzctl(&mut with_env(&mut cmd, fs))
+fn as_nobody(fs: &Scratch, caps: &[&str], args: &[&str]) -> String {
+    fzctl(support::as_nobody(fs, caps, &program("fzctl")).args(args))
 }
 
 #[test]

@@ -185,10 +185,10 @@ fn without_root_each_operation_names_itself() {
             "freezefs" => env!("CARGO_BIN_EXE_freezefs"),
             _ => env!("CARGO_BIN_EXE_thawfs"),
         };
-        let mut cmd = Command::new("setpriv");
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", exe])
-            .args(&args);
-        let out = with_env(&mut cmd, &fs).output().unwrap();
+        let out = crate::support::as_nobody(&fs, &[], std::path::Path::new(exe))
+            .args(&args)
+            .output()
+            .unwrap();
         assert!(!out.status.success());
         assert!(
             said(&out).ends_with(&format!(

@@ -216,19 +216,10 @@ fn an_unreadable_sysconfigtab_gives_60_seconds() {
         std::os::unix::fs::PermissionsExt::from_mode(0o000),
     )
     .unwrap();
-    let mut cmd = Command::new("setpriv");
-    cmd.args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--inh-caps=+sys_admin",
-        "--ambient-caps=+sys_admin",
-    ])
-    .arg(program("fzctl"))
-    .args(["1"])
-    .arg(&fs.mnt)
-    .arg("0");
-    assert_eq!(fzctl(&mut with_env(&mut cmd, &fs)), "rc=0 errno=0");
+    let caps = ["--inh-caps=+sys_admin", "--ambient-caps=+sys_admin"];
+    let mut cmd = support::as_nobody(&fs, &caps, &program("fzctl"));
+    cmd.arg("1").arg(&fs.mnt).arg("0");
+    assert_eq!(fzctl(&mut cmd), "rc=0 errno=0");
     // That user's state directory is not root's to use: read the record.
     let record = std::fs::read_dir(&run_dir)
         .unwrap()

@@ -61,11 +61,7 @@ fn the_c_api_is_clean_under_valgrind() {
 }
 
 fn as_nobody(fs: &Scratch, args: &[&str]) -> String {
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(program("fzctl"))
-        .args(args);
-    fzctl(&mut with_env(&mut cmd, fs))
+    fzctl(support::as_nobody(fs, &[], &program("fzctl")).args(args))
 }
 
 #[test]
@@ -102,11 +98,10 @@ fn every_command_refuses_an_unprivileged_caller() {
         (env!("CARGO_BIN_EXE_freezefs"), vec!["-l"], 1),
         (env!("CARGO_BIN_EXE_thawfs"), vec![mnt], 1),
     ] {
-        let mut cmd = Command::new("setpriv");
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(bin)
-            .args(&args);
-        let out = with_env(&mut cmd, &fs).output().unwrap();
+        let out = support::as_nobody(&fs, &[], std::path::Path::new(bin))
+            .args(&args)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(code), "{bin} {args:?}");
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("permission denied"),

@@ -769,6 +769,41 @@ pub(crate) fn with_env(cmd: &mut Command, fs: &Scratch) -> Command {
     c
 }
 
+/// `program` (a build product) run by setpriv as uid and gid 65534, with
+/// setpriv's options `caps` first, in `fs`'s environment. It runs a copy
+/// in `fs.dir/nobody-bin`, with copies of libfreezefs.so and the holder:
+/// a checkout under /root (0700) is closed to that uid. `fs.dir` is opened
+/// to it (0755).
+pub(crate) fn as_nobody(fs: &Scratch, caps: &[&str], program: &Path) -> Command {
+    use std::os::unix::fs::PermissionsExt;
+    let open = |path: &Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    open(&fs.dir, 0o755);
+    let bin = fs.dir.join("nobody-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    open(&bin, 0o755);
+    let copy = |from: &Path| {
+        let to = bin.join(from.file_name().unwrap());
+        if !to.exists() {
+            std::fs::copy(from, &to).unwrap();
+            open(&to, 0o755);
+        }
+        to
+    };
+    copy(&lib_dir().join("libfreezefs.so"));
+    let holder = copy(Path::new(holder_exe()));
+    let exe = copy(program);
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(caps)
+        .arg(exe);
+    let mut cmd = with_env(&mut cmd, fs);
+    cmd.env("LD_LIBRARY_PATH", &bin)
+        .env("FREEZEFS_HOLDER", holder);
+    cmd
+}
+
 /// Runs fzctl (one freezefs() call) and returns "rc=.. errno=..".
 pub(crate) fn fzctl(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
