@@ -32,7 +32,9 @@
 // layering.rs checks it):
 mod ffi; // the C ABI: the only extern "C" code
 mod ops; // the operations: FREEZE, THAW, QUERY, status, reset, the guard
-mod keep; // what keeps deadlines: the helper thread, the holder
+mod holder; // the holder process, its warden, and how callers reach them
+mod keep; // deadlines and kernel truth: the helper thread, the deadline loop
+mod hooks; // freeze and thaw hooks: finding and running them
 mod events; // syslog events
 mod policy; // who may call; what is never frozen
 mod timeout; // the Timeout type and how it resolves
@@ -48,8 +50,8 @@ pub use config::{
     SYSCONFIGTAB, SYSCONFIGTAB_ENV,
 };
 pub use error::{Error, Result};
-pub use keep::holder_client::HOLDER_ENV;
-pub use keep::hooks::{HOOKS_DIR, HOOKS_DIR_ENV};
+pub use holder::client::HOLDER_ENV;
+pub use hooks::{HOOKS_DIR, HOOKS_DIR_ENV};
 pub use ops::freeze_guard::FreezeGuard;
 pub use ops::freezer::Freezer;
 pub use ops::run_frozen::{HeldThroughout, RunFrozen};
@@ -171,7 +173,7 @@ pub mod fuzzing {
 #[doc(hidden)]
 /// The `freezefs-holder` executable's main (an internal helper).
 pub fn holder_process_main(args: &[std::ffi::OsString]) -> i32 {
-    keep::holder_server::main(args)
+    holder::server::main(args)
 }
 
 #[doc(hidden)]

@@ -8,7 +8,7 @@ use std::os::fd::BorrowedFd;
 
 use crate::error::Result;
 use crate::events;
-use crate::keep::continuity;
+use crate::keep::kernel_truth;
 use crate::os::mounts::Device;
 use crate::os::{process, syscalls};
 use crate::store::liveness::Over;
@@ -74,7 +74,7 @@ pub(crate) fn end_over(
         // The kernel's word first: its watcher let through means that a
         // thaw came since FIFREEZE, and whatever is frozen now (another
         // tool's freeze) is not this one to thaw.
-        Over::Expired if continuity::watcher_let_through(record, true) => {
+        Over::Expired if kernel_truth::watcher_let_through(record, true) => {
             return record_thawed_elsewhere(dir, record, false);
         }
         Over::Expired | Over::Abandoned | Over::HalfThawed => {
@@ -152,7 +152,7 @@ pub(crate) fn end_as_stopped(
         Ok(found) => found,
         Err(answer) => return Ok(answer),
     };
-    if continuity::watcher_let_through(&record, true) {
+    if kernel_truth::watcher_let_through(&record, true) {
         record_thawed_elsewhere(dir, &record, false)?;
         return Ok(Ending::Ended);
     }

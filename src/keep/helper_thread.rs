@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use rustix::event::{EventfdFlags, PollFd, PollFlags};
 
-use crate::keep::watch::{self, Keeper, Watch};
+use crate::keep::watch::{Keeper, Watch};
 use crate::os::fork::ForkSafe;
 use crate::os::mounts::Device;
 use crate::os::syscalls;
@@ -99,7 +99,7 @@ fn run(wake: Arc<OwnedFd>, mut keeper: Keeper) {
             continue;
         }
         let changed = !fds[2].revents().is_empty();
-        watch::drain(&*wake);
+        syscalls::drain(&*wake);
         // The holder runs thaw hooks; this thread only lets go.
         drop(keeper.settle(watches, changed));
     }

@@ -29,14 +29,15 @@ use rustix::time::{
     Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec, timerfd_settime,
 };
 
-use crate::keep::continuity::{Seen, Waiter};
+use crate::hooks::{HookTarget, Hooks};
 use crate::keep::end::{
     Ending, defer_to_holder, end_if_over, end_thawed_elsewhere, end_unreadable,
 };
-use crate::keep::hooks::{Hooks, Target};
+use crate::keep::kernel_truth::{Seen, Waiter};
 use crate::os::fork::lock;
 use crate::os::mounts::Device;
 use crate::os::process::now_boot_ns;
+use crate::os::syscalls;
 use crate::store::liveness::Over;
 use crate::store::record::{Phase, Record};
 use crate::store::state_dir::StateDir;
@@ -69,7 +70,7 @@ pub(crate) struct Watch {
     pub(crate) attempt: Option<OwnedFd>,
     /// Whether the record of this generation has been seen.
     pub(crate) seen: bool,
-    /// Holder only: the freeze's waiter (see [`crate::keep::continuity`]),
+    /// Holder only: the freeze's waiter (see [`crate::keep::kernel_truth`]),
     /// parked when the attempt came and started by the client just after
     /// its FIFREEZE, which a thaw by anyone lets through.
     pub(crate) waiter: Option<Waiter>,
@@ -77,7 +78,7 @@ pub(crate) struct Watch {
     /// for a moment (see [`defer_to_holder`]).
     pub(crate) defers_to_holder: bool,
     /// Holder only: the thaw hooks to run when this freeze ends.
-    pub(crate) hooks: Option<(Hooks, Target)>,
+    pub(crate) hooks: Option<(Hooks, HookTarget)>,
     /// The record of this generation as last read: when the file turns
     /// unreadable (garbage, a symlink, a FIFO), its deadline still holds.
     pub(crate) last_record: Option<Record>,
@@ -194,8 +195,8 @@ impl Keeper {
     /// record changed or a client's attempt ended (`changed`). Returns the
     /// watches whose freeze is over, whoever ended it.
     pub(crate) fn settle(&mut self, watches: &Mutex<Vec<Watch>>, changed: bool) -> Vec<Watch> {
-        drain(&self.timerfd);
-        drain(&self.notify);
+        syscalls::drain(&self.timerfd);
+        syscalls::drain(&self.notify);
         let now = now_boot_ns();
         let taken: Vec<Watch> = {
             let mut watches = lock(watches);
@@ -224,12 +225,6 @@ fn timespec(ns: u64) -> Timespec {
         tv_sec: (ns / 1_000_000_000) as i64,
         tv_nsec: (ns % 1_000_000_000) as i64,
     }
-}
-
-/// Reads whatever is pending on a non-blocking fd.
-pub(crate) fn drain<Fd: AsFd>(fd: Fd) {
-    let mut buf = [0u8; 4096];
-    while matches!(rustix::io::read(&fd, &mut buf), Ok(n) if n > 0) {}
 }
 
 fn review(watch: &mut Watch) -> Verdict {

@@ -12,15 +12,15 @@ use std::sync::Arc;
 use crate::config;
 use crate::error::{Error, Result};
 use crate::events::{Event, Kind, Logger};
+use crate::holder::client::{self, Handoff, Pending, Watching};
+use crate::holder::hook_client::{self, HooksAsked};
+use crate::hooks::{self, HookTarget, Hooks};
 use crate::keep::end::record_thawed_elsewhere;
 use crate::keep::helper_thread;
-use crate::keep::holder_client::{self, Handoff, Pending, Watching};
-use crate::keep::hook_client::{self, HooksAsked};
-use crate::keep::hooks::{self, Hooks, Target};
 use crate::keep::watch::Watch;
 use crate::ops::freeze_window;
-use crate::ops::freezer::Freezer;
 use crate::ops::resolve::Resolved;
+use crate::ops::settings::Settings;
 use crate::os::mounts::Device;
 use crate::os::process::{self, now_boot_ns, now_unix_ns};
 use crate::os::syscalls;
@@ -54,8 +54,8 @@ impl Member {
         self.named.device()
     }
 
-    fn target(&self) -> Target {
-        Target {
+    fn target(&self) -> HookTarget {
+        HookTarget {
             device: self.device(),
             mount_point: self.named.mount.mount_point.clone(),
         }
@@ -89,7 +89,7 @@ fn roll_back_hooks(
     dir: &StateDir,
     exe: &Path,
     hooks: Option<&Hooks>,
-    targets: &[Target],
+    targets: &[HookTarget],
     asked: Option<HooksAsked>,
 ) {
     if let Some(hooks) = hooks {
@@ -99,16 +99,16 @@ fn roll_back_hooks(
 
 /// Freezes every filesystem of `named` all or nothing, under one deadline.
 pub(crate) fn freeze_batch(
-    freezer: &Freezer,
+    settings: &Settings,
     named: Vec<Resolved>,
     timeout: Timeout,
 ) -> Result<Vec<Frozen>> {
     if named.is_empty() {
         return Err(Error::InvalidArgument("no mount point given"));
     }
-    let dir = StateDir::open(&freezer.state_dir, true)?
+    let dir = StateDir::open(&settings.state_dir, true)?
         .ok_or_else(|| Error::os("state directory", rustix::io::Errno::NOENT))?;
-    let hooks = hooks::find(&freezer.hooks_dir, &freezer.sysconfigtab)?;
+    let hooks = hooks::find(&settings.hooks_dir, &settings.sysconfigtab)?;
     let protected_superblocks = policy::ProtectedSuperblocks::resolve(dir.mount_id()?);
     let mut holds_protected = false;
     let mut members: Vec<Member> = Vec::with_capacity(named.len());
@@ -127,7 +127,7 @@ pub(crate) fn freeze_batch(
         });
         // AdvFS's refusal names the protected name first; under the shim
         // the state directory's filesystem is the one refusal left.
-        match (freezer.protected_names, protected_name) {
+        match (settings.protected_names, protected_name) {
             (ProtectedNames::Refuse, Some(name)) => {
                 let is_the_name = named.protected.is_some() || named.given == Path::new(name);
                 return Err(Error::Protected {
@@ -138,7 +138,7 @@ pub(crate) fn freeze_batch(
             _ if holds_state_dir => {
                 return Err(Error::HoldsStateDir {
                     path: named.mount.mount_point.clone(),
-                    state_dir: freezer.state_dir.clone(),
+                    state_dir: settings.state_dir.clone(),
                 });
             }
             (ProtectedNames::FreezeCapped, Some(_)) => holds_protected = true,
@@ -158,8 +158,8 @@ pub(crate) fn freeze_batch(
             waiter_dir,
         });
     }
-    let asked_s = timeout.resolve(&freezer.sysconfigtab)?;
-    let cap_s = holds_protected.then(|| config::protected_max_timeout(&freezer.sysconfigtab));
+    let asked_s = timeout.resolve(&settings.sysconfigtab)?;
+    let cap_s = holds_protected.then(|| config::protected_max_timeout(&settings.sysconfigtab));
     let timeout_s = match cap_s {
         Some(cap) => Some(asked_s.map_or(cap, |asked| asked.min(cap))),
         None => asked_s,
@@ -180,8 +180,8 @@ pub(crate) fn freeze_batch(
         .collect::<Result<_>>()?;
 
     // Every freeze hook, for every member, before the first flush.
-    let exe = freezer.holder();
-    let targets: Vec<Target> = members.iter().map(Member::target).collect();
+    let exe = settings.holder();
+    let targets: Vec<HookTarget> = members.iter().map(Member::target).collect();
     check_old_records(&dir, &members)?;
     // Kept until the freeze is recorded with its thaw hooks, or rolled back.
     let mut asked = match &hooks {
@@ -195,7 +195,7 @@ pub(crate) fn freeze_batch(
     if timeout_s.is_some() {
         helper_thread::start().map_err(|e| Error::os("starting the helper thaw thread", e))?;
     }
-    let tag = freezer.event_tag.as_deref();
+    let tag = settings.event_tag.as_deref();
     let outcome = begin(&exe, &dir, &mut members, timeout_s, hooks.as_ref(), tag).and_then(|()| {
         let fds: Vec<BorrowedFd<'_>> = members.iter().map(|m| m.mount_fd.as_fd()).collect();
         freeze_window::presync(&fds);
@@ -278,7 +278,7 @@ fn fifreeze_members(members: &mut [Member]) -> Result<()> {
 
 /// Starts the holder's waiter of each freeze just made, before anyone hears
 /// of it, so that it waits on this very freeze (see
-/// [`crate::keep::continuity`]); its thread goes into the record. Confirmed
+/// [`crate::keep::kernel_truth`]); its thread goes into the record. Confirmed
 /// by [`confirm_watches`] once the records are written, which gives it the
 /// time to block.
 fn start_watches(members: &mut [Member]) {
@@ -360,7 +360,7 @@ fn begin(
         // its deadline or undone, never one that nobody keeps. Its
         // answer is read after the flush, just before FIFREEZE.
         let target = m.target();
-        m.pending = Some(holder_client::hold(
+        m.pending = Some(client::hold(
             dir,
             exe,
             device,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::ops::freeze::Frozen;
-use crate::ops::freezer::Freezer;
+use crate::ops::settings::Settings;
 use crate::ops::thaw::{Outcome, end_recorded};
 use crate::os::mounts::Device;
 use crate::store::liveness;
@@ -25,7 +25,7 @@ use crate::store::state_dir::StateDir;
 /// ```
 #[must_use = "dropping the guard thaws the filesystem at once"]
 pub struct FreezeGuard {
-    freezer: Freezer,
+    settings: Settings,
     path: PathBuf,
     device: Device,
     generation: u64,
@@ -34,9 +34,9 @@ pub struct FreezeGuard {
 
 impl FreezeGuard {
     /// Takes charge of `frozen`, made through `path`.
-    pub(crate) fn new(freezer: Freezer, path: &Path, frozen: Frozen) -> FreezeGuard {
+    pub(crate) fn new(settings: Settings, path: &Path, frozen: Frozen) -> FreezeGuard {
         FreezeGuard {
-            freezer,
+            settings,
             path: path.to_path_buf(),
             device: frozen.device,
             generation: frozen.generation,
@@ -52,7 +52,7 @@ impl FreezeGuard {
     /// True while this very freeze still holds (not timed out, not thawed
     /// by anyone, not replaced).
     pub fn is_held(&self) -> Result<bool> {
-        let Some(dir) = StateDir::open(self.freezer.state_dir(), false)? else {
+        let Some(dir) = StateDir::open(&self.settings.state_dir, false)? else {
             return Ok(false);
         };
         Ok(dir
@@ -72,7 +72,7 @@ impl FreezeGuard {
             return Ok(());
         };
         let not_ours = || Error::NotFrozen(self.path.clone());
-        let dir = StateDir::open(self.freezer.state_dir(), false)?.ok_or_else(not_ours)?;
+        let dir = StateDir::open(&self.settings.state_dir, false)?.ok_or_else(not_ours)?;
         let _lock = dir.lock(self.device)?;
         let record = dir.read(self.device)?.ok_or_else(not_ours)?;
         if record.generation != self.generation {

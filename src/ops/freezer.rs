@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use crate::config;
 use crate::error::{Error, Result};
 use crate::events;
-use crate::keep::holder_client;
-use crate::keep::hooks;
+use crate::hooks;
 use crate::ops::freeze_guard::FreezeGuard;
 use crate::ops::resolve::Resolved;
 use crate::ops::run_frozen::{self, RunFrozen};
+use crate::ops::settings::Settings;
 use crate::ops::status::{Listing, Status};
 use crate::ops::{freeze, query, reset, status, thaw};
 use crate::policy::{ProtectedNames, require_privilege};
@@ -26,12 +26,7 @@ use crate::timeout::Timeout;
 /// one with other paths to keep tests or tools apart from the system state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Freezer {
-    pub(crate) state_dir: PathBuf,
-    pub(crate) sysconfigtab: PathBuf,
-    holder: Option<PathBuf>,
-    pub(crate) protected_names: ProtectedNames,
-    pub(crate) hooks_dir: PathBuf,
-    pub(crate) event_tag: Option<String>,
+    settings: Settings,
 }
 
 impl Default for Freezer {
@@ -48,12 +43,14 @@ impl Freezer {
     /// whatever the environment says.
     pub fn new() -> Freezer {
         Freezer {
-            state_dir: PathBuf::from(state_dir::RUNDIR),
-            sysconfigtab: PathBuf::from(config::SYSCONFIGTAB),
-            holder: None,
-            protected_names: ProtectedNames::Refuse,
-            hooks_dir: PathBuf::from(hooks::HOOKS_DIR),
-            event_tag: None,
+            settings: Settings {
+                state_dir: PathBuf::from(state_dir::RUNDIR),
+                sysconfigtab: PathBuf::from(config::SYSCONFIGTAB),
+                holder: None,
+                protected_names: ProtectedNames::Refuse,
+                hooks_dir: PathBuf::from(hooks::HOOKS_DIR),
+                event_tag: None,
+            },
         }
     }
 
@@ -62,31 +59,33 @@ impl Freezer {
     /// system ones.
     pub fn from_env() -> Freezer {
         Freezer {
-            state_dir: state_dir::rundir_path(),
-            sysconfigtab: config::sysconfigtab_path(),
-            holder: None,
-            protected_names: ProtectedNames::Refuse,
-            hooks_dir: hooks::hooks_dir_path(),
-            event_tag: None,
+            settings: Settings {
+                state_dir: state_dir::rundir_path(),
+                sysconfigtab: config::sysconfigtab_path(),
+                holder: None,
+                protected_names: ProtectedNames::Refuse,
+                hooks_dir: hooks::hooks_dir_path(),
+                event_tag: None,
+            },
         }
     }
 
     /// Uses another state directory.
     pub fn with_state_dir(mut self, path: impl Into<PathBuf>) -> Freezer {
-        self.state_dir = path.into();
+        self.settings.state_dir = path.into();
         self
     }
 
     /// Reads the default timeout from another file.
     pub fn with_sysconfigtab(mut self, path: impl Into<PathBuf>) -> Freezer {
-        self.sysconfigtab = path.into();
+        self.settings.sysconfigtab = path.into();
         self
     }
 
     /// Starts this holder executable rather than the one found by default
     /// (`$FREEZEFS_HOLDER`, next to the library, the installed one).
     pub fn with_holder(mut self, path: impl Into<PathBuf>) -> Freezer {
-        self.holder = Some(path.into());
+        self.settings.holder = Some(path.into());
         self
     }
 
@@ -102,13 +101,13 @@ impl Freezer {
     /// the root disk (hypervisor guest agents); the API and the commands
     /// keep AdvFS's refusal.
     pub fn with_protected_capped(mut self) -> Freezer {
-        self.protected_names = ProtectedNames::FreezeCapped;
+        self.settings.protected_names = ProtectedNames::FreezeCapped;
         self
     }
 
     /// Runs the freeze and thaw hooks of another directory.
     pub fn with_hooks_dir(mut self, path: impl Into<PathBuf>) -> Freezer {
-        self.hooks_dir = path.into();
+        self.settings.hooks_dir = path.into();
         self
     }
 
@@ -125,28 +124,28 @@ impl Freezer {
     /// [`Error::InvalidArgument`] for any other tag.
     pub fn with_event_tag(mut self, tag: &str) -> Result<Freezer> {
         events::check_tag(tag).map_err(Error::InvalidArgument)?;
-        self.event_tag = Some(tag.to_string());
+        self.settings.event_tag = Some(tag.to_string());
         Ok(self)
     }
 
     /// The hook directory this freezer runs the hooks of, when it exists.
     pub fn hooks_dir(&self) -> &Path {
-        &self.hooks_dir
+        &self.settings.hooks_dir
     }
 
     /// The holder executable this freezer starts when none is running.
     pub fn holder(&self) -> PathBuf {
-        holder_client::executable(self.holder.as_deref())
+        self.settings.holder()
     }
 
     /// The state directory this freezer uses.
     pub fn state_dir(&self) -> &Path {
-        &self.state_dir
+        &self.settings.state_dir
     }
 
     /// The sysconfigtab file this freezer reads.
     pub fn sysconfigtab(&self) -> &Path {
-        &self.sysconfigtab
+        &self.settings.sysconfigtab
     }
 
     /// Flushes and freezes the filesystem whose mount point is `path`.
@@ -156,7 +155,7 @@ impl Freezer {
         let path = path.as_ref();
         let named = resolved(path, Resolved::path(path))?;
         reported(named, |named| {
-            freeze::freeze_batch(self, vec![named], timeout)
+            freeze::freeze_batch(&self.settings, vec![named], timeout)
         })
         .map(drop)
     }
@@ -166,7 +165,7 @@ impl Freezer {
     pub fn freeze_fd(&self, fd: BorrowedFd<'_>, timeout: Timeout) -> Result<()> {
         let named = resolved(Path::new(AN_FD), Resolved::fd(fd))?;
         reported(named, |named| {
-            freeze::freeze_batch(self, vec![named], timeout)
+            freeze::freeze_batch(&self.settings, vec![named], timeout)
         })
         .map(drop)
     }
@@ -178,7 +177,7 @@ impl Freezer {
     pub fn freeze_all<P: AsRef<Path>>(&self, paths: &[P], timeout: Timeout) -> Result<()> {
         require_privilege()
             .and_then(|()| paths.iter().map(|p| Resolved::path(p.as_ref())).collect())
-            .and_then(|named| freeze::freeze_batch(self, named, timeout))
+            .and_then(|named| freeze::freeze_batch(&self.settings, named, timeout))
             .map(drop)
             .inspect_err(|e| {
                 let first = paths.first().map_or(Path::new(""), |p| p.as_ref());
@@ -191,7 +190,7 @@ impl Freezer {
     pub fn freeze_all_fds(&self, fds: &[BorrowedFd<'_>], timeout: Timeout) -> Result<()> {
         require_privilege()
             .and_then(|()| fds.iter().map(|&fd| Resolved::fd(fd)).collect())
-            .and_then(|named| freeze::freeze_batch(self, named, timeout))
+            .and_then(|named| freeze::freeze_batch(&self.settings, named, timeout))
             .map(drop)
             .inspect_err(|e| events::failed(Path::new(AN_FD), None, e))
     }
@@ -220,7 +219,7 @@ impl Freezer {
         body: impl FnOnce() -> R,
     ) -> Result<RunFrozen<R>> {
         require_privilege()?;
-        run_frozen::run_frozen(self, paths, timeout, body).inspect_err(|e| {
+        run_frozen::run_frozen(&self.settings, paths, timeout, body).inspect_err(|e| {
             let first = paths.first().map_or(Path::new(""), |p| p.as_ref());
             events::failed(first, None, e)
         })
@@ -231,13 +230,13 @@ impl Freezer {
     pub fn freeze_guard(&self, path: impl AsRef<Path>, timeout: Timeout) -> Result<FreezeGuard> {
         let path = path.as_ref();
         let frozen = self.freeze_path(path, timeout)?;
-        Ok(FreezeGuard::new(self.clone(), path, frozen))
+        Ok(FreezeGuard::new(self.settings.clone(), path, frozen))
     }
 
     fn freeze_path(&self, path: &Path, timeout: Timeout) -> Result<freeze::Frozen> {
         require_privilege()?;
         let named = Resolved::path(path)?;
-        let mut frozen = freeze::freeze_batch(self, vec![named], timeout)?;
+        let mut frozen = freeze::freeze_batch(&self.settings, vec![named], timeout)?;
         Ok(frozen.remove(0))
     }
 
@@ -246,13 +245,13 @@ impl Freezer {
     pub fn thaw(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let named = resolved(path, Resolved::path(path))?;
-        reported(named, |named| thaw::thaw(self, &named))
+        reported(named, |named| thaw::thaw(&self.settings, &named))
     }
 
     /// Thaws the filesystem that `fd` lies on (any fd inside it).
     pub fn thaw_fd(&self, fd: BorrowedFd<'_>) -> Result<()> {
         let named = resolved(Path::new(AN_FD), Resolved::fd(fd))?;
-        reported(named, |named| thaw::thaw(self, &named))
+        reported(named, |named| thaw::thaw(&self.settings, &named))
     }
 
     /// Thaws several filesystems. Every one is thawed that can be (a thaw
@@ -263,7 +262,7 @@ impl Freezer {
         if paths.is_empty() {
             return Err(Error::InvalidArgument("no mount point given"));
         }
-        thaw::thaw_all(self, paths)
+        thaw::thaw_all(&self.settings, paths)
     }
 
     /// True when the filesystem whose mount point is `path` is frozen through
@@ -271,28 +270,28 @@ impl Freezer {
     /// Never freezes anything; thaws only a freeze whose deadline has passed.
     pub fn is_frozen(&self, path: impl AsRef<Path>) -> Result<bool> {
         require_privilege()?;
-        query::is_frozen(self, &Resolved::path(path.as_ref())?)
+        query::is_frozen(&self.settings, &Resolved::path(path.as_ref())?)
     }
 
     /// The state of the filesystem mounted at `path`. Like QUERY, it thaws
     /// a freeze whose deadline has passed, and then reports it thawed.
     pub fn status(&self, path: impl AsRef<Path>) -> Result<Status> {
         require_privilege()?;
-        status::status(self, &Resolved::path(path.as_ref())?)
+        status::status(&self.settings, &Resolved::path(path.as_ref())?)
     }
 
     /// The state of the filesystem that `fd` lies on (any fd inside it):
     /// see [`Freezer::status`].
     pub fn status_fd(&self, fd: BorrowedFd<'_>) -> Result<Status> {
         require_privilege()?;
-        status::status(self, &Resolved::fd(fd)?)
+        status::status(&self.settings, &Resolved::fd(fd)?)
     }
 
     /// Every filesystem frozen (or freezing) through this state directory.
     /// Freezes whose deadline passed are thawed on the way and left out.
     pub fn list(&self) -> Result<Vec<Status>> {
         require_privilege()?;
-        status::list(self)
+        status::list(&self.settings)
     }
 
     /// Like [`Freezer::list`], but a record that cannot be read or a
@@ -300,7 +299,7 @@ impl Freezer {
     /// [`Listing::problems`] rather than failing the whole list.
     pub fn listing(&self) -> Result<Listing> {
         require_privilege()?;
-        status::listing(self)
+        status::listing(&self.settings)
     }
 
     /// Gives the freeze of the filesystem mounted at `path` a new timeout,
@@ -310,7 +309,7 @@ impl Freezer {
         let path = path.as_ref();
         let named = resolved(path, Resolved::path(path))?;
         reported(named, |named| {
-            reset::reset_timeout(self, &named, timeout, events::Kind::Reset)
+            reset::reset_timeout(&self.settings, &named, timeout, events::Kind::Reset)
         })
     }
 
@@ -323,7 +322,7 @@ impl Freezer {
         let path = path.as_ref();
         let named = resolved(path, Resolved::path(path))?;
         reported(named, |named| {
-            reset::reset_timeout(self, &named, timeout, events::Kind::Renewed)
+            reset::reset_timeout(&self.settings, &named, timeout, events::Kind::Renewed)
         })
     }
 }
@@ -352,6 +351,9 @@ mod tests {
         let err = Freezer::new().with_event_tag("reason=forged").unwrap_err();
         assert_eq!(err.errno(), libc::EINVAL);
         let tagged = Freezer::new().with_event_tag("job=nightly run=7").unwrap();
-        assert_eq!(tagged.event_tag.as_deref(), Some("job=nightly run=7"));
+        assert_eq!(
+            tagged.settings.event_tag.as_deref(),
+            Some("job=nightly run=7")
+        );
     }
 }

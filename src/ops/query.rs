@@ -1,18 +1,18 @@
 //! QUERY: is a filesystem frozen? A freeze made through freezefs is answered
 //! from its record, which its holder keeps true to the kernel (see
-//! [`crate::keep::continuity`]); a record that is over is ended on the way.
+//! [`crate::keep::kernel_truth`]); a record that is over is ended on the way.
 //! Without one, the kernel's word, through the holder's probe: a freeze made
 //! by any other tool is seen too.
 
 use std::os::fd::AsFd;
 
 use crate::error::Result;
-use crate::keep::continuity;
+use crate::holder::client::{self, Probe};
+use crate::holder::life;
 use crate::keep::end::{defer_to_holder, end_if_over, record_thawed_elsewhere};
-use crate::keep::holder_client::{self, Probe};
-use crate::keep::holder_life;
-use crate::ops::freezer::Freezer;
+use crate::keep::kernel_truth;
 use crate::ops::resolve::Resolved;
+use crate::ops::settings::Settings;
 use crate::os::mounts;
 use crate::os::process::now_boot_ns;
 use crate::store::liveness::Over;
@@ -20,10 +20,10 @@ use crate::store::record::{Phase, Record};
 use crate::store::state_dir::StateDir;
 
 /// QUERY: frozen (not freezing, not thawing), by freezefs or another tool.
-pub(crate) fn is_frozen(freezer: &Freezer, named: &Resolved) -> Result<bool> {
-    match live_record(freezer, named)? {
+pub(crate) fn is_frozen(settings: &Settings, named: &Resolved) -> Result<bool> {
+    match live_record(settings, named)? {
         Some(record) => Ok(record.phase == Phase::Frozen),
-        None => frozen_by_any_tool(freezer, named),
+        None => frozen_by_any_tool(settings, named),
     }
 }
 
@@ -33,16 +33,16 @@ pub(crate) fn is_frozen(freezer: &Freezer, named: &Resolved) -> Result<bool> {
 /// filesystem; `false` where the kernel will not tell (a read-only mount,
 /// a path that is not a directory). A holder that cannot be started, or
 /// does not answer within 2 s, is an error (`ECHILD`): never a guess.
-pub(crate) fn frozen_by_any_tool(freezer: &Freezer, named: &Resolved) -> Result<bool> {
+pub(crate) fn frozen_by_any_tool(settings: &Settings, named: &Resolved) -> Result<bool> {
     if !mounts::on_block_device(&named.mount.fs_type) {
         return Ok(false);
     }
     let Some(dir_fd) = named.directory_fd() else {
         return Ok(false);
     };
-    let dir = StateDir::open(&freezer.state_dir, true)?
+    let dir = StateDir::open(&settings.state_dir, true)?
         .ok_or_else(|| crate::error::Error::os("state directory", rustix::io::Errno::NOENT))?;
-    holder_client::probe(&dir, &freezer.holder(), named.device(), dir_fd.as_fd())
+    client::probe(&dir, &settings.holder(), named.device(), dir_fd.as_fd())
         .map(|probe| probe == Probe::Frozen)
 }
 
@@ -50,9 +50,9 @@ pub(crate) fn frozen_by_any_tool(freezer: &Freezer, named: &Resolved) -> Result<
 /// over is ended (thawed, removed) and reported as none, and so is one whose
 /// watcher thread a thaw let through, ended as thawed by another tool even
 /// before its holder says so (or when the holder was killed).
-pub(crate) fn live_record(freezer: &Freezer, named: &Resolved) -> Result<Option<Record>> {
+pub(crate) fn live_record(settings: &Settings, named: &Resolved) -> Result<Option<Record>> {
     let device = named.device();
-    let Some(dir) = StateDir::open(&freezer.state_dir, false)? else {
+    let Some(dir) = StateDir::open(&settings.state_dir, false)? else {
         return Ok(None);
     };
     let Some(record) = dir.read(device)? else {
@@ -76,7 +76,7 @@ pub(crate) fn live_record(freezer: &Freezer, named: &Resolved) -> Result<Option<
         )?;
         return Ok(None);
     }
-    if record.phase == Phase::Frozen && continuity::watcher_let_through(&record, false) {
+    if record.phase == Phase::Frozen && kernel_truth::watcher_let_through(&record, false) {
         // A thaw let its watcher through and the record still says frozen:
         // another tool thawed it, and the holder has not said so yet (or
         // was killed).
@@ -97,7 +97,7 @@ pub(crate) fn live_record(freezer: &Freezer, named: &Resolved) -> Result<Option<
 /// end it;
 /// a record of another boot whose mount is gone is only removed.
 pub(crate) fn end_by_mount_point(dir: &StateDir, record: &Record) {
-    match holder_life::reopen_mount(record) {
+    match life::reopen_mount(record) {
         Some(mount_fd) => {
             let _ = end_if_over(
                 dir,

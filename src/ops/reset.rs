@@ -6,9 +6,9 @@
 
 use crate::error::{Error, Result};
 use crate::events::{self, Kind};
-use crate::ops::freezer::Freezer;
 use crate::ops::query;
 use crate::ops::resolve::Resolved;
+use crate::ops::settings::Settings;
 use crate::os::process::now_boot_ns;
 use crate::store::liveness;
 use crate::store::record::Phase;
@@ -18,17 +18,17 @@ use crate::timeout::Timeout;
 /// Rewrites the record of the freeze `named` names with a deadline counted
 /// from now; [`Error::ResetNotFrozen`] when there is no live freeze.
 pub(crate) fn reset_timeout(
-    freezer: &Freezer,
+    settings: &Settings,
     named: &Resolved,
     timeout: Timeout,
     kind: Kind,
 ) -> Result<()> {
     let device = named.device();
-    let timeout_s = timeout.resolve(&freezer.sysconfigtab)?;
+    let timeout_s = timeout.resolve(&settings.sysconfigtab)?;
     let not_frozen = || Error::ResetNotFrozen(named.given.clone());
     // A freeze that is over is ended here, and then it is not frozen.
-    query::live_record(freezer, named)?.ok_or_else(not_frozen)?;
-    let dir = StateDir::open(&freezer.state_dir, false)?.ok_or_else(not_frozen)?;
+    query::live_record(settings, named)?.ok_or_else(not_frozen)?;
+    let dir = StateDir::open(&settings.state_dir, false)?.ok_or_else(not_frozen)?;
     let _lock = dir.lock(device)?;
     let mut record = dir.read(device)?.ok_or_else(not_frozen)?;
     if record.phase != Phase::Frozen || liveness::is_over(&record) {

@@ -69,7 +69,7 @@ impl Resolved {
     }
 
     /// A directory on the filesystem, for the holder's waiter (see
-    /// [`crate::keep::continuity`]): the target when it is one, else its
+    /// [`crate::keep::kernel_truth`]): the target when it is one, else its
     /// mount point when that still names the same mount. Opened before any
     /// freeze (`O_PATH`: nothing is read); `None` when there is none.
     pub(crate) fn directory_fd(&self) -> Option<OwnedFd> {

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use crate::error::Result;
 use crate::ops::freeze;
 use crate::ops::freeze_guard::FreezeGuard;
-use crate::ops::freezer::Freezer;
 use crate::ops::resolve::Resolved;
-use crate::ops::status::LastFreeze;
+use crate::ops::settings::Settings;
+use crate::ops::status::{self, LastFreeze};
 use crate::os::mounts::Device;
 use crate::timeout::Timeout;
 
@@ -47,7 +47,7 @@ impl<R> RunFrozen<R> {
 /// Freezes `paths` all or nothing (hooks included), runs `body`, thaws as
 /// soon as it returns, and tells whether each freeze held throughout.
 pub(crate) fn run_frozen<P: AsRef<Path>, R>(
-    freezer: &Freezer,
+    settings: &Settings,
     paths: &[P],
     timeout: Timeout,
     body: impl FnOnce() -> R,
@@ -61,7 +61,7 @@ pub(crate) fn run_frozen<P: AsRef<Path>, R>(
         .zip(paths)
         .map(|(n, p)| (n.device(), p.as_ref().to_path_buf()))
         .collect();
-    let frozen = freeze::freeze_batch(freezer, named, timeout)?;
+    let frozen = freeze::freeze_batch(settings, named, timeout)?;
     // freeze_batch gives one freeze per superblock, in its own order: each
     // guard is named by the first path given for its superblock.
     let guards: Vec<FreezeGuard> = frozen
@@ -71,7 +71,7 @@ pub(crate) fn run_frozen<P: AsRef<Path>, R>(
                 .iter()
                 .find(|(device, _)| *device == f.device)
                 .map_or_else(PathBuf::new, |(_, p)| p.clone());
-            FreezeGuard::new(freezer.clone(), &path, f)
+            FreezeGuard::new(settings.clone(), &path, f)
         })
         .collect();
     let output = body();
@@ -81,7 +81,10 @@ pub(crate) fn run_frozen<P: AsRef<Path>, R>(
             let mount_point = guard.path().to_path_buf();
             let held = guard.thaw().is_ok();
             let ended = (!held)
-                .then(|| freezer.status(&mount_point).ok()?.last_freeze)
+                .then(|| {
+                    let named = Resolved::path(&mount_point).ok()?;
+                    status::status(settings, &named).ok()?.last_freeze
+                })
                 .flatten();
             HeldThroughout {
                 mount_point,

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
-use crate::ops::freezer::Freezer;
 use crate::ops::query;
 use crate::ops::resolve::Resolved;
+use crate::ops::settings::Settings;
 use crate::os::mounts::{self, Device, MountTable};
 use crate::os::process::now_boot_ns;
 use crate::store::liveness;
@@ -139,11 +139,11 @@ impl Status {
 
 /// The state of the filesystem `named` names, with how its last freeze
 /// ended.
-pub(crate) fn status(freezer: &Freezer, named: &Resolved) -> Result<Status> {
+pub(crate) fn status(settings: &Settings, named: &Resolved) -> Result<Status> {
     let mount = &named.mount;
-    let mut status = match query::live_record(freezer, named)? {
+    let mut status = match query::live_record(settings, named)? {
         Some(record) => Status::from_record(&record, now_boot_ns()),
-        None if query::frozen_by_any_tool(freezer, named)? => Status::frozen_by_other_tool(
+        None if query::frozen_by_any_tool(settings, named)? => Status::frozen_by_other_tool(
             mount.mount_point.clone(),
             mount.device,
             mount.fs_type.clone(),
@@ -154,7 +154,7 @@ pub(crate) fn status(freezer: &Freezer, named: &Resolved) -> Result<Status> {
             mount.fs_type.clone(),
         ),
     };
-    if let Some(dir) = StateDir::open(freezer.state_dir(), false)? {
+    if let Some(dir) = StateDir::open(&settings.state_dir, false)? {
         status.last_freeze = dir
             .read_ended(mount.device)?
             .as_ref()
@@ -176,8 +176,8 @@ pub struct Listing {
 
 /// Every frozen (or freezing) filesystem, by mount point; an error when any
 /// record or probe failed (see [`listing`] for the rest).
-pub(crate) fn list(freezer: &Freezer) -> Result<Vec<Status>> {
-    let listing = listing(freezer)?;
+pub(crate) fn list(settings: &Settings) -> Result<Vec<Status>> {
+    let listing = listing(settings)?;
     match listing.problems.into_iter().next() {
         Some(problem) => Err(problem),
         None => Ok(listing.frozen),
@@ -189,12 +189,12 @@ pub(crate) fn list(freezer: &Freezer) -> Result<Vec<Status>> {
 /// ended on the way, and those another tool froze, one line per superblock.
 /// A record that cannot be read, or a filesystem whose probe fails, is set
 /// aside in `problems`; it hides nothing else.
-pub(crate) fn listing(freezer: &Freezer) -> Result<Listing> {
+pub(crate) fn listing(settings: &Settings) -> Result<Listing> {
     let mut all = Vec::new();
     let mut problems = Vec::new();
     // Devices told already: a broken record's too, whose freeze is freezefs's.
     let mut seen: Vec<Device> = Vec::new();
-    if let Some(dir) = StateDir::open(freezer.state_dir(), false)? {
+    if let Some(dir) = StateDir::open(&settings.state_dir, false)? {
         for device in dir.recorded_devices()? {
             let record = match dir.read(device) {
                 Ok(Some(record)) => record,
@@ -227,7 +227,7 @@ pub(crate) fn listing(freezer: &Freezer) -> Result<Listing> {
             continue;
         }
         seen.push(entry.device);
-        match query::frozen_by_any_tool(freezer, &named) {
+        match query::frozen_by_any_tool(settings, &named) {
             Ok(true) => all.push(Status::frozen_by_other_tool(
                 entry.mount_point.clone(),
                 entry.device,

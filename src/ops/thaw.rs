@@ -11,11 +11,11 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::events::{self, Event, Kind};
-use crate::keep::continuity;
 use crate::keep::end::{end_over, record_thawed_elsewhere};
 use crate::keep::helper_thread;
-use crate::ops::freezer::Freezer;
+use crate::keep::kernel_truth;
 use crate::ops::resolve::Resolved;
+use crate::ops::settings::Settings;
 use crate::os::mounts::Device;
 use crate::os::process::now_boot_ns;
 use crate::os::syscalls;
@@ -33,11 +33,11 @@ pub(crate) enum Outcome {
 }
 
 /// Thaws one filesystem, under its lock.
-pub(crate) fn thaw(freezer: &Freezer, named: &Resolved) -> Result<()> {
+pub(crate) fn thaw(settings: &Settings, named: &Resolved) -> Result<()> {
     let device = named.device();
     let mount_fd = named.target.open_for_ioctl()?;
     let not_frozen = || Error::NotFrozen(named.given.clone());
-    let Some(dir) = StateDir::open(&freezer.state_dir, false)? else {
+    let Some(dir) = StateDir::open(&settings.state_dir, false)? else {
         return rescue(named, mount_fd.as_fd());
     };
     let _lock = dir.lock(device)?;
@@ -85,7 +85,7 @@ pub(crate) fn end_recorded(
     let watched = record.phase == Phase::Frozen && matches!(over, None | Some(Over::Expired));
     // Read from the kernel at once, not waited for from the holder: a thaw
     // and refreeze by another tool a moment ago must not be thawed again.
-    if watched && continuity::watcher_let_through(record, true) {
+    if watched && kernel_truth::watcher_let_through(record, true) {
         record_thawed_elsewhere(dir, record, true)?;
         helper_thread::forget(record.device);
         return Ok(Some(Outcome::EndedBefore));
@@ -145,7 +145,7 @@ fn rescue(named: &Resolved, mount_fd: BorrowedFd<'_>) -> Result<()> {
 
 /// Thaws every filesystem of `paths` that can be (two names of one count
 /// once), reporting each failure; returns the first.
-pub(crate) fn thaw_all<P: AsRef<Path>>(freezer: &Freezer, paths: &[P]) -> Result<()> {
+pub(crate) fn thaw_all<P: AsRef<Path>>(settings: &Settings, paths: &[P]) -> Result<()> {
     let mut first_error = None;
     let mut done: Vec<Device> = Vec::new();
     for path in paths {
@@ -155,7 +155,7 @@ pub(crate) fn thaw_all<P: AsRef<Path>>(freezer: &Freezer, paths: &[P]) -> Result
                 return Ok(());
             }
             done.push(named.device());
-            thaw(freezer, &named)
+            thaw(settings, &named)
         });
         if let Err(e) = result {
             events::failed(path, None, &e);

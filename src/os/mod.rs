@@ -1,12 +1,14 @@
 //! Facts about the machine and the system calls that read or change them:
 //! mounts and superblocks, the object a caller names, processes and clocks,
 //! fork safety, starting a detached process. Knows nothing of freezes.
+//!
+//! Top down; imports only go down this list (tests/integration/layering.rs):
 
-pub(crate) mod cgroup;
-pub(crate) mod fd_passing;
-pub(crate) mod fork;
-pub(crate) mod mounts;
-pub(crate) mod process;
-pub(crate) mod spawn;
-pub(crate) mod syscalls;
-pub(crate) mod target;
+pub(crate) mod target; // the object a caller names, by statx
+pub(crate) mod cgroup; // where a keeper settles: out of its caller's cgroup
+pub(crate) mod spawn; // starting a detached process
+pub(crate) mod fork; // fork safety: locks and fds a child must not keep
+pub(crate) mod mounts; // mountinfo, superblocks, statmount
+pub(crate) mod fd_passing; // fds over unix sockets
+pub(crate) mod process; // processes, clocks, generations
+pub(crate) mod syscalls; // the raw calls: ioctls, signals, the rest

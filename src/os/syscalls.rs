@@ -334,6 +334,12 @@ pub(crate) fn statmount(unique_mount_id: u64) -> io::Result<StatMount> {
     })
 }
 
+/// Reads whatever is pending on a non-blocking fd.
+pub(crate) fn drain<Fd: AsFd>(fd: Fd) {
+    let mut buf = [0u8; 4096];
+    while matches!(rustix::io::read(&fd, &mut buf), Ok(n) if n > 0) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

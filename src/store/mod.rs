@@ -1,7 +1,9 @@
 //! The state directory that every process shares: one record per frozen
 //! superblock, its lock, and the one rule that says whether a recorded
 //! freeze is still alive.
+//!
+//! Top down; imports only go down this list (tests/integration/layering.rs):
 
-pub(crate) mod liveness;
-pub(crate) mod record;
-pub(crate) mod state_dir;
+pub(crate) mod state_dir; // the directory, its records and locks
+pub(crate) mod liveness; // the one rule: is a recorded freeze alive
+pub(crate) mod record; // one freeze's record, and how it reads and writes

@@ -6,8 +6,8 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
-use crate::keep::hook_jobs::HookRequest;
-use crate::keep::hooks::{Hooks, Target};
+use crate::holder::hook_jobs::HookRequest;
+use crate::hooks::{HookTarget, Hooks};
 use crate::keep::watch::Watch;
 use crate::os::mounts::Device;
 use crate::store::state_dir::StateDir;
@@ -43,7 +43,7 @@ pub(crate) fn parse(bytes: &[u8], fd: Option<OwnedFd>, dir: &Arc<StateDir>) -> O
                 Some(limit) => {
                     let mut rest = std::iter::once(limit).chain(&mut words);
                     let hooks = Hooks::from_wire(&mut rest)?;
-                    Some((hooks, Target::from_wire(&mut rest)?))
+                    Some((hooks, HookTarget::from_wire(&mut rest)?))
                 }
             };
             Request::Hold(Box::new(Watch {

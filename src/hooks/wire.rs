@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use crate::keep::hooks::{Hooks, Target};
+use crate::hooks::finding::{HookTarget, Hooks};
 
 impl Hooks {
     /// The words that carry these hooks in a request to the holder:
@@ -24,7 +24,7 @@ impl Hooks {
     }
 }
 
-impl Target {
+impl HookTarget {
     /// `DEVICE MOUNTPOINT` for a request to the holder (the path in hex).
     pub(crate) fn wire(&self) -> String {
         format!(
@@ -34,9 +34,9 @@ impl Target {
         )
     }
 
-    /// Reads what [`Target::wire`] wrote.
-    pub(crate) fn from_wire<'a>(words: &mut impl Iterator<Item = &'a str>) -> Option<Target> {
-        Some(Target {
+    /// Reads what [`HookTarget::wire`] wrote.
+    pub(crate) fn from_wire<'a>(words: &mut impl Iterator<Item = &'a str>) -> Option<HookTarget> {
+        Some(HookTarget {
             device: words.next()?.parse().ok()?,
             mount_point: PathBuf::from(OsStr::from_bytes(&unhex(words.next()?)?)),
         })

@@ -6,11 +6,11 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::keep::holder_client::{
+use crate::holder::client::{
     ANSWER_TIMEOUT_S, connect_or_start, connect_running, receive_within, send, unavailable,
 };
-use crate::keep::hook_wire;
-use crate::keep::hooks::{Hooks, Target};
+use crate::hooks::wire;
+use crate::hooks::{HookTarget, Hooks};
 use crate::os::fork::ParentOnlyFd;
 use crate::store::state_dir::StateDir;
 
@@ -27,7 +27,7 @@ pub(crate) fn run_freeze_hooks(
     dir: &StateDir,
     exe: &Path,
     hooks: &Hooks,
-    targets: &[Target],
+    targets: &[HookTarget],
 ) -> Result<HooksAsked> {
     let request = hooks_request("hooks-freeze", hooks, targets);
     let (answer, conn) = ask_hooks(dir, exe, &request, hook_wait(hooks, targets, 2))?;
@@ -38,7 +38,7 @@ pub(crate) fn run_freeze_hooks(
                 .first()
                 .map(|t| t.mount_point.clone())
                 .unwrap_or_default(),
-            reason: hook_wire::unhex(reason)
+            reason: wire::unhex(reason)
                 .map(|r| String::from_utf8_lossy(&r).into_owned())
                 .unwrap_or_else(|| reason.to_string()),
         }),
@@ -54,7 +54,7 @@ pub(crate) fn run_thaw_hooks(
     dir: &StateDir,
     exe: &Path,
     hooks: &Hooks,
-    targets: &[Target],
+    targets: &[HookTarget],
     reason: &str,
     asked: Option<HooksAsked>,
 ) -> Result<()> {
@@ -69,7 +69,7 @@ pub(crate) fn run_thaw_hooks(
     }
 }
 
-fn hooks_request(verb: &str, hooks: &Hooks, targets: &[Target]) -> String {
+fn hooks_request(verb: &str, hooks: &Hooks, targets: &[HookTarget]) -> String {
     let mut request = format!("{verb} {}", hooks.wire());
     for target in targets {
         request.push(' ');
@@ -81,7 +81,7 @@ fn hooks_request(verb: &str, hooks: &Hooks, targets: &[Target]) -> String {
 
 /// How long hook runs may take: each run's limit and a margin, `rounds`
 /// times over (a failed freeze also runs thaw hooks).
-fn hook_wait(hooks: &Hooks, targets: &[Target], rounds: u64) -> std::time::Duration {
+fn hook_wait(hooks: &Hooks, targets: &[HookTarget], rounds: u64) -> std::time::Duration {
     let runs = hooks.count.max(1) as u64 * targets.len().max(1) as u64 * rounds;
     std::time::Duration::from_secs(runs * (u64::from(hooks.limit_s) + 2) + ANSWER_TIMEOUT_S as u64)
 }

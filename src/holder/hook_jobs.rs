@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use rustix::net::SendFlags;
 
-use crate::keep::hook_wire::hex;
-use crate::keep::hooks::{self, Hooks, Target};
+use crate::hooks::wire::hex;
+use crate::hooks::{self, HookTarget, Hooks};
 use crate::keep::watch::{Watch, connection_closed};
 use crate::os::fork::lock;
 use crate::store::state_dir::StateDir;
@@ -18,7 +18,7 @@ use crate::store::state_dir::StateDir;
 /// Whether the freeze of `target` that client `peer` asked hooks for was
 /// handed over to its keepers: a record of it, live or ended, carries its
 /// thaw hooks, and whoever ends it runs them.
-fn handed_over(dir: &StateDir, target: &Target, peer: u32) -> bool {
+fn handed_over(dir: &StateDir, target: &HookTarget, peer: u32) -> bool {
     let ours = |r: &crate::store::record::Record| r.pid == peer && r.thaw_hooks.is_some();
     let live = dir.read(target.device).ok().flatten();
     let ended = dir.read_ended(target.device).ok().flatten();
@@ -29,10 +29,10 @@ fn handed_over(dir: &StateDir, target: &Target, peer: u32) -> bool {
 pub(crate) enum HookRequest {
     /// `hooks-freeze LIMIT DIR (DEVICE MOUNTPOINT)...`: run the freeze hooks,
     /// answer `ok` or `failed REASON`.
-    Freeze(Hooks, Vec<Target>),
+    Freeze(Hooks, Vec<HookTarget>),
     /// `hooks-thaw REASON LIMIT DIR (DEVICE MOUNTPOINT)...`: run the thaw
     /// hooks after a rollback, answer `ok`.
-    Thaw(String, Hooks, Vec<Target>),
+    Thaw(String, Hooks, Vec<HookTarget>),
 }
 
 impl HookRequest {
@@ -60,7 +60,7 @@ impl HookRequest {
         let mut targets = Vec::new();
         let mut words = words.peekable();
         while words.peek().is_some() {
-            targets.push(Target::from_wire(&mut words)?);
+            targets.push(HookTarget::from_wire(&mut words)?);
         }
         Some(match reason {
             None => HookRequest::Freeze(hooks, targets),
@@ -200,7 +200,7 @@ impl HookJobs {
         conn: OwnedFd,
         peer: u32,
         hooks: Hooks,
-        targets: Vec<Target>,
+        targets: Vec<HookTarget>,
     ) {
         let jobs = self.clone();
         use std::sync::atomic::Ordering;
@@ -221,7 +221,7 @@ impl HookJobs {
                 match said {
                     Some(rollback @ HookRequest::Thaw(..)) => jobs.answer(dir, conn, rollback),
                     _ => {
-                        let owed: Vec<Target> = targets
+                        let owed: Vec<HookTarget> = targets
                             .into_iter()
                             .filter(|t| !handed_over(&dir, t, peer))
                             .collect();

@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::events::{self, Event, Kind};
-use crate::keep::continuity::{self, Seen, Waiter};
+use crate::holder::client;
+use crate::holder::hook_jobs::HookJobs;
+use crate::hooks::{HookTarget, Hooks};
 use crate::keep::end::{Ending, end_as_stopped};
-use crate::keep::hook_jobs::HookJobs;
-use crate::keep::hooks::{Hooks, Target};
+use crate::keep::kernel_truth::{self, Seen, Waiter};
 use crate::keep::watch::Watch;
-use crate::keep::{holder_client, warden};
 use crate::os::fork::lock;
 use crate::os::{cgroup, process, syscalls, target};
 use crate::store::record::{Phase, Record};
@@ -166,7 +166,7 @@ pub(crate) fn holder_lives(record: &Record) -> bool {
 }
 
 /// The thaw hooks a record says its freeze is owed.
-pub(crate) fn owed_hooks(record: &Record) -> Option<(Hooks, Target)> {
+pub(crate) fn owed_hooks(record: &Record) -> Option<(Hooks, HookTarget)> {
     record.thaw_hooks.as_ref().map(|(limit_s, dir)| {
         (
             Hooks {
@@ -174,7 +174,7 @@ pub(crate) fn owed_hooks(record: &Record) -> Option<(Hooks, Target)> {
                 limit_s: *limit_s,
                 count: 0,
             },
-            Target {
+            HookTarget {
                 device: record.device,
                 mount_point: record.mount_point.clone(),
             },
@@ -218,9 +218,9 @@ fn through_watcher(record: &Record) -> Option<OwnedFd> {
 /// filesystem thawed already lets it through: the first review then finds
 /// out how (the dead holder's watcher tells).
 fn watch_again(dir: &StateDir, record: &Record, mount_fd: BorrowedFd<'_>) -> Option<Waiter> {
-    let (thread_end, teller) = continuity::control_line().ok()?;
+    let (thread_end, teller) = kernel_truth::control_line().ok()?;
     let waiter = Waiter::parked(thread_end).ok()?;
-    let thread = continuity::tell_go(&teller, mount_fd).ok()?;
+    let thread = kernel_truth::tell_go(&teller, mount_fd).ok()?;
     // The teller's end may go: the thread waits on its own from here.
     drop(teller);
     if waiter.settle(Duration::from_millis(250)) != Some(Seen::Frozen) {
@@ -230,7 +230,7 @@ fn watch_again(dir: &StateDir, record: &Record, mount_fd: BorrowedFd<'_>) -> Opt
         if let Ok(Some(mut current)) = dir.read(record.device) {
             // A dead holder's watcher let through is the evidence that a
             // thaw came: kept for the review, not overwritten.
-            let thawed_since = continuity::watcher_let_through(&current, true);
+            let thawed_since = kernel_truth::watcher_let_through(&current, true);
             if current.generation == record.generation && !thawed_since {
                 current.holder_pid = Some(std::process::id());
                 current.holder_fd = u32::try_from(std::os::fd::AsRawFd::as_raw_fd(&mount_fd)).ok();
@@ -270,14 +270,14 @@ pub(crate) fn stop_all(watches: &Mutex<Vec<Watch>>, jobs: &HookJobs) {
 
 /// Starts a warden for `dir` unless one runs (it holds `lock.warden`).
 pub(crate) fn ensure_warden(dir: &StateDir, systemd: bool) {
-    match dir.try_lock_named(warden::LOCK_NAME) {
+    match dir.try_lock_named(client::WARDEN_LOCK_NAME) {
         Ok(Some(free)) => drop(free),
         _ => return,
     }
     let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
         return;
     };
-    if let Err(e) = holder_client::start_warden(&exe, dir, systemd) {
+    if let Err(e) = client::start_warden(&exe, dir, systemd) {
         note(&format!("could not start the warden: {e}"));
     }
 }

@@ -17,8 +17,8 @@ use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
 use crate::error::{Error, Result};
-use crate::keep::continuity::{self, Seen};
-use crate::keep::hooks::{Hooks, Target};
+use crate::hooks::{HookTarget, Hooks};
+use crate::keep::kernel_truth::{self, Seen};
 use crate::os::fd_passing;
 use crate::os::fork::ParentOnlyFd;
 use crate::os::mounts::Device;
@@ -32,7 +32,9 @@ pub(crate) const HOLDER_NAME: &str = "freezefs-holder";
 /// The socket a holder listens on, in the state directory.
 pub(crate) const SOCKET_NAME: &str = "holder.sock";
 /// The lock that orders starting and stopping holders.
-pub(crate) const LOCK_NAME: &str = "lock.holder";
+pub(crate) const HOLDER_LOCK_NAME: &str = "lock.holder";
+/// The lock a warden holds for its life: one warden per state directory.
+pub(crate) const WARDEN_LOCK_NAME: &str = "lock.warden";
 /// How long a client waits for the holder's answer.
 pub(crate) const ANSWER_TIMEOUT_S: i64 = 5;
 
@@ -104,7 +106,7 @@ fn peer_alive(sock: &ParentOnlyFd) -> bool {
 /// Connects to the state directory's holder, starting one when none answers.
 pub(crate) fn connect_or_start(dir: &StateDir, exe: &Path) -> Result<ParentOnlyFd> {
     let addr = socket_addr(dir)?;
-    let _lock = dir.lock_named(LOCK_NAME)?;
+    let _lock = dir.lock_named(HOLDER_LOCK_NAME)?;
     let sock = seqpacket()?;
     match rustix::net::connect(&sock, &addr) {
         Ok(()) if peer_alive(&sock) => return Ok(sock),
@@ -138,7 +140,7 @@ fn start(exe: &Path, listener: BorrowedFd<'_>, dir: &StateDir) -> Result<()> {
     launch(exe, c"--serve", None, listener, dir)
 }
 
-/// Starts a warden for `dir` (see [`crate::keep::warden`]), detached like a
+/// Starts a warden for `dir` (see [`crate::holder::warden`]), detached like a
 /// holder; `systemd`: its holders are systemd's to restart.
 pub(crate) fn start_warden(exe: &Path, dir: &StateDir, systemd: bool) -> Result<()> {
     let flag = systemd.then_some(c"--systemd");
@@ -203,7 +205,7 @@ impl Handoff {
     /// start time) for the record; [`Handoff::confirm_watch`] then checks
     /// that it waits. The holder's main loop is not involved.
     pub(crate) fn start_watch(&self, dir: Option<BorrowedFd<'_>>) -> Option<(u32, u64)> {
-        continuity::tell_go(self.waiter_control.as_ref()?, dir?).ok()
+        kernel_truth::tell_go(self.waiter_control.as_ref()?, dir?).ok()
     }
 
     /// Whether the waiter started by [`Handoff::start_watch`] waits for this
@@ -212,7 +214,7 @@ impl Handoff {
         let Some(control) = &self.waiter_control else {
             return Watching::Unknown;
         };
-        match continuity::confirm(control, self.holder_pid, thread, CONFIRM_LIMIT) {
+        match kernel_truth::confirm(control, self.holder_pid, thread, CONFIRM_LIMIT) {
             Some(Seen::Frozen) => Watching::Thread(thread.0, thread.1),
             Some(Seen::Thawed) => Watching::Ended,
             Some(Seen::CannotTell) | None => Watching::Unknown,
@@ -243,7 +245,7 @@ pub(crate) fn hold(
     device: Device,
     generation: u64,
     mount_fd: BorrowedFd<'_>,
-    hooks: Option<(&Hooks, &Target)>,
+    hooks: Option<(&Hooks, &HookTarget)>,
 ) -> Result<Pending> {
     let mount_fd = rustix::io::fcntl_dupfd_cloexec(mount_fd, 0).map_err(|e| Error::os("dup", e))?;
     let (conn, optimistic) = match connect_running(dir)? {

@@ -16,13 +16,13 @@ use std::time::Duration;
 use rustix::event::{PollFd, PollFlags};
 use rustix::net::SendFlags;
 
-use crate::keep::continuity::{self, Seen, Waiter};
-use crate::keep::holder_client::{LOCK_NAME, SOCKET_NAME};
-use crate::keep::holder_inbox::Inbox;
-use crate::keep::holder_requests::{self, Request};
-use crate::keep::hook_jobs::HookJobs;
-use crate::keep::watch::{Keeper, Watch, drain};
-use crate::keep::{holder_life, warden};
+use crate::holder::client::{HOLDER_LOCK_NAME, SOCKET_NAME};
+use crate::holder::hook_jobs::HookJobs;
+use crate::holder::inbox::Inbox;
+use crate::holder::protocol::{self, Request};
+use crate::holder::{life, warden};
+use crate::keep::kernel_truth::{self, Seen, Waiter};
+use crate::keep::watch::{Keeper, Watch};
 use crate::os::fd_passing;
 use crate::os::fork::lock;
 use crate::os::mounts::Device;
@@ -57,9 +57,9 @@ fn serve(dir_path: &Path) -> i32 {
     let Ok(stop) = syscalls::stop_signals_fd() else {
         return 1;
     };
-    let activated = holder_life::socket_activated();
+    let activated = life::socket_activated();
     let systemd = activated.is_some();
-    holder_life::settle_in_background(systemd, holder_life::HOLDER_CGROUP);
+    life::settle_in_background(systemd, life::HOLDER_CGROUP);
     let (listener, dir) = match activated {
         // systemd's socket, and the directory it made for it.
         Some(listener) => match StateDir::open(dir_path, true) {
@@ -106,8 +106,8 @@ fn serve(dir_path: &Path) -> i32 {
     // Asked to retire: exit at the first moment it keeps nothing, so that
     // systemd starts the executable a package upgrade put in its place.
     let mut retiring = false;
-    if holder_life::adopt(&dir, &watches) > 0 {
-        holder_life::ensure_warden(&dir, systemd);
+    if life::adopt(&dir, &watches) > 0 {
+        life::ensure_warden(&dir, systemd);
     }
     loop {
         keeper.prepare(&watches);
@@ -166,13 +166,13 @@ fn serve(dir_path: &Path) -> i32 {
                 .chain(&fds[first_request + requests..])
                 .any(|f| !f.revents().is_empty());
             for fd in waiters {
-                drain(fd);
+                syscalls::drain(fd);
             }
             (n, changed, signal)
         };
         retiring |= signal == Some(HolderSignal::Retire);
         if signal == Some(HolderSignal::Stop) {
-            holder_life::stop_all(&watches, &jobs);
+            life::stop_all(&watches, &jobs);
             jobs.wait_idle();
             return 0;
         }
@@ -197,7 +197,7 @@ fn serve(dir_path: &Path) -> i32 {
         let mut probed = false;
         inbox.accept(&listener);
         inbox.take_requests(&mut request_buf, |conn, bytes, fd| {
-            let request = holder_requests::parse(bytes, fd, &dir);
+            let request = protocol::parse(bytes, fd, &dir);
             probed |= serve_request(
                 conn,
                 request,
@@ -209,7 +209,7 @@ fn serve(dir_path: &Path) -> i32 {
             );
         });
         if lock(&watches).len() > held_before {
-            holder_life::ensure_warden(&dir, systemd);
+            life::ensure_warden(&dir, systemd);
         }
         if spare.is_none() && probed {
             // After the answers: the next probe finds a thread ready.
@@ -217,7 +217,7 @@ fn serve(dir_path: &Path) -> i32 {
         }
         let nothing_left = lock(&watches).is_empty()
             && probes.is_empty()
-            && !continuity::any_thread_running()
+            && !kernel_truth::any_thread_running()
             && !jobs.running();
         let quiet = ready == 0 && inbox.is_empty();
         if quiet && idle && nothing_left {
@@ -236,7 +236,7 @@ fn serve(dir_path: &Path) -> i32 {
 /// Under the start/stop lock: exit only when no client is queued, and take
 /// the socket name away first so the next client starts a new holder.
 fn may_exit(listener: &OwnedFd, dir: &StateDir) -> bool {
-    let Ok(_lock) = dir.lock_named(LOCK_NAME) else {
+    let Ok(_lock) = dir.lock_named(HOLDER_LOCK_NAME) else {
         // The directory is gone (or unusable): nobody can reach us any more.
         return true;
     };
@@ -269,10 +269,10 @@ fn serve_request(
     let answer: &str = match request {
         Some(Request::Hold(watch)) => {
             let mut watch = *watch;
-            holder_life::wait_settled();
+            life::wait_settled();
             // The client gets the teller's end of the freeze's waiter, to
             // start it itself just after FIFREEZE.
-            let line = continuity::control_line().ok();
+            let line = kernel_truth::control_line().ok();
             let answer = format!(
                 "ok {} {}\n",
                 std::process::id(),
@@ -308,7 +308,7 @@ struct Prober {
 
 impl Prober {
     fn new() -> Option<Prober> {
-        let (thread_end, teller) = continuity::control_line().ok()?;
+        let (thread_end, teller) = kernel_truth::control_line().ok()?;
         Some(Prober {
             waiter: Waiter::reusable(thread_end).ok()?,
             teller,

@@ -1,153 +1,21 @@
-//! Freeze and thaw hooks: the executables of `/etc/freezefs/hooks.d/` that
-//! tell an application (a database, a mail queue) to quiesce before a freeze
-//! and to resume after it, so that a snapshot is application-consistent.
-//!
-//! Only the holder runs them, for every freeze made through freezefs: its
-//! children are its own (never the caller's, whose `waitpid(-1)` would
-//! reap them), its environment is clean, and it outlives the caller, so
-//! that a freeze's thaw hooks run however the freeze ends:
-//!
-//! - freeze hooks, `HOOK freeze MOUNTPOINT`, in lexical order, at the
-//!   client's request before its flush ([`run_freeze`]); one that fails or
-//!   outlives the time limit aborts the freeze, after the thaw hooks of
-//!   those that ran (reason `rolled-back`);
-//! - thaw hooks, `HOOK thaw MOUNTPOINT`, in reverse order, after the thaw
-//!   ([`run_thaw`]): when a freeze the holder keeps ends (thawed, timeout,
-//!   freezer-died, other-tool), or at the client's request after a rollback.
-//!
-//! A hook runs with `FREEZEFS_MOUNT_POINT`, `FREEZEFS_DEVICE`, for a thaw
-//! `FREEZEFS_THAW_REASON`, and `PATH`, nothing else; stdin is `/dev/null`;
-//! its output (the first 2 KiB) goes into its event, one per run, with its
-//! exit status and duration. A failed thaw hook is logged, never retried.
+//! Running hooks: each with a clean environment and a time limit, its
+//! output kept for its event; freeze hooks in order with a rollback, thaw
+//! hooks in reverse.
 
-use std::fs::Metadata;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config;
-use crate::error::{Error, Result};
 use crate::events::{self, Event, Kind};
+use crate::hooks::finding::{HookTarget, Hooks, list};
 use crate::os::fork::lock;
-use crate::os::mounts::Device;
-use crate::os::syscalls;
 
-/// Where hooks live.
-pub const HOOKS_DIR: &str = "/etc/freezefs/hooks.d";
-/// The environment variable that overrides [`HOOKS_DIR`] (ignored under `AT_SECURE`).
-pub const HOOKS_DIR_ENV: &str = "FREEZEFS_HOOKS_DIR";
 /// The output of a hook kept for its event.
 const OUTPUT_BYTES: usize = 2048;
 /// How long a killed hook may take to go before it is left to exit alone.
 const KILL_WAIT: Duration = Duration::from_secs(1);
-
-/// A hook directory that holds hooks, and the time limit of each run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Hooks {
-    pub(crate) dir: PathBuf,
-    pub(crate) limit_s: u32,
-    /// How many hooks [`find`] listed: what a client waits for. Not sent to
-    /// the holder, which lists the directory when it runs them.
-    pub(crate) count: usize,
-}
-
-/// A filesystem hooks are run for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Target {
-    pub(crate) device: Device,
-    pub(crate) mount_point: PathBuf,
-}
-
-/// A failed system call on the hook directory `dir`, which it names.
-fn dir_failed(dir: &Path, e: std::io::Error) -> Error {
-    Error::os(format!("hook directory {}", dir.display()), e)
-}
-
-/// The hook directory in force: the override, or [`HOOKS_DIR`].
-pub(crate) fn hooks_dir_path() -> PathBuf {
-    syscalls::secure_env(HOOKS_DIR_ENV)
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(HOOKS_DIR))
-}
-
-/// The hooks in force: `None` when the directory does not exist or holds
-/// no hook (then a freeze costs one `stat` more than without hooks). A
-/// directory or hook that someone other than root could change is an error.
-pub(crate) fn find(dir: &Path, sysconfigtab: &Path) -> Result<Option<Hooks>> {
-    let dir = dir.to_path_buf();
-    let meta = match std::fs::symlink_metadata(&dir) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(dir_failed(&dir, e)),
-    };
-    if !meta.is_dir() {
-        return Err(unsafe_hooks(&dir, "is not a directory"));
-    }
-    check_owner(&dir, &meta)?;
-    let count = list(&dir)?.len();
-    Ok((count > 0).then(|| Hooks {
-        dir,
-        limit_s: config::hook_timeout(sysconfigtab),
-        count,
-    }))
-}
-
-fn unsafe_hooks(path: &Path, problem: &'static str) -> Error {
-    Error::UnsafeHooks {
-        path: path.to_path_buf(),
-        problem,
-    }
-}
-
-fn check_owner(path: &Path, meta: &Metadata) -> Result<()> {
-    if meta.uid() != 0 {
-        return Err(unsafe_hooks(path, "is not owned by root"));
-    }
-    if meta.permissions().mode() & 0o022 != 0 {
-        return Err(unsafe_hooks(path, "is writable by group or others"));
-    }
-    Ok(())
-}
-
-/// The hooks of `dir`, in lexical order: executable regular files, as
-/// run-parts takes them (names starting with `.` or ending in `~` or a
-/// dpkg suffix are left out; a file that is not executable is skipped). A
-/// hook someone other than root could change, or a symbolic link, is an
-/// error.
-pub(crate) fn list(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| dir_failed(dir, e))?;
-    let mut hooks = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| dir_failed(dir, e))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let skipped = name.starts_with('.')
-            || name.ends_with('~')
-            || [".dpkg-old", ".dpkg-new", ".dpkg-dist", ".dpkg-tmp"]
-                .iter()
-                .any(|s| name.ends_with(s));
-        if skipped {
-            continue;
-        }
-        let path = entry.path();
-        let meta = std::fs::symlink_metadata(&path)
-            .map_err(|e| Error::os(path.display().to_string(), e))?;
-        if meta.file_type().is_symlink() {
-            return Err(unsafe_hooks(&path, "is a symbolic link"));
-        }
-        if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
-            continue;
-        }
-        check_owner(&path, &meta)?;
-        hooks.push(path);
-    }
-    hooks.sort();
-    Ok(hooks)
-}
 
 /// What one hook run came to.
 struct Run {
@@ -162,9 +30,9 @@ struct Run {
 /// Runs every freeze hook for every target, in lexical order, all before
 /// any flush. On the first failure, runs the thaw hooks of the runs that
 /// succeeded (newest first, reason `rolled-back`) and returns what failed.
-pub(crate) fn run_freeze(hooks: &Hooks, targets: &[Target]) -> std::result::Result<(), String> {
+pub(crate) fn run_freeze(hooks: &Hooks, targets: &[HookTarget]) -> std::result::Result<(), String> {
     let list = list(&hooks.dir).map_err(|e| e.to_string())?;
-    let mut done: Vec<(&Target, &Path)> = Vec::new();
+    let mut done: Vec<(&HookTarget, &Path)> = Vec::new();
     for target in targets {
         for hook in &list {
             let run = run_one(hook, "freeze", target, None, hooks.limit_s);
@@ -187,7 +55,7 @@ pub(crate) fn run_freeze(hooks: &Hooks, targets: &[Target]) -> std::result::Resu
 
 /// Runs every thaw hook for every target, in reverse lexical order, with
 /// the reason the freeze ended; failures are logged only.
-pub(crate) fn run_thaw(hooks: &Hooks, targets: &[Target], reason: &str) {
+pub(crate) fn run_thaw(hooks: &Hooks, targets: &[HookTarget], reason: &str) {
     let Ok(mut list) = list(&hooks.dir) else {
         return;
     };
@@ -200,7 +68,13 @@ pub(crate) fn run_thaw(hooks: &Hooks, targets: &[Target], reason: &str) {
 }
 
 /// Runs one hook, bounded by `limit_s`, and sends its event.
-fn run_one(hook: &Path, action: &str, target: &Target, reason: Option<&str>, limit_s: u32) -> Run {
+fn run_one(
+    hook: &Path,
+    action: &str,
+    target: &HookTarget,
+    reason: Option<&str>,
+    limit_s: u32,
+) -> Run {
     let started = Instant::now();
     let run = spawn_and_wait(
         hook,
@@ -245,7 +119,7 @@ fn run_one(hook: &Path, action: &str, target: &Target, reason: Option<&str>, lim
 fn spawn_and_wait(
     hook: &Path,
     action: &str,
-    target: &Target,
+    target: &HookTarget,
     reason: Option<&str>,
     limit: Duration,
 ) -> std::io::Result<Run> {

@@ -24,7 +24,6 @@ use rustix::fs::AtFlags;
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
-use crate::keep::watch;
 use crate::os::fd_passing;
 use crate::os::process::{self, fresh_generation};
 use crate::os::syscalls;
@@ -139,7 +138,7 @@ impl Waiter {
             rustix::net::recv(teller, &mut buf, RecvFlags::DONTWAIT),
             Ok((n, _)) if n > 0
         ) {}
-        watch::drain(&self.done);
+        syscalls::drain(&self.done);
         self.shared.outcome.store(RUNNING, Ordering::Release);
         send_go(teller, dir)
     }

@@ -16,23 +16,21 @@
 //!   under systemd, `Restart=always` does that once the dead one is gone;
 //! - it exits once nothing has been on record for [`IDLE_EXIT`].
 //!
-//! One warden per state directory: it holds [`LOCK_NAME`] for its life.
+//! One warden per state directory: it holds [`client::WARDEN_LOCK_NAME`] for its life.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::holder::client;
+use crate::holder::life::{holder_lives, owed_hooks, reopen_mount, settle_in};
+use crate::hooks;
 use crate::keep::end::{Ending, end_if_over};
-use crate::keep::holder_client;
-use crate::keep::holder_life::{holder_lives, owed_hooks, reopen_mount, settle_in};
-use crate::keep::hooks;
 use crate::os::{process, syscalls};
 use crate::store::record::{Phase, Record};
 use crate::store::state_dir::StateDir;
 
-/// The lock a warden holds for its life.
-pub(crate) const LOCK_NAME: &str = "lock.warden";
 /// The cgroup (v2) a warden moves into.
 const WARDEN_CGROUP: &str = "freezefs.warden";
 /// How often it looks at the records.
@@ -52,12 +50,12 @@ pub(crate) fn main(dir_path: &Path, systemd: bool) -> i32 {
     syscalls::ignore_signal(libc::SIGHUP);
     syscalls::unblock_all_signals();
     settle_in(false, WARDEN_CGROUP);
-    // fd 3 is a spare copy of fd 4 (see holder_client::start_warden).
+    // fd 3 is a spare copy of fd 4 (see client::start_warden).
     drop(syscalls::take_inherited_fd(3));
     let Ok(dir) = StateDir::adopt(dir_path, syscalls::take_inherited_fd(4)) else {
         return 1;
     };
-    let Ok(Some(_one_warden)) = dir.try_lock_named(LOCK_NAME) else {
+    let Ok(Some(_one_warden)) = dir.try_lock_named(client::WARDEN_LOCK_NAME) else {
         return 0;
     };
     let dir = Arc::new(dir);
@@ -90,7 +88,7 @@ pub(crate) fn main(dir_path: &Path, systemd: bool) -> i32 {
         }
         if orphaned && !systemd {
             if let Some(exe) = &exe {
-                let _ = holder_client::ensure_holder(&dir, exe);
+                let _ = client::ensure_holder(&dir, exe);
             }
         }
     }
