@@ -163,6 +163,21 @@ pub mod fuzzing {
             .collect()
     }
 
+    /// A holder request line: parsed, encoded, parsed again (equal when
+    /// Some).
+    pub fn holder_request(line: &[u8]) -> Option<bool> {
+        use crate::holder::protocol::Request;
+        let request = Request::parse(line)?;
+        Some(Request::parse(request.encode().as_bytes()) == Some(request))
+    }
+
+    /// A holder answer: parsed, encoded, parsed again (equal when Some).
+    pub fn holder_answer(words: &[u8]) -> Option<bool> {
+        use crate::holder::protocol::Answer;
+        let answer = Answer::parse(std::str::from_utf8(words).ok()?)?;
+        Some(Answer::parse(&answer.encode()) == Some(answer))
+    }
+
     /// A state record: parsed, written back, parsed again (equal when Some).
     pub fn record(text: &[u8]) -> Option<bool> {
         let r = crate::store::record::Record::from_text(text).ok()?;

@@ -17,6 +17,7 @@ use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
 use crate::error::{Error, Result};
+use crate::holder::protocol::{Answer, ProbeAnswer, Request};
 use crate::hooks::{HookTarget, Hooks};
 use crate::keep::kernel_truth::{self, Seen};
 use crate::os::fd_passing;
@@ -257,14 +258,12 @@ pub(crate) fn hold(
         optimistic,
         exe: exe.to_path_buf(),
         // With hooks, the holder runs the thaw hooks when the freeze ends.
-        request: match hooks {
-            Some((hooks, target)) => format!(
-                "hold {device} {generation} {} {}\n",
-                hooks.wire(),
-                target.wire()
-            ),
-            None => format!("hold {device} {generation}\n"),
-        },
+        request: Request::Hold {
+            device,
+            generation,
+            hooks: hooks.map(|(hooks, target)| (hooks.clone(), target.clone())),
+        }
+        .encode(),
         mount_fd,
     };
     pending.send(&pending.conn)?;
@@ -279,15 +278,19 @@ impl Pending {
     /// Waits for the holder's answer: the holder has the attempt.
     pub(crate) fn answer(self, dir: &StateDir) -> Result<Handoff> {
         let handoff = |conn: ParentOnlyFd, (answer, fd): (String, Option<OwnedFd>)| {
-            // "ok PID FD"
-            let mut words = answer.strip_prefix("ok ").unwrap_or("").split_whitespace();
-            let holder_pid = words
-                .next()
-                .and_then(|pid| pid.parse().ok())
-                .ok_or_else(|| unavailable(&self.exe, format!("the holder refused: {answer}")))?;
+            let Some(Answer::Held {
+                holder_pid,
+                holder_fd,
+            }) = Answer::parse(&answer)
+            else {
+                return Err(unavailable(
+                    &self.exe,
+                    format!("the holder refused: {answer}"),
+                ));
+            };
             Ok(Handoff {
                 holder_pid,
-                holder_fd: words.next().and_then(|fd| fd.parse().ok()),
+                holder_fd,
                 _conn: conn,
                 waiter_control: fd,
             })
@@ -345,7 +348,7 @@ pub(crate) fn probe(
     dir_fd: BorrowedFd<'_>,
 ) -> Result<Probe> {
     let started = std::time::Instant::now();
-    let request = format!("probe {device}\n");
+    let request = Request::Probe { device }.encode();
     let ask = |conn: &ParentOnlyFd| {
         let left = PROBE_LIMIT.saturating_sub(started.elapsed());
         send(conn, exe, &request, &[dir_fd]).and_then(|()| receive_within(conn, exe, left))
@@ -363,13 +366,14 @@ pub(crate) fn probe(
     };
     // Not settled within the holder's short look (slow I/O): it kept the
     // waiter, so asking again looks at the same one, up to the limit.
-    while answer == "unknown" && started.elapsed() < PROBE_LIMIT {
+    let unknown = |answer: &str| Answer::parse(answer) == Some(Answer::Probe(ProbeAnswer::Unknown));
+    while unknown(&answer) && started.elapsed() < PROBE_LIMIT {
         answer = ask(&connect_or_start(dir, exe)?)?;
     }
-    match answer.as_str() {
-        "frozen" => Ok(Probe::Frozen),
-        "thawed" => Ok(Probe::Thawed),
-        "cannot" => Ok(Probe::CannotTell),
+    match Answer::parse(&answer) {
+        Some(Answer::Probe(ProbeAnswer::Frozen)) => Ok(Probe::Frozen),
+        Some(Answer::Probe(ProbeAnswer::Thawed)) => Ok(Probe::Thawed),
+        Some(Answer::Probe(ProbeAnswer::CannotTell)) => Ok(Probe::CannotTell),
         _ => Err(unavailable(
             exe,
             format!("the holder could not tell whether it is frozen ({answer})"),

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::holder::client::{
     ANSWER_TIMEOUT_S, connect_or_start, connect_running, receive_within, send, unavailable,
 };
-use crate::hooks::wire;
+use crate::holder::protocol::{Answer, HookRequest, Request};
 use crate::hooks::{HookTarget, Hooks};
 use crate::os::fork::ParentOnlyFd;
 use crate::store::state_dir::StateDir;
@@ -29,20 +29,18 @@ pub(crate) fn run_freeze_hooks(
     hooks: &Hooks,
     targets: &[HookTarget],
 ) -> Result<HooksAsked> {
-    let request = hooks_request("hooks-freeze", hooks, targets);
+    let request = Request::Hooks(HookRequest::Freeze(hooks.clone(), targets.to_vec())).encode();
     let (answer, conn) = ask_hooks(dir, exe, &request, hook_wait(hooks, targets, 2))?;
-    match answer.strip_prefix("failed ") {
-        None if answer == "ok" => Ok(HooksAsked(conn)),
-        Some(reason) => Err(Error::HookFailed {
+    match Answer::parse(&answer) {
+        Some(Answer::Ok) => Ok(HooksAsked(conn)),
+        Some(Answer::HookFailed { reason }) => Err(Error::HookFailed {
             path: targets
                 .first()
                 .map(|t| t.mount_point.clone())
                 .unwrap_or_default(),
-            reason: wire::unhex(reason)
-                .map(|r| String::from_utf8_lossy(&r).into_owned())
-                .unwrap_or_else(|| reason.to_string()),
+            reason,
         }),
-        None => Err(unavailable(exe, format!("the holder refused: {answer}"))),
+        _ => Err(unavailable(exe, format!("the holder refused: {answer}"))),
     }
 }
 
@@ -58,7 +56,12 @@ pub(crate) fn run_thaw_hooks(
     reason: &str,
     asked: Option<HooksAsked>,
 ) -> Result<()> {
-    let request = hooks_request(&format!("hooks-thaw {reason}"), hooks, targets);
+    let request = Request::Hooks(HookRequest::Thaw(
+        reason.to_string(),
+        hooks.clone(),
+        targets.to_vec(),
+    ))
+    .encode();
     let wait = hook_wait(hooks, targets, 1);
     match asked {
         Some(HooksAsked(conn)) => {
@@ -67,16 +70,6 @@ pub(crate) fn run_thaw_hooks(
         }
         None => ask_hooks(dir, exe, &request, wait).map(drop),
     }
-}
-
-fn hooks_request(verb: &str, hooks: &Hooks, targets: &[HookTarget]) -> String {
-    let mut request = format!("{verb} {}", hooks.wire());
-    for target in targets {
-        request.push(' ');
-        request.push_str(&target.wire());
-    }
-    request.push('\n');
-    request
 }
 
 /// How long hook runs may take: each run's limit and a margin, `rounds`
@@ -129,9 +122,8 @@ fn receive_after_queue(
         exe,
         std::time::Duration::from_secs(ANSWER_TIMEOUT_S as u64),
     )?;
-    let Some(ahead) = first.strip_prefix("queued ") else {
+    let Some(Answer::Queued { seconds: ahead }) = Answer::parse(&first) else {
         return Ok(first);
     };
-    let ahead = ahead.trim().parse::<u64>().unwrap_or(0);
     receive_within(conn, exe, wait + std::time::Duration::from_secs(ahead))
 }

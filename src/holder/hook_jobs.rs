@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rustix::net::SendFlags;
 
-use crate::hooks::wire::hex;
+use crate::holder::protocol::{Answer, HookRequest, Request};
 use crate::hooks::{self, HookTarget, Hooks};
 use crate::keep::watch::{Watch, connection_closed};
 use crate::os::fork::lock;
@@ -25,48 +25,17 @@ fn handed_over(dir: &StateDir, target: &HookTarget, peer: u32) -> bool {
     live.iter().chain(ended.iter()).any(ours)
 }
 
-/// What a client asks of the hooks.
-pub(crate) enum HookRequest {
-    /// `hooks-freeze LIMIT DIR (DEVICE MOUNTPOINT)...`: run the freeze hooks,
-    /// answer `ok` or `failed REASON`.
-    Freeze(Hooks, Vec<HookTarget>),
-    /// `hooks-thaw REASON LIMIT DIR (DEVICE MOUNTPOINT)...`: run the thaw
-    /// hooks after a rollback, answer `ok`.
-    Thaw(String, Hooks, Vec<HookTarget>),
-}
-
-impl HookRequest {
-    /// The most its runs may take: each hook's limit and a margin, per
-    /// target (a failed freeze also runs thaw hooks: twice over).
-    fn bound(&self) -> Duration {
-        let (hooks, targets, rounds) = match self {
-            HookRequest::Freeze(hooks, targets) => (hooks, targets, 2),
-            HookRequest::Thaw(_, hooks, targets) => (hooks, targets, 1),
-        };
-        let runs = hooks::list(&hooks.dir).map_or(1, |l| l.len().max(1)) as u64
-            * targets.len().max(1) as u64
-            * rounds;
-        Duration::from_secs(runs * (u64::from(hooks.limit_s) + 2))
-    }
-
-    /// Reads a request from its words after the verb.
-    pub(crate) fn parse<'a>(verb: &str, mut words: impl Iterator<Item = &'a str>) -> Option<Self> {
-        let reason = match verb {
-            "hooks-freeze" => None,
-            "hooks-thaw" => Some(words.next()?.to_string()),
-            _ => return None,
-        };
-        let hooks = Hooks::from_wire(&mut words)?;
-        let mut targets = Vec::new();
-        let mut words = words.peekable();
-        while words.peek().is_some() {
-            targets.push(HookTarget::from_wire(&mut words)?);
-        }
-        Some(match reason {
-            None => HookRequest::Freeze(hooks, targets),
-            Some(reason) => HookRequest::Thaw(reason, hooks, targets),
-        })
-    }
+/// The most a hook request's runs may take: each hook's limit and a
+/// margin, per target (a failed freeze also runs thaw hooks: twice over).
+fn bound(request: &HookRequest) -> Duration {
+    let (hooks, targets, rounds) = match request {
+        HookRequest::Freeze(hooks, targets) => (hooks, targets, 2),
+        HookRequest::Thaw(_, hooks, targets) => (hooks, targets, 1),
+    };
+    let runs = hooks::list(&hooks.dir).map_or(1, |l| l.len().max(1)) as u64
+        * targets.len().max(1) as u64
+        * rounds;
+    Duration::from_secs(runs * (u64::from(hooks.limit_s) + 2))
 }
 
 /// The hook runs due, run one at a time in the order they came, on a
@@ -145,15 +114,17 @@ impl HookJobs {
     /// back on that connection, or its client is gone: then its thaw hooks
     /// run (reason `freezer-died`).
     pub(crate) fn answer(&self, dir: Arc<StateDir>, conn: OwnedFd, request: HookRequest) {
-        let bound = request.bound();
+        let bound = bound(&request);
         let ahead = {
             let mut due = lock(&self.0.due);
             let ahead = due.2;
             due.2 += bound;
             ahead
         };
-        let queued = format!("queued {}", ahead.as_secs() + 1);
-        let _ = rustix::net::send(&conn, queued.as_bytes(), SendFlags::NOSIGNAL);
+        let queued = Answer::Queued {
+            seconds: ahead.as_secs() + 1,
+        };
+        say(&conn, &queued);
         let jobs = self.clone();
         self.spawn(move || {
             match request {
@@ -166,23 +137,16 @@ impl HookJobs {
                                 let peer = rustix::net::sockopt::socket_peercred(&conn)
                                     .map(|c| c.pid.as_raw_nonzero().get() as u32)
                                     .unwrap_or(0);
-                                let _ = rustix::net::send(&conn, b"ok", SendFlags::NOSIGNAL);
+                                say(&conn, &Answer::Ok);
                                 jobs.watch_owed(dir, conn, peer, hooks, targets);
                             }
-                            Err(reason) => {
-                                let answer = format!("failed {}", hex(reason.as_bytes()));
-                                let _ = rustix::net::send(
-                                    &conn,
-                                    answer.as_bytes(),
-                                    SendFlags::NOSIGNAL,
-                                );
-                            }
+                            Err(reason) => say(&conn, &Answer::HookFailed { reason }),
                         }
                     }
                 }
                 HookRequest::Thaw(reason, hooks, targets) => {
                     hooks::run_thaw(&hooks, &targets, &reason);
-                    let _ = rustix::net::send(&conn, b"ok", SendFlags::NOSIGNAL);
+                    say(&conn, &Answer::Ok);
                 }
             }
             let mut due = lock(&jobs.0.due);
@@ -212,14 +176,11 @@ impl HookJobs {
                 let said = crate::os::fd_passing::recv_with_fd(&conn, &mut buf)
                     .ok()
                     .filter(|(n, _)| *n > 0)
-                    .and_then(|(n, _)| {
-                        let text = std::str::from_utf8(&buf[..n]).ok()?;
-                        let mut words = text.split_whitespace();
-                        let verb = words.next()?;
-                        HookRequest::parse(verb, words)
-                    });
+                    .and_then(|(n, _)| Request::parse(&buf[..n]));
                 match said {
-                    Some(rollback @ HookRequest::Thaw(..)) => jobs.answer(dir, conn, rollback),
+                    Some(Request::Hooks(rollback @ HookRequest::Thaw(..))) => {
+                        jobs.answer(dir, conn, rollback)
+                    }
                     _ => {
                         let owed: Vec<HookTarget> = targets
                             .into_iter()
@@ -254,4 +215,9 @@ impl HookJobs {
         };
         self.spawn(move || hooks::run_thaw(&hooks, &[target], end.reason.name()));
     }
+}
+
+/// Sends an answer; a client gone meanwhile is no one's concern here.
+fn say(conn: &OwnedFd, answer: &Answer) {
+    let _ = rustix::net::send(conn, answer.encode().as_bytes(), SendFlags::NOSIGNAL);
 }

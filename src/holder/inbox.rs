@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use rustix::net::{SendFlags, SocketFlags};
 
+use crate::holder::protocol::Answer;
 use crate::os::fd_passing;
 
 /// How long a connection may stay silent before it is dropped.
@@ -36,7 +37,11 @@ impl Inbox {
     pub(crate) fn accept(&mut self, listener: &OwnedFd) {
         while let Ok(conn) = rustix::net::accept_with(listener, SocketFlags::CLOEXEC) {
             if !peer_may_ask(&conn) {
-                let _ = rustix::net::send(&conn, b"refused", SendFlags::NOSIGNAL);
+                let _ = rustix::net::send(
+                    &conn,
+                    Answer::Refused.encode().as_bytes(),
+                    SendFlags::NOSIGNAL,
+                );
                 continue;
             }
             if self.waiting.len() >= MAX_WAITING {
@@ -87,7 +92,11 @@ impl Inbox {
                     }
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
-                    let _ = rustix::net::send(&waiting.conn, b"refused", SendFlags::NOSIGNAL);
+                    let _ = rustix::net::send(
+                        &waiting.conn,
+                        Answer::Refused.encode().as_bytes(),
+                        SendFlags::NOSIGNAL,
+                    );
                 }
                 Err(_) => {}
             }

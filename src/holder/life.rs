@@ -139,19 +139,14 @@ pub(crate) fn adopt(dir: &Arc<StateDir>, watches: &Mutex<Vec<Watch>>) -> usize {
             continue;
         };
         let waiter = watch_again(dir, &record, mount_fd.as_fd());
-        lock(watches).push(Watch {
-            dir: Arc::clone(dir),
-            device,
-            generation: record.generation,
-            wake_at: Some(0),
+        let hooks = owed_hooks(&record);
+        lock(watches).push(Watch::adopted(
+            Arc::clone(dir),
+            record,
             mount_fd,
-            attempt: None,
-            seen: true,
             waiter,
-            defers_to_holder: false,
-            hooks: owed_hooks(&record),
-            last_record: Some(record),
-        });
+            hooks,
+        ));
         adopted += 1;
     }
     adopted

@@ -6,8 +6,8 @@
 pub(crate) mod server; // the holder's loop: requests in, freezes kept
 pub(crate) mod warden; // thaws at the deadline when the holder is gone
 pub(crate) mod life; // adoption, placement, stop
-pub(crate) mod protocol; // what a client may ask, read whole or not at all
 pub(crate) mod hook_client; // a caller asking the holder to run hooks
 pub(crate) mod hook_jobs; // the holder running hooks, in order, off its loop
 pub(crate) mod inbox; // the holder's connections and their pending requests
 pub(crate) mod client; // a caller handing a freeze to the holder, or asking it
+pub(crate) mod protocol; // what a client asks and the holder answers, both ends

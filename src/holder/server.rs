@@ -19,7 +19,7 @@ use rustix::net::SendFlags;
 use crate::holder::client::{HOLDER_LOCK_NAME, SOCKET_NAME};
 use crate::holder::hook_jobs::HookJobs;
 use crate::holder::inbox::Inbox;
-use crate::holder::protocol::{self, Request};
+use crate::holder::protocol::{Answer, ProbeAnswer, Request};
 use crate::holder::{life, warden};
 use crate::keep::kernel_truth::{self, Seen, Waiter};
 use crate::keep::watch::{Keeper, Watch};
@@ -99,9 +99,7 @@ fn serve(dir_path: &Path) -> i32 {
     // Room for a hook request naming a few long mount points in hex: one
     // buffer for the holder's life, not one per request.
     let mut request_buf = vec![0u8; 64 * 1024];
-    let mut probes: HashMap<Device, Prober> = HashMap::new();
-    // A parked waiter for the next probe, once there has been one.
-    let mut spare: Option<Prober> = None;
+    let mut probes = Probers::default();
     let mut inbox = Inbox::default();
     // Asked to retire: exit at the first moment it keeps nothing, so that
     // systemd starts the executable a package upgrade put in its place.
@@ -111,7 +109,7 @@ fn serve(dir_path: &Path) -> i32 {
     }
     loop {
         keeper.prepare(&watches);
-        let idle = lock(&watches).is_empty() && probes.is_empty();
+        let idle = lock(&watches).is_empty() && probes.by_device.is_empty();
         let (ready, changed, signal) = {
             let held = lock(&watches);
             let [timer, notify] = keeper.fds();
@@ -133,7 +131,7 @@ fn serve(dir_path: &Path) -> i32 {
             let waiters: Vec<BorrowedFd<'_>> = held
                 .iter()
                 .filter_map(Watch::waiter_fd)
-                .chain(probes.values().map(|p| p.waiter.fd()))
+                .chain(probes.by_device.values().map(|p| p.waiter.fd()))
                 .collect();
             let requests = inbox.fds().count();
             fds.extend(
@@ -178,14 +176,15 @@ fn serve(dir_path: &Path) -> i32 {
         }
         // A probe let through (its filesystem thawed) is free again.
         let thawed: Vec<Device> = probes
+            .by_device
             .iter()
             .filter(|(_, p)| p.waiter.look() == Some(Seen::Thawed))
             .map(|(d, _)| *d)
             .collect();
         for device in thawed {
-            let freed = probes.remove(&device);
-            if spare.is_none() {
-                spare = freed;
+            let freed = probes.by_device.remove(&device);
+            if probes.spare.is_none() {
+                probes.spare = freed;
             }
         }
         // Ends first: a freeze's thaw hooks are due before the hooks of a
@@ -197,26 +196,18 @@ fn serve(dir_path: &Path) -> i32 {
         let mut probed = false;
         inbox.accept(&listener);
         inbox.take_requests(&mut request_buf, |conn, bytes, fd| {
-            let request = protocol::parse(bytes, fd, &dir);
-            probed |= serve_request(
-                conn,
-                request,
-                &dir,
-                &watches,
-                &mut probes,
-                &mut spare,
-                &jobs,
-            );
+            let request = Request::parse(bytes);
+            probed |= serve_request(conn, request, fd, &dir, &watches, &mut probes, &jobs);
         });
         if lock(&watches).len() > held_before {
             life::ensure_warden(&dir, systemd);
         }
-        if spare.is_none() && probed {
+        if probes.spare.is_none() && probed {
             // After the answers: the next probe finds a thread ready.
-            spare = Prober::new();
+            probes.spare = Prober::new();
         }
         let nothing_left = lock(&watches).is_empty()
-            && probes.is_empty()
+            && probes.by_device.is_empty()
             && !kernel_truth::any_thread_running()
             && !jobs.running();
         let quiet = ready == 0 && inbox.is_empty();
@@ -256,31 +247,39 @@ fn may_exit(listener: &OwnedFd, dir: &StateDir) -> bool {
 /// How long an answer may wait for a waiter to settle.
 const SETTLE_LIMIT: Duration = Duration::from_millis(250);
 
-/// Answers one request; true when it asked for a probe.
+/// Answers one request, with the fd that came with it; true when it asked
+/// for a probe.
 fn serve_request(
     conn: OwnedFd,
     request: Option<Request>,
+    fd: Option<OwnedFd>,
     dir: &Arc<StateDir>,
     watches: &Mutex<Vec<Watch>>,
-    probes: &mut HashMap<Device, Prober>,
-    spare: &mut Option<Prober>,
+    probes: &mut Probers,
     jobs: &HookJobs,
 ) -> bool {
-    let answer: &str = match request {
-        Some(Request::Hold(watch)) => {
-            let mut watch = *watch;
+    let answer = match (request, fd) {
+        (
+            Some(Request::Hold {
+                device,
+                generation,
+                hooks,
+            }),
+            Some(mount_fd),
+        ) => {
+            let mut watch =
+                Watch::for_attempt(Arc::clone(dir), device, generation, mount_fd, hooks);
             life::wait_settled();
             // The client gets the teller's end of the freeze's waiter, to
             // start it itself just after FIFREEZE.
             let line = kernel_truth::control_line().ok();
-            let answer = format!(
-                "ok {} {}\n",
-                std::process::id(),
-                std::os::fd::AsRawFd::as_raw_fd(&watch.mount_fd)
-            );
+            let answer = Answer::Held {
+                holder_pid: std::process::id(),
+                holder_fd: u32::try_from(std::os::fd::AsRawFd::as_raw_fd(&watch.mount_fd)).ok(),
+            };
             let teller = line.as_ref().map(|(_, teller)| teller.as_fd());
             let fds: Vec<BorrowedFd<'_>> = teller.into_iter().collect();
-            let _ = fd_passing::send_with_fds(&conn, answer.as_bytes(), &fds);
+            let _ = fd_passing::send_with_fds(&conn, answer.encode().as_bytes(), &fds);
             // Spawned after the answer, while the client records and
             // flushes.
             watch.waiter = line.and_then(|(thread_end, _)| Waiter::parked(thread_end).ok());
@@ -289,15 +288,26 @@ fn serve_request(
             lock(watches).push(watch);
             return false;
         }
-        Some(Request::Hooks(request)) => {
+        (Some(Request::Hooks(request)), _) => {
             jobs.answer(Arc::clone(dir), conn, request);
             return false;
         }
-        Some(Request::Probe(device, dir_fd)) => probe(watches, probes, spare, device, &dir_fd),
-        None => "refused",
+        (Some(Request::Probe { device }), Some(dir_fd)) => {
+            Answer::Probe(probe(watches, probes, device, &dir_fd))
+        }
+        // Not a request, or without the fd it needs.
+        _ => Answer::Refused,
     };
-    let _ = rustix::net::send(&conn, answer.as_bytes(), SendFlags::NOSIGNAL);
-    answer != "refused"
+    let _ = rustix::net::send(&conn, answer.encode().as_bytes(), SendFlags::NOSIGNAL);
+    answer != Answer::Refused
+}
+
+/// The probe threads: one per superblock while its waiter waits for a
+/// thaw, and a parked one for the next probe, once there has been one.
+#[derive(Default)]
+struct Probers {
+    by_device: HashMap<Device, Prober>,
+    spare: Option<Prober>,
 }
 
 /// A reusable probe thread and the teller's end of its control line.
@@ -321,53 +331,52 @@ impl Prober {
 /// waits. A probe let through goes back to be the spare.
 fn probe(
     watches: &Mutex<Vec<Watch>>,
-    probes: &mut HashMap<Device, Prober>,
-    spare: &mut Option<Prober>,
+    probes: &mut Probers,
     device: Device,
     dir_fd: &OwnedFd,
-) -> &'static str {
+) -> ProbeAnswer {
     let kept = lock(watches)
         .iter()
         .filter(|w| w.device == device)
         .find_map(|w| w.waiter.as_ref()?.look());
     if kept == Some(Seen::Frozen) {
-        return "frozen";
+        return ProbeAnswer::Frozen;
     }
-    let prober = match probes.remove(&device) {
+    let prober = match probes.by_device.remove(&device) {
         Some(p) if p.waiter.look() == Some(Seen::Frozen) => {
-            probes.insert(device, p);
-            return "frozen";
+            probes.by_device.insert(device, p);
+            return ProbeAnswer::Frozen;
         }
         // Let through since, or never settled: a fresh look.
         Some(p) => Some(p),
-        None => spare.take(),
+        None => probes.spare.take(),
     };
     // "failed", not "unknown": asking again would not help.
     let Some(prober) = prober.or_else(Prober::new) else {
-        return "failed";
+        return ProbeAnswer::Failed;
     };
     if prober.waiter.probe(&prober.teller, dir_fd.as_fd()).is_err() {
-        return "failed";
+        return ProbeAnswer::Failed;
     }
     match prober.waiter.settle(SETTLE_LIMIT) {
         Some(Seen::Frozen) => {
-            probes.insert(device, prober);
-            "frozen"
+            probes.by_device.insert(device, prober);
+            ProbeAnswer::Frozen
         }
         Some(seen) => {
-            spare.get_or_insert(prober);
+            probes.spare.get_or_insert(prober);
             if seen == Seen::Thawed {
-                "thawed"
+                ProbeAnswer::Thawed
             } else {
                 // A read-only mount: the kernel will not make a waiter wait.
-                "cannot"
+                ProbeAnswer::CannotTell
             }
         }
         None => {
             // Neither let through nor waiting for a thaw yet (slow I/O):
             // kept, so that the next probe looks at it again.
-            probes.insert(device, prober);
-            "unknown"
+            probes.by_device.insert(device, prober);
+            ProbeAnswer::Unknown
         }
     }
 }

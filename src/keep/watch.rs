@@ -85,7 +85,80 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
-    /// The continuity waiter's fd, for a poll set.
+    /// The helper thread's watch of a freeze its caller just made: the
+    /// record is written; at `deadline` it thaws, unless a live holder does.
+    pub(crate) fn in_caller(
+        dir: Arc<StateDir>,
+        device: Device,
+        generation: u64,
+        deadline: u64,
+        mount_fd: OwnedFd,
+    ) -> Watch {
+        Watch {
+            dir,
+            device,
+            generation,
+            wake_at: Some(deadline),
+            mount_fd,
+            attempt: None,
+            seen: true,
+            waiter: None,
+            defers_to_holder: true,
+            hooks: None,
+            last_record: None,
+        }
+    }
+
+    /// The holder's watch of a freeze a client is about to make: reviewed
+    /// at once, the client's connection marking the attempt (see
+    /// [`Watch::attempt`]).
+    pub(crate) fn for_attempt(
+        dir: Arc<StateDir>,
+        device: Device,
+        generation: u64,
+        mount_fd: OwnedFd,
+        hooks: Option<(Hooks, HookTarget)>,
+    ) -> Watch {
+        Watch {
+            dir,
+            device,
+            generation,
+            wake_at: Some(0),
+            mount_fd,
+            attempt: None,
+            seen: false,
+            waiter: None,
+            defers_to_holder: false,
+            hooks,
+            last_record: None,
+        }
+    }
+
+    /// The holder's watch of a freeze whose keeper is gone, taken over
+    /// from its record.
+    pub(crate) fn adopted(
+        dir: Arc<StateDir>,
+        record: Record,
+        mount_fd: OwnedFd,
+        waiter: Option<Waiter>,
+        hooks: Option<(Hooks, HookTarget)>,
+    ) -> Watch {
+        Watch {
+            dir,
+            device: record.device,
+            generation: record.generation,
+            wake_at: Some(0),
+            mount_fd,
+            attempt: None,
+            seen: true,
+            waiter,
+            defers_to_holder: false,
+            hooks,
+            last_record: Some(record),
+        }
+    }
+
+    /// The waiter's fd, for a poll set.
     pub(crate) fn waiter_fd(&self) -> Option<BorrowedFd<'_>> {
         self.waiter.as_ref().map(Waiter::fd)
     }

@@ -402,23 +402,21 @@ fn commit(dir: Arc<StateDir>, members: &[Member], timeout_s: Option<u32>) -> Res
             .and_then(|()| dir.write(&record))
             .and_then(|()| match common_deadline {
                 None => Ok(()),
-                Some(at) => helper_thread::arm(Watch {
-                    dir: Arc::clone(&dir),
-                    device: m.device(),
-                    generation: record.generation,
-                    wake_at: Some(at),
-                    attempt: None,
-                    seen: true,
-                    waiter: None,
-                    defers_to_holder: true,
-                    last_record: None,
-                    hooks: None,
-                    mount_fd: m
+                Some(at) => {
+                    let mount_fd = m
                         .mount_fd
                         .try_clone()
-                        .map_err(|e| Error::os("dup mount fd", e))?,
-                })
-                .map_err(|e| Error::os("starting the helper thaw thread", e)),
+                        .map_err(|e| Error::os("dup mount fd", e))?;
+                    let watch = Watch::in_caller(
+                        Arc::clone(&dir),
+                        m.device(),
+                        record.generation,
+                        at,
+                        mount_fd,
+                    );
+                    helper_thread::arm(watch)
+                        .map_err(|e| Error::os("starting the helper thaw thread", e))
+                }
             });
     }
     if let Err(e) = kept {
