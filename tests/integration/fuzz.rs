@@ -102,22 +102,26 @@ fn fuzz_the_record_parser() {
 
 #[test]
 fn fuzz_the_holder_request_parser() {
-    let runs = fuzz("holder-request", 0x5eed_0004, |input| {
-        match fuzzing::holder_request(input) {
+    let runs = fuzz(
+        "holder-request",
+        0x5eed_0004,
+        |input| match fuzzing::holder_request(input) {
             Some(false) => Err("a request that does not survive encoding".into()),
             _ => Ok(()),
-        }
-    });
+        },
+    );
     assert!(runs > 1000);
 }
 
 #[test]
 fn fuzz_the_holder_answer_parser() {
-    let runs = fuzz("holder-answer", 0x5eed_0005, |input| {
-        match fuzzing::holder_answer(input) {
+    let runs = fuzz(
+        "holder-answer",
+        0x5eed_0005,
+        |input| match fuzzing::holder_answer(input) {
             Some(false) => Err("an answer that does not survive encoding".into()),
             _ => Ok(()),
-        }
-    });
+        },
+    );
     assert!(runs > 1000);
 }

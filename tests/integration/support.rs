@@ -722,13 +722,17 @@ fn build_c(dir: &str, name: &str) -> PathBuf {
 }
 
 /// The shim, freshly built (cargo test does not rebuild a cdylib-only
-/// workspace member by itself).
+/// workspace member by itself), in a build directory of its own: a build
+/// of it into the tests' own replaces libfreezefs.so there while other
+/// tests' C programs load it.
 pub(crate) fn shim() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
+            let target = crate_dir().join("target/shim-test");
             let out = Command::new(env!("CARGO"))
                 .args(["build", "-p", "freezefs-preload", "--quiet"])
+                .env("CARGO_TARGET_DIR", &target)
                 .current_dir(crate_dir())
                 .output()
                 .unwrap();
@@ -737,7 +741,7 @@ pub(crate) fn shim() -> PathBuf {
                 "{}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            let path = lib_dir().parent().unwrap().join("libfreezefs_preload.so");
+            let path = target.join("debug/libfreezefs_preload.so");
             assert!(path.exists(), "{}", path.display());
             path
         })
