@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::events::{self, Event, Kind};
 use crate::hooks::finding::{HookTarget, Hooks, list};
 use crate::os::fork::lock;
+use crate::os::syscalls;
 
 /// The output of a hook kept for its event.
 const OUTPUT_BYTES: usize = 2048;
@@ -142,6 +143,7 @@ fn spawn_and_wait(
         // Its own process group, so that a hook past its limit is killed
         // with everything it started.
         .process_group(0);
+    syscalls::start_unblocked(&mut cmd);
     if let Some(reason) = reason {
         cmd.env("FREEZEFS_THAW_REASON", reason);
     }

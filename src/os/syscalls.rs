@@ -191,6 +191,24 @@ pub(crate) fn unblock_all_signals() {
     }
 }
 
+/// Makes `cmd`'s child start with no signal blocked. A thread of the
+/// holder blocks what its signalfd reads, and a child inherits its
+/// parent's mask across exec: a hook would run unable to receive SIGTERM.
+pub(crate) fn start_unblocked(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and calls
+    // only sigemptyset and pthread_sigmask, both async-signal-safe, on a
+    // set on its own stack.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+}
+
 /// What a signal asks of the holder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum HolderSignal {

@@ -378,3 +378,27 @@ fn a_failing_thaw_hook_is_run_once_and_the_thaw_stands() {
     assert_eq!(log(&fs), ran, "the failed thaw hook ran again");
     assert_eq!(ran[1], line("10-fails-thaw", "thaw", &fs, "thawed"));
 }
+
+/// A hook may stop what it started with SIGTERM, and trap SIGINT or
+/// SIGHUP: it starts with no signal blocked, whatever the holder blocks.
+#[test]
+fn hooks_start_with_no_signal_blocked() {
+    let fs = Scratch::new(Kind::Ext4);
+    let masks = fs.dir.join("masks");
+    add_hook(
+        &fs,
+        "10-mask",
+        &format!(
+            "grep SigBlk /proc/self/status | sed \"s/^/$1 /\" >> {}",
+            masks.display()
+        ),
+    );
+    freeze_for(&fs, "30");
+    assert!(thawfs(&fs).status.success());
+    log_of(&fs, 2);
+    let seen = std::fs::read_to_string(&masks).unwrap();
+    assert_eq!(
+        seen,
+        "freeze SigBlk:\t0000000000000000\nthaw SigBlk:\t0000000000000000\n"
+    );
+}
