@@ -52,6 +52,12 @@
 #define FREEZEFS_FSTYPE_MAX 32
 
 /**
+ * `freezefs_last_freeze.reason`: it ended in a way this version of the
+ * library does not know (recorded by a newer holder).
+ */
+#define FREEZEFS_ENDED_UNKNOWN 0
+
+/**
  * `freezefs_last_freeze.reason`: thawed on request.
  */
 #define FREEZEFS_ENDED_THAWED 1
@@ -139,8 +145,9 @@ struct freezefs_status {
  */
 struct freezefs_last_freeze {
   /**
-   * `FREEZEFS_ENDED_THAWED`, `_TIMEOUT`, `_OTHER_TOOL`, `_FREEZER_DIED`
-   * or `_HOLDER_STOPPED`.
+   * `FREEZEFS_ENDED_THAWED`, `_TIMEOUT`, `_OTHER_TOOL`, `_FREEZER_DIED`,
+   * `_HOLDER_STOPPED`, or `_UNKNOWN` for a reason a newer holder
+   * recorded.
    */
   int reason;
   /**

@@ -9,6 +9,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// Why an operation failed. Every variant maps to the `errno` that the C API
 /// reports (see [`Error::errno`]), as listed in the contract table of the README.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The caller has neither euid 0 nor `CAP_SYS_ADMIN` (`EPERM`).
     #[error("permission denied: freezefs needs euid 0 or CAP_SYS_ADMIN")]

@@ -40,6 +40,7 @@ mod policy; // who may call; what is never frozen
 mod timeout; // the Timeout type and how it resolves
 mod config; // the sysconfigtab file
 mod store; // the state directory: records, locks, liveness
+mod end_reason; // how a freeze ended
 mod os; // facts about the machine and the system calls behind them
 mod error; // the error type and its errno
 
@@ -49,6 +50,7 @@ pub use config::{
     DefaultTimeout, FALLBACK_SECONDS, HOOK_FALLBACK_SECONDS, PROTECTED_MAX_FALLBACK_SECONDS,
     SYSCONFIGTAB, SYSCONFIGTAB_ENV,
 };
+pub use end_reason::EndReason;
 pub use error::{Error, Result};
 pub use holder::client::HOLDER_ENV;
 pub use hooks::{HOOKS_DIR, HOOKS_DIR_ENV};
@@ -57,7 +59,6 @@ pub use ops::freezer::Freezer;
 pub use ops::run_frozen::{HeldThroughout, RunFrozen};
 pub use ops::status::{FreezeState, LastFreeze, Listing, Status};
 pub use os::mounts::Device;
-pub use store::record::EndReason;
 pub use store::state_dir::{RUNDIR, RUNDIR_ENV};
 pub use timeout::Timeout;
 

@@ -127,14 +127,13 @@ pub(crate) fn unix_ms() -> u64 {
     (unix_ns() / 1_000_000) as u64
 }
 
-/// How a local freeze ended early, in words.
+/// How a local freeze ended early, in words: the library's, but for the
+/// two that mean something else within a group.
 fn ended_how(reason: EndReason) -> &'static str {
     match reason {
         EndReason::Timeout => "its local deadline passed",
-        EndReason::OtherTool => "another tool thawed it",
-        EndReason::HolderStopped => "its holder was stopped",
-        EndReason::FreezerDied => "its freezer died",
         EndReason::Thawed => "it was thawed early",
+        other => other.describe(),
     }
 }
 

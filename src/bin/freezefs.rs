@@ -277,14 +277,6 @@ fn timeout_text(status: &Status) -> String {
     }
 }
 
-fn state_text(state: FreezeState) -> &'static str {
-    match state {
-        FreezeState::Thawed => "thawed",
-        FreezeState::Freezing => "freezing",
-        FreezeState::Frozen => "frozen",
-    }
-}
-
 /// `freezefs -l`: a header and one row per frozen filesystem, each column
 /// as wide as its widest cell; mount points escaped as findmnt escapes
 /// them, so that a row always splits into its columns. Nothing at all when
@@ -311,7 +303,7 @@ fn print_table(all: &[Status]) {
                 cli::escaped(s.mount_point.as_os_str()),
                 s.device.to_string(),
                 cli::escaped(OsStr::new(&s.fs_type)),
-                state_text(s.state).to_string(),
+                FreezeState::name(s.state).to_string(),
                 s.frozen_since.map_or("-".into(), cli::iso_utc),
                 timeout_text(s),
                 s.time_left.map_or("-".into(), seconds),
@@ -368,7 +360,7 @@ fn print_json(all: &[Status]) {
                 cli::json_string(&s.mount_point.to_string_lossy()),
                 s.device,
                 cli::json_string(&s.fs_type),
-                state_text(s.state),
+                FreezeState::name(s.state),
                 opt(s.frozen_since.map(|t| cli::json_string(&cli::iso_utc(t)))),
                 opt(s.frozen_since.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| format!("{:.3}", d.as_secs_f64()))),
                 opt(match s.timeout {

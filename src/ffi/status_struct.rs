@@ -6,8 +6,8 @@
 use std::ffi::{c_char, c_int, c_long, c_longlong, c_uint};
 use std::os::unix::ffi::OsStrExt;
 
+use crate::end_reason::EndReason;
 use crate::ops::status::{FreezeState, LastFreeze, Status};
-use crate::store::record::EndReason;
 use crate::timeout::Timeout;
 
 /// `freezefs_status.state`: not frozen through freezefs.
@@ -89,6 +89,9 @@ pub(crate) fn fill(out: &mut freezefs_status, status: &Status) {
         .map_or(-1, |d| d.as_millis().min(i64::MAX as u128) as c_longlong);
 }
 
+/// `freezefs_last_freeze.reason`: it ended in a way this version of the
+/// library does not know (recorded by a newer holder).
+pub const FREEZEFS_ENDED_UNKNOWN: c_int = 0;
 /// `freezefs_last_freeze.reason`: thawed on request.
 pub const FREEZEFS_ENDED_THAWED: c_int = 1;
 /// `freezefs_last_freeze.reason`: its timeout passed.
@@ -107,8 +110,9 @@ pub const FREEZEFS_ENDED_HOLDER_STOPPED: c_int = 5;
 #[repr(C)]
 #[allow(non_camel_case_types)]
 pub struct freezefs_last_freeze {
-    /// `FREEZEFS_ENDED_THAWED`, `_TIMEOUT`, `_OTHER_TOOL`, `_FREEZER_DIED`
-    /// or `_HOLDER_STOPPED`.
+    /// `FREEZEFS_ENDED_THAWED`, `_TIMEOUT`, `_OTHER_TOOL`, `_FREEZER_DIED`,
+    /// `_HOLDER_STOPPED`, or `_UNKNOWN` for a reason a newer holder
+    /// recorded.
     pub reason: c_int,
     /// The process that froze it.
     pub pid: c_int,
@@ -143,6 +147,7 @@ pub(crate) fn fill_last(out: &mut freezefs_last_freeze, last: &LastFreeze) {
         EndReason::OtherTool => FREEZEFS_ENDED_OTHER_TOOL,
         EndReason::FreezerDied => FREEZEFS_ENDED_FREEZER_DIED,
         EndReason::HolderStopped => FREEZEFS_ENDED_HOLDER_STOPPED,
+        EndReason::Unrecognized => FREEZEFS_ENDED_UNKNOWN,
     };
     out.pid = last.pid as c_int;
     out.timeout = match last.timeout {

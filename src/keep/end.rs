@@ -6,13 +6,14 @@
 
 use std::os::fd::BorrowedFd;
 
+use crate::end_reason::EndReason;
 use crate::error::Result;
 use crate::events;
 use crate::keep::kernel_truth;
 use crate::os::mounts::Device;
 use crate::os::{process, syscalls};
 use crate::store::liveness::Over;
-use crate::store::record::{EndReason, Phase, Record};
+use crate::store::record::{Phase, Record};
 use crate::store::state_dir::{SbLock, StateDir};
 
 /// What [`end_if_over`] found.

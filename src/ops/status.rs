@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::end_reason::EndReason;
 use crate::error::{Error, Result};
 use crate::ops::query;
 use crate::ops::resolve::Resolved;
@@ -10,13 +11,14 @@ use crate::ops::settings::Settings;
 use crate::os::mounts::{self, Device, MountTable};
 use crate::os::process::now_boot_ns;
 use crate::store::liveness;
-use crate::store::record::{EndReason, Phase, Record};
+use crate::store::record::{Phase, Record};
 use crate::store::state_dir::StateDir;
 use crate::timeout::Timeout;
 
 /// Where a filesystem is in a freeze (Linux `freeze_super` stages; NetBSD
 /// fstrans NORMAL/SUSPENDING/SUSPENDED).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FreezeState {
     /// Not frozen.
     Thawed,
@@ -26,8 +28,20 @@ pub enum FreezeState {
     Frozen,
 }
 
+impl FreezeState {
+    /// The word `freezefs -l` and `--json` show.
+    pub fn name(self) -> &'static str {
+        match self {
+            FreezeState::Thawed => "thawed",
+            FreezeState::Freezing => "freezing",
+            FreezeState::Frozen => "frozen",
+        }
+    }
+}
+
 /// The state of one filesystem's freeze.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Status {
     /// Thawed, freezing or frozen.
     pub state: FreezeState,

@@ -5,6 +5,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
+use crate::end_reason::EndReason;
 use crate::os::mounts::{Device, escape_octal, unescape_octal};
 
 const MAGIC: &str = "freezefs-record 1";
@@ -19,49 +20,6 @@ pub(crate) enum Phase {
     /// A THAW is under way (FITHAW, then the record goes). If the thawer
     /// dies halfway, whoever notices finishes the thaw; QUERY says 0.
     Thawing,
-}
-
-/// How a freeze ended: what THAW, status and `thawfs` report afterwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndReason {
-    /// Thawed on request (THAW, `thawfs`, a guard), or a rescue thaw.
-    Thawed,
-    /// Its timeout passed; the holder, the helper thread or a later call
-    /// thawed it.
-    Timeout,
-    /// Another tool (`fsfreeze -u`, `xfs_freeze -u`, qemu-guest-agent, a raw
-    /// `FITHAW`) thawed it: writes could flow from then on.
-    OtherTool,
-    /// Its freezer died before the freeze completed; it was undone.
-    FreezerDied,
-    /// The holder that kept it was asked to stop (SIGTERM, SIGINT, SIGHUP:
-    /// shutdown, `systemctl stop`, an upgrade) and thawed it first.
-    HolderStopped,
-}
-
-impl EndReason {
-    /// The word in records, events and `--json`.
-    pub fn name(self) -> &'static str {
-        match self {
-            EndReason::Thawed => "thawed",
-            EndReason::Timeout => "timeout",
-            EndReason::OtherTool => "other-tool",
-            EndReason::FreezerDied => "freezer-died",
-            EndReason::HolderStopped => "holder-stopped",
-        }
-    }
-
-    fn from_name(name: &str) -> Option<EndReason> {
-        [
-            EndReason::Thawed,
-            EndReason::Timeout,
-            EndReason::OtherTool,
-            EndReason::FreezerDied,
-            EndReason::HolderStopped,
-        ]
-        .into_iter()
-        .find(|r| r.name() == name)
-    }
 }
 
 /// How and when a remembered freeze ended.
@@ -269,7 +227,7 @@ impl Record {
                 Some(v) => {
                     let mut words = v.split(' ');
                     let mut next = || words.next().ok_or("bad ended");
-                    let reason = EndReason::from_name(next()?).ok_or("bad ended")?;
+                    let reason = EndReason::from_name(next()?);
                     let at_unix_ns = next()?.parse().map_err(|_| "bad ended")?;
                     let reported = match next()? {
                         "0" => false,

@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
+use crate::end_reason::EndReason;
 use crate::error::{Error, Result};
 use crate::os::fork::ParentOnlyFd;
 use crate::os::mounts::Device;
 use crate::os::syscalls;
-use crate::store::record::{EndReason, Ended, Record};
+use crate::store::record::{Ended, Record};
 
 /// The state directory used when `FREEZEFS_RUNDIR` is not set.
 pub const RUNDIR: &str = "/run/freezefs";

@@ -391,3 +391,36 @@ fn a_missing_sysconfigtab_or_a_given_timeout_draws_no_warning() {
     assert_eq!(said(&out), "");
     thawfs(&fs, &[fs.mnt.as_os_str()]);
 }
+
+/// A newer holder may record a reason this version does not know: the
+/// record still reads, and thawfs says the freeze had ended, not EIO.
+#[test]
+fn a_reason_a_newer_holder_recorded_is_told_as_unknown_not_as_an_error() {
+    let fs = Scratch::new(Kind::Ext4);
+    assert!(
+        freezefs(&fs, &[os("-t"), os("1"), fs.mnt.as_os_str()])
+            .status
+            .success()
+    );
+    let ended = fs.state_dir().join(format!("ended.{}", fs.device()));
+    assert!(wait_until(
+        Duration::from_secs(6),
+        Duration::from_millis(20),
+        || std::fs::read_to_string(&ended).is_ok_and(|t| t.contains("\nended timeout "))
+    ));
+    let text = std::fs::read_to_string(&ended).unwrap();
+    std::fs::write(
+        &ended,
+        text.replace("\nended timeout ", "\nended cosmic-ray "),
+    )
+    .unwrap();
+    let out = thawfs(&fs, &[fs.mnt.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(
+        said(&out).contains(
+            "the freeze had already ended: it ended in a way this version of freezefs does not know"
+        ),
+        "{}",
+        said(&out)
+    );
+}

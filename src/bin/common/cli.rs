@@ -134,6 +134,10 @@ pub(crate) fn ended_text(last: &LastFreeze) -> String {
         EndReason::HolderStopped => format!(
             "the freeze had already ended: its holder was stopped (shutdown, systemctl stop or a signal) and thawed it at {when}; a snapshot taken under it may be inconsistent"
         ),
+        other => format!(
+            "the freeze had already ended: {} ({when}); a snapshot taken under it may be inconsistent",
+            other.describe()
+        ),
     }
 }
 

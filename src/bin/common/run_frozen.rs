@@ -16,7 +16,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use freezefs::{EndReason, Freezer, Timeout};
+use freezefs::{Freezer, Timeout};
 
 /// freezefs itself failed; nothing is frozen.
 pub(crate) const FAILED: i32 = 125;
@@ -190,13 +190,7 @@ fn how_it_ended(run: &freezefs::HeldThroughout) -> String {
             run.mount_point.display()
         );
     };
-    let how = match last.reason {
-        EndReason::Timeout => "its timeout passed",
-        EndReason::OtherTool => "another tool thawed it",
-        EndReason::HolderStopped => "its holder was stopped",
-        EndReason::FreezerDied => "its freezer died",
-        EndReason::Thawed => "it was thawed on request",
-    };
+    let how = last.reason.describe();
     let at = super::cli::iso_utc(last.ended_at);
     format!(
         "{}: the freeze ended at {at}, before the command did: {how}; the snapshot is not consistent",
