@@ -103,24 +103,63 @@ pub(crate) struct Event<'a> {
     pub(crate) tag: Option<&'a str>,
 }
 
+/// A syslog severity (RFC 5424).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// 3: an operation failed.
+    Error = 3,
+    /// 4: something ended that nobody asked to end.
+    Warning = 4,
+    /// 5: what was asked happened.
+    Notice = 5,
+    /// 7: routine (renewals, answers that are not faults).
+    Debug = 7,
+}
+
+/// `<PRI>IDENT[PID]: TEXT`, facility daemon: one syslog datagram.
+fn framed(ident: &str, severity: u8, text: &str) -> String {
+    format!(
+        "<{}>{ident}[{}]: {text}",
+        FACILITY_DAEMON * 8 + severity,
+        std::process::id()
+    )
+}
+
+/// Sends `IDENT[PID]: TEXT` to syslog (facility daemon) the way every
+/// freezefs event goes: one non-blocking datagram to `/dev/log` (or
+/// `$FREEZEFS_SYSLOG_SOCKET`), dropped when nobody listens. The words of
+/// `text` are the caller's; escape each field with [`escape_field`].
+pub fn send_line(ident: &str, severity: Severity, text: &str) {
+    if let Some(socket) = &Logger::connect().0 {
+        let line = framed(ident, severity as u8, text);
+        let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
+        let _ = rustix::net::send(socket, line.as_bytes(), flags);
+    }
+}
+
+/// A field as events carry it: spaces, backslashes and controls as `\ooo`,
+/// so that a field stays one word.
+pub fn escape_field(text: &str) -> String {
+    escape_octal(text.as_bytes())
+}
+
 impl Event<'_> {
     fn line(&self) -> String {
-        let pri = FACILITY_DAEMON * 8 + self.kind.severity();
         let device = self.device.map_or("-".to_string(), |d| d.to_string());
         let timeout = match self.timeout {
             None => "-".to_string(),
             Some(None) => "none".to_string(),
             Some(Some(s)) => s.to_string(),
         };
-        let mut line = format!(
-            "<{pri}>freezefs[{}]: {} mount_point={} device={device} pid={} uid={} timeout={timeout} reason={}",
-            std::process::id(),
+        let text = format!(
+            "{} mount_point={} device={device} pid={} uid={} timeout={timeout} reason={}",
             self.kind.name(),
             escape_octal(self.mount_point.as_os_str().as_bytes()),
             self.pid,
             self.uid,
             escape_octal(self.reason.as_bytes()),
         );
+        let mut line = framed("freezefs", self.kind.severity(), &text);
         // Checked when it was given, but read back from a record here: a
         // tag that no longer passes is left out rather than trusted.
         if let Some(tag) = self.tag.filter(|t| check_tag(t).is_ok()) {

@@ -187,6 +187,13 @@ pub mod fuzzing {
 }
 
 #[doc(hidden)]
+/// Syslog the way freezefs's events go, for freezefs's own tools
+/// (`freezefs-group`): one writer for every event of the project.
+pub mod syslog {
+    pub use crate::events::{Severity, escape_field, send_line};
+}
+
+#[doc(hidden)]
 /// The `freezefs-holder` executable's main (an internal helper).
 pub fn holder_process_main(args: &[std::ffi::OsString]) -> i32 {
     holder::server::main(args)
