@@ -201,7 +201,10 @@ pub fn holder_process_main(args: &[std::ffi::OsString]) -> i32 {
 
 #[doc(hidden)]
 /// The kernel's and VxFS's freeze ioctl numbers, defined once for the
-/// library, the preload shim, the benchmark and the tests.
+/// library, the preload shim, the benchmark and the tests, and the raw
+/// calls the benchmark measures freezefs against: their unsafe code stays
+/// in the library's system-call layer.
 pub mod ioctl_numbers {
     pub use crate::os::syscalls::{FIFREEZE, FITHAW, VX_FREEZE, VX_FREEZE_ALL, VX_THAW};
+    pub use crate::os::syscalls::{bind_mount, ioctl_no_arg as raw_ioctl};
 }

@@ -26,7 +26,7 @@ const SYS_STATMOUNT: libc::c_long = 457;
 
 /// The raw system call, not libc's `ioctl()`: the preload shim interposes
 /// `ioctl()`, and the library must never call back into it.
-fn ioctl_no_arg<Fd: AsFd>(fd: Fd, request: u32) -> io::Result<()> {
+pub fn ioctl_no_arg<Fd: AsFd>(fd: Fd, request: u32) -> io::Result<()> {
     // The kernel ignores the argument; a valid int 0 (not NULL) keeps memory
     // checkers, which read _IOWR(.., int) as a 4-byte buffer, quiet, and is
     // "no timeout" to kernels carrying the 2008 timeout patch.
@@ -39,6 +39,26 @@ fn ioctl_no_arg<Fd: AsFd>(fd: Fd, request: u32) -> io::Result<()> {
             fd.as_fd().as_raw_fd(),
             libc::c_ulong::from(request),
             &mut unused as *mut libc::c_int,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `mount --bind source target`.
+pub fn bind_mount(source: &std::ffi::CStr, target: &std::ffi::CStr) -> io::Result<()> {
+    // SAFETY: both paths are NUL-terminated and outlive the call; MS_BIND
+    // reads no file system type and no data.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
         )
     };
     if rc == 0 {

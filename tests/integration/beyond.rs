@@ -59,7 +59,7 @@ fn reset_from_another_process_is_followed_by_the_holder() {
         fzctl(&mut fzctl_cmd(&fs, "1", &fs.mnt, "30")),
         "rc=0 errno=0"
     );
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    let mut cmd = Command::new(crate::support::freezefs_exe());
     cmd.args(["-r", "1"]).arg(&fs.mnt);
     let reset_at = Instant::now();
     let out = with_env(&mut cmd, &fs).output().unwrap();
@@ -99,7 +99,7 @@ fn reset_of_a_filesystem_that_is_not_frozen_is_einval() {
         errno(fs.freezer().reset_timeout(&fs.mnt, Timeout::Seconds(5))),
         libc::EINVAL
     );
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    let mut cmd = Command::new(crate::support::freezefs_exe());
     cmd.args(["-r", "5"]).arg(&fs.mnt);
     let out = with_env(&mut cmd, &fs).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -220,11 +220,11 @@ fn a_failure_in_the_middle_of_freeze_all_leaves_nothing_frozen() {
 fn the_commands_take_several_mount_points() {
     let a = Scratch::new(Kind::Ext4);
     let b = Scratch::new(Kind::Xfs);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    let mut cmd = Command::new(crate::support::freezefs_exe());
     cmd.args(["-t", "30"]).arg(&a.mnt).arg(&b.mnt);
     assert!(with_env(&mut cmd, &a).status().unwrap().success());
     assert!(a.kernel_frozen() && b.kernel_frozen());
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_thawfs"));
+    let mut cmd = Command::new(crate::support::thawfs_exe());
     cmd.arg(&a.mnt).arg(&b.mnt);
     assert!(with_env(&mut cmd, &a).status().unwrap().success());
     assert!(!a.kernel_frozen() && !b.kernel_frozen());

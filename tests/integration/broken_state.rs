@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use support::{Kind, Scratch, Syslog, live_holders, wait_until, with_env};
 
 fn freezefs(fs: &Scratch, args: &[&std::ffi::OsStr]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    let mut cmd = Command::new(crate::support::freezefs_exe());
     with_env(cmd.args(args), fs).output().unwrap()
 }
 
@@ -37,7 +37,7 @@ fn a_full_state_directory_never_makes_a_later_call_thaw_another_tools_freeze() {
     let mut fs = Scratch::new(Kind::Ext4);
     let syslog = Syslog::new(&fs.dir);
     fs.mount_extra("run", &["-t", "tmpfs", "-o", "size=64k,mode=0700", "none"]);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    let mut cmd = Command::new(crate::support::freezefs_exe());
     let out = with_env(cmd.args(["-t", "2"]).arg(&fs.mnt), &fs)
         .env("FREEZEFS_SYSLOG_SOCKET", &syslog.path)
         .output()

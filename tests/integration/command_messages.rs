@@ -9,13 +9,13 @@ use crate::private_mounts::PrivateMounts;
 use crate::support::{Kind, Scratch, wait_until, with_env};
 
 fn freezefs(fs: &Scratch, args: &[&OsStr]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    let mut cmd = Command::new(crate::support::freezefs_exe());
     cmd.args(args);
     with_env(&mut cmd, fs).output().unwrap()
 }
 
 fn thawfs(fs: &Scratch, args: &[&OsStr]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_thawfs"));
+    let mut cmd = Command::new(crate::support::thawfs_exe());
     cmd.args(args);
     with_env(&mut cmd, fs).output().unwrap()
 }
@@ -182,8 +182,8 @@ fn without_root_each_operation_names_itself() {
         ("thawfs", vec![mnt], "thawing"),
     ] {
         let exe = match tool {
-            "freezefs" => env!("CARGO_BIN_EXE_freezefs"),
-            _ => env!("CARGO_BIN_EXE_thawfs"),
+            "freezefs" => crate::support::freezefs_exe(),
+            _ => crate::support::thawfs_exe(),
         };
         let out = crate::support::as_nobody(&fs, &[], std::path::Path::new(exe))
             .args(&args)
@@ -206,7 +206,7 @@ fn list_prints_nothing_when_nothing_is_frozen() {
     let fs = Scratch::new(Kind::Ext4);
     // Its own namespace: other tests' freezes are not in sight.
     let ns = PrivateMounts::new(&[&fs]);
-    let mut list = ns.command(env!("CARGO_BIN_EXE_freezefs"));
+    let mut list = ns.command(crate::support::freezefs_exe());
     list.arg("-l");
     let out = with_env(&mut list, &fs).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", said(&out));
@@ -219,11 +219,11 @@ fn list_escapes_mount_points_as_findmnt_does_and_aligns_its_columns() {
     let mut fs = Scratch::new(Kind::Ext4);
     let spaced = fs.bind("a b\tc");
     let ns = PrivateMounts::new(&[&fs]);
-    let mut freeze = ns.command(env!("CARGO_BIN_EXE_freezefs"));
+    let mut freeze = ns.command(crate::support::freezefs_exe());
     freeze.args(["-t", "30"]).arg(&spaced);
     let out = with_env(&mut freeze, &fs).output().unwrap();
     assert!(out.status.success(), "{}", said(&out));
-    let mut list = ns.command(env!("CARGO_BIN_EXE_freezefs"));
+    let mut list = ns.command(crate::support::freezefs_exe());
     list.arg("-l");
     let table = printed(&with_env(&mut list, &fs).output().unwrap());
     let _ = thawfs(&fs, &[fs.mnt.as_os_str()]);
@@ -264,7 +264,7 @@ fn v_prints_the_deadline_the_freeze_got() {
 
 /// freezefs with `FREEZEFS_RUNDIR` (and more) set to `env`.
 fn freezefs_with(fs: &Scratch, env: &[(&str, &std::path::Path)], args: &[&OsStr]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    let mut cmd = Command::new(crate::support::freezefs_exe());
     cmd.args(args);
     let mut cmd = with_env(&mut cmd, fs);
     for (name, value) in env {

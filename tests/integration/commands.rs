@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use support::{Kind, Scratch, with_env};
 
 fn freezefs(fs: &Scratch, args: &[&std::ffi::OsStr]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    let mut cmd = Command::new(crate::support::freezefs_exe());
     cmd.args(args);
     with_env(&mut cmd, fs).output().unwrap()
 }
 
 fn thawfs(fs: &Scratch, args: &[&std::ffi::OsStr]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_thawfs"));
+    let mut cmd = Command::new(crate::support::thawfs_exe());
     cmd.args(args);
     with_env(&mut cmd, fs).output().unwrap()
 }

@@ -374,7 +374,7 @@ fn a_late_holder_never_thaws_a_newer_freeze_made_by_another_process() {
 fn a_holder_started_by_a_command_that_exited_serves_the_next_command() {
     let fs = Scratch::new(Kind::Ext4);
     let freezefs = |args: &[&std::ffi::OsStr]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+        let mut cmd = Command::new(crate::support::freezefs_exe());
         cmd.args(args);
         assert!(with_env(&mut cmd, &fs).status().unwrap().success());
     };

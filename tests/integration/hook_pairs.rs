@@ -42,7 +42,7 @@ fn hooked(cmd: &mut Command, fs: &Scratch, dir: &Path) -> Command {
 }
 
 fn freezefs(fs: &Scratch, dir: &Path, args: &[&str], mnt: &Path) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    let mut cmd = Command::new(crate::support::freezefs_exe());
     hooked(cmd.args(args).arg(mnt), fs, dir).output().unwrap()
 }
 
@@ -63,7 +63,7 @@ fn hooks_that_leave_a_daemon_behind_leak_no_thread_and_no_fd() {
     let fs = Scratch::new(Kind::Ext4);
     let other = Scratch::new(Kind::Ext4);
     // A freeze without hooks keeps the holder running through the loop.
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    let mut cmd = Command::new(crate::support::freezefs_exe());
     let out = with_env(cmd.args(["-t", "120"]).arg(&other.mnt), &fs)
         .output()
         .unwrap();
@@ -74,7 +74,7 @@ fn hooks_that_leave_a_daemon_behind_leak_no_thread_and_no_fd() {
     for round in 0..50 {
         let out = freezefs(&fs, &dir, &["-t", "30"], &fs.mnt);
         assert!(out.status.success(), "{out:?}");
-        let mut thaw = Command::new(env!("CARGO_BIN_EXE_thawfs"));
+        let mut thaw = Command::new(crate::support::thawfs_exe());
         let out = hooked(thaw.arg(&fs.mnt), &fs, &dir).output().unwrap();
         assert!(out.status.success(), "{out:?}");
         if round == 9 || round == 49 {
@@ -102,7 +102,7 @@ fn hooks_that_leave_a_daemon_behind_leak_no_thread_and_no_fd() {
 fn a_caller_killed_during_its_freeze_hook_still_gets_the_thaw_hook() {
     let fs = Scratch::new(Kind::Ext4);
     let dir = hooks(&fs, "[ \"$1\" = freeze ] && sleep 1.5; exit 0");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    let mut cmd = Command::new(crate::support::freezefs_exe());
     let mut caller = hooked(cmd.args(["-t", "30"]).arg(&fs.mnt), &fs, &dir)
         .spawn()
         .unwrap();
@@ -142,7 +142,7 @@ fn a_queued_client_waits_for_the_hooks_ahead_and_a_killed_one_runs_none() {
         ),
     );
     let start = |fs: &Scratch| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+        let mut cmd = Command::new(crate::support::freezefs_exe());
         let mut cmd = with_env(cmd.args(["-t", "30"]).arg(&fs.mnt), &slow);
         cmd.env("FREEZEFS_HOOKS_DIR", &dir).spawn().unwrap()
     };

@@ -65,13 +65,13 @@ fn hooked(cmd: &mut Command, fs: &Scratch) -> Command {
 }
 
 fn freezefs(fs: &Scratch, args: &[&std::ffi::OsStr]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    let mut cmd = Command::new(crate::support::freezefs_exe());
     cmd.args(args);
     hooked(&mut cmd, fs).output().unwrap()
 }
 
 fn thawfs(fs: &Scratch) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_thawfs"));
+    let mut cmd = Command::new(crate::support::thawfs_exe());
     cmd.arg(&fs.mnt);
     hooked(&mut cmd, fs).output().unwrap()
 }
@@ -239,7 +239,7 @@ fn with_several_filesystems_every_freeze_hook_runs_before_the_first_freeze() {
     let ran = log(&a);
     assert_eq!(ran.len(), 2, "{ran:?}");
     assert!(ran.iter().all(|l| l.starts_with("10-both freeze ")));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_thawfs"));
+    let mut cmd = Command::new(crate::support::thawfs_exe());
     cmd.arg(&a.mnt).arg(&b.mnt);
     assert!(hooked(&mut cmd, &a).status().unwrap().success());
     assert_eq!(log_of(&a, 4).len(), 4);
@@ -324,7 +324,7 @@ fn the_postgresql_example_hook_checkpoints_before_a_freeze() {
 fn a_missing_hook_directory_is_no_error() {
     let fs = Scratch::new(Kind::Ext4);
     let missing: &Path = &fs.dir.join("no-such-hooks");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    let mut cmd = Command::new(crate::support::freezefs_exe());
     cmd.args(["-t", "30"]).arg(&fs.mnt);
     let mut cmd = with_env(&mut cmd, &fs);
     cmd.env("FREEZEFS_HOOKS_DIR", missing);

@@ -93,7 +93,7 @@ fn reset_with_extreme_timeouts() {
 fn hostile_command_arguments() {
     let fs = Scratch::new(Kind::Ext4);
     let run = |args: &[&std::ffi::OsStr]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+        let mut cmd = Command::new(crate::support::freezefs_exe());
         cmd.args(args);
         with_env(&mut cmd, &fs).output().unwrap()
     };
@@ -120,7 +120,7 @@ fn hostile_command_arguments() {
             .arg(&odd),
     );
     named.adopt_mount(odd.clone());
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    let mut cmd = Command::new(crate::support::freezefs_exe());
     cmd.args(["-t", "30"]).arg(&odd);
     assert!(with_env(&mut cmd, &named).status().unwrap().success());
     assert!(named.kernel_frozen());

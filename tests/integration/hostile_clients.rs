@@ -58,7 +58,7 @@ fn ask(fs: &Scratch, request: &[u8], with_fd: bool) -> String {
 }
 
 fn freezefs(fs: &Scratch, mnt: &Path, timeout: &str) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    let mut cmd = Command::new(crate::support::freezefs_exe());
     let out = with_env(cmd.args(["-t", timeout]).arg(mnt), fs)
         .output()
         .unwrap();

@@ -300,7 +300,7 @@ fn btrfs_subvolume_mounts_share_one_watched_freeze() {
 fn an_event_says_another_tool_thawed_the_freeze() {
     let fs = Scratch::new(Kind::Ext4);
     let log = Syslog::new(&fs.dir);
-    let mut freeze = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    let mut freeze = Command::new(crate::support::freezefs_exe());
     freeze.args(["-t", "30"]).arg(&fs.mnt);
     let mut freeze = with_env(&mut freeze, &fs);
     run(freeze.env("FREEZEFS_SYSLOG_SOCKET", &log.path));

@@ -12,7 +12,7 @@ use freezefs::Timeout;
 use support::{Kind, Scratch, run, wait_until, with_env};
 
 fn freezefs(fs: &Scratch, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    let mut cmd = Command::new(crate::support::freezefs_exe());
     with_env(cmd.args(args), fs).output().unwrap()
 }
 
@@ -175,7 +175,7 @@ fn a_command_that_would_deadlock_on_the_frozen_filesystem_is_refused_first() {
         "the working directory",
     );
     let log = std::fs::File::create(fs.mnt.join("out")).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    let mut cmd = Command::new(crate::support::freezefs_exe());
     let out = with_env(cmd.args(["-t", "30", mnt(&fs), "--", "true"]), &fs)
         .stdout(log)
         .output()
@@ -188,7 +188,7 @@ fn a_command_that_would_deadlock_on_the_frozen_filesystem_is_refused_first() {
 #[test]
 fn sigterm_to_freezefs_is_passed_to_the_command_and_the_thaw_follows() {
     let fs = Scratch::new(Kind::Ext4);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    let mut cmd = Command::new(crate::support::freezefs_exe());
     let mut child = with_env(cmd.args(["-t", "30", mnt(&fs), "--", "sleep", "30"]), &fs)
         .stderr(Stdio::piped())
         .spawn()
@@ -207,7 +207,7 @@ fn sigterm_to_freezefs_is_passed_to_the_command_and_the_thaw_follows() {
 #[test]
 fn kill_9_of_freezefs_leaves_the_freeze_to_its_deadline() {
     let fs = Scratch::new(Kind::Ext4);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    let mut cmd = Command::new(crate::support::freezefs_exe());
     let mut child = with_env(cmd.args(["-t", "2", mnt(&fs), "--", "sleep", "30"]), &fs)
         .spawn()
         .unwrap();

@@ -449,7 +449,7 @@ fn every_freeze_thaw_timeout_reset_and_failure_goes_to_syslog() {
         cmd.status().unwrap()
     };
     let mnt = fs.mnt.as_os_str();
-    let (freezefs, thawfs) = (env!("CARGO_BIN_EXE_freezefs"), env!("CARGO_BIN_EXE_thawfs"));
+    let (freezefs, thawfs) = (crate::support::freezefs_exe(), crate::support::thawfs_exe());
 
     assert!(command(freezefs, &["-t".as_ref(), "1".as_ref(), mnt]).success());
     std::thread::sleep(Duration::from_millis(1300)); // the holder's timeout thaw
@@ -489,7 +489,7 @@ fn a_freeze_undone_after_its_caller_died_goes_to_syslog() {
     let dead = child.id();
     child.wait().unwrap();
     // Frozen by the command, so that the holder it starts reports to our socket.
-    let mut freeze = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    let mut freeze = Command::new(crate::support::freezefs_exe());
     freeze.args(["-t", "30"]).arg(&fs.mnt);
     let mut freeze = with_env(&mut freeze, &fs);
     freeze.env("FREEZEFS_SYSLOG_SOCKET", &log.path);
@@ -514,7 +514,7 @@ fn a_freeze_undone_after_its_caller_died_goes_to_syslog() {
     let tmp = record_path.with_extension("edit");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, &record_path).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    let mut cmd = Command::new(crate::support::freezefs_exe());
     cmd.arg("-q").arg(&fs.mnt);
     let mut cmd = with_env(&mut cmd, &fs);
     cmd.env("FREEZEFS_SYSLOG_SOCKET", &log.path);

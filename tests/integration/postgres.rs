@@ -196,7 +196,7 @@ fn ten_copies_of_a_live_postgresql_taken_under_a_freeze_recover_whole() {
     std::fs::create_dir(&copy_mnt).unwrap();
     for trial in 0..TRIALS {
         let started = Instant::now();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+        let mut cmd = Command::new(crate::support::freezefs_exe());
         cmd.args(["-t", "30"])
             .arg(&fs.mnt)
             .arg("--")

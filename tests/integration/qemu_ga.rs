@@ -222,7 +222,7 @@ fn var_and_usr_are_frozen_and_thawed_by_the_cap_when_the_host_asks_for_no_timeou
     let deadline = Instant::now() + Duration::from_secs(2);
     assert!(returned(&answer, "2"), "{answer}\n{}", agent.log());
     assert!(var.kernel_frozen() && usr.kernel_frozen());
-    let mut list = ns.command(env!("CARGO_BIN_EXE_freezefs"));
+    let mut list = ns.command(crate::support::freezefs_exe());
     list.arg("-l");
     let listed = run(&mut with_env(&mut list, &state));
     eprintln!("$ freezefs -l\n{listed}");

@@ -92,11 +92,11 @@ fn every_command_refuses_an_unprivileged_caller() {
     std::fs::set_permissions(&fs.dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mnt = fs.mnt.to_str().unwrap();
     for (bin, args, code) in [
-        (env!("CARGO_BIN_EXE_freezefs"), vec![mnt], 1),
-        (env!("CARGO_BIN_EXE_freezefs"), vec!["-q", mnt], 2),
-        (env!("CARGO_BIN_EXE_freezefs"), vec!["-r", "5", mnt], 1),
-        (env!("CARGO_BIN_EXE_freezefs"), vec!["-l"], 1),
-        (env!("CARGO_BIN_EXE_thawfs"), vec![mnt], 1),
+        (crate::support::freezefs_exe(), vec![mnt], 1),
+        (crate::support::freezefs_exe(), vec!["-q", mnt], 2),
+        (crate::support::freezefs_exe(), vec!["-r", "5", mnt], 1),
+        (crate::support::freezefs_exe(), vec!["-l"], 1),
+        (crate::support::thawfs_exe(), vec![mnt], 1),
     ] {
         let out = support::as_nobody(&fs, &[], std::path::Path::new(bin))
             .args(&args)

@@ -169,7 +169,7 @@ fn a_freeze_works_under_an_open_file_limit_of_32() {
     let froze = under_fd_limit(
         &fs,
         32,
-        env!("CARGO_BIN_EXE_freezefs"),
+        crate::support::freezefs_exe(),
         &format!("-t 30 {mnt}"),
     );
     assert!(froze.status.success(), "{froze:?}");
@@ -177,11 +177,11 @@ fn a_freeze_works_under_an_open_file_limit_of_32() {
     let query = under_fd_limit(
         &fs,
         32,
-        env!("CARGO_BIN_EXE_freezefs"),
+        crate::support::freezefs_exe(),
         &format!("-q {mnt}"),
     );
     assert_eq!(query.status.code(), Some(0), "{query:?}");
-    let thaw = under_fd_limit(&fs, 32, env!("CARGO_BIN_EXE_thawfs"), &mnt);
+    let thaw = under_fd_limit(&fs, 32, crate::support::thawfs_exe(), &mnt);
     assert!(thaw.status.success(), "{thaw:?}");
     assert!(!fs.kernel_frozen());
 }
@@ -195,7 +195,7 @@ fn below_the_open_files_a_freeze_needs_the_error_names_the_limit() {
     let out = under_fd_limit(
         &fs,
         12,
-        env!("CARGO_BIN_EXE_freezefs"),
+        crate::support::freezefs_exe(),
         &format!("-t 30 {mnt}"),
     );
     let said = String::from_utf8_lossy(&out.stderr);

@@ -15,7 +15,7 @@ fn stderr(out: &Output) -> String {
 }
 
 fn freezefs_q(fs: &Scratch) -> (Option<i32>, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    let mut cmd = Command::new(crate::support::freezefs_exe());
     cmd.arg("-q").arg(&fs.mnt);
     let out = with_env(&mut cmd, fs).output().unwrap();
     (

@@ -108,7 +108,7 @@ fn the_api_and_the_commands_still_refuse_root_usr_and_var() {
         let out = with_env(&mut api, state).output().unwrap();
         assert_eq!(text(&out.stdout).trim(), "rc=-1 errno=EOPNOTSUPP", "{name}");
 
-        let mut command = ns.command(env!("CARGO_BIN_EXE_freezefs"));
+        let mut command = ns.command(crate::support::freezefs_exe());
         command.args(["-t", "5", name]);
         let out = with_env(&mut command, state).output().unwrap();
         assert!(!out.status.success(), "freezefs {name} succeeded");

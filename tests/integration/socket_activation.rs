@@ -50,7 +50,7 @@ impl Drop for Activator {
 fn a_socket_activated_holder_keeps_a_freeze_and_thaws_it_when_stopped() {
     let fs = Scratch::new(Kind::Ext4);
     let activator = Activator::start(&fs);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_freezefs"));
+    let mut cmd = Command::new(crate::support::freezefs_exe());
     let out = with_env(cmd.args(["-t", "60"]).arg(&fs.mnt), &fs)
         .output()
         .unwrap();

@@ -594,6 +594,35 @@ pub(crate) fn frozen_writer(
 /// The holder executable cargo built for these tests: this package's own,
 /// or, for another workspace crate's tests (freezefs-group), the one
 /// `cargo test --workspace` built beside them in target/<profile>.
+/// A command of the freezefs-cli crate (`freezefs`, `thawfs`), built beside
+/// these tests by `cargo test --workspace` (scripts/test), which builds a
+/// package's binaries for its own integration tests (cli/tests/).
+fn command_exe(name: &'static str, cell: &'static std::sync::OnceLock<String>) -> &'static str {
+    cell.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+        let command = profile_dir.join(name);
+        assert!(
+            command.exists(),
+            "{} is not built: run the tests with cargo test --workspace (or cargo build -p freezefs-cli first)",
+            command.display()
+        );
+        command.to_string_lossy().into_owned()
+    })
+}
+
+/// `freezefs`, as built for these tests.
+pub(crate) fn freezefs_exe() -> &'static str {
+    static EXE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    command_exe("freezefs", &EXE)
+}
+
+/// `thawfs`, as built for these tests.
+pub(crate) fn thawfs_exe() -> &'static str {
+    static EXE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    command_exe("thawfs", &EXE)
+}
+
 pub(crate) fn holder_exe() -> &'static str {
     match option_env!("CARGO_BIN_EXE_freezefs-holder") {
         Some(exe) => exe,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::support::wait_until;
 
 fn freezefs() -> &'static str {
-    env!("CARGO_BIN_EXE_freezefs")
+    crate::support::freezefs_exe()
 }
 
 /// `systemctl stop` of a backup service that froze: the unit stops at once
@@ -67,7 +67,7 @@ fn killing_the_holder_service_still_thaws_by_the_deadline_and_systemd_starts_a_n
     assert!(restarted, "systemd did not restart the holder");
     sandbox.sh(&format!("{} -t 30 {MNT}", freezefs()));
     assert!(sandbox.frozen());
-    sandbox.sh(&format!("{} {MNT}", env!("CARGO_BIN_EXE_thawfs")));
+    sandbox.sh(&format!("{} {MNT}", crate::support::thawfs_exe()));
     assert!(!sandbox.frozen());
 }
 
@@ -89,7 +89,7 @@ fn stopping_the_holder_service_thaws_within_a_second_and_thawfs_says_why() {
         "keepers: systemd-stop-holder-service ext4 thawed_after_ms={}",
         (boot_ns() - asked) / 1_000_000
     );
-    let thaw = sandbox.run(&format!("{} {MNT}", env!("CARGO_BIN_EXE_thawfs")));
+    let thaw = sandbox.run(&format!("{} {MNT}", crate::support::thawfs_exe()));
     assert_eq!(thaw.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&thaw.stderr).contains("its holder was stopped"));
     // Ordered after the filesystems: at shutdown it stops before they go.
@@ -114,7 +114,7 @@ fn reloading_the_holder_service_keeps_its_freeze_to_the_deadline_then_starts_a_n
     assert_eq!(sandbox.main_pid("freezefs-holder.service"), old);
     assert!(sandbox.frozen(), "a reload must not thaw");
     thawed_late_ms(&sandbox, deadline, "systemd-reload-holder-service");
-    let thaw = sandbox.run(&format!("{} {MNT}", env!("CARGO_BIN_EXE_thawfs")));
+    let thaw = sandbox.run(&format!("{} {MNT}", crate::support::thawfs_exe()));
     assert_eq!(thaw.status.code(), Some(1));
     let said = String::from_utf8_lossy(&thaw.stderr);
     assert!(said.contains("its timeout passed"), "{said}");
@@ -125,6 +125,6 @@ fn reloading_the_holder_service_keeps_its_freeze_to_the_deadline_then_starts_a_n
     assert!(replaced, "the retired holder was not replaced");
     sandbox.sh(&format!("{} -t 30 {MNT}", freezefs()));
     assert!(sandbox.frozen());
-    sandbox.sh(&format!("{} {MNT}", env!("CARGO_BIN_EXE_thawfs")));
+    sandbox.sh(&format!("{} {MNT}", crate::support::thawfs_exe()));
     assert!(!sandbox.frozen());
 }

@@ -3,6 +3,8 @@
 //! while it runs, and tell whether every member's freeze held throughout.
 
 use etcd_client::Client;
+use freezefs_cli::relay::RELAYED;
+use freezefs_cli::{command, exit};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::{Announced, FreezeRequest, NOT_CONSISTENT, failure, print_outcomes};
@@ -35,11 +37,7 @@ pub(super) async fn run_command(
             )
             .await;
             eprintln!("freezefs-group: {}: {e}", program.to_string_lossy());
-            return Ok(if e.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            });
+            return Ok(command::start_failure(&e) as u8);
         }
     };
     let pid = child
@@ -146,25 +144,19 @@ pub(super) async fn run_command(
 }
 
 fn exit_code(status: std::process::ExitStatus) -> u8 {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => code as u8,
-        (None, Some(sig)) => 128u8.wrapping_add(sig as u8),
-        _ => 1,
-    }
+    exit::code_of(status) as u8
 }
 
-/// SIGINT, SIGTERM and SIGHUP, to pass on to the command.
+/// The signals freezefs's commands pass on to the command they run.
 struct Signals([(tokio::signal::unix::Signal, rustix::process::Signal); 3]);
 
 impl Signals {
     fn new() -> std::io::Result<Signals> {
-        use rustix::process::Signal;
-        Ok(Signals([
-            (signal(SignalKind::interrupt())?, Signal::INT),
-            (signal(SignalKind::terminate())?, Signal::TERM),
-            (signal(SignalKind::hangup())?, Signal::HUP),
-        ]))
+        let [a, b, c] = RELAYED;
+        let caught = |sig: rustix::process::Signal| {
+            signal(SignalKind::from_raw(sig.as_raw())).map(|stream| (stream, sig))
+        };
+        Ok(Signals([caught(a)?, caught(b)?, caught(c)?]))
     }
 
     async fn next(&mut self) -> rustix::process::Signal {

@@ -19,7 +19,7 @@ mod barrier;
 mod command;
 
 /// The exit status when the command ran but a member's freeze did not hold.
-pub(crate) const NOT_CONSISTENT: u8 = 3;
+pub(crate) const NOT_CONSISTENT: u8 = freezefs_cli::exit::NOT_HELD as u8;
 
 pub(crate) struct FreezeRequest {
     pub(crate) group: String,

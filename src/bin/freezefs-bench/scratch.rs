@@ -1,42 +1,15 @@
 //! Scratch loop-mounted filesystems for the benchmark, and a guard that
 //! thaws the machine's own filesystems should anything freeze them.
 //!
-//! The benchmark's system-call wrappers live here (the raw ioctls it
-//! measures freezefs against, a bind mount), and so its `unsafe`.
-#![allow(unsafe_code)]
+//! The raw ioctls it measures freezefs against, and the bind mounts, are
+//! the library's own system-call wrappers: no unsafe here.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-pub(crate) use freezefs::ioctl_numbers::{FIFREEZE, FITHAW};
-
-/// The raw ioctl, as any freezer would call it (the baseline).
-pub(crate) fn raw_ioctl(file: &File, request: u32) -> std::io::Result<()> {
-    // SAFETY: FIFREEZE/FITHAW take no argument memory; the fd is open.
-    let rc = unsafe { libc::ioctl(file.as_raw_fd(), request as _, 0) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-/// `mount --bind source target`; the raw return value.
-pub(crate) fn bind_mount(source: &std::ffi::CStr, target: &std::ffi::CStr) -> libc::c_int {
-    // SAFETY: NUL-terminated paths; MS_BIND ignores type and data.
-    unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            std::ptr::null(),
-            libc::MS_BIND,
-            std::ptr::null(),
-        )
-    }
-}
+pub(crate) use freezefs::ioctl_numbers::{FIFREEZE, FITHAW, bind_mount, raw_ioctl};
 
 pub(crate) fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));

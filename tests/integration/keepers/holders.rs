@@ -86,7 +86,7 @@ fn a_holder_asked_to_stop_thaws_what_it_keeps_within_a_second_and_says_why() {
             Duration::from_millis(10),
             || { !support::running(holder) }
         ));
-        let thaw = with_env(Command::new(env!("CARGO_BIN_EXE_thawfs")).arg(&fs.mnt), &fs)
+        let thaw = with_env(Command::new(crate::support::thawfs_exe()).arg(&fs.mnt), &fs)
             .output()
             .unwrap();
         let said = String::from_utf8_lossy(&thaw.stderr);

@@ -137,7 +137,7 @@ pub(super) fn freeze_by_command(
 }
 
 pub(super) fn freezefs_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_freezefs")
+    crate::support::freezefs_exe()
 }
 
 pub(super) fn holder_of(fs: &Scratch) -> u32 {

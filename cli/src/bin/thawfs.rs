@@ -1,7 +1,6 @@
 //! thawfs(8): thaw a filesystem, whoever froze it.
 
-#[path = "common/cli.rs"]
-mod cli;
+use freezefs_cli::messages as cli;
 
 use std::path::PathBuf;
 

@@ -1,5 +1,5 @@
-//! What freezefs(8) and thawfs(8) share: messages, exit codes, formatting.
-#![allow(dead_code)] // shared by two commands; each uses a part
+//! The words of freezefs's commands: errors, the end of a freeze, times
+//! and JSON, as freezefs(8) and thawfs(8) print them.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -9,11 +9,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use freezefs::{EndReason, Error, LastFreeze};
 
 /// Exit status for a usage error.
-pub(crate) const USAGE: i32 = 2;
+pub use crate::exit::USAGE;
 
 /// What the command was doing, for messages that depend on it.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Action {
+pub enum Action {
     Freeze,
     Thaw,
     Query,
@@ -35,7 +35,7 @@ impl Action {
 
 /// The reason part of `<command>: <mount point>: <reason>`, with a hint
 /// where one helps.
-pub(crate) fn reason(action: Action, error: &Error) -> String {
+pub fn reason(action: Action, error: &Error) -> String {
     reason_about(action, error, None)
 }
 
@@ -112,7 +112,7 @@ fn os_reason(error: &Error) -> String {
 
 /// What THAW answers when the freeze it would end is over: how and when it
 /// ended, and what that means for a snapshot taken under it.
-pub(crate) fn ended_text(last: &LastFreeze) -> String {
+pub fn ended_text(last: &LastFreeze) -> String {
     let lasted = last
         .ended_at
         .duration_since(last.frozen_since)
@@ -143,7 +143,7 @@ pub(crate) fn ended_text(last: &LastFreeze) -> String {
 
 /// An error of a call on several mount points, which names its own: the
 /// error's text, but for a refusal that does not depend on the path.
-pub(crate) fn whole(action: Action, error: &Error) -> String {
+pub fn whole(action: Action, error: &Error) -> String {
     match error {
         Error::NotPrivileged => reason(action, error),
         other => other.to_string(),
@@ -152,7 +152,7 @@ pub(crate) fn whole(action: Action, error: &Error) -> String {
 
 /// Prints `<command>: <path>: <reason>` on stderr; an empty path is
 /// shown as `''`, so that no field is blank.
-pub(crate) fn complain(command: &str, action: Action, path: &Path, error: &Error) {
+pub fn complain(command: &str, action: Action, path: &Path, error: &Error) {
     let shown = if path.as_os_str().is_empty() {
         "''".into()
     } else {
@@ -167,7 +167,7 @@ pub(crate) fn complain(command: &str, action: Action, path: &Path, error: &Error
 /// A mount point or type as findmnt prints it: a space, a tab, a newline,
 /// a backslash, any other control character and any byte that is not UTF-8
 /// as `\xHH`, so that a table row always splits into its columns.
-pub(crate) fn escaped(text: &OsStr) -> String {
+pub fn escaped(text: &OsStr) -> String {
     let mut out = String::new();
     for chunk in text.as_bytes().utf8_chunks() {
         for c in chunk.valid().chars() {
@@ -188,23 +188,23 @@ pub(crate) fn escaped(text: &OsStr) -> String {
 }
 
 /// Prints a usage error with the hint to ask for help, and returns [`USAGE`].
-pub(crate) fn usage_error(command: &str, message: &str) -> i32 {
+pub fn usage_error(command: &str, message: &str) -> i32 {
     eprintln!("{command}: {message}\nTry '{command} --help' for more information.");
     USAGE
 }
 
 /// The command's version line.
-pub(crate) fn version(command: &str) -> String {
+pub fn version(command: &str) -> String {
     format!("{command} (freezefs) {}", env!("CARGO_PKG_VERSION"))
 }
 
 /// The arguments after the program name, as OS strings (paths need not be UTF-8).
-pub(crate) fn args() -> Vec<OsString> {
+pub fn args() -> Vec<OsString> {
     std::env::args_os().skip(1).collect()
 }
 
 /// `2026-11-21T05:57:01Z` for a wall-clock time (UTC, no time zone database).
-pub(crate) fn iso_utc(time: SystemTime) -> String {
+pub fn iso_utc(time: SystemTime) -> String {
     let secs = time
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -229,7 +229,7 @@ pub(crate) fn iso_utc(time: SystemTime) -> String {
 }
 
 /// A JSON string literal (lossy for non-UTF-8 bytes).
-pub(crate) fn json_string(text: &str) -> String {
+pub fn json_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for c in text.chars() {

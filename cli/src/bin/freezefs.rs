@@ -1,9 +1,7 @@
 //! freezefs(8): freeze a filesystem with a deadline that outlives this command.
 
-#[path = "common/cli.rs"]
-mod cli;
-#[path = "common/run_frozen.rs"]
-mod run_frozen;
+use freezefs_cli::messages as cli;
+use freezefs_cli::{exit, run_frozen};
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -404,11 +402,7 @@ fn main() {
         Err(Ok(code)) => std::process::exit(code),
         Err(Err(message)) => {
             let code = cli::usage_error("freezefs", &message);
-            std::process::exit(if with_command {
-                run_frozen::FAILED
-            } else {
-                code
-            })
+            std::process::exit(if with_command { exit::FAILED } else { code })
         }
     };
     if matches!(options.mode, Mode::Freeze | Mode::Reset)
