@@ -24,6 +24,15 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    /// Every reason this version writes.
+    pub(crate) const KNOWN: [EndReason; 5] = [
+        EndReason::Thawed,
+        EndReason::Timeout,
+        EndReason::OtherTool,
+        EndReason::FreezerDied,
+        EndReason::HolderStopped,
+    ];
+
     /// The word in records, events and `--json`.
     pub fn name(self) -> &'static str {
         match self {
@@ -51,16 +60,10 @@ impl EndReason {
     /// The reason a record names; one this version does not know is
     /// [`EndReason::Unrecognized`], never an unreadable record.
     pub(crate) fn from_name(name: &str) -> EndReason {
-        [
-            EndReason::Thawed,
-            EndReason::Timeout,
-            EndReason::OtherTool,
-            EndReason::FreezerDied,
-            EndReason::HolderStopped,
-        ]
-        .into_iter()
-        .find(|r| r.name() == name)
-        .unwrap_or(EndReason::Unrecognized)
+        EndReason::KNOWN
+            .into_iter()
+            .find(|r| r.name() == name)
+            .unwrap_or(EndReason::Unrecognized)
     }
 }
 
@@ -70,13 +73,7 @@ mod tests {
 
     #[test]
     fn every_known_reason_reads_back_and_an_unknown_one_is_unrecognized() {
-        for reason in [
-            EndReason::Thawed,
-            EndReason::Timeout,
-            EndReason::OtherTool,
-            EndReason::FreezerDied,
-            EndReason::HolderStopped,
-        ] {
+        for reason in EndReason::KNOWN {
             assert_eq!(EndReason::from_name(reason.name()), reason);
         }
         assert_eq!(EndReason::from_name("cosmic-ray"), EndReason::Unrecognized);

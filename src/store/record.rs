@@ -306,13 +306,7 @@ mod tests {
 
     #[test]
     fn an_ended_record_round_trips_with_each_reason() {
-        for reason in [
-            EndReason::Thawed,
-            EndReason::Timeout,
-            EndReason::OtherTool,
-            EndReason::FreezerDied,
-            EndReason::HolderStopped,
-        ] {
+        for reason in EndReason::KNOWN {
             let r = Record {
                 ended: Some(Ended {
                     reason,
