@@ -7,7 +7,8 @@ use std::time::Duration;
 use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
 use tokio::time::Instant;
 
-use crate::etcd::{self, Fallible};
+use crate::error::{Fallible, GroupError};
+use crate::etcd;
 use crate::group_watch::{Change, GroupWatch, Snapshot, bound_to_member};
 use crate::keys::{self, Ended, GroupKey, Report, ReportState};
 
@@ -55,7 +56,7 @@ pub(crate) async fn end_epoch(
     match etcd::txn_unless_full(client, "end the epoch", txn).await {
         Ok(answer) if answer.succeeded() => return Ok(Ending::Recorded),
         Ok(_) => return Ok(Ending::Over),
-        Err(failure) if !failure.full => return Err(failure.text),
+        Err(failure) if !failure.full => return Err(failure.into()),
         Err(_) => {}
     }
     let delete_only = Txn::new()
@@ -266,7 +267,7 @@ pub(crate) async fn outcomes(
         .collect();
     let mut wait = Duration::ZERO;
     for ask in asks {
-        let ttl = ask.await.map_err(|e| e.to_string())??.unwrap_or(0);
+        let ttl = ask.await.map_err(GroupError::local)??.unwrap_or(0);
         wait = wait.max(Duration::from_secs(ttl.max(0) as u64) + SILENCE_PAST_TTL);
     }
     let limit = wait.min(SILENCE_MAX);

@@ -11,11 +11,10 @@ use etcd_client::{
 };
 
 use crate::cli::{EtcdOptions, PASSWORD_ENV};
+use crate::error::{Fallible, GroupError};
 
 /// How long one request may take before etcd counts as unreachable.
 pub(crate) const REQUEST_LIMIT: Duration = Duration::from_secs(2);
-
-pub(crate) type Fallible<T> = Result<T, String>;
 
 /// A request that failed: in words, and whether etcd refused it because it
 /// is full (its NOSPACE alarm: reads and deletes still pass, puts do not).
@@ -23,12 +22,6 @@ pub(crate) type Fallible<T> = Result<T, String>;
 pub(crate) struct Failure {
     pub(crate) text: String,
     pub(crate) full: bool,
-}
-
-impl From<Failure> for String {
-    fn from(failure: Failure) -> String {
-        failure.text
-    }
 }
 
 /// Connects to the endpoints; `password_env` is `$FREEZEFS_ETCD_PASSWORD`.
@@ -45,11 +38,13 @@ pub(crate) async fn connect(
         let password = match (&options.password, &options.password_file) {
             (Some(p), _) => p.clone(),
             (None, Some(file)) => std::fs::read_to_string(file)
-                .map_err(|e| format!("--password-file {}: {e}", file.display()))?
+                .map_err(|e| GroupError::File(format!("--password-file {}: {e}", file.display())))?
                 .trim_end_matches(['\n', '\r'])
                 .to_string(),
             (None, None) => password_env.ok_or_else(|| {
-                format!("--user {user}: no password (give --password-file or set {PASSWORD_ENV})")
+                GroupError::File(format!(
+                    "--user {user}: no password (give --password-file or set {PASSWORD_ENV})"
+                ))
             })?,
         };
         connect = connect.with_user(user.clone(), password);
@@ -71,12 +66,15 @@ pub(crate) async fn connect(
     let connecting = Client::connect(&endpoints, Some(connect));
     match tokio::time::timeout(REQUEST_LIMIT, connecting).await {
         Ok(Ok(client)) => Ok(client),
-        Ok(Err(e)) => Err(format!("etcd at {}: {e}", options.endpoints.join(","))),
-        Err(_) => Err(format!(
+        Ok(Err(e)) => Err(GroupError::Connect(format!(
+            "etcd at {}: {e}",
+            options.endpoints.join(",")
+        ))),
+        Err(_) => Err(GroupError::Connect(format!(
             "etcd at {}: no answer within {} s",
             options.endpoints.join(","),
             REQUEST_LIMIT.as_secs()
-        )),
+        ))),
     }
 }
 
@@ -117,7 +115,7 @@ async fn answering(endpoints: &[String], connect: &ConnectOptions) -> Vec<String
 }
 
 fn read(path: &std::path::Path, what: &str) -> Fallible<Vec<u8>> {
-    std::fs::read(path).map_err(|e| format!("{what} {}: {e}", path.display()))
+    std::fs::read(path).map_err(|e| GroupError::File(format!("{what} {}: {e}", path.display())))
 }
 
 /// Runs one etcd request, at most [`REQUEST_LIMIT`]. A request that
@@ -233,7 +231,7 @@ pub(crate) async fn get_prefix(
         }
     })
     .await
-    .map_err(String::from)
+    .map_err(GroupError::from)
 }
 
 /// A put under `lease`, its failure telling whether etcd is full.
@@ -262,7 +260,7 @@ pub(crate) async fn lease_grant(client: &Client, ttl_s: u32) -> Fallible<LeaseGr
         async move { client.lease_grant(i64::from(ttl_s), None).await }
     })
     .await
-    .map_err(String::from)
+    .map_err(GroupError::from)
 }
 
 pub(crate) async fn lease_revoke(client: &Client, id: i64) -> Fallible<()> {
@@ -272,7 +270,7 @@ pub(crate) async fn lease_revoke(client: &Client, id: i64) -> Fallible<()> {
     })
     .await
     .map(drop)
-    .map_err(String::from)
+    .map_err(GroupError::from)
 }
 
 /// The TTL etcd granted `id`, in seconds; `None` when the lease is gone.

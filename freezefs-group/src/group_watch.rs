@@ -21,7 +21,8 @@ use etcd_client::{Client, EventType, WatchOptions, WatchStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::etcd::{self, Fallible};
+use crate::error::Fallible;
+use crate::etcd;
 use crate::keys::{self, GroupKey};
 
 /// One key's change.

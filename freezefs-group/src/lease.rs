@@ -9,7 +9,8 @@ use etcd_client::{Client, LeaseKeepAliveStream, LeaseKeeper};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::etcd::{self, Fallible, REQUEST_LIMIT};
+use crate::error::Fallible;
+use crate::etcd::{self, REQUEST_LIMIT};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LeaseState {

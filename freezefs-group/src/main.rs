@@ -5,6 +5,7 @@
 mod agent;
 mod cli;
 mod ending;
+mod error;
 mod etcd;
 mod events;
 mod freeze;

@@ -6,7 +6,7 @@
 use etcd_client::Client;
 use serde_json::json;
 
-use crate::etcd::Fallible;
+use crate::error::Fallible;
 use crate::group_watch::Snapshot;
 use crate::keys::{Report, ReportState};
 

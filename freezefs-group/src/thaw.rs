@@ -4,7 +4,7 @@
 use etcd_client::Client;
 
 use crate::ending::{self, Ending, Outcome};
-use crate::etcd::Fallible;
+use crate::error::Fallible;
 use crate::freeze::print_outcomes;
 use crate::group_watch::Snapshot;
 

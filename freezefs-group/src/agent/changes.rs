@@ -4,7 +4,7 @@
 //! its own registration gone.
 
 use crate::ending;
-use crate::etcd::Fallible;
+use crate::error::Fallible;
 use crate::group_watch::Change;
 use crate::keys::{self, Ended, Epoch, GroupKey};
 

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::ending;
-use crate::etcd::Fallible;
+use crate::error::{Fallible, GroupError};
 use crate::events::What;
 use crate::group_watch::GroupWatch;
 use crate::keys::{Epoch, Report, ReportState};
@@ -99,10 +99,10 @@ pub(crate) async fn run(
     for mount in &mounts {
         freezer
             .status(mount)
-            .map_err(|e| format!("{}: {e}", mount.display()))?;
+            .map_err(|e| GroupError::Local(format!("{}: {e}", mount.display())))?;
     }
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut term = signal(SignalKind::terminate()).map_err(GroupError::local)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(GroupError::local)?;
     let lease = Lease::grant(&client, ttl_s, true).await?;
     let (news, mut news_rx) = mpsc::unbounded_channel();
     let mount_names = mounts.iter().map(|m| m.display().to_string()).collect();
@@ -143,13 +143,15 @@ pub(crate) async fn run(
             () = agent.lease.lost() => {
                 agent.end_part("it lost its etcd lease", false);
                 agent.finish(&mut news_rx).await;
-                return Err("lost its etcd lease: every freeze of this host ended".into());
+                return Err(GroupError::Refused(
+                    "lost its etcd lease: every freeze of this host ended".into(),
+                ));
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
             changes = watch.next() => {
                 if let Err(e) = agent.on_changes(&changes).await {
-                    agent.end_part(&e, false);
+                    agent.end_part(&e.to_string(), false);
                     agent.finish(&mut news_rx).await;
                     let _ = agent.lease.revoke(&agent.client).await;
                     return Err(e);

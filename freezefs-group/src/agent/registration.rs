@@ -8,7 +8,8 @@ use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 use tokio::time::Instant;
 
 use super::Agent;
-use crate::etcd::{self, Fallible};
+use crate::error::{Fallible, GroupError};
+use crate::etcd;
 use crate::group_watch::Snapshot;
 use crate::keys::{self, GroupKey, Member};
 use crate::local;
@@ -31,10 +32,10 @@ impl Agent {
                 return Ok((seen, registered));
             }
             if Instant::now() >= give_up {
-                return Err(format!(
+                return Err(GroupError::Refused(format!(
                     "another agent is registered as {} in group {}",
                     self.name, self.group
-                ));
+                )));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -77,10 +78,10 @@ impl Agent {
                     Compare::mod_revision(key.clone(), CompareOp::Equal, e.mod_revision)
                 }
                 Some(e) => {
-                    return Err(format!(
+                    return Err(GroupError::Refused(format!(
                         "its registration {key} {what_happened}, and now lives under lease {:x}, another agent's: this one stops",
                         e.lease
-                    ));
+                    )));
                 }
             };
             let txn = Txn::new().when([unchanged]).and_then(self.registration());
@@ -95,8 +96,8 @@ impl Agent {
                 return Ok(());
             }
         }
-        Err(format!(
+        Err(GroupError::Refused(format!(
             "its registration {key} {what_happened}, and it keeps changing: this one stops"
-        ))
+        )))
     }
 }

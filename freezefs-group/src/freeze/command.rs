@@ -9,7 +9,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::{Announced, FreezeRequest, NOT_CONSISTENT, failure, print_outcomes};
 use crate::ending::{self, Ending, end_warning};
-use crate::etcd::Fallible;
+use crate::error::{Fallible, GroupError};
 use crate::lease::Lease;
 
 /// Runs the command after the barrier; thaws every member when it exits,
@@ -43,13 +43,13 @@ pub(super) async fn run_command(
     let pid = child
         .id()
         .and_then(|p| rustix::process::Pid::from_raw(p as i32));
-    let mut signals = Signals::new().map_err(|e| e.to_string())?;
+    let mut signals = Signals::new().map_err(GroupError::local)?;
     let mut broken: Option<String> = None;
     let mut etcd_lost = false;
     let deadline = announced.deadline();
     let status = loop {
         tokio::select! {
-            status = child.wait() => break status.map_err(|e| e.to_string())?,
+            status = child.wait() => break status.map_err(GroupError::local)?,
             () = tokio::time::sleep_until(deadline), if broken.is_none() => {
                 let why = format!("the group's timeout of {} s passed while the command ran", announced.doc.timeout_s);
                 end_warning(group, &ending::end_epoch(client, group, announced.epoch, &why, false).await);

@@ -9,7 +9,8 @@ use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
 use tokio::time::Instant;
 
 use crate::ending::{self, Outcomes};
-use crate::etcd::{self, Fallible};
+use crate::error::{Fallible, GroupError};
+use crate::etcd;
 use crate::group_watch::{Change, GroupWatch, Snapshot, bound_to_member};
 use crate::keys::{self, Epoch, GroupKey};
 use crate::lease::Lease;
@@ -133,10 +134,10 @@ async fn announce(client: &Client, request: &FreezeRequest, lease: &Lease) -> Fa
     let mut before = Snapshot::read(client, group).await?;
     if let Some(found) = before.epoch() {
         let Some(doc) = found.doc else {
-            return Err(format!(
+            return Err(GroupError::Refused(format!(
                 "the group's epoch key holds a value that is not an epoch (epoch {}): see it with freezefs-group status --group {group}, end it with freezefs-group thaw --group {group}",
                 found.epoch
-            ));
+            )));
         };
         let Some(gone) = doc.members.iter().find(|m| before.member(m).is_none()) else {
             return Err(frozen_already(group, found.epoch));
@@ -161,7 +162,9 @@ async fn announce(client: &Client, request: &FreezeRequest, lease: &Lease) -> Fa
         None => before.members().into_iter().map(|m| m.node).collect(),
     };
     if members.is_empty() {
-        return Err("no agent is registered: nothing to freeze".into());
+        return Err(GroupError::Refused(
+            "no agent is registered: nothing to freeze".into(),
+        ));
     }
     for node in &members {
         registration_of(&before, node)?;
@@ -198,7 +201,7 @@ async fn announce(client: &Client, request: &FreezeRequest, lease: &Lease) -> Fa
         match registration_of(&after, node) {
             Ok(lease) => leases.push(lease),
             Err(why) => {
-                ending::end_epoch(client, group, epoch, &why, false).await?;
+                ending::end_epoch(client, group, epoch, &why.to_string(), false).await?;
                 return Err(why);
             }
         }
@@ -213,30 +216,30 @@ async fn announce(client: &Client, request: &FreezeRequest, lease: &Lease) -> Fa
     })
 }
 
-fn frozen_already(group: &str, epoch: i64) -> String {
-    format!(
+fn frozen_already(group: &str, epoch: i64) -> GroupError {
+    GroupError::Refused(format!(
         "frozen already (epoch {epoch}); thaw it first with freezefs-group thaw --group {group}"
-    )
+    ))
 }
 
 /// The lease of `node`'s registration, if it is an agent's: a key that
 /// exists, parses, and lives under a lease (an agent's registration always
 /// does; a key put by hand without one would be waited on in vain).
-fn registration_of(seen: &Snapshot, node: &str) -> Result<i64, String> {
+fn registration_of(seen: &Snapshot, node: &str) -> Fallible<i64> {
     let Some(registration) = seen.member(node) else {
-        return Err(format!(
+        return Err(GroupError::Refused(format!(
             "member {node} has no agent registered: nothing was frozen"
-        ));
+        )));
     };
     if registration.lease == 0 {
-        return Err(format!(
+        return Err(GroupError::Refused(format!(
             "member {node}'s key has no lease, so no agent keeps it (it was written by hand?): nothing was frozen"
-        ));
+        )));
     }
     if registration.doc.is_none() {
-        return Err(format!(
+        return Err(GroupError::Refused(format!(
             "member {node}'s key does not hold an agent's registration: nothing was frozen"
-        ));
+        )));
     }
     Ok(registration.lease)
 }
