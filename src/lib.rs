@@ -194,6 +194,14 @@ pub mod syslog {
 }
 
 #[doc(hidden)]
+/// The C boundary's guard, for the preload shim: no panic crosses into C,
+/// every error becomes -1 and an errno.
+pub mod ffi_guard {
+    pub use crate::ffi::call::guarded;
+    pub use crate::os::syscalls::set_errno;
+}
+
+#[doc(hidden)]
 /// The `freezefs-holder` executable's main (an internal helper).
 pub fn holder_process_main(args: &[std::ffi::OsString]) -> i32 {
     holder::server::main(args)

@@ -58,9 +58,9 @@
 
 use std::ffi::{c_int, c_ulong, c_void};
 use std::os::fd::BorrowedFd;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
+use freezefs::ffi_guard::{guarded, set_errno};
 use freezefs::ioctl_numbers::{FIFREEZE, FITHAW, VX_FREEZE, VX_FREEZE_ALL, VX_THAW};
 use freezefs::{EndReason, Error, Freezer, Timeout};
 
@@ -88,11 +88,6 @@ fn next_ioctl() -> Option<IoctlFn> {
     (!ptr.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, IoctlFn>(ptr) })
 }
 
-fn set_errno(errno: c_int) {
-    // SAFETY: the calling thread's errno slot.
-    unsafe { *libc::__errno_location() = errno };
-}
-
 /// The kernel's errno for this outcome, so that tools keep behaving.
 fn kernel_errno(error: &Error) -> c_int {
     match error {
@@ -105,18 +100,9 @@ fn kernel_errno(error: &Error) -> c_int {
     }
 }
 
+/// The library's C guard, answering with the kernel's errno.
 fn run(body: impl FnOnce() -> Result<(), Error>) -> c_int {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(())) => 0,
-        Ok(Err(e)) => {
-            set_errno(kernel_errno(&e));
-            -1
-        }
-        Err(_) => {
-            set_errno(libc::EIO);
-            -1
-        }
-    }
+    guarded(|| body().map(|()| 0), kernel_errno)
 }
 
 fn borrowed(fd: c_int) -> Result<BorrowedFd<'static>, Error> {

@@ -13,10 +13,16 @@ use crate::os::syscalls;
 /// Runs an exported body: a panic becomes -1 with errno `EIO`, an error -1
 /// with its errno; nothing unwinds into C.
 pub(crate) fn ffi_call(body: impl FnOnce() -> Result<c_int>) -> c_int {
+    guarded(body, Error::errno)
+}
+
+/// [`ffi_call`] with the caller's own errno for each error: the shim, which
+/// stands for the kernel's ioctl, answers with the kernel's.
+pub fn guarded(body: impl FnOnce() -> Result<c_int>, errno_of: fn(&Error) -> c_int) -> c_int {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(value)) => value,
         Ok(Err(error)) => {
-            syscalls::set_errno(error.errno());
+            syscalls::set_errno(errno_of(&error));
             -1
         }
         Err(_) => {

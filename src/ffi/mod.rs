@@ -6,7 +6,7 @@
 //! only `pub` items into the header.
 #![allow(unsafe_code, unreachable_pub)]
 
-mod call;
+pub(crate) mod call;
 
 use std::ffi::{c_char, c_int, c_ulong};
 

@@ -321,17 +321,6 @@ pub(crate) enum Watching {
     Unknown,
 }
 
-/// What a probe of a filesystem found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Probe {
-    /// The kernel holds the holder's waiter for a thaw: frozen, by whoever.
-    Frozen,
-    /// Not frozen.
-    Thawed,
-    /// The kernel will not tell (a read-only mount).
-    CannotTell,
-}
-
 /// How long a probe may take in all, holder start included: past it QUERY
 /// fails rather than guess.
 const PROBE_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -341,12 +330,13 @@ const PROBE_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// superblock, reused while the filesystem stays frozen. A holder that
 /// does not answer within [`PROBE_LIMIT`] (stopped, stalled), or cannot
 /// tell in time, is an error: never "not frozen" without the kernel's word.
-pub(crate) fn probe(
+/// What it found: `Frozen`, `Thawed` or `CannotTell` (a read-only mount).
+pub(crate) fn ask_whether_frozen(
     dir: &StateDir,
     exe: &Path,
     device: Device,
     dir_fd: BorrowedFd<'_>,
-) -> Result<Probe> {
+) -> Result<ProbeAnswer> {
     let started = std::time::Instant::now();
     let request = Request::Probe { device }.encode();
     let ask = |conn: &ParentOnlyFd| {
@@ -371,9 +361,9 @@ pub(crate) fn probe(
         answer = ask(&connect_or_start(dir, exe)?)?;
     }
     match Answer::parse(&answer) {
-        Some(Answer::Probe(ProbeAnswer::Frozen)) => Ok(Probe::Frozen),
-        Some(Answer::Probe(ProbeAnswer::Thawed)) => Ok(Probe::Thawed),
-        Some(Answer::Probe(ProbeAnswer::CannotTell)) => Ok(Probe::CannotTell),
+        Some(Answer::Probe(
+            found @ (ProbeAnswer::Frozen | ProbeAnswer::Thawed | ProbeAnswer::CannotTell),
+        )) => Ok(found),
         _ => Err(unavailable(
             exe,
             format!("the holder could not tell whether it is frozen ({answer})"),

@@ -293,7 +293,7 @@ fn serve_request(
             return false;
         }
         (Some(Request::Probe { device }), Some(dir_fd)) => {
-            Answer::Probe(probe(watches, probes, device, &dir_fd))
+            Answer::Probe(look_whether_frozen(watches, probes, device, &dir_fd))
         }
         // Not a request, or without the fd it needs.
         _ => Answer::Refused,
@@ -329,7 +329,7 @@ impl Prober {
 /// Whether the filesystem of `device` is frozen, by whoever: the waiter of a
 /// freeze kept here, else the superblock's probe, which stays while it
 /// waits. A probe let through goes back to be the spare.
-fn probe(
+fn look_whether_frozen(
     watches: &Mutex<Vec<Watch>>,
     probes: &mut Probers,
     device: Device,
@@ -355,7 +355,11 @@ fn probe(
     let Some(prober) = prober.or_else(Prober::new) else {
         return ProbeAnswer::Failed;
     };
-    if prober.waiter.probe(&prober.teller, dir_fd.as_fd()).is_err() {
+    if prober
+        .waiter
+        .wait_on(&prober.teller, dir_fd.as_fd())
+        .is_err()
+    {
         return ProbeAnswer::Failed;
     }
     match prober.waiter.settle(SETTLE_LIMIT) {

@@ -130,7 +130,7 @@ impl Waiter {
 
     /// Starts a wait of a [`Waiter::reusable`] thread, parked, through the
     /// teller's end of its control line, on the filesystem of `dir`.
-    pub(crate) fn probe(&self, teller: &OwnedFd, dir: BorrowedFd<'_>) -> io::Result<()> {
+    pub(crate) fn wait_on(&self, teller: &OwnedFd, dir: BorrowedFd<'_>) -> io::Result<()> {
         // What it said of earlier waits is of no use here: the shared state
         // is what the holder reads.
         let mut buf = [0u8; 64];

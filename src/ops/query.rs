@@ -7,8 +7,9 @@
 use std::os::fd::AsFd;
 
 use crate::error::Result;
-use crate::holder::client::{self, Probe};
+use crate::holder::client;
 use crate::holder::life;
+use crate::holder::protocol::ProbeAnswer;
 use crate::keep::end::{defer_to_holder, end_if_over, record_thawed_elsewhere};
 use crate::keep::kernel_truth;
 use crate::ops::resolve::Resolved;
@@ -42,8 +43,8 @@ pub(crate) fn frozen_by_any_tool(settings: &Settings, named: &Resolved) -> Resul
     };
     let dir = StateDir::open(&settings.state_dir, true)?
         .ok_or_else(|| crate::error::Error::os("state directory", rustix::io::Errno::NOENT))?;
-    client::probe(&dir, &settings.holder(), named.device(), dir_fd.as_fd())
-        .map(|probe| probe == Probe::Frozen)
+    client::ask_whether_frozen(&dir, &settings.holder(), named.device(), dir_fd.as_fd())
+        .map(|found| found == ProbeAnswer::Frozen)
 }
 
 /// The record of a live freeze of the filesystem `named` names; one that is

@@ -94,7 +94,7 @@ pub(crate) fn secure_env(name: &str) -> Option<OsString> {
 }
 
 /// Sets the calling thread's `errno`.
-pub(crate) fn set_errno(errno: i32) {
+pub fn set_errno(errno: i32) {
     // SAFETY: __errno_location returns the calling thread's errno slot, valid
     // for the thread's lifetime.
     unsafe { *libc::__errno_location() = errno };
