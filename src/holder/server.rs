@@ -52,8 +52,9 @@ pub(crate) fn main(args: &[std::ffi::OsString]) -> i32 {
 fn serve(dir_path: &Path) -> i32 {
     syscalls::ignore_signal(libc::SIGPIPE);
     syscalls::unblock_all_signals();
-    // Asked to stop (shutdown, systemctl stop, a hang-up): read in the loop,
-    // blocked in every thread started from here on.
+    // Asked to stop (shutdown, systemctl stop, a hang-up) or to retire
+    // (systemctl reload): read in the loop, blocked in every thread started
+    // from here on (a hook's child unblocks them: see hooks::running).
     let Ok(stop) = syscalls::stop_signals_fd() else {
         return 1;
     };

@@ -181,14 +181,19 @@ fn installing_enables_and_starts_the_socket_and_the_service_holder_keeps_a_freez
     thawed_late_ms(&sandbox, deadline, "package-installed");
 }
 
-/// Freezes for 4 s, runs `install` while frozen, and checks that the
+/// How long the freeze lasts that an upgrade must keep: longer than dpkg
+/// takes on a busy machine (6.3 s beside stress-ng --cpu 2 --io 2, which
+/// fights its fsyncs).
+const HELD_S: u32 = 20;
+
+/// Freezes for [`HELD_S`], runs `install` while frozen, and checks that the
 /// freeze lasted to its deadline, ended as a timeout, ran its thaw hook
 /// once, and that a new holder from the installed executable serves next.
 fn freeze_outlives(sandbox: &Sandbox, install: &str, scenario: &str) {
     sandbox.sh("mkdir -p /etc/freezefs/hooks.d && \
          printf '#!/bin/sh\\necho \"$1\" >>/root/hooks.log\\n' >/etc/freezefs/hooks.d/10-log && \
          chmod 755 /etc/freezefs/hooks.d/10-log");
-    sandbox.sh(&format!("/usr/sbin/freezefs -t 4 {MNT}"));
+    sandbox.sh(&format!("/usr/sbin/freezefs -t {HELD_S} {MNT}"));
     let deadline = sandbox.deadline_ns();
     let old = sandbox.main_pid("freezefs-holder.service");
     let asked = Instant::now();
