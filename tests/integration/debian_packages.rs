@@ -133,11 +133,16 @@ fn lintian_reports_no_error_and_only_the_warnings_left_on_purpose() {
         "freezefs_{}_{}.changes",
         packages.version, packages.arch
     ));
+    // lintian leaves its ELF caches (mldbm-elf-*) in TMPDIR: one of ours.
+    let scratch = crate_dir().join("target/deb-test/lintian-tmp");
+    std::fs::create_dir_all(&scratch).unwrap();
     let out = Command::new("lintian")
         .args(["--pedantic", "--display-info"])
         .arg(&changes)
+        .env("TMPDIR", &scratch)
         .output()
         .unwrap();
+    let _ = std::fs::remove_dir_all(&scratch);
     let said = String::from_utf8_lossy(&out.stdout);
     eprintln!("lintian:\n{said}");
     for line in said.lines() {
