@@ -280,15 +280,13 @@ fn removing_stops_the_units_and_thaws_and_purging_leaves_nothing_behind() {
             .filter(|l| !l.is_empty())
             .collect()
     };
-    let there_before: Vec<&String> = listed
-        .iter()
-        .filter(|p| {
-            sandbox
-                .run(&format!("test -e {p} -o -L {p}"))
-                .status
-                .success()
-        })
-        .collect();
+    let exists = |path: &String| {
+        sandbox
+            .run(&format!("test -e {path} -o -L {path}"))
+            .status
+            .success()
+    };
+    let there_before: Vec<&String> = listed.iter().filter(|p| exists(p)).collect();
     install(&sandbox, &["freezefs"]);
     sandbox.sh(&format!("/usr/sbin/freezefs -t 60 {MNT}"));
     let asked = boot_ns();
@@ -312,13 +310,7 @@ fn removing_stops_the_units_and_thaws_and_purging_leaves_nothing_behind() {
     sandbox.sh("dpkg -P freezefs");
     let left: Vec<&String> = listed
         .iter()
-        .filter(|p| !there_before.contains(p))
-        .filter(|p| {
-            sandbox
-                .run(&format!("test -e {p} -o -L {p}"))
-                .status
-                .success()
-        })
+        .filter(|p| !there_before.contains(p) && exists(p))
         .collect();
     assert!(left.is_empty(), "left after purge: {left:?}");
     let ours = sandbox.sh(
