@@ -4,6 +4,7 @@
 //! Top down; imports only go down this list (tests/integration/layering.rs):
 
 pub(crate) mod server; // the holder's loop: requests in, freezes kept
+pub(crate) mod probes; // is this filesystem frozen, by whoever: the answer
 pub(crate) mod warden; // thaws at the deadline when the holder is gone
 pub(crate) mod life; // adoption, placement, stop
 pub(crate) mod hook_client; // a caller asking the holder to run hooks

@@ -6,7 +6,6 @@
 //! directory, accepts freezes, keeps them with a [`Keeper`], and exits about
 //! [`LINGER_MS`] after it holds nothing, once no client is queued.
 
-use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -19,14 +18,15 @@ use rustix::net::SendFlags;
 use crate::holder::client::{HOLDER_LOCK_NAME, SOCKET_NAME};
 use crate::holder::hook_jobs::HookJobs;
 use crate::holder::inbox::Inbox;
-use crate::holder::protocol::{Answer, ProbeAnswer, Request};
+use crate::holder::probes::{Prober, Probers, look_whether_frozen};
+use crate::holder::protocol::{Answer, Request};
 use crate::holder::{life, warden};
 use crate::keep::kernel_truth::{self, Seen, Waiter};
 use crate::keep::watch::{Keeper, Watch};
 use crate::os::fd_passing;
 use crate::os::fork::lock;
 use crate::os::mounts::Device;
-use crate::os::syscalls::{self, HolderSignal};
+use crate::os::syscalls;
 use crate::store::state_dir::StateDir;
 
 /// How long a holder that holds nothing waits for more work before it exits.
@@ -55,7 +55,7 @@ fn serve(dir_path: &Path) -> i32 {
     // Asked to stop (shutdown, systemctl stop, a hang-up) or to retire
     // (systemctl reload): read in the loop, blocked in every thread started
     // from here on (a hook's child unblocks them: see hooks::running).
-    let Ok(stop) = syscalls::stop_signals_fd() else {
+    let Ok(stop) = syscalls::blocked_signals_fd(&syscalls::HOLDER_SIGNALS) else {
         return 1;
     };
     let activated = life::socket_activated();
@@ -158,7 +158,7 @@ fn serve(dir_path: &Path) -> i32 {
             let signal = if fds[0].revents().is_empty() {
                 None
             } else {
-                syscalls::holder_signals(&stop)
+                asked_of(&syscalls::pending_signals(&stop))
             };
             let changed = fds[3..first_request]
                 .iter()
@@ -225,6 +225,28 @@ fn serve(dir_path: &Path) -> i32 {
     }
 }
 
+/// What signals ask of the holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HolderSignal {
+    /// SIGTERM, SIGINT or SIGHUP: thaw what it keeps and exit.
+    Stop,
+    /// SIGUSR1 (`systemctl reload`, a package upgrade): keep every freeze
+    /// to its end, then exit, so that systemd starts the new executable.
+    Retire,
+}
+
+/// `Stop` if any of `signals` asks to stop, else `Retire` if one asks
+/// that, else nothing.
+fn asked_of(signals: &[i32]) -> Option<HolderSignal> {
+    if signals.iter().any(|&s| s != libc::SIGUSR1) {
+        Some(HolderSignal::Stop)
+    } else if signals.is_empty() {
+        None
+    } else {
+        Some(HolderSignal::Retire)
+    }
+}
+
 /// Under the start/stop lock: exit only when no client is queued, and take
 /// the socket name away first so the next client starts a new holder.
 fn may_exit(listener: &OwnedFd, dir: &StateDir) -> bool {
@@ -244,9 +266,6 @@ fn may_exit(listener: &OwnedFd, dir: &StateDir) -> bool {
     dir.sweep_orphans();
     true
 }
-
-/// How long an answer may wait for a waiter to settle.
-const SETTLE_LIMIT: Duration = Duration::from_millis(250);
 
 /// Answers one request, with the fd that came with it; true when it asked
 /// for a probe.
@@ -301,87 +320,4 @@ fn serve_request(
     };
     let _ = rustix::net::send(&conn, answer.encode().as_bytes(), SendFlags::NOSIGNAL);
     answer != Answer::Refused
-}
-
-/// The probe threads: one per superblock while its waiter waits for a
-/// thaw, and a parked one for the next probe, once there has been one.
-#[derive(Default)]
-struct Probers {
-    by_device: HashMap<Device, Prober>,
-    spare: Option<Prober>,
-}
-
-/// A reusable probe thread and the teller's end of its control line.
-struct Prober {
-    waiter: Waiter,
-    teller: OwnedFd,
-}
-
-impl Prober {
-    fn new() -> Option<Prober> {
-        let (thread_end, teller) = kernel_truth::control_line().ok()?;
-        Some(Prober {
-            waiter: Waiter::reusable(thread_end).ok()?,
-            teller,
-        })
-    }
-}
-
-/// Whether the filesystem of `device` is frozen, by whoever: the waiter of a
-/// freeze kept here, else the superblock's probe, which stays while it
-/// waits. A probe let through goes back to be the spare.
-fn look_whether_frozen(
-    watches: &Mutex<Vec<Watch>>,
-    probes: &mut Probers,
-    device: Device,
-    dir_fd: &OwnedFd,
-) -> ProbeAnswer {
-    let kept = lock(watches)
-        .iter()
-        .filter(|w| w.device == device)
-        .find_map(|w| w.waiter.as_ref()?.look());
-    if kept == Some(Seen::Frozen) {
-        return ProbeAnswer::Frozen;
-    }
-    let prober = match probes.by_device.remove(&device) {
-        Some(p) if p.waiter.look() == Some(Seen::Frozen) => {
-            probes.by_device.insert(device, p);
-            return ProbeAnswer::Frozen;
-        }
-        // Let through since, or never settled: a fresh look.
-        Some(p) => Some(p),
-        None => probes.spare.take(),
-    };
-    // "failed", not "unknown": asking again would not help.
-    let Some(prober) = prober.or_else(Prober::new) else {
-        return ProbeAnswer::Failed;
-    };
-    if prober
-        .waiter
-        .wait_on(&prober.teller, dir_fd.as_fd())
-        .is_err()
-    {
-        return ProbeAnswer::Failed;
-    }
-    match prober.waiter.settle(SETTLE_LIMIT) {
-        Some(Seen::Frozen) => {
-            probes.by_device.insert(device, prober);
-            ProbeAnswer::Frozen
-        }
-        Some(seen) => {
-            probes.spare.get_or_insert(prober);
-            if seen == Seen::Thawed {
-                ProbeAnswer::Thawed
-            } else {
-                // A read-only mount: the kernel will not make a waiter wait.
-                ProbeAnswer::CannotTell
-            }
-        }
-        None => {
-            // Neither let through nor waiting for a thaw yet (slow I/O):
-            // kept, so that the next probe looks at it again.
-            probes.by_device.insert(device, prober);
-            ProbeAnswer::Unknown
-        }
-    }
 }

@@ -229,28 +229,21 @@ pub(crate) fn start_unblocked(cmd: &mut std::process::Command) {
     }
 }
 
-/// What a signal asks of the holder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum HolderSignal {
-    /// SIGTERM, SIGINT or SIGHUP: thaw what it keeps and exit.
-    Stop,
-    /// SIGUSR1 (`systemctl reload`, a package upgrade): keep every freeze
-    /// to its end, then exit, so that systemd starts the new executable.
-    Retire,
-}
+/// The signals the holder reads from its poll set: SIGTERM, SIGINT and
+/// SIGHUP (stop) and SIGUSR1 (retire).
+pub(crate) const HOLDER_SIGNALS: [i32; 4] =
+    [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1];
 
-/// Blocks SIGTERM, SIGINT, SIGHUP and SIGUSR1 in the calling thread (and in
-/// the threads it starts from now on) and returns a non-blocking signalfd
-/// that reads them, in the holder's poll set; [`holder_signals`] says what
-/// they ask.
-pub(crate) fn stop_signals_fd() -> io::Result<OwnedFd> {
+/// Blocks `signals` in the calling thread (and in the threads it starts
+/// from now on) and returns a non-blocking signalfd that reads them.
+pub(crate) fn blocked_signals_fd(signals: &[i32]) -> io::Result<OwnedFd> {
     // SAFETY: sigset_t is plain data that sigemptyset/sigaddset initialise;
     // pthread_sigmask and signalfd only read it; signalfd returns a new fd
     // that nothing else owns.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
+        for &signal in signals {
             libc::sigaddset(&mut set, signal);
         }
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
@@ -262,25 +255,15 @@ pub(crate) fn stop_signals_fd() -> io::Result<OwnedFd> {
     }
 }
 
-/// Reads every pending signal from [`stop_signals_fd`]'s fd: `Stop` if any
-/// asks to stop, else `Retire` if one asks that, else nothing.
-pub(crate) fn holder_signals<Fd: AsFd>(fd: Fd) -> Option<HolderSignal> {
+/// The numbers of every signal pending on a [`blocked_signals_fd`] fd, read.
+pub(crate) fn pending_signals<Fd: AsFd>(fd: Fd) -> Vec<i32> {
     // struct signalfd_siginfo: 128 bytes, ssi_signo its first u32.
     let mut info = [0u8; 128];
-    let mut asked = None;
+    let mut pending = Vec::new();
     while let Ok(128) = rustix::io::read(&fd, &mut info) {
-        let signo = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
-        let this = if signo as i32 == libc::SIGUSR1 {
-            HolderSignal::Retire
-        } else {
-            HolderSignal::Stop
-        };
-        asked = Some(match asked {
-            Some(HolderSignal::Stop) => HolderSignal::Stop,
-            _ => this,
-        });
+        pending.push(u32::from_ne_bytes([info[0], info[1], info[2], info[3]]) as i32);
     }
-    asked
+    pending
 }
 
 /// `struct mnt_id_req`, version 0.
