@@ -47,7 +47,8 @@ pub(crate) fn sysconfigtab_path() -> PathBuf {
 /// Reads the default timeout from `path`. A missing, unreadable, non-regular
 /// or oversized file, a missing stanza or attribute, or a bad value gives 60 s.
 pub(crate) fn default_timeout(path: &Path) -> DefaultTimeout {
-    read_bounded(path)
+    read_file(path)
+        .ok()
         .map(|text| default_timeout_from(&text))
         .unwrap_or(DefaultTimeout::Seconds(FALLBACK_SECONDS))
 }
@@ -93,7 +94,7 @@ pub(crate) fn hook_timeout(path: &Path) -> u32 {
 /// A `vfs:` attribute of `path` that must be a positive number of
 /// seconds, else `fallback`.
 fn positive_seconds(path: &Path, attr: &str, fallback: u32) -> u32 {
-    read_bounded(path).map_or(fallback, |text| {
+    read_file(path).ok().map_or(fallback, |text| {
         positive_seconds_from(&text, attr, fallback)
     })
 }
@@ -152,10 +153,6 @@ fn read_file(path: &Path) -> Result<Vec<u8>, Unusable> {
         return Err(Unusable::TooLarge);
     }
     Ok(text)
-}
-
-fn read_bounded(path: &Path) -> Option<Vec<u8>> {
-    read_file(path).ok()
 }
 
 /// The default timeout a sysconfigtab text gives.

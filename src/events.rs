@@ -73,12 +73,14 @@ impl Kind {
     }
 
     /// syslog severity: notice, warning for a thaw nobody asked for, error.
-    fn severity(self) -> u8 {
+    fn severity(self) -> Severity {
         match self {
-            Kind::Frozen | Kind::Thawed | Kind::Reset | Kind::Hook => 5,
-            Kind::Timeout | Kind::Abandoned | Kind::HolderStopped | Kind::KeeperWarning => 4,
-            Kind::Failed | Kind::HookFailed => 3,
-            Kind::NothingToThaw | Kind::Renewed => 7,
+            Kind::Frozen | Kind::Thawed | Kind::Reset | Kind::Hook => Severity::Notice,
+            Kind::Timeout | Kind::Abandoned | Kind::HolderStopped | Kind::KeeperWarning => {
+                Severity::Warning
+            }
+            Kind::Failed | Kind::HookFailed => Severity::Error,
+            Kind::NothingToThaw | Kind::Renewed => Severity::Debug,
         }
     }
 }
@@ -117,10 +119,10 @@ pub enum Severity {
 }
 
 /// `<PRI>IDENT[PID]: TEXT`, facility daemon: one syslog datagram.
-fn framed(ident: &str, severity: u8, text: &str) -> String {
+fn framed(ident: &str, severity: Severity, text: &str) -> String {
     format!(
         "<{}>{ident}[{}]: {text}",
-        FACILITY_DAEMON * 8 + severity,
+        FACILITY_DAEMON * 8 + severity as u8,
         std::process::id()
     )
 }
@@ -131,7 +133,7 @@ fn framed(ident: &str, severity: u8, text: &str) -> String {
 /// `text` are the caller's; escape each field with [`escape_field`].
 pub fn send_line(ident: &str, severity: Severity, text: &str) {
     if let Some(socket) = &Logger::connect().0 {
-        let line = framed(ident, severity as u8, text);
+        let line = framed(ident, severity, text);
         let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
         let _ = rustix::net::send(socket, line.as_bytes(), flags);
     }

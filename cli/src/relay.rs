@@ -3,11 +3,9 @@
 //! exit. Caught from before the freeze, so that one that comes while
 //! freezing is passed on too rather than killing the freezer.
 
-use std::os::fd::OwnedFd;
 use std::process::{Child, ExitStatus};
 
 use rustix::process::{PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 /// The signals passed on, by every command of freezefs that runs another.
@@ -19,15 +17,19 @@ pub struct Relay(Signals);
 impl Relay {
     /// Catches the relayed signals; they wait for [`Relay::wait`].
     pub fn catch() -> std::io::Result<Relay> {
-        Signals::new([SIGINT, SIGTERM, SIGHUP]).map(Relay)
+        Signals::new(RELAYED.map(Signal::as_raw)).map(Relay)
     }
 
     /// Waits for `child` to exit, passing on every relayed signal, those
     /// caught before it started included, through its pidfd: never to a
-    /// process that took its pid since.
+    /// process that took its pid since. Without a pidfd or a thread to
+    /// relay on, it still waits: the command runs, and the thaw must
+    /// follow its exit.
     pub fn wait(mut self, child: &mut Child) -> std::io::Result<ExitStatus> {
         let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a child's pid");
-        let pidfd: OwnedFd = pidfd_open(pid, PidfdFlags::empty())?;
+        let Ok(pidfd) = pidfd_open(pid, PidfdFlags::empty()) else {
+            return child.wait();
+        };
         let handle = self.0.handle();
         let relay = std::thread::Builder::new()
             .name("freezefs-relay".into())
@@ -37,10 +39,12 @@ impl Relay {
                         let _ = pidfd_send_signal(&pidfd, signal);
                     }
                 }
-            })?;
+            });
         let status = child.wait();
         handle.close();
-        let _ = relay.join();
+        if let Ok(relay) = relay {
+            let _ = relay.join();
+        }
         status
     }
 }

@@ -35,9 +35,8 @@ fn device_of_path(freezer: &Freezer, path: &Path) -> Option<freezefs::Device> {
 }
 
 fn device_of_fd(freezer: &Freezer, fd: BorrowedFd<'_>) -> Option<freezefs::Device> {
-    let st = rustix::fs::fstat(fd).ok()?;
-    let kind = st.st_mode & libc::S_IFMT;
-    if kind != libc::S_IFREG && kind != libc::S_IFDIR {
+    let kind = rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(fd).ok()?.st_mode);
+    if !kind.is_file() && !kind.is_dir() {
         return None;
     }
     freezer.status_fd(fd).ok().map(|s| s.device)

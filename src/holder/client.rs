@@ -343,7 +343,7 @@ pub(crate) fn ask_whether_frozen(
         let left = PROBE_LIMIT.saturating_sub(started.elapsed());
         send(conn, exe, &request, &[dir_fd]).and_then(|()| receive_within(conn, exe, left))
     };
-    let mut answer = match connect_running(dir)? {
+    let mut said = match connect_running(dir)? {
         Some(conn) => match ask(&conn) {
             Ok(answer) => answer,
             // It was exiting as we connected: start anew.
@@ -356,17 +356,18 @@ pub(crate) fn ask_whether_frozen(
     };
     // Not settled within the holder's short look (slow I/O): it kept the
     // waiter, so asking again looks at the same one, up to the limit.
-    let unknown = |answer: &str| Answer::parse(answer) == Some(Answer::Probe(ProbeAnswer::Unknown));
-    while unknown(&answer) && started.elapsed() < PROBE_LIMIT {
-        answer = ask(&connect_or_start(dir, exe)?)?;
+    let mut answer = Answer::parse(&said);
+    while answer == Some(Answer::Probe(ProbeAnswer::Unknown)) && started.elapsed() < PROBE_LIMIT {
+        said = ask(&connect_or_start(dir, exe)?)?;
+        answer = Answer::parse(&said);
     }
-    match Answer::parse(&answer) {
+    match answer {
         Some(Answer::Probe(
             found @ (ProbeAnswer::Frozen | ProbeAnswer::Thawed | ProbeAnswer::CannotTell),
         )) => Ok(found),
         _ => Err(unavailable(
             exe,
-            format!("the holder could not tell whether it is frozen ({answer})"),
+            format!("the holder could not tell whether it is frozen ({said})"),
         )),
     }
 }
