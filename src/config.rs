@@ -24,6 +24,9 @@ pub const PROTECTED_MAX_FALLBACK_SECONDS: u32 = 60;
 /// database's checkpoint takes seconds; a hook stuck for longer than this
 /// holds a backup up for nothing.
 pub const HOOK_FALLBACK_SECONDS: u32 = 30;
+/// The grace a hold hook has to exit after `thaw REASON`, when
+/// `freezefs_hold_grace` is not set: then its process group is killed.
+pub const HOLD_GRACE_FALLBACK_SECONDS: u32 = 5;
 /// A larger file is not read at all: it cannot be a real sysconfigtab.
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
@@ -89,6 +92,13 @@ pub(crate) fn protected_max_timeout(path: &Path) -> u32 {
 /// [`HOOK_FALLBACK_SECONDS`].
 pub(crate) fn hook_timeout(path: &Path) -> u32 {
     positive_seconds(path, "freezefs_hook_timeout", HOOK_FALLBACK_SECONDS)
+}
+
+/// How long a hold hook has to let go of its lock once told that its
+/// freeze ended: `freezefs_hold_grace` in the `vfs:` stanza, in seconds;
+/// a missing, zero, negative or bad value gives [`HOLD_GRACE_FALLBACK_SECONDS`].
+pub(crate) fn hold_grace(path: &Path) -> u32 {
+    positive_seconds(path, "freezefs_hold_grace", HOLD_GRACE_FALLBACK_SECONDS)
 }
 
 /// A `vfs:` attribute of `path` that must be a positive number of

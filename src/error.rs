@@ -114,6 +114,28 @@ pub enum Error {
         reason: String,
     },
 
+    /// THAW thawed the filesystem (or found its freeze ended), but a hold
+    /// hook ended while the freeze was in force (`ECANCELED`): the
+    /// application's lock did not hold for the whole freeze, and a
+    /// snapshot taken under it is not application-consistent.
+    #[error(
+        "{}: hold hook {hook} ended while the freeze was in force ({why}{}); the lock it held was gone before the thaw, and a snapshot taken under this freeze is not application-consistent",
+        path.display(),
+        held_for.map_or(String::new(), |d| format!(", after holding {:.1} s", d.as_secs_f64()))
+    )]
+    HoldBroken {
+        /// The mount point (or the path the caller gave).
+        path: PathBuf,
+        /// The hold hook's file name.
+        hook: String,
+        /// "exit 1", "killed by signal 9", "its process was gone".
+        why: String,
+        /// When it ended, when known.
+        ended_at: Option<std::time::SystemTime>,
+        /// How long it had held, from its `ready`, when known.
+        held_for: Option<std::time::Duration>,
+    },
+
     /// A state record that cannot be parsed (`EIO`): the state directory was
     /// tampered with. QUERY does not guess.
     #[error("state record {}: unreadable ({reason})", path.display())]
@@ -161,7 +183,7 @@ impl Error {
             Error::AlreadyFrozen(_) | Error::NotFrozen(_) => libc::EALREADY,
             Error::UnsafeStateDir { errno, .. } => *errno,
             Error::UnsafeHooks { .. } => libc::EACCES,
-            Error::HookFailed { .. } => libc::ECANCELED,
+            Error::HookFailed { .. } | Error::HoldBroken { .. } => libc::ECANCELED,
             Error::CorruptRecord { .. } => libc::EIO,
             Error::HolderUnavailable { .. } => libc::ECHILD,
             Error::Os { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
@@ -248,6 +270,13 @@ mod tests {
                 path: path.clone(),
                 reason: "hook 10-db freeze /x: exit 1".into(),
             },
+            Error::HoldBroken {
+                path: path.clone(),
+                hook: "50-mariadb".into(),
+                why: "killed by signal 9".into(),
+                ended_at: None,
+                held_for: Some(std::time::Duration::from_millis(3200)),
+            },
             Error::CorruptRecord {
                 path: path.clone(),
                 reason: "torn".into(),
@@ -273,6 +302,7 @@ mod tests {
                 | Error::UnsafeStateDir { .. }
                 | Error::UnsafeHooks { .. }
                 | Error::HookFailed { .. }
+                | Error::HoldBroken { .. }
                 | Error::CorruptRecord { .. }
                 | Error::HolderUnavailable { .. }
                 | Error::Os { .. } => {}

@@ -55,6 +55,15 @@ pub(crate) enum Kind {
     Hook,
     /// A freeze or thaw hook failed, or outlived its time limit.
     HookFailed,
+    /// A hold hook said it holds its lock (`ready TEXT`), or let go of it
+    /// when told its freeze ended.
+    Hold,
+    /// A hold hook did not get ready (the freeze was cancelled), or was
+    /// killed after its grace.
+    HoldFailed,
+    /// A hold hook ended while its freeze was in force: the freeze did not
+    /// hold what it promised.
+    HoldBroken,
 }
 
 impl Kind {
@@ -68,6 +77,7 @@ impl Kind {
             Kind::Reset | Kind::Renewed => "freezefs.reset",
             Kind::Failed | Kind::NothingToThaw => "freezefs.failed",
             Kind::Hook | Kind::HookFailed => "freezefs.hook",
+            Kind::Hold | Kind::HoldFailed | Kind::HoldBroken => "freezefs.hold",
             Kind::KeeperWarning => "freezefs.keeper",
         }
     }
@@ -75,11 +85,13 @@ impl Kind {
     /// syslog severity: notice, warning for a thaw nobody asked for, error.
     fn severity(self) -> Severity {
         match self {
-            Kind::Frozen | Kind::Thawed | Kind::Reset | Kind::Hook => Severity::Notice,
+            Kind::Frozen | Kind::Thawed | Kind::Reset | Kind::Hook | Kind::Hold => Severity::Notice,
             Kind::Timeout | Kind::Abandoned | Kind::HolderStopped | Kind::KeeperWarning => {
                 Severity::Warning
             }
-            Kind::Failed | Kind::HookFailed => Severity::Error,
+            Kind::Failed | Kind::HookFailed | Kind::HoldFailed | Kind::HoldBroken => {
+                Severity::Error
+            }
             Kind::NothingToThaw | Kind::Renewed => Severity::Debug,
         }
     }

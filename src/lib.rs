@@ -34,6 +34,7 @@ mod ffi; // the C ABI: the only extern "C" code
 mod ops; // the operations: FREEZE, THAW, QUERY, status, reset, the guard
 mod holder; // the holder process, its warden, and how callers reach them
 mod keep; // deadlines and kernel truth: the helper thread, the deadline loop
+mod holds; // hold hooks: an application's lock held as long as a freeze
 mod hooks; // freeze and thaw hooks: finding and running them
 mod events; // syslog events
 mod policy; // who may call; what is never frozen
@@ -47,17 +48,18 @@ mod error; // the error type and its errno
 use std::path::{Path, PathBuf};
 
 pub use config::{
-    DefaultTimeout, FALLBACK_SECONDS, HOOK_FALLBACK_SECONDS, PROTECTED_MAX_FALLBACK_SECONDS,
-    SYSCONFIGTAB, SYSCONFIGTAB_ENV,
+    DefaultTimeout, FALLBACK_SECONDS, HOLD_GRACE_FALLBACK_SECONDS, HOOK_FALLBACK_SECONDS,
+    PROTECTED_MAX_FALLBACK_SECONDS, SYSCONFIGTAB, SYSCONFIGTAB_ENV,
 };
 pub use end_reason::EndReason;
 pub use error::{Error, Result};
 pub use holder::client::HOLDER_ENV;
+pub use holds::{HOLD_DIR, HOLD_DIR_ENV};
 pub use hooks::{HOOKS_DIR, HOOKS_DIR_ENV};
 pub use ops::freeze_guard::FreezeGuard;
 pub use ops::freezer::Freezer;
 pub use ops::run_frozen::{HeldThroughout, RunFrozen};
-pub use ops::status::{FreezeState, LastFreeze, Listing, Status};
+pub use ops::status::{FreezeState, HoldBreak, HoldHook, LastFreeze, Listing, Status};
 pub use os::mounts::Device;
 pub use store::state_dir::{RUNDIR, RUNDIR_ENV};
 pub use timeout::Timeout;

@@ -78,6 +78,22 @@ fn reason_about(action: Action, error: &Error, shown: Option<&Path>) -> String {
         Error::AlreadyFrozen(_) => "already frozen (thaw it first with thawfs)".into(),
         Error::NotFrozen(_) => "not frozen".into(),
         Error::ResetNotFrozen(_) => "not frozen; nothing to reset".into(),
+        Error::HookFailed { reason, .. } => format!("freeze cancelled: {reason}"),
+        Error::HoldBroken {
+            hook,
+            why,
+            ended_at,
+            held_for,
+            ..
+        } => format!(
+            "thawed, but {}",
+            hold_broken_text(&freezefs::HoldBreak::new(
+                hook.clone(),
+                why.clone(),
+                *ended_at,
+                *held_for
+            ))
+        ),
         Error::HolderUnavailable { path, reason } => format!(
             "cannot start the holder {} ({reason}); set FREEZEFS_HOLDER or reinstall",
             path.display()
@@ -108,6 +124,21 @@ fn os_reason(error: &Error) -> String {
                 .to_lowercase()
         }
     }
+}
+
+/// A hold hook that ended while its freeze was in force, in one sentence
+/// for `thawfs` and `freezefs -- CMD`: which, when, why, and what it means.
+pub fn hold_broken_text(broken: &freezefs::HoldBreak) -> String {
+    let when = broken
+        .ended_at
+        .map_or(String::new(), |t| format!(" at {}", iso_utc(t)));
+    let held = broken.held_for.map_or(String::new(), |d| {
+        format!(", after holding its lock {:.1} s", d.as_secs_f64())
+    });
+    format!(
+        "hold hook {} ended{when} while the filesystem was frozen ({}{held}); the snapshot is not application-consistent",
+        broken.hook, broken.why
+    )
 }
 
 /// What THAW answers when the freeze it would end is over: how and when it

@@ -91,6 +91,13 @@ fn refuse_deadlocks(
 
 /// How a freeze that did not hold ended, in one line.
 fn how_it_ended(run: &freezefs::HeldThroughout) -> String {
+    if let (Some(broken), None) = (&run.hold_broken, &run.ended) {
+        return format!(
+            "{}: {}",
+            run.mount_point.display(),
+            messages::hold_broken_text(broken)
+        );
+    }
     let Some(last) = &run.ended else {
         return format!(
             "{}: the freeze ended before the command did",
@@ -167,6 +174,13 @@ pub fn run(mounts: &[PathBuf], timeout: Timeout, verbose: bool, cmd: Cmd) -> i32
         } else {
             held = false;
             say(&how_it_ended(freeze));
+            if let (Some(broken), Some(_)) = (&freeze.hold_broken, &freeze.ended) {
+                say(&format!(
+                    "{}: {}",
+                    freeze.mount_point.display(),
+                    messages::hold_broken_text(broken)
+                ));
+            }
         }
     }
     if held { status } else { NOT_HELD }

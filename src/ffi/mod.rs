@@ -51,8 +51,12 @@ mod status_struct;
 ///   unsafe: not owned by root, writable by others, a symlink, not a directory;
 ///   `EACCES` also for a hook directory or hook that is not root's, or is
 ///   writable by group or others, or a symlink;
-/// - `ECANCELED`: FREEZE: a freeze hook failed or outlived its time limit;
-///   the thaw hooks of those that ran were run, nothing was frozen;
+/// - `ECANCELED`: FREEZE: a freeze hook failed or outlived its time limit,
+///   or a hold hook was not ready in time; the hooks that ran were undone,
+///   nothing was frozen. THAW: a hold hook ended while the freeze was in
+///   force; the filesystem is thawed all the same, but a snapshot taken
+///   under the freeze is not application-consistent (reported once, like
+///   `EALREADY`);
 /// - `ECHILD`: FREEZE could not start the holder process that keeps the
 ///   freeze (missing or not executable); nothing was frozen. QUERY of a
 ///   filesystem with no freezefs freeze on record: the holder, which asks

@@ -10,8 +10,10 @@ use crate::holder::client::{
     ANSWER_TIMEOUT_S, connect_or_start, connect_running, receive_within, send, unavailable,
 };
 use crate::holder::protocol::{Answer, HookRequest, Request};
+use crate::holds::HoldHooks;
 use crate::hooks::{HookTarget, Hooks};
 use crate::os::fork::ParentOnlyFd;
+use crate::store::record::HoldNote;
 use crate::store::state_dir::StateDir;
 
 /// The connection a freeze's hooks were asked on, kept by the freezer until
@@ -41,6 +43,45 @@ pub(crate) fn run_freeze_hooks(
             reason,
         }),
         _ => Err(unavailable(exe, format!("the holder refused: {answer}"))),
+    }
+}
+
+/// The connection a freeze's hold hooks were started on, kept by the
+/// freezer until its freezes are recorded with them, or rolled back: if the
+/// freezer dies first, the holder sees it close and releases them.
+pub(crate) struct HoldsAsked(ParentOnlyFd);
+
+/// Asks the holder to start the hold hooks for `targets` and waits until
+/// each is ready (or one failed: then those ready were released, and the
+/// freeze is cancelled).
+pub(crate) fn start_holds(
+    dir: &StateDir,
+    exe: &Path,
+    holds: &HoldHooks,
+    targets: &[HookTarget],
+) -> Result<(HoldsAsked, Vec<HoldNote>)> {
+    let request = Request::Hooks(HookRequest::Hold(holds.clone(), targets.to_vec())).encode();
+    let wait = hook_wait(&holds.hooks, &[], 1) + holds.grace();
+    let (answer, conn) = ask_hooks(dir, exe, &request, wait)?;
+    let path = targets
+        .first()
+        .map(|t| t.mount_point.clone())
+        .unwrap_or_default();
+    match Answer::parse(&answer) {
+        Some(Answer::Holding(notes)) => Ok((HoldsAsked(conn), notes)),
+        Some(Answer::HookFailed { reason }) => Err(Error::HookFailed { path, reason }),
+        _ => Err(unavailable(exe, format!("the holder refused: {answer}"))),
+    }
+}
+
+/// Asks the holder to release the hold hooks started on `asked` (a
+/// rollback: nothing is frozen), and waits until they have let go.
+pub(crate) fn release_holds(asked: HoldsAsked, exe: &Path, holds: &HoldHooks, reason: &str) {
+    let request = Request::Hooks(HookRequest::Release(reason.to_string())).encode();
+    let HoldsAsked(conn) = asked;
+    if send(&conn, exe, &request, &[]).is_ok() {
+        let wait = holds.grace() + std::time::Duration::from_secs(ANSWER_TIMEOUT_S as u64);
+        let _ = receive_within(&conn, exe, wait);
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use rustix::net::SendFlags;
 
+use crate::holder::hold_keeper::HoldKeeper;
 use crate::holder::protocol::{Answer, HookRequest, Request};
 use crate::hooks::{self, HookTarget, Hooks};
 use crate::keep::watch::{Watch, connection_closed};
@@ -31,6 +32,9 @@ fn bound(request: &HookRequest) -> Duration {
     let (hooks, targets, rounds) = match request {
         HookRequest::Freeze(hooks, targets) => (hooks, targets, 2),
         HookRequest::Thaw(_, hooks, targets) => (hooks, targets, 1),
+        // Each started, and released at once should one fail.
+        HookRequest::Hold(holds, targets) => (&holds.hooks, targets, 1),
+        HookRequest::Release(_) => return Duration::ZERO,
     };
     let runs = hooks::list(&hooks.dir).map_or(1, |l| l.len().max(1)) as u64
         * targets.len().max(1) as u64
@@ -44,7 +48,12 @@ fn bound(request: &HookRequest) -> Duration {
 /// all filesystems (hooks usually quiesce one application that spans
 /// them); a client's wait counts the runs ahead of it instead.
 #[derive(Default, Clone)]
-pub(crate) struct HookJobs(Arc<Queue>);
+pub(crate) struct HookJobs {
+    queue: Arc<Queue>,
+    /// The hold hooks, started in the queue, released by the ends of
+    /// their freezes.
+    pub(crate) holds: HoldKeeper,
+}
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -61,8 +70,15 @@ struct Queue {
 impl HookJobs {
     /// Whether a hook run is due or under way.
     pub(crate) fn running(&self) -> bool {
-        let due = lock(&self.0.due);
-        !due.0.is_empty() || due.1 || self.0.watching.load(std::sync::atomic::Ordering::Acquire) > 0
+        let due = lock(&self.queue.due);
+        !due.0.is_empty()
+            || due.1
+            || self
+                .queue
+                .watching
+                .load(std::sync::atomic::Ordering::Acquire)
+                > 0
+            || self.holds.any()
     }
 
     /// Waits until no hook run is due or under way (a holder about to exit
@@ -74,12 +90,12 @@ impl HookJobs {
     }
 
     fn spawn(&self, job: impl FnOnce() + Send + 'static) {
-        let mut due = lock(&self.0.due);
+        let mut due = lock(&self.queue.due);
         due.0.push_back(Box::new(job));
         if due.1 {
             return;
         }
-        let queue = Arc::clone(&self.0);
+        let queue = Arc::clone(&self.queue);
         let started = std::thread::Builder::new()
             .name("freezefs-hooks".into())
             .spawn(move || {
@@ -116,7 +132,7 @@ impl HookJobs {
     pub(crate) fn answer(&self, dir: Arc<StateDir>, conn: OwnedFd, request: HookRequest) {
         let bound = bound(&request);
         let ahead = {
-            let mut due = lock(&self.0.due);
+            let mut due = lock(&self.queue.due);
             let ahead = due.2;
             due.2 += bound;
             ahead
@@ -148,8 +164,15 @@ impl HookJobs {
                     hooks::run_thaw(&hooks, &targets, &reason);
                     say(&conn, &Answer::Ok);
                 }
+                HookRequest::Hold(holds, targets) => {
+                    if !connection_closed(&conn) {
+                        jobs.holds.start(dir, conn, &holds, targets);
+                    }
+                }
+                // Only on the connection its hold hooks were started on.
+                HookRequest::Release(_) => say(&conn, &Answer::Refused),
             }
-            let mut due = lock(&jobs.0.due);
+            let mut due = lock(&jobs.queue.due);
             due.2 = due.2.saturating_sub(bound);
         });
     }
@@ -168,7 +191,7 @@ impl HookJobs {
     ) {
         let jobs = self.clone();
         use std::sync::atomic::Ordering;
-        self.0.watching.fetch_add(1, Ordering::AcqRel);
+        self.queue.watching.fetch_add(1, Ordering::AcqRel);
         let watched = std::thread::Builder::new()
             .name("freezefs-owed".into())
             .spawn(move || {
@@ -191,11 +214,11 @@ impl HookJobs {
                         }
                     }
                 }
-                jobs.0.watching.fetch_sub(1, Ordering::AcqRel);
+                jobs.queue.watching.fetch_sub(1, Ordering::AcqRel);
             });
         if watched.is_err() {
             // No thread to watch with: the keepers' records decide alone.
-            self.0.watching.fetch_sub(1, Ordering::AcqRel);
+            self.queue.watching.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -203,14 +226,16 @@ impl HookJobs {
     /// how it ended: its remembered end of the same generation. A freeze
     /// with no such end was never made or was rolled back by its client,
     /// which runs its thaw hooks itself.
+    /// The hold hooks it was recorded with no longer wait for it.
     pub(crate) fn after_end(&self, watch: Watch) {
-        let Some((hooks, target)) = watch.hooks else {
-            return;
-        };
         let Ok(Some(ended)) = watch.dir.read_ended(watch.device) else {
             return;
         };
         let Some(end) = ended.ended.filter(|_| ended.generation == watch.generation) else {
+            return;
+        };
+        self.holds.freeze_ended(&ended, end.reason.name());
+        let Some((hooks, target)) = watch.hooks else {
             return;
         };
         self.spawn(move || hooks::run_thaw(&hooks, &[target], end.reason.name()));

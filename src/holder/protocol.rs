@@ -13,15 +13,20 @@
 //! | `probe DEVICE` | a directory on it | `frozen`, `thawed`, `cannot`, `unknown`, `failed`, `refused` |
 //! | `hooks-freeze LIMIT DIR (DEVICE MOUNTPOINT)...` | | `queued SECONDS`, then `ok` or `failed REASON` |
 //! | `hooks-thaw REASON LIMIT DIR (DEVICE MOUNTPOINT)...` | | `queued SECONDS`, then `ok` |
+//! | `hooks-hold GRACE LIMIT DIR (DEVICE MOUNTPOINT)...` | | `queued SECONDS`, then `holding (NAME PID START TEXT)...` or `failed REASON` |
+//! | `hold-release REASON`, on the connection of a `hooks-hold` | | `ok` |
 //!
-//! Paths and a failed hook's reason go in hex (any bytes, no spaces).
+//! Paths, a failed hook's reason and a hold hook's name and text go in hex
+//! (any bytes, no spaces; `-` for none).
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
+use crate::holds::HoldHooks;
 use crate::hooks::wire::{hex, unhex};
 use crate::hooks::{HookTarget, Hooks};
 use crate::os::mounts::Device;
+use crate::store::record::HoldNote;
 
 /// What a client asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +54,14 @@ pub(crate) enum HookRequest {
     /// Run the thaw hooks after a rollback, with this reason; answered
     /// [`Answer::Ok`].
     Thaw(String, Hooks, Vec<HookTarget>),
+    /// Start the hold hooks and wait until each is ready; answered
+    /// [`Answer::Holding`] or [`Answer::HookFailed`]. They hold until the
+    /// freezes recorded with them end, or until [`HookRequest::Release`] or
+    /// the end of this connection before any is recorded.
+    Hold(HoldHooks, Vec<HookTarget>),
+    /// Release the hold hooks started on this connection (a rollback), with
+    /// this reason; answered [`Answer::Ok`].
+    Release(String),
 }
 
 /// What a probe found, in the holder's word.
@@ -81,7 +94,9 @@ pub(crate) enum Answer {
     },
     /// The hooks ran.
     Ok,
-    /// A freeze hook failed, for this reason.
+    /// The hold hooks are ready, each holding.
+    Holding(Vec<HoldNote>),
+    /// A freeze or hold hook failed, for this reason.
     HookFailed {
         reason: String,
     },
@@ -114,6 +129,12 @@ impl Request {
             Request::Hooks(HookRequest::Thaw(reason, hooks, targets)) => {
                 hooks_line(&format!("hooks-thaw {reason}"), hooks, targets)
             }
+            Request::Hooks(HookRequest::Hold(holds, targets)) => hooks_line(
+                &format!("hooks-hold {}", holds.grace_s),
+                &holds.hooks,
+                targets,
+            ),
+            Request::Hooks(HookRequest::Release(reason)) => format!("hold-release {reason}\n"),
         }
     }
 
@@ -139,10 +160,14 @@ impl Request {
             "probe" => Request::Probe {
                 device: words.next()?.parse().ok()?,
             },
-            "hooks-freeze" | "hooks-thaw" => {
+            "hooks-freeze" | "hooks-thaw" | "hooks-hold" => {
                 // A reason is one word: it names why the thaw hooks run.
                 let reason = match verb {
                     "hooks-thaw" => Some(words.next()?.to_string()),
+                    _ => None,
+                };
+                let grace_s: Option<u32> = match verb {
+                    "hooks-hold" => Some(words.next()?.parse().ok()?),
                     _ => None,
                 };
                 let hooks = Hooks::from_wire(&mut words)?;
@@ -151,11 +176,16 @@ impl Request {
                 while words.peek().is_some() {
                     targets.push(HookTarget::from_wire(&mut words)?);
                 }
-                Request::Hooks(match reason {
-                    None => HookRequest::Freeze(hooks, targets),
-                    Some(reason) => HookRequest::Thaw(reason, hooks, targets),
+                Request::Hooks(match (reason, grace_s) {
+                    (_, Some(grace_s)) if !targets.is_empty() => {
+                        HookRequest::Hold(HoldHooks { hooks, grace_s }, targets)
+                    }
+                    (_, Some(_)) => return None,
+                    (None, None) => HookRequest::Freeze(hooks, targets),
+                    (Some(reason), None) => HookRequest::Thaw(reason, hooks, targets),
                 })
             }
+            "hold-release" => Request::Hooks(HookRequest::Release(words.next()?.to_string())),
             _ => return None,
         };
         words.next().is_none().then_some(request)
@@ -194,6 +224,19 @@ impl Answer {
             .to_string(),
             Answer::Queued { seconds } => format!("queued {seconds}"),
             Answer::Ok => "ok".to_string(),
+            Answer::Holding(notes) => {
+                let mut line = "holding".to_string();
+                for note in notes {
+                    line.push_str(&format!(
+                        " {} {} {} {}",
+                        hex_word(&note.name),
+                        note.pid,
+                        note.pid_start,
+                        hex_word(&note.ready)
+                    ));
+                }
+                line
+            }
             Answer::HookFailed { reason } => format!("failed {}", hex(reason.as_bytes())),
             Answer::Refused => "refused".to_string(),
         }
@@ -228,9 +271,43 @@ impl Answer {
                 seconds: words.next()?.parse().ok()?,
             },
             "refused" => Answer::Refused,
+            "holding" => {
+                let rest: Vec<&str> = words.by_ref().collect();
+                if rest.len() % 4 != 0 {
+                    return None;
+                }
+                Answer::Holding(
+                    rest.chunks(4)
+                        .map(|w| {
+                            Some(HoldNote {
+                                name: unhex_word(w[0])?,
+                                pid: w[1].parse().ok()?,
+                                pid_start: w[2].parse().ok()?,
+                                ready: unhex_word(w[3])?,
+                            })
+                        })
+                        .collect::<Option<_>>()?,
+                )
+            }
             _ => return None,
         };
         words.next().is_none().then_some(answer)
+    }
+}
+
+/// A text as one word: hex, `-` when empty.
+fn hex_word(text: &str) -> String {
+    if text.is_empty() {
+        "-".to_string()
+    } else {
+        hex(text.as_bytes())
+    }
+}
+
+fn unhex_word(word: &str) -> Option<String> {
+    match word {
+        "-" => Some(String::new()),
+        _ => String::from_utf8(unhex(word)?).ok(),
     }
 }
 
@@ -276,6 +353,14 @@ mod tests {
                 vec![target("/a"), target("/b")],
             )),
             Request::Hooks(HookRequest::Thaw("rolled-back".into(), hooks(), vec![])),
+            Request::Hooks(HookRequest::Hold(
+                HoldHooks {
+                    hooks: hooks(),
+                    grace_s: 5,
+                },
+                vec![target("/a"), target("/b")],
+            )),
+            Request::Hooks(HookRequest::Release("rolled-back".into())),
         ]
     }
 
@@ -332,6 +417,20 @@ mod tests {
             Answer::HookFailed {
                 reason: "10-db exit 3: no space".into(),
             },
+            Answer::Holding(vec![
+                HoldNote {
+                    name: "50-mariadb".into(),
+                    pid: 77,
+                    pid_start: 1234,
+                    ready: "gtid_binlog_pos=0-1-42".into(),
+                },
+                HoldNote {
+                    name: "60-quiet".into(),
+                    pid: 78,
+                    pid_start: 1235,
+                    ready: String::new(),
+                },
+            ]),
             Answer::Refused,
         ];
         for answer in answers {
@@ -365,6 +464,10 @@ mod tests {
             b"hooks-thaw",
             b"hooks-thaw reason",
             b"hooks-thaw reason 30 2f65 7:3",
+            b"hooks-hold 5 30 2f65",
+            b"hooks-hold x 30 2f65 7:3 2f61",
+            b"hold-release",
+            b"hold-release a b",
             b"HOLD 7:3 42",
             b"unhold 7:3",
             b"hold \xff 42",
@@ -392,6 +495,8 @@ mod tests {
             "queued",
             "queued soon",
             "refused twice",
+            "holding 2d 1 2",
+            "holding zz 1 2 2d",
             "maybe",
         ] {
             assert_eq!(Answer::parse(words), None, "{words:?}");

@@ -172,6 +172,7 @@ fn serve(dir_path: &Path) -> i32 {
         retiring |= signal == Some(HolderSignal::Retire);
         if signal == Some(HolderSignal::Stop) {
             life::stop_all(&watches, &jobs);
+            jobs.holds.release_everything("holder-stopped");
             jobs.wait_idle();
             return 0;
         }

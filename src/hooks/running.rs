@@ -14,9 +14,9 @@ use crate::os::fork::lock;
 use crate::os::syscalls;
 
 /// The output of a hook kept for its event.
-const OUTPUT_BYTES: usize = 2048;
+pub(crate) const OUTPUT_BYTES: usize = 2048;
 /// How long a killed hook may take to go before it is left to exit alone.
-const KILL_WAIT: Duration = Duration::from_secs(1);
+pub(crate) const KILL_WAIT: Duration = Duration::from_secs(1);
 
 /// What one hook run came to.
 struct Run {
@@ -31,6 +31,39 @@ struct Run {
 /// Runs every freeze hook for every target, in lexical order, all before
 /// any flush. On the first failure, runs the thaw hooks of the runs that
 /// succeeded (newest first, reason `rolled-back`) and returns what failed.
+/// The environment and working directory every hook runs with, and its
+/// own process group (so that it is killed with everything it started).
+pub(crate) fn clean_command(hook: &Path, action: &str) -> Command {
+    let mut cmd = Command::new(hook);
+    cmd.arg(action)
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .current_dir("/")
+        .process_group(0);
+    syscalls::start_unblocked(&mut cmd);
+    cmd
+}
+
+/// A hook's name in its events: its file name.
+pub(crate) fn hook_name(hook: &Path) -> String {
+    hook.file_name().map_or_else(
+        || hook.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// "exit 0", "exit 3", "killed by signal 9".
+pub(crate) fn describe_status(status: std::process::ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, None) => "ended".to_string(),
+    }
+}
+
 pub(crate) fn run_freeze(hooks: &Hooks, targets: &[HookTarget]) -> std::result::Result<(), String> {
     let list = list(&hooks.dir).map_err(|e| e.to_string())?;
     let mut done: Vec<(&HookTarget, &Path)> = Vec::new();
@@ -90,10 +123,7 @@ fn run_one(
         took: started.elapsed(),
         output: String::new(),
     });
-    let name = hook.file_name().map_or_else(
-        || hook.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
+    let name = hook_name(hook);
     let mut text = format!(
         "hook {name} {action}{}: {} in {:.1} ms",
         reason.map_or(String::new(), |r| format!(" ({r})")),
@@ -126,24 +156,13 @@ fn spawn_and_wait(
 ) -> std::io::Result<Run> {
     let started = Instant::now();
     let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    let mut cmd = Command::new(hook);
-    cmd.arg(action)
-        .arg(&target.mount_point)
-        .env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
+    let mut cmd = clean_command(hook, action);
+    cmd.arg(&target.mount_point)
         .env("FREEZEFS_MOUNT_POINT", &target.mount_point)
         .env("FREEZEFS_DEVICE", target.device.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::from(writer.try_clone()?))
-        .stderr(Stdio::from(writer))
-        .current_dir("/")
-        // Its own process group, so that a hook past its limit is killed
-        // with everything it started.
-        .process_group(0);
-    syscalls::start_unblocked(&mut cmd);
+        .stderr(Stdio::from(writer));
     if let Some(reason) = reason {
         cmd.env("FREEZEFS_THAW_REASON", reason);
     }
@@ -185,11 +204,7 @@ fn spawn_and_wait(
         });
     };
     let took = started.elapsed();
-    let status_text = match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit {code}"),
-        (None, Some(signal)) => format!("killed by signal {signal}"),
-        (None, None) => "ended".to_string(),
-    };
+    let status_text = describe_status(status);
     Ok(Run {
         ok: status.success(),
         status: status_text,
@@ -203,7 +218,7 @@ fn spawn_and_wait(
 /// short grace has passed ([`Output::text`]), even when a daemon it started
 /// keeps the pipe open: its reader thread and fd go then.
 #[derive(Default)]
-struct Output {
+pub(crate) struct Output {
     kept: Mutex<(Vec<u8>, bool)>,
     ended: Condvar,
     /// Set by [`Output::text`]: stop reading.
@@ -214,7 +229,7 @@ struct Output {
 const READER_TICK_MS: i64 = 20;
 
 impl Output {
-    fn read_all(&self, reader: std::os::fd::OwnedFd) {
+    pub(crate) fn read_all(&self, reader: std::os::fd::OwnedFd) {
         let mut buf = [0u8; 4096];
         let tick = rustix::time::Timespec {
             tv_sec: 0,
@@ -247,7 +262,7 @@ impl Output {
 
     /// What was read; waits a moment for the end of the output of a hook
     /// that has exited, never for its children's, then stops the reader.
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let kept = lock(&self.kept);
         let (kept, _) = self
             .ended
@@ -260,7 +275,7 @@ impl Output {
 
 /// Waits until `pid` exits (without reaping it), at most `limit`: through
 /// a pidfd, so that the wake comes with the exit.
-fn wait_exit(pid: rustix::process::Pid, limit: Duration) -> bool {
+pub(crate) fn wait_exit(pid: rustix::process::Pid, limit: Duration) -> bool {
     let Ok(pidfd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) else {
         return false;
     };

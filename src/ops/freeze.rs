@@ -13,7 +13,8 @@ use crate::config;
 use crate::error::{Error, Result};
 use crate::events::{Event, Kind, Logger};
 use crate::holder::client::{self, Handoff, Pending, Watching};
-use crate::holder::hook_client::{self, HooksAsked};
+use crate::holder::hook_client::{self, HoldsAsked, HooksAsked};
+use crate::holds::HoldHooks;
 use crate::hooks::{self, HookTarget, Hooks};
 use crate::keep::end::record_thawed_elsewhere;
 use crate::keep::helper_thread;
@@ -26,7 +27,7 @@ use crate::os::process::{self, now_boot_ns, now_unix_ns};
 use crate::os::syscalls;
 use crate::policy::{self, ProtectedNames, Protection};
 use crate::store::liveness::Over;
-use crate::store::record::{Phase, Record};
+use crate::store::record::{HoldNote, Phase, Record};
 use crate::store::state_dir::{SbLock, StateDir};
 use crate::timeout::Timeout;
 
@@ -83,17 +84,36 @@ fn check_old_records(dir: &StateDir, members: &[Member]) -> Result<()> {
     Ok(())
 }
 
-/// After a rollback (nothing is frozen any more): the thaw hooks, reason
-/// `rolled-back`, run by the holder, asked on the freeze hooks' connection.
-fn roll_back_hooks(
-    dir: &StateDir,
-    exe: &Path,
-    hooks: Option<&Hooks>,
-    targets: &[HookTarget],
-    asked: Option<HooksAsked>,
-) {
-    if let Some(hooks) = hooks {
-        let _ = hook_client::run_thaw_hooks(dir, exe, hooks, targets, "rolled-back", asked);
+/// What a batch asked of the holder before its first flush: kept until its
+/// freezes are recorded, or rolled back.
+struct Asked {
+    exe: std::path::PathBuf,
+    hooks: Option<Hooks>,
+    hooks_asked: Option<HooksAsked>,
+    holds: Option<HoldHooks>,
+    holds_asked: Option<HoldsAsked>,
+    targets: Vec<HookTarget>,
+}
+
+impl Asked {
+    /// After a rollback (nothing is frozen any more): the thaw hooks, reason
+    /// `rolled-back`, then the hold hooks let go, each asked on its own
+    /// connection.
+    fn roll_back(&mut self, dir: &StateDir) {
+        if let Some(hooks) = &self.hooks {
+            let asked = self.hooks_asked.take();
+            let _ = hook_client::run_thaw_hooks(
+                dir,
+                &self.exe,
+                hooks,
+                &self.targets,
+                "rolled-back",
+                asked,
+            );
+        }
+        if let (Some(holds), Some(asked)) = (&self.holds, self.holds_asked.take()) {
+            hook_client::release_holds(asked, &self.exe, holds, "rolled-back");
+        }
     }
 }
 
@@ -109,6 +129,7 @@ pub(crate) fn freeze_batch(
     let dir = StateDir::open(&settings.state_dir, true)?
         .ok_or_else(|| Error::os("state directory", rustix::io::Errno::NOENT))?;
     let hooks = hooks::find(&settings.hooks_dir, &settings.sysconfigtab)?;
+    let holds = HoldHooks::find(&settings.hold_dir, &settings.sysconfigtab)?;
     let protected_superblocks = policy::ProtectedSuperblocks::resolve(dir.mount_id()?);
     let mut holds_protected = false;
     let mut members: Vec<Member> = Vec::with_capacity(named.len());
@@ -183,11 +204,34 @@ pub(crate) fn freeze_batch(
     let exe = settings.holder();
     let targets: Vec<HookTarget> = members.iter().map(Member::target).collect();
     check_old_records(&dir, &members)?;
-    // Kept until the freeze is recorded with its thaw hooks, or rolled back.
-    let mut asked = match &hooks {
-        Some(hooks) => Some(hook_client::run_freeze_hooks(&dir, &exe, hooks, &targets)?),
-        None => None,
+    // Kept until the freeze is recorded with its hooks, or rolled back.
+    let mut asked = Asked {
+        exe: exe.clone(),
+        hooks: hooks.clone(),
+        hooks_asked: None,
+        holds: holds.clone(),
+        holds_asked: None,
+        targets: targets.clone(),
     };
+    // The application's lock first, then its quiescing: a hold hook's lock
+    // (FTWRL) waits for writes the freeze hooks would otherwise race.
+    let mut hold_notes: Vec<HoldNote> = Vec::new();
+    if let Some(holds) = &holds {
+        let (holds_asked, notes) = hook_client::start_holds(&dir, &exe, holds, &targets)?;
+        asked.holds_asked = Some(holds_asked);
+        hold_notes = notes;
+    }
+    if let Some(hooks) = &hooks {
+        match hook_client::run_freeze_hooks(&dir, &exe, hooks, &targets) {
+            Ok(hooks_asked) => asked.hooks_asked = Some(hooks_asked),
+            Err(e) => {
+                // Their own thaw hooks ran in the holder; the holds let go.
+                asked.hooks = None;
+                asked.roll_back(&dir);
+                return Err(e);
+            }
+        }
+    }
 
     // Connected now: after FIFREEZE, reporting looks no path up.
     let logger = Logger::connect();
@@ -196,7 +240,16 @@ pub(crate) fn freeze_batch(
         helper_thread::start().map_err(|e| Error::os("starting the helper thaw thread", e))?;
     }
     let tag = settings.event_tag.as_deref();
-    let outcome = begin(&exe, &dir, &mut members, timeout_s, hooks.as_ref(), tag).and_then(|()| {
+    let outcome = begin(
+        &exe,
+        &dir,
+        &mut members,
+        timeout_s,
+        hooks.as_ref(),
+        &hold_notes,
+        tag,
+    )
+    .and_then(|()| {
         let fds: Vec<BorrowedFd<'_>> = members.iter().map(|m| m.mount_fd.as_fd()).collect();
         freeze_window::presync(&fds);
         // The holders have had the flush's time to take the attempts.
@@ -218,14 +271,14 @@ pub(crate) fn freeze_batch(
                 let _ = dir.remove(m.device());
             }
         }
-        roll_back_hooks(&dir, &exe, hooks.as_ref(), &targets, asked.take());
+        asked.roll_back(&dir);
         return Err(e);
     }
     // The freeze window: from here on only the state directory, which is
     // never on a frozen filesystem, is touched; no path lookup.
     let dir = Arc::new(dir);
-    let frozen = commit(Arc::clone(&dir), &members, timeout_s)
-        .inspect_err(|_| roll_back_hooks(&dir, &exe, hooks.as_ref(), &targets, asked.take()))?;
+    let frozen =
+        commit(Arc::clone(&dir), &members, timeout_s).inspect_err(|_| asked.roll_back(&dir))?;
     for m in &members {
         if let Some(record) = &m.record {
             logger.send(&Event {
@@ -326,6 +379,7 @@ fn begin(
     members: &mut [Member],
     timeout_s: Option<u32>,
     hooks: Option<&Hooks>,
+    holds: &[HoldNote],
     tag: Option<&str>,
 ) -> Result<()> {
     let (pid, pid_start) = process::current();
@@ -353,6 +407,8 @@ fn begin(
             thaw_hooks: hooks.map(|h| (h.limit_s, h.dir.clone())),
             ended: None,
             tag: tag.map(str::to_string),
+            holds: holds.to_vec(),
+            hold_broken: None,
         };
         // The holder takes the attempt before its record exists and
         // before FIFREEZE, and keeps our connection until we are done:

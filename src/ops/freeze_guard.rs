@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::ops::freeze::Frozen;
 use crate::ops::settings::Settings;
-use crate::ops::thaw::{Outcome, end_recorded};
+use crate::ops::thaw::{Outcome, end_recorded, hold_broken_error};
 use crate::os::mounts::Device;
 use crate::store::liveness;
 use crate::store::state_dir::StateDir;
@@ -82,6 +82,7 @@ impl FreezeGuard {
         // tool's thaw): then whatever ran under it was not protected.
         match end_recorded(&dir, &record, mount_fd.as_fd(), &self.path)? {
             Some(Outcome::Thawed) => Ok(()),
+            Some(Outcome::ThawedHoldBroken(broken)) => Err(hold_broken_error(&self.path, broken)),
             Some(Outcome::EndedBefore) | None => Err(not_ours()),
         }
     }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::config;
 use crate::error::{Error, Result};
 use crate::events;
+use crate::holds;
 use crate::hooks;
 use crate::ops::freeze_guard::FreezeGuard;
 use crate::ops::resolve::Resolved;
@@ -39,8 +40,8 @@ impl Default for Freezer {
 const AN_FD: &str = "(fd)";
 
 impl Freezer {
-    /// `/run/freezefs`, `/etc/sysconfigtab` and `/etc/freezefs/hooks.d`,
-    /// whatever the environment says.
+    /// `/run/freezefs`, `/etc/sysconfigtab`, `/etc/freezefs/hooks.d` and
+    /// `/etc/freezefs/hold.d`, whatever the environment says.
     pub fn new() -> Freezer {
         Freezer {
             settings: Settings {
@@ -49,13 +50,14 @@ impl Freezer {
                 holder: None,
                 protected_names: ProtectedNames::Refuse,
                 hooks_dir: PathBuf::from(hooks::HOOKS_DIR),
+                hold_dir: PathBuf::from(holds::HOLD_DIR),
                 event_tag: None,
             },
         }
     }
 
-    /// The paths in force: `FREEZEFS_RUNDIR`, `FREEZEFS_SYSCONFIGTAB` and
-    /// `FREEZEFS_HOOKS_DIR` when set (ignored under `AT_SECURE`), else the
+    /// The paths in force: `FREEZEFS_RUNDIR`, `FREEZEFS_SYSCONFIGTAB`,
+    /// `FREEZEFS_HOOKS_DIR` and `FREEZEFS_HOLD_DIR` when set (ignored under `AT_SECURE`), else the
     /// system ones.
     pub fn from_env() -> Freezer {
         Freezer {
@@ -65,6 +67,7 @@ impl Freezer {
                 holder: None,
                 protected_names: ProtectedNames::Refuse,
                 hooks_dir: hooks::hooks_dir_path(),
+                hold_dir: holds::hold_dir_path(),
                 event_tag: None,
             },
         }
@@ -108,6 +111,12 @@ impl Freezer {
     /// Runs the freeze and thaw hooks of another directory.
     pub fn with_hooks_dir(mut self, path: impl Into<PathBuf>) -> Freezer {
         self.settings.hooks_dir = path.into();
+        self
+    }
+
+    /// Runs the hold hooks of another directory.
+    pub fn with_hold_dir(mut self, path: impl Into<PathBuf>) -> Freezer {
+        self.settings.hold_dir = path.into();
         self
     }
 

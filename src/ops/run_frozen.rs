@@ -4,12 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::end_reason::EndReason;
 use crate::error::Result;
 use crate::ops::freeze;
 use crate::ops::freeze_guard::FreezeGuard;
 use crate::ops::resolve::Resolved;
 use crate::ops::settings::Settings;
-use crate::ops::status::{self, LastFreeze};
+use crate::ops::status::{self, HoldBreak, LastFreeze};
 use crate::os::mounts::Device;
 use crate::timeout::Timeout;
 
@@ -35,6 +36,9 @@ pub struct HeldThroughout {
     /// When it did not hold: how and when it ended (its timeout, another
     /// tool's thaw, its holder stopped), when remembered.
     pub ended: Option<LastFreeze>,
+    /// A hold hook that ended while the freeze was in force: then `held`
+    /// is false, even when the freeze itself lasted.
+    pub hold_broken: Option<HoldBreak>,
 }
 
 impl<R> RunFrozen<R> {
@@ -80,16 +84,20 @@ pub(crate) fn run_frozen<P: AsRef<Path>, R>(
         .map(|guard| {
             let mount_point = guard.path().to_path_buf();
             let held = guard.thaw().is_ok();
-            let ended = (!held)
+            let last = (!held)
                 .then(|| {
                     let named = Resolved::path(&mount_point).ok()?;
                     status::status(settings, &named).ok()?.last_freeze
                 })
                 .flatten();
+            let hold_broken = last.as_ref().and_then(|l| l.hold_broken.clone());
+            // A freeze that lasted, and only its hold broke, did not end early.
+            let ended = last.filter(|l| hold_broken.is_none() || l.reason != EndReason::Thawed);
             HeldThroughout {
                 mount_point,
                 held,
                 ended,
+                hold_broken,
             }
         })
         .collect();

@@ -16,6 +16,7 @@ pub(crate) struct Settings {
     pub(crate) holder: Option<PathBuf>,
     pub(crate) protected_names: ProtectedNames,
     pub(crate) hooks_dir: PathBuf,
+    pub(crate) hold_dir: PathBuf,
     /// Added to every event about this caller's freezes.
     pub(crate) event_tag: Option<String>,
 }

@@ -11,7 +11,7 @@ use crate::ops::settings::Settings;
 use crate::os::mounts::{self, Device, MountTable};
 use crate::os::process::now_boot_ns;
 use crate::store::liveness;
-use crate::store::record::{Phase, Record};
+use crate::store::record::{HoldBreakNote, Phase, Record};
 use crate::store::state_dir::StateDir;
 use crate::timeout::Timeout;
 
@@ -68,6 +68,77 @@ pub struct Status {
     /// How the last freeze made through freezefs ended, while it is
     /// remembered: until a later freeze of this filesystem ends, or a reboot.
     pub last_freeze: Option<LastFreeze>,
+    /// The hold hooks holding their locks for this freeze, in the order
+    /// they took them.
+    pub holds: Vec<HoldHook>,
+    /// A hold hook that ended while this freeze was in force: it no longer
+    /// holds what it promised.
+    pub hold_broken: Option<HoldBreak>,
+}
+
+/// A hold hook holding its lock for a freeze.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HoldHook {
+    /// Its file name in the hold hook directory.
+    pub name: String,
+    /// Its process (the leader of its process group).
+    pub pid: u32,
+    /// What it said after `ready`: a binlog position, say.
+    pub ready: String,
+}
+
+/// A hold hook that ended while its freeze was in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HoldBreak {
+    /// Its file name in the hold hook directory.
+    pub hook: String,
+    /// "exit 1", "killed by signal 9", "its process was gone".
+    pub why: String,
+    /// When it ended, when known.
+    pub ended_at: Option<SystemTime>,
+    /// How long it had held, from its `ready`, when known.
+    pub held_for: Option<Duration>,
+}
+
+impl HoldBreak {
+    /// A hold hook's end, as [`crate::Error::HoldBroken`] tells it.
+    pub fn new(
+        hook: String,
+        why: String,
+        ended_at: Option<SystemTime>,
+        held_for: Option<Duration>,
+    ) -> HoldBreak {
+        HoldBreak {
+            hook,
+            why,
+            ended_at,
+            held_for,
+        }
+    }
+
+    fn from_note(note: &HoldBreakNote) -> HoldBreak {
+        HoldBreak {
+            hook: note.name.clone(),
+            why: note.why.clone(),
+            ended_at: (note.at_unix_ns > 0)
+                .then(|| UNIX_EPOCH + Duration::from_nanos(note.at_unix_ns)),
+            held_for: (note.held_ms > 0).then(|| Duration::from_millis(note.held_ms)),
+        }
+    }
+}
+
+fn hold_hooks(record: &Record) -> Vec<HoldHook> {
+    record
+        .holds
+        .iter()
+        .map(|note| HoldHook {
+            name: note.name.clone(),
+            pid: note.pid,
+            ready: note.ready.clone(),
+        })
+        .collect()
 }
 
 /// How the last freeze made through freezefs ended.
@@ -86,6 +157,10 @@ pub struct LastFreeze {
     pub timeout: Timeout,
     /// The mount point it was frozen through.
     pub mount_point: PathBuf,
+    /// The hold hooks that held their locks for it.
+    pub holds: Vec<HoldHook>,
+    /// A hold hook that ended while it was in force.
+    pub hold_broken: Option<HoldBreak>,
 }
 
 impl LastFreeze {
@@ -98,6 +173,8 @@ impl LastFreeze {
             pid: record.pid,
             timeout: record.timeout_s.map_or(Timeout::Never, Timeout::Seconds),
             mount_point: record.mount_point.clone(),
+            holds: hold_hooks(record),
+            hold_broken: record.hold_broken.as_ref().map(HoldBreak::from_note),
         })
     }
 }
@@ -116,6 +193,8 @@ impl Status {
             holder_pid: None,
             frozen_by_other_tool: false,
             last_freeze: None,
+            holds: Vec::new(),
+            hold_broken: None,
         }
     }
 
@@ -147,6 +226,8 @@ impl Status {
             holder_pid: record.holder_pid,
             frozen_by_other_tool: false,
             last_freeze: None,
+            holds: hold_hooks(record),
+            hold_broken: record.hold_broken.as_ref().map(HoldBreak::from_note),
         }
     }
 }

@@ -17,10 +17,10 @@ use crate::keep::kernel_truth;
 use crate::ops::resolve::Resolved;
 use crate::ops::settings::Settings;
 use crate::os::mounts::Device;
-use crate::os::process::now_boot_ns;
+use crate::os::process::{is_alive, now_boot_ns};
 use crate::os::syscalls;
 use crate::store::liveness::Over;
-use crate::store::record::{Phase, Record};
+use crate::store::record::{HoldBreakNote, Phase, Record};
 use crate::store::state_dir::StateDir;
 
 /// How a THAW of a freeze on record came out.
@@ -30,6 +30,39 @@ pub(crate) enum Outcome {
     /// It had ended before (timeout, another tool): the caller cannot rely
     /// on it, and nothing was touched.
     EndedBefore,
+    /// This THAW ended it, but one of its hold hooks had ended before: the
+    /// freeze did not hold what it promised.
+    ThawedHoldBroken(HoldBreakNote),
+}
+
+/// The hold hook of `record` that ended while the freeze was in force: the
+/// one its holder saw end, else one whose process is gone (its holder
+/// died, or has not written it yet).
+fn broken_hold(record: &Record) -> Option<HoldBreakNote> {
+    record.hold_broken.clone().or_else(|| {
+        record
+            .holds
+            .iter()
+            .find(|note| !is_alive(note.pid, note.pid_start))
+            .map(|note| HoldBreakNote {
+                name: note.name.clone(),
+                at_unix_ns: 0,
+                held_ms: 0,
+                why: "its process was gone".into(),
+            })
+    })
+}
+
+/// [`Error::HoldBroken`] for `path`.
+pub(crate) fn hold_broken_error(path: &Path, broken: HoldBreakNote) -> Error {
+    Error::HoldBroken {
+        path: path.to_path_buf(),
+        hook: broken.name,
+        why: broken.why,
+        ended_at: (broken.at_unix_ns > 0)
+            .then(|| std::time::UNIX_EPOCH + std::time::Duration::from_nanos(broken.at_unix_ns)),
+        held_for: (broken.held_ms > 0).then(|| std::time::Duration::from_millis(broken.held_ms)),
+    }
 }
 
 /// Thaws one filesystem, under its lock.
@@ -44,6 +77,9 @@ pub(crate) fn thaw(settings: &Settings, named: &Resolved) -> Result<()> {
     match dir.read(device) {
         Ok(Some(record)) => match end_recorded(&dir, &record, mount_fd.as_fd(), &named.given)? {
             Some(Outcome::Thawed) => return Ok(()),
+            Some(Outcome::ThawedHoldBroken(broken)) => {
+                return Err(hold_broken_error(&named.given, broken));
+            }
             Some(Outcome::EndedBefore) => return Err(not_frozen()),
             // It ended just now as its keepers would have: tell below.
             None => {}
@@ -60,9 +96,13 @@ pub(crate) fn thaw(settings: &Settings, named: &Resolved) -> Result<()> {
     }
     if let Some(ended) = dir.read_ended(device)? {
         if ended.ended.is_some_and(|e| !e.reported) {
-            // The first THAW after a freeze that ended otherwise hears of it.
+            // The first THAW after a freeze that ended otherwise hears of
+            // it: of a broken hold first, the worse news.
             dir.mark_end_reported(&ended)?;
-            return Err(not_frozen());
+            return Err(match ended.hold_broken {
+                Some(broken) => hold_broken_error(&named.given, broken),
+                None => not_frozen(),
+            });
         }
     }
     rescue(named, mount_fd.as_fd())
@@ -95,13 +135,20 @@ pub(crate) fn end_recorded(
         helper_thread::forget(record.device);
         return Ok(None);
     }
-    dir.mark_thawing(record)?;
+    // Looked at before FITHAW: after it, the holder releases the holds.
+    let broken = broken_hold(record);
+    let mut thawing = record.clone();
+    thawing.hold_broken.clone_from(&broken);
+    dir.mark_thawing(&thawing)?;
     match syscalls::fithaw(mount_fd) {
         Ok(()) => {
             dir.finish_thaw(record.device)?;
             helper_thread::forget(record.device);
             events::about_record(Kind::Thawed, record, "thawed on request");
-            Ok(Some(Outcome::Thawed))
+            Ok(Some(match broken {
+                Some(broken) => Outcome::ThawedHoldBroken(broken),
+                None => Outcome::Thawed,
+            }))
         }
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) && record.phase == Phase::Frozen => {
             // Thawed already, and its holder could not tell: another tool.

@@ -8,7 +8,7 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// `FIFREEZE` = `_IOWR('X', 119, int)` (also XFS's old `XFS_IOC_FREEZE`).
 pub const FIFREEZE: u32 = 0xC004_5877;
@@ -224,6 +224,29 @@ pub(crate) fn start_unblocked(cmd: &mut std::process::Command) {
             let mut none: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut none);
             libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+}
+
+/// Gives `cmd`'s child `fd` as its file descriptor 3, open across exec
+/// (a hold hook's ready pipe). `fd` must stay open until the spawn.
+pub(crate) fn pass_as_fd3(cmd: &mut std::process::Command, fd: BorrowedFd<'_>) {
+    use std::os::unix::process::CommandExt;
+    let raw = fd.as_raw_fd();
+    // SAFETY: the closure runs in the child between fork and exec and calls
+    // only dup2 and fcntl, both async-signal-safe, on a descriptor the
+    // parent keeps open until the spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if raw == 3 {
+                // dup2 onto itself keeps close-on-exec: clear it instead.
+                if libc::fcntl(3, libc::F_SETFD, 0) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::dup2(raw, 3) == -1 {
+                return Err(io::Error::last_os_error());
+            }
             Ok(())
         });
     }

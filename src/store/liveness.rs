@@ -82,6 +82,8 @@ mod tests {
             thaw_hooks: None,
             ended: None,
             tag: None,
+            holds: Vec::new(),
+            hold_broken: None,
         }
     }
 

@@ -35,6 +35,30 @@ pub(crate) struct Ended {
     pub(crate) reported: bool,
 }
 
+/// A hold hook holding for this freeze (see `crate::holds`): its name,
+/// its process (the leader of its process group) and what it said ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HoldNote {
+    pub(crate) name: String,
+    pub(crate) pid: u32,
+    pub(crate) pid_start: u64,
+    pub(crate) ready: String,
+}
+
+/// A hold hook that ended while its freeze was in force: the freeze did
+/// not hold what it promised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HoldBreakNote {
+    pub(crate) name: String,
+    /// When it ended (wall clock, nanoseconds since the epoch; 0 when not
+    /// known: its process was found gone).
+    pub(crate) at_unix_ns: u64,
+    /// How long it had held, from its `ready` (milliseconds; 0 when not known).
+    pub(crate) held_ms: u64,
+    /// "exit 1", "killed by signal 9", "its process was gone".
+    pub(crate) why: String,
+}
+
 /// The shared record of one freeze of one superblock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Record {
@@ -90,6 +114,98 @@ pub(crate) struct Record {
     /// freeze carries (see [`crate::Freezer::with_event_tag`]), even those
     /// its holder sends after the caller is gone.
     pub tag: Option<String>,
+    /// The hold hooks holding for this freeze, in the order they took their
+    /// locks; empty without hold hooks.
+    pub holds: Vec<HoldNote>,
+    /// Set when one of them ended while the freeze was in force.
+    pub hold_broken: Option<HoldBreakNote>,
+}
+
+/// Words of a record line: each escaped, so that any bytes fit in one word.
+fn word(text: &str) -> String {
+    let escaped = escape_octal(text.as_bytes());
+    if escaped.is_empty() {
+        "\\0".to_string()
+    } else {
+        escaped
+    }
+}
+
+fn unword(word: &str) -> Option<String> {
+    if word == "\\0" {
+        return Some(String::new());
+    }
+    String::from_utf8(unescape_octal(word.as_bytes())).ok()
+}
+
+impl HoldNote {
+    fn line(holds: &[HoldNote]) -> String {
+        if holds.is_empty() {
+            return "none".to_string();
+        }
+        holds
+            .iter()
+            .map(|h| {
+                format!(
+                    "{} {} {} {}",
+                    word(&h.name),
+                    h.pid,
+                    h.pid_start,
+                    word(&h.ready)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn parse_line(value: &str) -> Option<Vec<HoldNote>> {
+        if value == "none" {
+            return Some(Vec::new());
+        }
+        let words: Vec<&str> = value.split(' ').collect();
+        if words.len() % 4 != 0 {
+            return None;
+        }
+        words
+            .chunks(4)
+            .map(|w| {
+                Some(HoldNote {
+                    name: unword(w[0])?,
+                    pid: w[1].parse().ok()?,
+                    pid_start: w[2].parse().ok()?,
+                    ready: unword(w[3])?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl HoldBreakNote {
+    fn line(broken: Option<&HoldBreakNote>) -> String {
+        broken.map_or("none".to_string(), |b| {
+            format!(
+                "{} {} {} {}",
+                word(&b.name),
+                b.at_unix_ns,
+                b.held_ms,
+                word(&b.why)
+            )
+        })
+    }
+
+    fn parse_line(value: &str) -> Option<Option<HoldBreakNote>> {
+        if value == "none" {
+            return Some(None);
+        }
+        let mut words = value.split(' ');
+        let broken = HoldBreakNote {
+            name: unword(words.next()?)?,
+            at_unix_ns: words.next()?.parse().ok()?,
+            held_ms: words.next()?.parse().ok()?,
+            why: unword(words.next()?)?,
+        };
+        words.next().is_none().then_some(Some(broken))
+    }
 }
 
 impl Record {
@@ -100,7 +216,7 @@ impl Record {
             p.map_or("none".to_string(), |(id, start)| format!("{id} {start}"))
         };
         format!(
-            "{MAGIC}\ngeneration {}\nboot_id {}\ndevice {}\nfs_type {}\nmount_point {}\nphase {}\npid {}\npid_start {}\nuid {}\nfrozen_at_unix_ns {}\nfrozen_at_boot_ns {}\ntimeout_s {}\ndeadline_boot_ns {}\nholder_pid {}\nholder_fd {}\nthawer {}\nwatcher {}\nthaw_hooks {}\nended {}\ntag {}\nend\n",
+            "{MAGIC}\ngeneration {}\nboot_id {}\ndevice {}\nfs_type {}\nmount_point {}\nphase {}\npid {}\npid_start {}\nuid {}\nfrozen_at_unix_ns {}\nfrozen_at_boot_ns {}\ntimeout_s {}\ndeadline_boot_ns {}\nholder_pid {}\nholder_fd {}\nthawer {}\nwatcher {}\nthaw_hooks {}\nended {}\ntag {}\nholds {}\nhold_broken {}\nend\n",
             self.generation,
             self.boot_id,
             self.device,
@@ -137,6 +253,8 @@ impl Record {
             self.tag
                 .as_ref()
                 .map_or("none".to_string(), |t| escape_octal(t.as_bytes())),
+            HoldNote::line(&self.holds),
+            HoldBreakNote::line(self.hold_broken.as_ref()),
         )
     }
 
@@ -248,6 +366,15 @@ impl Record {
                     Some(String::from_utf8(unescape_octal(v.as_bytes())).map_err(|_| "bad tag")?)
                 }
             },
+            // Absent in records of older writers.
+            holds: match fields.get("holds").copied() {
+                None => Vec::new(),
+                Some(v) => HoldNote::parse_line(v).ok_or("bad holds")?,
+            },
+            hold_broken: match fields.get("hold_broken").copied() {
+                None => None,
+                Some(v) => HoldBreakNote::parse_line(v).ok_or("bad hold_broken")?,
+            },
         })
     }
 }
@@ -278,6 +405,26 @@ mod tests {
             thaw_hooks: Some((10, PathBuf::from("/etc/freezefs/hooks d"))),
             ended: None,
             tag: Some("group=orders epoch=42 node=db-1".into()),
+            holds: vec![
+                HoldNote {
+                    name: "50-mariadb".into(),
+                    pid: 4300,
+                    pid_start: 987800,
+                    ready: "gtid_binlog_pos=0-1-42 and more".into(),
+                },
+                HoldNote {
+                    name: "60 odd\nname".into(),
+                    pid: 4301,
+                    pid_start: 987801,
+                    ready: String::new(),
+                },
+            ],
+            hold_broken: Some(HoldBreakNote {
+                name: "50-mariadb".into(),
+                at_unix_ns: 1_700_000_000_500_000_000,
+                held_ms: 1234,
+                why: "killed by signal 9".into(),
+            }),
         }
     }
 
@@ -334,6 +481,18 @@ mod tests {
             .map(|l| format!("{l}\n"))
             .collect();
         assert_eq!(Record::from_text(text.as_bytes()).unwrap().tag, None);
+    }
+
+    #[test]
+    fn a_record_of_an_older_writer_has_no_holds() {
+        let text: String = sample()
+            .to_text()
+            .lines()
+            .filter(|l| !l.starts_with("holds ") && !l.starts_with("hold_broken "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let read = Record::from_text(text.as_bytes()).unwrap();
+        assert_eq!((read.holds, read.hold_broken), (Vec::new(), None));
     }
 
     #[test]

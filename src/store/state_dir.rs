@@ -409,6 +409,11 @@ impl StateDir {
         remembered.and(removed)
     }
 
+    /// Rewrites a remembered end (`ended.DEV`), with what was learnt since.
+    pub(crate) fn write_ended(&self, ended: &Record) -> Result<()> {
+        self.write_file(&Self::ended_name(ended.device), ended)
+    }
+
     /// Notes that a THAW has been told how the remembered freeze ended.
     pub(crate) fn mark_end_reported(&self, ended: &Record) -> Result<()> {
         let mut reported = ended.clone();

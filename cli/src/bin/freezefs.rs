@@ -354,7 +354,7 @@ fn print_json(all: &[Status]) {
         .iter()
         .map(|s| {
             format!(
-                "{{\"mount_point\":{},\"device\":\"{}\",\"fs_type\":{},\"state\":\"{}\",\"frozen_since\":{},\"frozen_since_unix\":{},\"timeout\":{},\"time_left_ms\":{},\"pid\":{},\"holder_pid\":{},\"frozen_by_other_tool\":{}}}",
+                "{{\"mount_point\":{},\"device\":\"{}\",\"fs_type\":{},\"state\":\"{}\",\"frozen_since\":{},\"frozen_since_unix\":{},\"timeout\":{},\"time_left_ms\":{},\"pid\":{},\"holder_pid\":{},\"frozen_by_other_tool\":{},\"holds\":[{}],\"hold_broken\":{}}}",
                 cli::json_string(&s.mount_point.to_string_lossy()),
                 s.device,
                 cli::json_string(&s.fs_type),
@@ -369,6 +369,23 @@ fn print_json(all: &[Status]) {
                 opt(s.pid.map(|p| p.to_string())),
                 opt(s.holder_pid.map(|p| p.to_string())),
                 s.frozen_by_other_tool,
+                s.holds
+                    .iter()
+                    .map(|h| format!(
+                        "{{\"hook\":{},\"pid\":{},\"ready\":{}}}",
+                        cli::json_string(&h.name),
+                        h.pid,
+                        cli::json_string(&h.ready)
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                opt(s.hold_broken.as_ref().map(|b| format!(
+                    "{{\"hook\":{},\"why\":{},\"ended_at\":{},\"held_ms\":{}}}",
+                    cli::json_string(&b.hook),
+                    cli::json_string(&b.why),
+                    opt(b.ended_at.map(|t| cli::json_string(&cli::iso_utc(t)))),
+                    opt(b.held_for.map(|d| d.as_millis().to_string())),
+                ))),
             )
         })
         .collect();

@@ -14,7 +14,8 @@ Thaws each mount_point's filesystem, whoever froze it (freezefs, or another
 tool such as fsfreeze -f); with several, every one that can be. Exit 0 when
 it thawed them; 1 when one was not frozen, when its freeze had already ended
 (its timeout, or another tool thawed it: a snapshot taken under it may be
-inconsistent), or a thaw failed; 2 for a usage error.
+inconsistent), when a hold hook ended while it was frozen (the filesystem is
+thawed all the same), or a thaw failed; 2 for a usage error.
 
 Options:
   -h, --help     show this help

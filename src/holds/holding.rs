@@ -1,0 +1,479 @@
+//! One hold hook's process: started, waited for until it says `ready`,
+//! watched while it holds, told `thaw REASON` at the end and given its
+//! grace, then its process group killed.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, WaitIdOptions};
+
+use crate::events::{self, Event, Kind};
+use crate::hooks::running::{KILL_WAIT, Output, clean_command, hook_name, wait_exit};
+use crate::hooks::{HookTarget, list};
+use crate::os::fork::lock;
+use crate::os::process::{now_unix_ns, start_time};
+use crate::os::syscalls;
+
+/// The most of a `ready` line that is read: a binlog position, a GTID set.
+const READY_BYTES: usize = 4096;
+
+/// Called on the hold's own thread when a hold hook exits before it was
+/// told its freeze ended.
+pub(crate) type OnBroken = Arc<dyn Fn(&Holding, &Exit) + Send + Sync>;
+
+/// How a hold hook's process ended.
+#[derive(Debug, Clone)]
+pub(crate) struct Exit {
+    /// "exit 0", "killed by signal 9".
+    pub(crate) why: String,
+    pub(crate) at_unix_ns: u64,
+    /// From its `ready` to its exit.
+    pub(crate) held: Duration,
+}
+
+#[derive(Default)]
+struct Life {
+    /// Told its freeze ended, with this reason.
+    released: Option<String>,
+    exited: Option<Exit>,
+}
+
+/// A hold hook that said `ready` and holds its lock.
+pub(crate) struct Holding {
+    pub(crate) name: String,
+    pub(crate) pid: u32,
+    pub(crate) pid_start: u64,
+    /// What it said after `ready`.
+    pub(crate) ready_text: String,
+    pub(crate) targets: Vec<HookTarget>,
+    ready_at: Instant,
+    /// The write end of its stdin: closed after `thaw REASON`.
+    stdin: Mutex<Option<OwnedFd>>,
+    /// Reaped only after its process group is killed: while it is a zombie
+    /// its pid, the group's id, cannot be reused.
+    child: Mutex<Option<Child>>,
+    life: Mutex<Life>,
+    changed: Condvar,
+    output: Arc<Output>,
+}
+
+/// The mount points of `targets`, for events.
+fn mount_points(targets: &[HookTarget]) -> String {
+    targets
+        .iter()
+        .map(|t| t.mount_point.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn send(kind: Kind, targets: &[HookTarget], text: &str) {
+    let Some(first) = targets.first() else {
+        return;
+    };
+    events::emit(&Event {
+        kind,
+        mount_point: &first.mount_point,
+        device: Some(first.device),
+        pid: std::process::id(),
+        uid: rustix::process::getuid().as_raw(),
+        timeout: None,
+        reason: text,
+        tag: None,
+    });
+}
+
+/// `ready` or `ready TEXT`: the text, control characters made blanks.
+fn ready_text(line: &[u8]) -> Option<String> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let rest = line.strip_prefix(b"ready")?;
+    let text = match rest {
+        [] => &[][..],
+        [b' ' | b'\t', text @ ..] => text,
+        _ => return None,
+    };
+    let text = String::from_utf8_lossy(text);
+    Some(
+        text.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect::<String>()
+            .trim()
+            .to_string(),
+    )
+}
+
+/// What a hold hook said on fd 3 before its `ready` line ended, or why
+/// it did not: it exited, or `limit` passed.
+fn read_ready(ready: &OwnedFd, pid: Pid, limit: Duration) -> Result<Vec<u8>, String> {
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .map_err(|e| format!("could not watch it: {e}"))?;
+    let deadline = Instant::now() + limit;
+    let mut said = Vec::new();
+    loop {
+        if let Some(end) = said.iter().position(|&b| b == b'\n') {
+            said.truncate(end + 1);
+            return Ok(said);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!("not ready within {} s", limit.as_secs()));
+        }
+        let timeout = rustix::time::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: left.subsec_nanos() as i64,
+        };
+        let mut fds = [
+            rustix::event::PollFd::new(ready, rustix::event::PollFlags::IN),
+            rustix::event::PollFd::new(&pidfd, rustix::event::PollFlags::IN),
+        ];
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(format!("could not wait for it: {e}")),
+        }
+        if !fds[0].revents().is_empty() {
+            let mut buf = [0u8; 512];
+            match rustix::io::read(ready, &mut buf) {
+                Ok(0) => {
+                    // Its exit closes the pipe too: say which came.
+                    let mut exit = [rustix::event::PollFd::new(
+                        &pidfd,
+                        rustix::event::PollFlags::IN,
+                    )];
+                    let moment = rustix::time::Timespec {
+                        tv_sec: 0,
+                        tv_nsec: 200_000_000,
+                    };
+                    return Err(match rustix::event::poll(&mut exit, Some(&moment)) {
+                        Ok(n) if n > 0 => "exited before it was ready".into(),
+                        _ => "closed its ready descriptor without a ready line".into(),
+                    });
+                }
+                Ok(n) if said.len() + n > READY_BYTES => {
+                    return Err(format!("said over {READY_BYTES} bytes without a line end"));
+                }
+                Ok(n) => said.extend_from_slice(&buf[..n]),
+                Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {}
+                Err(e) => return Err(format!("could not read its ready line: {e}")),
+            }
+        } else if !fds[1].revents().is_empty() {
+            return Err("exited before it was ready".into());
+        }
+    }
+}
+
+/// Kills `pid`'s process group and reaps `child`, waiting for it at most
+/// [`KILL_WAIT`]; one stuck in the kernel is reaped by a thread of its own.
+fn kill_and_reap(pid: Pid, mut child: Child) -> Option<std::process::ExitStatus> {
+    let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+    if wait_exit(pid, KILL_WAIT) {
+        child.wait().ok()
+    } else {
+        std::thread::spawn(move || child.wait());
+        None
+    }
+}
+
+impl Holding {
+    /// Starts `hook hold MOUNTPOINT...` and waits at most `limit` for its
+    /// `ready` line. A hook that is not ready in time is killed with its
+    /// process group; `Err` says why, for the caller.
+    pub(crate) fn start(
+        hook: &Path,
+        targets: &[HookTarget],
+        limit: Duration,
+        on_broken: OnBroken,
+    ) -> Result<Arc<Holding>, String> {
+        let name = hook_name(hook);
+        let started = Instant::now();
+        let shown = name.clone();
+        let failed = |why: String, output: &Output| {
+            let mut text = format!(
+                "hold hook {shown} for {}: {why}; the freeze is cancelled",
+                mount_points(targets)
+            );
+            let said = output.text();
+            if !said.trim().is_empty() {
+                text.push_str("; output: ");
+                text.push_str(said.trim_end());
+            }
+            send(Kind::HoldFailed, targets, &text);
+            match said.trim().lines().last() {
+                Some(last) => format!("hold hook {shown}: {why}; it said: {}", last.trim()),
+                None => format!("hold hook {shown}: {why}"),
+            }
+        };
+        let output = Arc::new(Output::default());
+        let spawned = spawn(hook, targets, &output);
+        let (mut child, stdin, ready) = match spawned {
+            Ok(spawned) => spawned,
+            Err(e) => return Err(failed(format!("could not run: {e}"), &output)),
+        };
+        let pid = Pid::from_raw(child.id() as i32).expect("a child's pid");
+        let said = read_ready(&ready, pid, limit).and_then(|line| {
+            ready_text(&line).ok_or_else(|| {
+                format!(
+                    "said {:?} instead of ready",
+                    String::from_utf8_lossy(&line).trim_end()
+                )
+            })
+        });
+        let ready_text = match said {
+            Ok(text) => text,
+            Err(why) => {
+                let status = kill_and_reap(pid, child);
+                let why = match status {
+                    Some(status) if why.starts_with("exited") => {
+                        format!("{why} ({})", crate::hooks::running::describe_status(status))
+                    }
+                    _ => why,
+                };
+                return Err(failed(why, &output));
+            }
+        };
+        let pid_start = start_time(child.id()).unwrap_or(0);
+        let holding = Arc::new(Holding {
+            name,
+            pid: child.id(),
+            pid_start,
+            ready_text,
+            targets: targets.to_vec(),
+            ready_at: Instant::now(),
+            stdin: Mutex::new(Some(stdin)),
+            child: Mutex::new(None),
+            life: Mutex::new(Life::default()),
+            changed: Condvar::new(),
+            output,
+        });
+        send(
+            Kind::Hold,
+            targets,
+            &format!(
+                "hold hook {} holds for {}: ready {}in {:.1} ms",
+                holding.name,
+                mount_points(targets),
+                if holding.ready_text.is_empty() {
+                    String::new()
+                } else {
+                    format!("{} ", holding.ready_text)
+                },
+                started.elapsed().as_secs_f64() * 1000.0
+            ),
+        );
+        let watched = Arc::clone(&holding);
+        let watcher = std::thread::Builder::new()
+            .name("freezefs-hold".into())
+            .spawn(move || watched.watch_exit(on_broken));
+        match watcher {
+            Ok(_) => {
+                *lock(&holding.child) = Some(child);
+                Ok(holding)
+            }
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(failed(format!("could not watch it: {e}"), &holding.output))
+            }
+        }
+    }
+
+    /// Waits for its exit without reaping it; one before its release broke
+    /// the hold.
+    fn watch_exit(&self, on_broken: OnBroken) {
+        let pid = Pid::from_raw(self.pid as i32).expect("a child's pid");
+        let status = loop {
+            match rustix::process::waitid(
+                rustix::process::WaitId::Pid(pid),
+                WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+            ) {
+                Err(rustix::io::Errno::INTR) => continue,
+                other => break other.ok().flatten(),
+            }
+        };
+        let why = match status {
+            Some(s) => match (s.exit_status(), s.terminating_signal()) {
+                (Some(code), _) => format!("exit {code}"),
+                (None, Some(signal)) => format!("killed by signal {signal}"),
+                _ => "ended".to_string(),
+            },
+            None => "ended".to_string(),
+        };
+        let exit = Exit {
+            why,
+            at_unix_ns: now_unix_ns(),
+            held: self.ready_at.elapsed(),
+        };
+        let broken = {
+            let mut life = lock(&self.life);
+            life.exited = Some(exit.clone());
+            self.changed.notify_all();
+            life.released.is_none()
+        };
+        if broken {
+            let mut text = format!(
+                "hold hook {} ended while its freeze of {} was in force, after holding {:.1} s: {}; a snapshot taken under it is not application-consistent",
+                self.name,
+                mount_points(&self.targets),
+                exit.held.as_secs_f64(),
+                exit.why
+            );
+            let said = self.output.text();
+            if !said.trim().is_empty() {
+                text.push_str("; output: ");
+                text.push_str(said.trim_end());
+            }
+            send(Kind::HoldBroken, &self.targets, &text);
+            on_broken(self, &exit);
+        }
+    }
+
+    /// Writes `thaw REASON` on its stdin and closes it, once.
+    fn tell(&self, reason: &str) -> bool {
+        {
+            let mut life = lock(&self.life);
+            if life.released.is_some() {
+                return false;
+            }
+            life.released = Some(reason.to_string());
+        }
+        if let Some(stdin) = lock(&self.stdin).take() {
+            let line = format!("thaw {reason}\n");
+            let _ = rustix::io::write(&stdin, line.as_bytes());
+        }
+        true
+    }
+
+    /// After [`Holding::tell`]: waits until it exits or `deadline` passes,
+    /// kills its process group (whatever it left behind), reaps it and says
+    /// how it let go.
+    fn finish(&self, deadline: Instant, reason: &str) {
+        let exited = {
+            let life = lock(&self.life);
+            let (life, _) = self
+                .changed
+                .wait_timeout_while(
+                    life,
+                    deadline.saturating_duration_since(Instant::now()),
+                    |l| l.exited.is_none(),
+                )
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            life.exited.clone()
+        };
+        let held = self.ready_at.elapsed();
+        if let Some(child) = lock(&self.child).take() {
+            kill_and_reap(Pid::from_raw(self.pid as i32).expect("a pid"), child);
+        }
+        let (kind, text) = match exited {
+            Some(exit) => (
+                Kind::Hold,
+                format!(
+                    "hold hook {} let go of {} (thaw {reason}): {} after holding {:.1} s",
+                    self.name,
+                    mount_points(&self.targets),
+                    exit.why,
+                    exit.held.as_secs_f64()
+                ),
+            ),
+            None => (
+                Kind::HoldFailed,
+                format!(
+                    "hold hook {} did not let go of {} within its grace (thaw {reason}): its process group was killed after holding {:.1} s",
+                    self.name,
+                    mount_points(&self.targets),
+                    held.as_secs_f64()
+                ),
+            ),
+        };
+        send(kind, &self.targets, &text);
+    }
+}
+
+/// Releases `holdings` together: each told `thaw REASON` (newest first),
+/// then each given the same `grace` to exit, then their process groups
+/// killed. Those released before are left alone.
+pub(crate) fn release_all(holdings: &[Arc<Holding>], reason: &str, grace: Duration) {
+    let told: Vec<&Arc<Holding>> = holdings.iter().rev().filter(|h| h.tell(reason)).collect();
+    let deadline = Instant::now() + grace;
+    for holding in told {
+        holding.finish(deadline, reason);
+    }
+}
+
+/// Starts every hold hook of `dir` in lexical order, each ready before the
+/// next starts. On the first that fails, those ready are released (reason
+/// `cancelled`) and `Err` says what failed.
+pub(crate) fn start_all(
+    dir: &Path,
+    targets: &[HookTarget],
+    limit: Duration,
+    grace: Duration,
+    on_broken: OnBroken,
+) -> Result<Vec<Arc<Holding>>, String> {
+    let hooks = list(dir).map_err(|e| e.to_string())?;
+    let mut ready = Vec::new();
+    for hook in &hooks {
+        match Holding::start(hook, targets, limit, Arc::clone(&on_broken)) {
+            Ok(holding) => ready.push(holding),
+            Err(why) => {
+                release_all(&ready, "cancelled", grace);
+                return Err(why);
+            }
+        }
+    }
+    Ok(ready)
+}
+
+/// Spawns `hook hold MOUNTPOINT...` with its stdin a pipe of ours, its
+/// ready pipe as fd 3, its output read into `output`.
+fn spawn(
+    hook: &Path,
+    targets: &[HookTarget],
+    output: &Arc<Output>,
+) -> std::io::Result<(Child, OwnedFd, OwnedFd)> {
+    use rustix::pipe::{PipeFlags, pipe_with};
+    let (stdin_read, stdin_write) = pipe_with(PipeFlags::CLOEXEC)?;
+    let (ready_read, ready_write) = pipe_with(PipeFlags::CLOEXEC)?;
+    let (out_read, out_write) = pipe_with(PipeFlags::CLOEXEC)?;
+    let mut cmd = clean_command(hook, "hold");
+    cmd.args(targets.iter().map(|t| &t.mount_point))
+        .env("FREEZEFS_READY_FD", "3")
+        .stdin(Stdio::from(stdin_read))
+        .stdout(Stdio::from(out_write.try_clone()?))
+        .stderr(Stdio::from(out_write));
+    if let [target] = targets {
+        cmd.env("FREEZEFS_MOUNT_POINT", &target.mount_point)
+            .env("FREEZEFS_DEVICE", target.device.to_string());
+    }
+    syscalls::pass_as_fd3(&mut cmd, ready_write.as_fd());
+    let child = cmd.spawn()?;
+    drop(cmd);
+    drop(ready_write);
+    let filled = Arc::clone(output);
+    std::thread::Builder::new()
+        .name("freezefs-hook-output".into())
+        .spawn(move || filled.read_all(out_read))?;
+    Ok((child, stdin_write, ready_read))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ready_text;
+
+    #[test]
+    fn a_ready_line_gives_its_text() {
+        assert_eq!(ready_text(b"ready\n").as_deref(), Some(""));
+        assert_eq!(
+            ready_text(b"ready gtid=0-1-42\n").as_deref(),
+            Some("gtid=0-1-42")
+        );
+        assert_eq!(ready_text(b"ready a\x07b\n").as_deref(), Some("a b"));
+    }
+
+    #[test]
+    fn anything_but_a_ready_line_is_refused() {
+        for line in [&b"readyx\n"[..], b"not ready\n", b"\n", b"READY\n"] {
+            assert_eq!(ready_text(line), None, "{line:?}");
+        }
+    }
+}
