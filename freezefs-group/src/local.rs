@@ -64,11 +64,17 @@ impl LocalFreeze {
                         .freezes
                         .iter()
                         .filter(|f| !f.held)
-                        .map(|f| match &f.ended {
-                            Some(last) => {
+                        .map(|f| match (&f.ended, &f.hold_broken) {
+                            (None, Some(broken)) => format!(
+                                "{}: hold hook {} ended while frozen ({})",
+                                f.mount_point.display(),
+                                broken.hook,
+                                broken.why
+                            ),
+                            (Some(last), _) => {
                                 format!("{}: {}", f.mount_point.display(), ended_how(last.reason))
                             }
-                            None => format!("{}: ended early", f.mount_point.display()),
+                            (None, None) => format!("{}: ended early", f.mount_point.display()),
                         })
                         .collect(),
                 },

@@ -106,7 +106,7 @@ impl HoldKeeper {
             .spawn(move || keeper.watch_client(dir, conn, id));
         if watched.is_err() {
             // Nobody to tell a rollback from a hand-over: let go now.
-            self.release(id, "cancelled");
+            self.release(id, "rolled-back");
         }
     }
 

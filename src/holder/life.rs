@@ -138,6 +138,7 @@ pub(crate) fn adopt(dir: &Arc<StateDir>, watches: &Mutex<Vec<Watch>>) -> usize {
         let Some(mount_fd) = reopen_mount(&record) else {
             continue;
         };
+        kill_orphaned_holds(&record);
         let waiter = watch_again(dir, &record, mount_fd.as_fd());
         let hooks = owed_hooks(&record);
         lock(watches).push(Watch::adopted(
@@ -158,6 +159,20 @@ pub(crate) fn holder_lives(record: &Record) -> bool {
     record
         .holder_pid
         .is_some_and(|pid| process::start_time(pid).is_some())
+}
+
+/// The hold hooks of a freeze whose holder died: their stdin closed with
+/// it, and nobody can tell them when the freeze ends; any still running is
+/// killed with its process group (its start time checked against pid
+/// reuse). THAW then finds them gone: the hold broke.
+pub(crate) fn kill_orphaned_holds(record: &Record) {
+    for note in &record.holds {
+        if process::is_alive(note.pid, note.pid_start) {
+            if let Some(pid) = rustix::process::Pid::from_raw(note.pid as i32) {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
 }
 
 /// The thaw hooks a record says its freeze is owed.

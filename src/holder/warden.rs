@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::holder::client;
-use crate::holder::life::{holder_lives, owed_hooks, reopen_mount, settle_in};
+use crate::holder::life::{holder_lives, kill_orphaned_holds, owed_hooks, reopen_mount, settle_in};
 use crate::hooks;
 use crate::keep::end::{Ending, end_if_over};
 use crate::os::{process, syscalls};
@@ -112,6 +112,7 @@ fn end_overdue(dir: &Arc<StateDir>, record: &Record, holder_dead: bool) {
     if !matches!(ended, Ok(Ending::Ended)) || !holder_dead {
         return;
     }
+    kill_orphaned_holds(record);
     let Some((owed, target)) = owed_hooks(record) else {
         return;
     };

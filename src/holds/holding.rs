@@ -402,7 +402,7 @@ pub(crate) fn release_all(holdings: &[Arc<Holding>], reason: &str, grace: Durati
 
 /// Starts every hold hook of `dir` in lexical order, each ready before the
 /// next starts. On the first that fails, those ready are released (reason
-/// `cancelled`) and `Err` says what failed.
+/// `rolled-back`) and `Err` says what failed.
 pub(crate) fn start_all(
     dir: &Path,
     targets: &[HookTarget],
@@ -416,7 +416,7 @@ pub(crate) fn start_all(
         match Holding::start(hook, targets, limit, Arc::clone(&on_broken)) {
             Ok(holding) => ready.push(holding),
             Err(why) => {
-                release_all(&ready, "cancelled", grace);
+                release_all(&ready, "rolled-back", grace);
                 return Err(why);
             }
         }

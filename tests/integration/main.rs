@@ -22,6 +22,7 @@ mod fuzz_c_api;
 mod fuzzkit;
 mod header;
 mod holder;
+mod hold_hooks;
 mod hook_pairs;
 mod keepers;
 mod hooks;
