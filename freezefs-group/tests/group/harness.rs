@@ -106,6 +106,7 @@ impl Host {
             .env("FREEZEFS_SYSCONFIGTAB", self.fs.sysconfigtab())
             .env("FREEZEFS_HOLDER", holder_exe())
             .env("FREEZEFS_HOOKS_DIR", self.fs.dir.join("hooks.d"))
+            .env("FREEZEFS_HOLD_DIR", self.fs.dir.join("hold.d"))
             .env("FREEZEFS_SYSLOG_SOCKET", &self.syslog.path)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().unwrap())
@@ -145,6 +146,36 @@ impl Host {
     /// A freeze hook that fails, in this host's hook directory.
     pub(crate) fn failing_freeze_hook(&self) {
         self.freeze_hook("echo refusing >&2; exit 1");
+    }
+
+    /// A hold hook `name` in this host's hold hook directory: ready at
+    /// once, it logs `NAME told LINE` to `hold.log` when told the freeze
+    /// ended; `meanwhile` runs in the background while it holds.
+    pub(crate) fn hold_hook(&self, name: &str, meanwhile: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.fs.dir.join("hold.d");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let hook = dir.join(name);
+        std::fs::write(
+            &hook,
+            format!(
+                "#!/bin/bash
+( {meanwhile} ) &
+echo ready >&3
+exec 3>&-
+read -r line && echo \"{name} told $line\" >> {}
+",
+                self.fs.dir.join("hold.log").display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// What this host's hold hooks were told.
+    pub(crate) fn hold_log(&self) -> String {
+        std::fs::read_to_string(self.fs.dir.join("hold.log")).unwrap_or_default()
     }
 
     /// A freeze hook (run as `HOOK freeze MOUNT`) doing `body`, in this

@@ -15,5 +15,6 @@ mod failures;
 mod faults;
 mod full_etcd;
 mod harness;
+mod holds;
 mod security;
 mod tls;
