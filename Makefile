@@ -73,7 +73,7 @@ build:
 install: build
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(INCLUDEDIR)/freezefs/compat/sys \
 	  $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBEXECDIR)/freezefs $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man8 \
-	  $(DESTDIR)$(DOCDIR)/examples/hooks
+	  $(DESTDIR)$(DOCDIR)/examples/hooks $(DESTDIR)$(DOCDIR)/examples/hold
 	install -m 0755 $(OUT)/libfreezefs.so $(DESTDIR)$(LIBDIR)/libfreezefs.so.$(VERSION)
 	ln -sf libfreezefs.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libfreezefs.so
@@ -91,6 +91,7 @@ install: build
 	  examples/qemu-guest-agent.conf > $(DESTDIR)$(DOCDIR)/examples/qemu-guest-agent.conf
 	chmod 0644 $(DESTDIR)$(DOCDIR)/examples/qemu-guest-agent.conf
 	install -m 0755 examples/hooks/50-postgresql $(DESTDIR)$(DOCDIR)/examples/hooks/50-postgresql
+	install -m 0755 examples/hold/50-mariadb $(DESTDIR)$(DOCDIR)/examples/hold/50-mariadb
 	install -m 0755 examples/etcd-rbac.sh $(DESTDIR)$(DOCDIR)/examples/etcd-rbac.sh
 	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
 	for unit in freezefs-holder.socket freezefs-holder.service; do \
@@ -130,13 +131,15 @@ uninstall:
 	  $(DESTDIR)$(LIBEXECDIR)/freezefs/freezefs-holder \
 	  $(DESTDIR)$(MANDIR)/man3/freezefs.3 $(DESTDIR)$(MANDIR)/man8/freezefs.8 $(DESTDIR)$(MANDIR)/man8/thawfs.8 \
 	  $(DESTDIR)$(DOCDIR)/examples/qemu-guest-agent.conf $(DESTDIR)$(DOCDIR)/examples/hooks/50-postgresql \
+	  $(DESTDIR)$(DOCDIR)/examples/hold/50-mariadb \
 	  $(DESTDIR)$(DOCDIR)/examples/etcd-rbac.sh \
 	  $(DESTDIR)$(SYSTEMDUNITDIR)/freezefs-holder.socket $(DESTDIR)$(SYSTEMDUNITDIR)/freezefs-holder.service \
 	  $(DESTDIR)$(SBINDIR)/freezefs-group $(DESTDIR)$(MANDIR)/man8/freezefs-group.8 \
 	  $(DESTDIR)$(SYSTEMDUNITDIR)/freezefs-group-agent.service
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/freezefs/compat/sys $(DESTDIR)$(INCLUDEDIR)/freezefs/compat \
 	  $(DESTDIR)$(INCLUDEDIR)/freezefs $(DESTDIR)$(LIBEXECDIR)/freezefs \
-	  $(DESTDIR)$(DOCDIR)/examples/hooks $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null
+	  $(DESTDIR)$(DOCDIR)/examples/hooks $(DESTDIR)$(DOCDIR)/examples/hold \
+	  $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 # debhelper with the debian/ directory: it runs `make install` into a
 # staging tree and writes the maintainer scripts that enable the units and

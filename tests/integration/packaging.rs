@@ -70,6 +70,7 @@ fn make_install_puts_every_file_where_a_c_library_goes() {
         "share/man/man8/thawfs.8",
         "share/doc/freezefs/examples/qemu-guest-agent.conf",
         "share/doc/freezefs/examples/hooks/50-postgresql",
+        "share/doc/freezefs/examples/hold/50-mariadb",
         "share/doc/freezefs/examples/etcd-rbac.sh",
     ] {
         assert!(staged(rel).exists(), "{rel} not installed");
