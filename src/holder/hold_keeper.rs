@@ -15,7 +15,8 @@ use crate::holds::{self, Exit, HoldHooks, Holding, OnBroken};
 use crate::hooks::HookTarget;
 use crate::os::fork::lock;
 use crate::os::mounts::Device;
-use crate::store::record::{HoldBreakNote, HoldNote, Phase, Record};
+use crate::store::hold_notes::{HoldBreakNote, HoldNote};
+use crate::store::record::{Phase, Record};
 use crate::store::state_dir::StateDir;
 
 /// The hold hooks of one freeze operation.

@@ -13,7 +13,7 @@ use crate::holder::protocol::{Answer, HookRequest, Request};
 use crate::holds::HoldHooks;
 use crate::hooks::{HookTarget, Hooks};
 use crate::os::fork::ParentOnlyFd;
-use crate::store::record::HoldNote;
+use crate::store::hold_notes::HoldNote;
 use crate::store::state_dir::StateDir;
 
 /// The connection a freeze's hooks were asked on, kept by the freezer until

@@ -26,7 +26,7 @@ use crate::holds::HoldHooks;
 use crate::hooks::wire::{hex, unhex};
 use crate::hooks::{HookTarget, Hooks};
 use crate::os::mounts::Device;
-use crate::store::record::HoldNote;
+use crate::store::hold_notes::HoldNote;
 
 /// What a client asks.
 #[derive(Debug, Clone, PartialEq, Eq)]

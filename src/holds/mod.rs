@@ -22,7 +22,8 @@
 //! Top down; imports only go down this list (tests/integration/layering.rs):
 
 pub(crate) mod asked; // which hold hooks a freeze asks for, and on the wire
-pub(crate) mod holding; // one hold hook's process, from start to release
+pub(crate) mod holding; // one hold hook's process, from ready to release
+pub(crate) mod ready; // starting one, and its ready line
 
 pub use asked::{HOLD_DIR, HOLD_DIR_ENV};
 pub(crate) use asked::{HoldHooks, hold_dir_path};

@@ -13,12 +13,12 @@ use crate::config;
 use crate::error::{Error, Result};
 use crate::events::{Event, Kind, Logger};
 use crate::holder::client::{self, Handoff, Pending, Watching};
-use crate::holder::hook_client::{self, HoldsAsked, HooksAsked};
 use crate::holds::HoldHooks;
 use crate::hooks::{self, HookTarget, Hooks};
 use crate::keep::end::record_thawed_elsewhere;
 use crate::keep::helper_thread;
 use crate::keep::watch::Watch;
+use crate::ops::before_flush::Asked;
 use crate::ops::freeze_window;
 use crate::ops::resolve::Resolved;
 use crate::ops::settings::Settings;
@@ -26,8 +26,9 @@ use crate::os::mounts::Device;
 use crate::os::process::{self, now_boot_ns, now_unix_ns};
 use crate::os::syscalls;
 use crate::policy::{self, ProtectedNames, Protection};
+use crate::store::hold_notes::HoldNote;
 use crate::store::liveness::Over;
-use crate::store::record::{HoldNote, Phase, Record};
+use crate::store::record::{Phase, Record};
 use crate::store::state_dir::{SbLock, StateDir};
 use crate::timeout::Timeout;
 
@@ -82,39 +83,6 @@ fn check_old_records(dir: &StateDir, members: &[Member]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// What a batch asked of the holder before its first flush: kept until its
-/// freezes are recorded, or rolled back.
-struct Asked {
-    exe: std::path::PathBuf,
-    hooks: Option<Hooks>,
-    hooks_asked: Option<HooksAsked>,
-    holds: Option<HoldHooks>,
-    holds_asked: Option<HoldsAsked>,
-    targets: Vec<HookTarget>,
-}
-
-impl Asked {
-    /// After a rollback (nothing is frozen any more): the thaw hooks, reason
-    /// `rolled-back`, then the hold hooks let go, each asked on its own
-    /// connection.
-    fn roll_back(&mut self, dir: &StateDir) {
-        if let Some(hooks) = &self.hooks {
-            let asked = self.hooks_asked.take();
-            let _ = hook_client::run_thaw_hooks(
-                dir,
-                &self.exe,
-                hooks,
-                &self.targets,
-                "rolled-back",
-                asked,
-            );
-        }
-        if let (Some(holds), Some(asked)) = (&self.holds, self.holds_asked.take()) {
-            hook_client::release_holds(asked, &self.exe, holds, "rolled-back");
-        }
-    }
 }
 
 /// Freezes every filesystem of `named` all or nothing, under one deadline.
@@ -205,33 +173,8 @@ pub(crate) fn freeze_batch(
     let targets: Vec<HookTarget> = members.iter().map(Member::target).collect();
     check_old_records(&dir, &members)?;
     // Kept until the freeze is recorded with its hooks, or rolled back.
-    let mut asked = Asked {
-        exe: exe.clone(),
-        hooks: hooks.clone(),
-        hooks_asked: None,
-        holds: holds.clone(),
-        holds_asked: None,
-        targets: targets.clone(),
-    };
-    // The application's lock first, then its quiescing: a hold hook's lock
-    // (FTWRL) waits for writes the freeze hooks would otherwise race.
-    let mut hold_notes: Vec<HoldNote> = Vec::new();
-    if let Some(holds) = &holds {
-        let (holds_asked, notes) = hook_client::start_holds(&dir, &exe, holds, &targets)?;
-        asked.holds_asked = Some(holds_asked);
-        hold_notes = notes;
-    }
-    if let Some(hooks) = &hooks {
-        match hook_client::run_freeze_hooks(&dir, &exe, hooks, &targets) {
-            Ok(hooks_asked) => asked.hooks_asked = Some(hooks_asked),
-            Err(e) => {
-                // Their own thaw hooks ran in the holder; the holds let go.
-                asked.hooks = None;
-                asked.roll_back(&dir);
-                return Err(e);
-            }
-        }
-    }
+    let (mut asked, hold_notes) =
+        Asked::before_flush(&dir, exe.clone(), hooks.clone(), holds, targets)?;
 
     // Connected now: after FIFREEZE, reporting looks no path up.
     let logger = Logger::connect();

@@ -8,6 +8,7 @@ pub(crate) mod freezer; // Freezer: the whole Rust API in one table
 pub(crate) mod run_frozen; // run something frozen; did every freeze hold
 pub(crate) mod freeze_guard; // a freeze that ends with its guard
 pub(crate) mod freeze; // FREEZE, all or nothing, hooks included
+pub(crate) mod before_flush; // the hooks a FREEZE asks for first, and their rollback
 pub(crate) mod reset; // a new timeout for a freeze in force
 pub(crate) mod status; // what a filesystem's freeze is, and the list
 pub(crate) mod query; // QUERY: frozen or not, in the kernel's word

@@ -10,8 +10,9 @@ use crate::ops::resolve::Resolved;
 use crate::ops::settings::Settings;
 use crate::os::mounts::{self, Device, MountTable};
 use crate::os::process::now_boot_ns;
+use crate::store::hold_notes::HoldBreakNote;
 use crate::store::liveness;
-use crate::store::record::{HoldBreakNote, Phase, Record};
+use crate::store::record::{Phase, Record};
 use crate::store::state_dir::StateDir;
 use crate::timeout::Timeout;
 

@@ -19,8 +19,9 @@ use crate::ops::settings::Settings;
 use crate::os::mounts::Device;
 use crate::os::process::{is_alive, now_boot_ns};
 use crate::os::syscalls;
+use crate::store::hold_notes::HoldBreakNote;
 use crate::store::liveness::Over;
-use crate::store::record::{HoldBreakNote, Phase, Record};
+use crate::store::record::{Phase, Record};
 use crate::store::state_dir::StateDir;
 
 /// How a THAW of a freeze on record came out.

@@ -7,3 +7,4 @@
 pub(crate) mod state_dir; // the directory, its records and locks
 pub(crate) mod liveness; // the one rule: is a recorded freeze alive
 pub(crate) mod record; // one freeze's record, and how it reads and writes
+pub(crate) mod hold_notes; // the hold hooks a record lists

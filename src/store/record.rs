@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use crate::end_reason::EndReason;
 use crate::os::mounts::{Device, escape_octal, unescape_octal};
+use crate::store::hold_notes::{HoldBreakNote, HoldNote};
 
 const MAGIC: &str = "freezefs-record 1";
 
@@ -33,30 +34,6 @@ pub(crate) struct Ended {
     /// first THAW after a freeze that ended otherwise answers `EALREADY`
     /// and touches nothing; later ones rescue as usual.
     pub(crate) reported: bool,
-}
-
-/// A hold hook holding for this freeze (see `crate::holds`): its name,
-/// its process (the leader of its process group) and what it said ready.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct HoldNote {
-    pub(crate) name: String,
-    pub(crate) pid: u32,
-    pub(crate) pid_start: u64,
-    pub(crate) ready: String,
-}
-
-/// A hold hook that ended while its freeze was in force: the freeze did
-/// not hold what it promised.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct HoldBreakNote {
-    pub(crate) name: String,
-    /// When it ended (wall clock, nanoseconds since the epoch; 0 when not
-    /// known: its process was found gone).
-    pub(crate) at_unix_ns: u64,
-    /// How long it had held, from its `ready` (milliseconds; 0 when not known).
-    pub(crate) held_ms: u64,
-    /// "exit 1", "killed by signal 9", "its process was gone".
-    pub(crate) why: String,
 }
 
 /// The shared record of one freeze of one superblock.
@@ -119,93 +96,6 @@ pub(crate) struct Record {
     pub holds: Vec<HoldNote>,
     /// Set when one of them ended while the freeze was in force.
     pub hold_broken: Option<HoldBreakNote>,
-}
-
-/// Words of a record line: each escaped, so that any bytes fit in one word.
-fn word(text: &str) -> String {
-    let escaped = escape_octal(text.as_bytes());
-    if escaped.is_empty() {
-        "\\0".to_string()
-    } else {
-        escaped
-    }
-}
-
-fn unword(word: &str) -> Option<String> {
-    if word == "\\0" {
-        return Some(String::new());
-    }
-    String::from_utf8(unescape_octal(word.as_bytes())).ok()
-}
-
-impl HoldNote {
-    fn line(holds: &[HoldNote]) -> String {
-        if holds.is_empty() {
-            return "none".to_string();
-        }
-        holds
-            .iter()
-            .map(|h| {
-                format!(
-                    "{} {} {} {}",
-                    word(&h.name),
-                    h.pid,
-                    h.pid_start,
-                    word(&h.ready)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
-    fn parse_line(value: &str) -> Option<Vec<HoldNote>> {
-        if value == "none" {
-            return Some(Vec::new());
-        }
-        let words: Vec<&str> = value.split(' ').collect();
-        if words.len() % 4 != 0 {
-            return None;
-        }
-        words
-            .chunks(4)
-            .map(|w| {
-                Some(HoldNote {
-                    name: unword(w[0])?,
-                    pid: w[1].parse().ok()?,
-                    pid_start: w[2].parse().ok()?,
-                    ready: unword(w[3])?,
-                })
-            })
-            .collect()
-    }
-}
-
-impl HoldBreakNote {
-    fn line(broken: Option<&HoldBreakNote>) -> String {
-        broken.map_or("none".to_string(), |b| {
-            format!(
-                "{} {} {} {}",
-                word(&b.name),
-                b.at_unix_ns,
-                b.held_ms,
-                word(&b.why)
-            )
-        })
-    }
-
-    fn parse_line(value: &str) -> Option<Option<HoldBreakNote>> {
-        if value == "none" {
-            return Some(None);
-        }
-        let mut words = value.split(' ');
-        let broken = HoldBreakNote {
-            name: unword(words.next()?)?,
-            at_unix_ns: words.next()?.parse().ok()?,
-            held_ms: words.next()?.parse().ok()?,
-            why: unword(words.next()?)?,
-        };
-        words.next().is_none().then_some(Some(broken))
-    }
 }
 
 impl Record {
