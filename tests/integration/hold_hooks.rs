@@ -259,7 +259,6 @@ fn a_hold_hook_that_ignores_its_stdin_is_killed_with_its_group_after_its_grace()
 fn a_hold_hook_that_exits_while_frozen_makes_thaw_answer_ecanceled_once() {
     let fs = Scratch::new(Kind::Ext4);
     add_hold_hook(&fs, "50-quits", "( sleep 0.3; kill $$ ) &", "");
-    let syslog = Syslog::new(&fs.dir);
     let freezer = fs.freezer().with_hold_dir(fs.dir.join("hold.d"));
     freezer
         .freeze(&fs.mnt, freezefs::Timeout::Seconds(30))
@@ -271,7 +270,6 @@ fn a_hold_hook_that_exits_while_frozen_makes_thaw_answer_ecanceled_once() {
             .status(&fs.mnt)
             .is_ok_and(|s| s.hold_broken.is_some())
     ));
-    let _ = syslog;
     let err = freezer.thaw(&fs.mnt).unwrap_err();
     assert_eq!(err.errno(), libc::ECANCELED, "{err}");
     assert!(
@@ -316,6 +314,36 @@ fn freezefs_with_a_command_exits_3_naming_a_hold_hook_that_ended_while_frozen() 
         stderr(&out).contains("hold hook 50-quits ended at "),
         "{}",
         stderr(&out)
+    );
+}
+
+#[test]
+fn the_hold_events_say_the_ready_text_and_how_long_a_broken_hold_held() {
+    let fs = Scratch::new(Kind::Ext4);
+    add_hold_hook(&fs, "50-quits", "( sleep 0.3; kill $$ ) &", "");
+    let syslog = Syslog::new(&fs.dir);
+    let out = held(&mut Command::new(freezefs_exe()), &fs)
+        .env("FREEZEFS_SYSLOG_SOCKET", &syslog.path)
+        .args(["-t", "30", fs.mnt.to_str().unwrap(), "--", "sleep", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let events = syslog.drain();
+    let hold: Vec<&String> = events
+        .iter()
+        .filter(|e| e.contains("freezefs.hold "))
+        .collect();
+    assert!(
+        hold.iter()
+            .any(|e| e.contains("hold\\040hook\\04050-quits\\040holds")
+                && e.contains("50-quits\\040in")),
+        "{hold:#?}"
+    );
+    assert!(
+        hold.iter().any(|e| e.contains("ended\\040while")
+            && e.contains("after\\040holding")
+            && e.contains("killed\\040by\\040signal\\04015")),
+        "{hold:#?}"
     );
 }
 
