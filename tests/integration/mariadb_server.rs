@@ -85,11 +85,21 @@ impl MariaDb {
         cmd
     }
 
-    /// Runs `sql`; its output, trimmed.
+    /// Runs `sql`; its output, trimmed. A failure shows the end of the
+    /// server's log with the client's words.
     pub(crate) fn sql(&self, sql: &str) -> String {
-        ok(self.client().arg("-e").arg(sql).output().unwrap(), sql)
-            .trim()
-            .to_string()
+        let out = self.client().arg("-e").arg(sql).output().unwrap();
+        if !out.status.success() {
+            let log = std::fs::read_to_string(self.run_dir.join("error.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            panic!(
+                "{sql}: {}{}\nthe server's log ends:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// Runs `sql` on a thread: the receiver gets the moment it completed.
