@@ -87,12 +87,7 @@ fn reason_about(action: Action, error: &Error, shown: Option<&Path>) -> String {
             ..
         } => format!(
             "thawed, but {}",
-            hold_broken_text(&freezefs::HoldBreak::new(
-                hook.clone(),
-                why.clone(),
-                *ended_at,
-                *held_for
-            ))
+            hold_broken_text(hook, why, *ended_at, *held_for)
         ),
         Error::HolderUnavailable { path, reason } => format!(
             "cannot start the holder {} ({reason}); set FREEZEFS_HOLDER or reinstall",
@@ -128,16 +123,20 @@ fn os_reason(error: &Error) -> String {
 
 /// A hold hook that ended while its freeze was in force, in one sentence
 /// for `thawfs` and `freezefs -- CMD`: which, when, why, and what it means.
-pub fn hold_broken_text(broken: &freezefs::HoldBreak) -> String {
-    let when = broken
-        .ended_at
-        .map_or(String::new(), |t| format!(" at {}", iso_utc(t)));
-    let held = broken.held_for.map_or(String::new(), |d| {
+/// Its fields are those of [`freezefs::HoldBreak`] and
+/// [`Error::HoldBroken`] alike.
+pub fn hold_broken_text(
+    hook: &str,
+    why: &str,
+    ended_at: Option<std::time::SystemTime>,
+    held_for: Option<std::time::Duration>,
+) -> String {
+    let when = ended_at.map_or(String::new(), |t| format!(" at {}", iso_utc(t)));
+    let held = held_for.map_or(String::new(), |d| {
         format!(", after holding its lock {:.1} s", d.as_secs_f64())
     });
     format!(
-        "hold hook {} ended{when} while the filesystem was frozen ({}{held}); the snapshot is not application-consistent",
-        broken.hook, broken.why
+        "hold hook {hook} ended{when} while the filesystem was frozen ({why}{held}); the snapshot is not application-consistent"
     )
 }
 

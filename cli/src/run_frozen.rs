@@ -95,7 +95,7 @@ fn how_it_ended(run: &freezefs::HeldThroughout) -> String {
         return format!(
             "{}: {}",
             run.mount_point.display(),
-            messages::hold_broken_text(broken)
+            messages::hold_broken_text(&broken.hook, &broken.why, broken.ended_at, broken.held_for)
         );
     }
     let Some(last) = &run.ended else {
@@ -178,7 +178,12 @@ pub fn run(mounts: &[PathBuf], timeout: Timeout, verbose: bool, cmd: Cmd) -> i32
                 say(&format!(
                     "{}: {}",
                     freeze.mount_point.display(),
-                    messages::hold_broken_text(broken)
+                    messages::hold_broken_text(
+                        &broken.hook,
+                        &broken.why,
+                        broken.ended_at,
+                        broken.held_for
+                    )
                 ));
             }
         }

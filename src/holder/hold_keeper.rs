@@ -8,8 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rustix::net::SendFlags;
-
 use crate::holder::protocol::{Answer, HookRequest, Request};
 use crate::holds::{self, Exit, HoldHooks, Holding, OnBroken};
 use crate::hooks::HookTarget;
@@ -80,7 +78,7 @@ impl HoldKeeper {
         let holdings = match started {
             Ok(holdings) => holdings,
             Err(reason) => {
-                say(&conn, &Answer::HookFailed { reason });
+                Answer::HookFailed { reason }.say(&conn);
                 return;
             }
         };
@@ -100,7 +98,7 @@ impl HoldKeeper {
             grace: holds.grace(),
             pending: targets.iter().map(|t| t.device).collect(),
         });
-        say(&conn, &Answer::Holding(notes));
+        Answer::Holding(notes).say(&conn);
         let keeper = self.clone();
         let watched = std::thread::Builder::new()
             .name("freezefs-holds".into())
@@ -116,13 +114,11 @@ impl HoldKeeper {
     /// them lists these holds) are no longer waited for.
     fn watch_client(&self, dir: Arc<StateDir>, conn: OwnedFd, id: u64) {
         let mut buf = [0u8; 256];
-        let said = crate::os::fd_passing::recv_with_fd(&conn, &mut buf)
-            .ok()
-            .filter(|(n, _)| *n > 0)
-            .and_then(|(n, _)| Request::parse(&buf[..n]));
-        if let Some(Request::Hooks(HookRequest::Release(reason))) = said {
+        if let Some(Request::Hooks(HookRequest::Release(reason))) =
+            Request::receive(&conn, &mut buf)
+        {
             self.release(id, &reason);
-            say(&conn, &Answer::Ok);
+            Answer::Ok.say(&conn);
             return;
         }
         let done = {
@@ -246,9 +242,4 @@ fn mark_broken(dir: &StateDir, holding: &Holding, exit: &Exit) {
             }
         }
     }
-}
-
-/// Sends an answer; a client gone meanwhile is no one's concern here.
-fn say(conn: &OwnedFd, answer: &Answer) {
-    let _ = rustix::net::send(conn, answer.encode().as_bytes(), SendFlags::NOSIGNAL);
 }

@@ -7,8 +7,6 @@ use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rustix::net::SendFlags;
-
 use crate::holder::hold_keeper::HoldKeeper;
 use crate::holder::protocol::{Answer, HookRequest, Request};
 use crate::hooks::{self, HookTarget, Hooks};
@@ -140,7 +138,7 @@ impl HookJobs {
         let queued = Answer::Queued {
             seconds: ahead.as_secs() + 1,
         };
-        say(&conn, &queued);
+        queued.say(&conn);
         let jobs = self.clone();
         self.spawn(move || {
             match request {
@@ -153,16 +151,16 @@ impl HookJobs {
                                 let peer = rustix::net::sockopt::socket_peercred(&conn)
                                     .map(|c| c.pid.as_raw_nonzero().get() as u32)
                                     .unwrap_or(0);
-                                say(&conn, &Answer::Ok);
+                                Answer::Ok.say(&conn);
                                 jobs.watch_owed(dir, conn, peer, hooks, targets);
                             }
-                            Err(reason) => say(&conn, &Answer::HookFailed { reason }),
+                            Err(reason) => Answer::HookFailed { reason }.say(&conn),
                         }
                     }
                 }
                 HookRequest::Thaw(reason, hooks, targets) => {
                     hooks::run_thaw(&hooks, &targets, &reason);
-                    say(&conn, &Answer::Ok);
+                    Answer::Ok.say(&conn);
                 }
                 HookRequest::Hold(holds, targets) => {
                     if !connection_closed(&conn) {
@@ -170,7 +168,7 @@ impl HookJobs {
                     }
                 }
                 // Only on the connection its hold hooks were started on.
-                HookRequest::Release(_) => say(&conn, &Answer::Refused),
+                HookRequest::Release(_) => Answer::Refused.say(&conn),
             }
             let mut due = lock(&jobs.queue.due);
             due.2 = due.2.saturating_sub(bound);
@@ -196,11 +194,7 @@ impl HookJobs {
             .name("freezefs-owed".into())
             .spawn(move || {
                 let mut buf = [0u8; 64 * 1024];
-                let said = crate::os::fd_passing::recv_with_fd(&conn, &mut buf)
-                    .ok()
-                    .filter(|(n, _)| *n > 0)
-                    .and_then(|(n, _)| Request::parse(&buf[..n]));
-                match said {
+                match Request::receive(&conn, &mut buf) {
                     Some(Request::Hooks(rollback @ HookRequest::Thaw(..))) => {
                         jobs.answer(dir, conn, rollback)
                     }
@@ -240,9 +234,4 @@ impl HookJobs {
         };
         self.spawn(move || hooks::run_thaw(&hooks, &[target], end.reason.name()));
     }
-}
-
-/// Sends an answer; a client gone meanwhile is no one's concern here.
-fn say(conn: &OwnedFd, answer: &Answer) {
-    let _ = rustix::net::send(conn, answer.encode().as_bytes(), SendFlags::NOSIGNAL);
 }

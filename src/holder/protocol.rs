@@ -20,11 +20,13 @@
 //! (any bytes, no spaces; `-` for none).
 
 use std::ffi::OsStr;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 
 use crate::holds::HoldHooks;
 use crate::hooks::wire::{hex, unhex};
 use crate::hooks::{HookTarget, Hooks};
+use crate::os::fd_passing;
 use crate::os::mounts::Device;
 use crate::store::hold_notes::HoldNote;
 
@@ -105,6 +107,16 @@ pub(crate) enum Answer {
 }
 
 impl Request {
+    /// Waits for the next request on a client's connection (one it keeps
+    /// open after its first request); `None` when it closed it, or sent
+    /// words no client says.
+    pub(crate) fn receive(conn: impl AsFd, buf: &mut [u8]) -> Option<Request> {
+        fd_passing::recv_with_fd(conn, buf)
+            .ok()
+            .filter(|(n, _)| *n > 0)
+            .and_then(|(n, _)| Request::parse(&buf[..n]))
+    }
+
     /// The line that carries this request.
     pub(crate) fn encode(&self) -> String {
         match self {
@@ -203,6 +215,16 @@ fn hooks_line(verb: &str, hooks: &Hooks, targets: &[HookTarget]) -> String {
 }
 
 impl Answer {
+    /// Sends this answer on a client's connection; a client gone meanwhile
+    /// is no one's concern here.
+    pub(crate) fn say(&self, conn: impl AsFd) {
+        let _ = rustix::net::send(
+            conn,
+            self.encode().as_bytes(),
+            rustix::net::SendFlags::NOSIGNAL,
+        );
+    }
+
     /// The words of this answer.
     pub(crate) fn encode(&self) -> String {
         match self {

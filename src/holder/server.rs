@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustix::event::{PollFd, PollFlags};
-use rustix::net::SendFlags;
 
 use crate::holder::client::{HOLDER_LOCK_NAME, SOCKET_NAME};
 use crate::holder::hook_jobs::HookJobs;
@@ -319,6 +318,6 @@ fn serve_request(
         // Not a request, or without the fd it needs.
         _ => Answer::Refused,
     };
-    let _ = rustix::net::send(&conn, answer.encode().as_bytes(), SendFlags::NOSIGNAL);
+    answer.say(&conn);
     answer != Answer::Refused
 }

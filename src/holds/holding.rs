@@ -12,7 +12,9 @@ use rustix::process::{Pid, Signal, WaitIdOptions};
 
 use crate::events::{self, Event, Kind};
 use crate::holds::ready::{read_ready, ready_text, spawn};
-use crate::hooks::running::{KILL_WAIT, Output, hook_name, wait_exit};
+use crate::hooks::running::{
+    KILL_WAIT, Output, append_output, describe_exit, describe_status, hook_name, wait_exit,
+};
 use crate::hooks::{HookTarget, list};
 use crate::os::fork::lock;
 use crate::os::process::{now_unix_ns, start_time};
@@ -113,10 +115,7 @@ impl Holding {
                 mount_points(targets)
             );
             let said = output.text();
-            if !said.trim().is_empty() {
-                text.push_str("; output: ");
-                text.push_str(said.trim_end());
-            }
+            append_output(&mut text, &said);
             send(Kind::HoldFailed, targets, &text);
             match said.trim().lines().last() {
                 Some(last) => format!("hold hook {shown}: {why}; it said: {}", last.trim()),
@@ -125,7 +124,7 @@ impl Holding {
         };
         let output = Arc::new(Output::default());
         let spawned = spawn(hook, targets, &output);
-        let (mut child, stdin, ready) = match spawned {
+        let (child, stdin, ready) = match spawned {
             Ok(spawned) => spawned,
             Err(e) => return Err(failed(format!("could not run: {e}"), &output)),
         };
@@ -144,7 +143,7 @@ impl Holding {
                 let status = kill_and_reap(pid, child);
                 let why = match status {
                     Some(status) if why.starts_with("exited") => {
-                        format!("{why} ({})", crate::hooks::running::describe_status(status))
+                        format!("{why} ({})", describe_status(status))
                     }
                     _ => why,
                 };
@@ -190,8 +189,7 @@ impl Holding {
                 Ok(holding)
             }
             Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_and_reap(pid, child);
                 Err(failed(format!("could not watch it: {e}"), &holding.output))
             }
         }
@@ -210,14 +208,9 @@ impl Holding {
                 other => break other.ok().flatten(),
             }
         };
-        let why = match status {
-            Some(s) => match (s.exit_status(), s.terminating_signal()) {
-                (Some(code), _) => format!("exit {code}"),
-                (None, Some(signal)) => format!("killed by signal {signal}"),
-                _ => "ended".to_string(),
-            },
-            None => "ended".to_string(),
-        };
+        let why = status.map_or("ended".to_string(), |s| {
+            describe_exit(s.exit_status(), s.terminating_signal())
+        });
         let exit = Exit {
             why,
             at_unix_ns: now_unix_ns(),
@@ -237,11 +230,7 @@ impl Holding {
                 exit.held.as_secs_f64(),
                 exit.why
             );
-            let said = self.output.text();
-            if !said.trim().is_empty() {
-                text.push_str("; output: ");
-                text.push_str(said.trim_end());
-            }
+            append_output(&mut text, &self.output.text());
             send(Kind::HoldBroken, &self.targets, &text);
             on_broken(self, &exit);
         }

@@ -57,10 +57,23 @@ pub(crate) fn hook_name(hook: &Path) -> String {
 
 /// "exit 0", "exit 3", "killed by signal 9".
 pub(crate) fn describe_status(status: std::process::ExitStatus) -> String {
-    match (status.code(), status.signal()) {
+    describe_exit(status.code(), status.signal())
+}
+
+/// "exit 0", "killed by signal 9", from an exit code or a signal.
+pub(crate) fn describe_exit(code: Option<i32>, signal: Option<i32>) -> String {
+    match (code, signal) {
         (Some(code), _) => format!("exit {code}"),
         (None, Some(signal)) => format!("killed by signal {signal}"),
         (None, None) => "ended".to_string(),
+    }
+}
+
+/// Adds a hook's output, when it said anything, to the text of its event.
+pub(crate) fn append_output(text: &mut String, output: &str) {
+    if !output.trim().is_empty() {
+        text.push_str("; output: ");
+        text.push_str(output.trim_end());
     }
 }
 
@@ -130,10 +143,7 @@ fn run_one(
         run.status,
         run.took.as_secs_f64() * 1000.0
     );
-    if !run.output.is_empty() {
-        text.push_str("; output: ");
-        text.push_str(run.output.trim_end());
-    }
+    append_output(&mut text, &run.output);
     events::emit(&Event {
         kind: if run.ok { Kind::Hook } else { Kind::HookFailed },
         mount_point: &target.mount_point,

@@ -104,28 +104,12 @@ pub struct HoldBreak {
 }
 
 impl HoldBreak {
-    /// A hold hook's end, as [`crate::Error::HoldBroken`] tells it.
-    pub fn new(
-        hook: String,
-        why: String,
-        ended_at: Option<SystemTime>,
-        held_for: Option<Duration>,
-    ) -> HoldBreak {
-        HoldBreak {
-            hook,
-            why,
-            ended_at,
-            held_for,
-        }
-    }
-
     fn from_note(note: &HoldBreakNote) -> HoldBreak {
         HoldBreak {
             hook: note.name.clone(),
             why: note.why.clone(),
-            ended_at: (note.at_unix_ns > 0)
-                .then(|| UNIX_EPOCH + Duration::from_nanos(note.at_unix_ns)),
-            held_for: (note.held_ms > 0).then(|| Duration::from_millis(note.held_ms)),
+            ended_at: note.ended_at(),
+            held_for: note.held_for(),
         }
     }
 }

@@ -58,11 +58,10 @@ fn broken_hold(record: &Record) -> Option<HoldBreakNote> {
 pub(crate) fn hold_broken_error(path: &Path, broken: HoldBreakNote) -> Error {
     Error::HoldBroken {
         path: path.to_path_buf(),
+        ended_at: broken.ended_at(),
+        held_for: broken.held_for(),
         hook: broken.name,
         why: broken.why,
-        ended_at: (broken.at_unix_ns > 0)
-            .then(|| std::time::UNIX_EPOCH + std::time::Duration::from_nanos(broken.at_unix_ns)),
-        held_for: (broken.held_ms > 0).then(|| std::time::Duration::from_millis(broken.held_ms)),
     }
 }
 
@@ -138,9 +137,7 @@ pub(crate) fn end_recorded(
     }
     // Looked at before FITHAW: after it, the holder releases the holds.
     let broken = broken_hold(record);
-    let mut thawing = record.clone();
-    thawing.hold_broken.clone_from(&broken);
-    dir.mark_thawing(&thawing)?;
+    dir.mark_thawing(record, broken.as_ref())?;
     match syscalls::fithaw(mount_fd) {
         Ok(()) => {
             dir.finish_thaw(record.device)?;

@@ -87,6 +87,17 @@ impl HoldNote {
 }
 
 impl HoldBreakNote {
+    /// When it ended, when known.
+    pub(crate) fn ended_at(&self) -> Option<std::time::SystemTime> {
+        (self.at_unix_ns > 0)
+            .then(|| std::time::UNIX_EPOCH + std::time::Duration::from_nanos(self.at_unix_ns))
+    }
+
+    /// How long it had held, when known.
+    pub(crate) fn held_for(&self) -> Option<std::time::Duration> {
+        (self.held_ms > 0).then(|| std::time::Duration::from_millis(self.held_ms))
+    }
+
     pub(crate) fn line(broken: Option<&HoldBreakNote>) -> String {
         broken.map_or("none".to_string(), |b| {
             format!(

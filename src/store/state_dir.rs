@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::os::fork::ParentOnlyFd;
 use crate::os::mounts::Device;
 use crate::os::syscalls;
+use crate::store::hold_notes::HoldBreakNote;
 use crate::store::record::{Ended, Record};
 
 /// The state directory used when `FREEZEFS_RUNDIR` is not set.
@@ -358,8 +359,16 @@ impl StateDir {
     /// lock before FITHAW: a thaw killed between FITHAW and removing the
     /// record then leaves `thawing` (not frozen to QUERY, finished by
     /// whoever notices the thawer died), never a record that says `frozen`.
-    pub(crate) fn mark_thawing(&self, record: &Record) -> Result<()> {
+    /// A hold found broken before the thaw is remembered with its end.
+    pub(crate) fn mark_thawing(
+        &self,
+        record: &Record,
+        hold_broken: Option<&HoldBreakNote>,
+    ) -> Result<()> {
         let mut thawing = record.clone();
+        if let Some(broken) = hold_broken {
+            thawing.hold_broken = Some(broken.clone());
+        }
         thawing.phase = crate::store::record::Phase::Thawing;
         thawing.thawer = Some(crate::os::process::current());
         // How it ends once FITHAW succeeds: then one rename remembers it.

@@ -60,6 +60,13 @@ fn freezefs(fs: &Scratch, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `thawfs MOUNT` from another shell.
+fn thawfs(fs: &Scratch) -> Output {
+    held(Command::new(thawfs_exe()).arg(&fs.mnt), fs)
+        .output()
+        .unwrap()
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -136,6 +143,40 @@ fn a_hold_hook_runs_once_per_freeze_before_it_with_every_mount_point_and_its_rea
 }
 
 #[test]
+fn hold_hooks_are_ready_before_the_freeze_hooks_run() {
+    let fs = Scratch::new(Kind::Ext4);
+    let log = fs.dir.join("hold.log");
+    add_hold_hook(
+        &fs,
+        "50-lock",
+        &format!("sleep 0.2; echo '50-lock locked' >> {}", log.display()),
+        "",
+    );
+    let hooks = fs.dir.join("hooks.d");
+    std::fs::create_dir(&hooks).unwrap();
+    std::fs::set_permissions(&hooks, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let quiesce = hooks.join("10-quiesce");
+    std::fs::write(
+        &quiesce,
+        format!("#!/bin/sh\necho \"10-quiesce $1\" >> {}\n", log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&quiesce, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = held(&mut Command::new(freezefs_exe()), &fs)
+        .env("FREEZEFS_HOOKS_DIR", &hooks)
+        .args(["-t", "20", fs.mnt.to_str().unwrap(), "--", "true"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = hold_log(&fs);
+    let at = |line: &str| log.iter().position(|l| l == line);
+    assert!(
+        at("50-lock locked").unwrap() < at("10-quiesce freeze").unwrap(),
+        "{log:?}"
+    );
+}
+
+#[test]
 fn a_hold_hook_not_ready_within_the_hook_timeout_cancels_the_freeze() {
     let fs = Scratch::new(Kind::Ext4);
     std::fs::write(fs.sysconfigtab(), "vfs:\n\tfreezefs_hook_timeout = 1\n").unwrap();
@@ -187,9 +228,7 @@ fn a_hold_hook_is_told_after_the_thaw_how_the_freeze_ended() {
     ));
     // thawfs from elsewhere.
     assert!(freezefs(&fs, &["-t", "30", mnt]).status.success());
-    let thawed = held(Command::new(thawfs_exe()).arg(mnt), &fs)
-        .output()
-        .unwrap();
+    let thawed = thawfs(&fs);
     assert!(thawed.status.success(), "{}", stderr(&thawed));
     assert!(logged_within(
         &fs,
@@ -232,9 +271,7 @@ fn a_hold_hook_that_ignores_its_stdin_is_killed_with_its_group_after_its_grace()
     let mnt = fs.mnt.to_str().unwrap();
     assert!(freezefs(&fs, &["-t", "30", mnt]).status.success());
     let pgid = hold_pid(&fs, "50-stubborn");
-    let thawed = held(Command::new(thawfs_exe()).arg(mnt), &fs)
-        .output()
-        .unwrap();
+    let thawed = thawfs(&fs);
     assert!(thawed.status.success(), "{}", stderr(&thawed));
     let told = Instant::now();
     assert!(logged_within(
@@ -288,9 +325,7 @@ fn thawfs_exits_1_naming_a_hold_hook_that_ended_while_frozen() {
     let mnt = fs.mnt.to_str().unwrap();
     assert!(freezefs(&fs, &["-t", "30", mnt]).status.success());
     std::thread::sleep(Duration::from_millis(800));
-    let out = held(Command::new(thawfs_exe()).arg(mnt), &fs)
-        .output()
-        .unwrap();
+    let out = thawfs(&fs);
     assert_eq!(out.status.code(), Some(1));
     let said = stderr(&out);
     assert!(
@@ -367,9 +402,7 @@ fn a_hold_hook_left_behind_by_a_killed_holder_is_killed_by_the_next_holder() {
         }),
         "the orphaned hold hook still runs"
     );
-    let out = held(Command::new(thawfs_exe()).arg(mnt), &fs)
-        .output()
-        .unwrap();
+    let out = thawfs(&fs);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("hold hook 50-orphan ended"),

@@ -39,6 +39,13 @@ fn freezefs(fs: &Scratch, hold: &Path) -> Command {
     cmd
 }
 
+/// `thawfs MOUNT` from another shell.
+fn thawfs(fs: &Scratch) -> Output {
+    with_env(Command::new(thawfs_exe()).arg(&fs.mnt), fs)
+        .output()
+        .unwrap()
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -150,9 +157,7 @@ fn the_lock_goes_when_the_command_ends() {
 fn the_lock_goes_when_thawfs_thaws_from_another_shell() {
     let (fs, db, hold) = server(5);
     let (pgid, insert) = frozen_and_locked(&fs, &db, &hold, "30");
-    let out = with_env(Command::new(thawfs_exe()).arg(&fs.mnt), &fs)
-        .output()
-        .unwrap();
+    let out = thawfs(&fs);
     assert!(out.status.success(), "{}", stderr(&out));
     lock_released(&db, pgid, insert, Instant::now(), "thawfs");
 }
@@ -211,9 +216,7 @@ fn the_lock_goes_when_the_holder_is_killed() {
         "mariadb: kill -9 of the holder: the lock was released {:.0} ms after",
         killed.elapsed().as_secs_f64() * 1e3
     );
-    let out = with_env(Command::new(thawfs_exe()).arg(&fs.mnt), &fs)
-        .output()
-        .unwrap();
+    let out = thawfs(&fs);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("hold hook 50-mariadb ended"),

@@ -5,11 +5,11 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::support::{Scratch, crate_dir, wait_until};
+use crate::support::{Scratch, crate_dir, succeeded, wait_until};
 
 /// A running server; stopped (SIGTERM, then SIGKILL) on drop.
 pub(crate) struct MariaDb {
@@ -19,23 +19,13 @@ pub(crate) struct MariaDb {
     server: Child,
 }
 
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 impl MariaDb {
     /// A new server with its data in `data` (created), its socket, pid
     /// file and log in `run_dir` (off the frozen filesystem).
     pub(crate) fn install_and_start(data: &Path, run_dir: &Path) -> MariaDb {
         std::fs::create_dir_all(data).unwrap();
         let cnf = write_cnf(data, run_dir);
-        ok(
+        succeeded(
             Command::new("mariadb-install-db")
                 .arg(format!("--defaults-file={}", cnf.display()))
                 .args(["--auth-root-authentication-method=socket", "--skip-test-db"])

@@ -10,10 +10,10 @@ use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Kind, Scratch, crate_dir, run, with_env};
+use support::{Kind, Scratch, crate_dir, run, succeeded, with_env};
 
 const TRIALS: usize = 10;
 const SCALE: u64 = 4;
@@ -35,16 +35,6 @@ fn as_postgres(program: &str) -> Command {
     cmd.args(["-u", "postgres", "--"])
         .arg(pg_bin().join(program));
     cmd
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A running server; stopped (immediate) by its data directory on drop.
@@ -88,7 +78,7 @@ impl Server {
     }
 
     fn psql(&self, sql: &str) -> String {
-        ok(
+        succeeded(
             as_postgres("psql")
                 .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
                 .arg(&self.socket_dir)
@@ -162,7 +152,7 @@ fn ten_copies_of_a_live_postgresql_taken_under_a_freeze_recover_whole() {
     let data = fs.mnt.join("pgdata");
     std::fs::create_dir(&data).unwrap();
     run(Command::new("chown").arg("postgres:postgres").arg(&data));
-    ok(
+    succeeded(
         as_postgres("initdb")
             .args(["-A", "trust", "-D"])
             .arg(&data)
@@ -171,7 +161,7 @@ fn ten_copies_of_a_live_postgresql_taken_under_a_freeze_recover_whole() {
         "initdb",
     );
     let server = Server::start(&data, &fs.dir.join("sock"), 55432);
-    ok(
+    succeeded(
         server
             .client("pgbench")
             .args(["-q", "-i", "-s", &SCALE.to_string(), "postgres"])
@@ -207,14 +197,14 @@ fn ten_copies_of_a_live_postgresql_taken_under_a_freeze_recover_whole() {
             .env("FREEZEFS_HOOKS_DIR", &hooks)
             .output()
             .unwrap();
-        ok(out, &format!("trial {trial}: freezefs -- cp"));
+        succeeded(out, &format!("trial {trial}: freezefs -- cp"));
         let frozen_for = started.elapsed();
         let fsck = Command::new("fsck.ext4")
             .arg("-fn")
             .arg(&copy)
             .output()
             .unwrap();
-        ok(fsck, &format!("trial {trial}: fsck.ext4 -fn of the copy"));
+        succeeded(fsck, &format!("trial {trial}: fsck.ext4 -fn of the copy"));
         run(Command::new("mount")
             .arg("-o")
             .arg("loop")
@@ -235,7 +225,7 @@ fn ten_copies_of_a_live_postgresql_taken_under_a_freeze_recover_whole() {
                 .unwrap();
             assert_eq!(branches, SCALE, "trial {trial}: branches");
             server.psql("CREATE EXTENSION IF NOT EXISTS amcheck");
-            ok(
+            succeeded(
                 server
                     .client("pg_amcheck")
                     .args(["--heapallindexed", "-d", "postgres"])

@@ -74,6 +74,18 @@ pub(crate) fn assert_system_never_frozen() {
     );
 }
 
+/// The stdout of a command that must have succeeded; else a panic that
+/// says `what` and shows all it printed.
+pub(crate) fn succeeded(out: std::process::Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 pub(crate) fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
