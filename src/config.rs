@@ -137,6 +137,11 @@ impl std::fmt::Display for Unusable {
     }
 }
 
+/// The text of the sysconfigtab file at `path`, when it can be used.
+pub(crate) fn text(path: &Path) -> Option<Vec<u8>> {
+    read_file(path).ok()
+}
+
 /// Reads a regular file of at most [`MAX_FILE_BYTES`]. O_NONBLOCK keeps a FIFO
 /// from blocking the open; the type check then refuses it.
 fn read_file(path: &Path) -> Result<Vec<u8>, Unusable> {
@@ -176,7 +181,7 @@ pub(crate) fn default_timeout_from(text: &[u8]) -> DefaultTimeout {
 
 /// A decimal integer that fits a C `int`, with an optional sign. Anything
 /// else, a list of several values included, is not a timeout.
-fn parse_seconds(value: &str) -> Option<i32> {
+pub(crate) fn parse_seconds(value: &str) -> Option<i32> {
     let digits = value.strip_prefix(['+', '-']).unwrap_or(value);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;

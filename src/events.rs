@@ -64,6 +64,11 @@ pub(crate) enum Kind {
     /// A hold hook ended while its freeze was in force: the freeze did not
     /// hold what it promised.
     HoldBroken,
+    /// The guard saw a filesystem frozen by another tool.
+    Foreign,
+    /// A freeze the guard saw ended without it: the other tool thawed, or
+    /// it was the kernel's own (a suspend), which the guard leaves alone.
+    ForeignEnded,
 }
 
 impl Kind {
@@ -79,16 +84,24 @@ impl Kind {
             Kind::Hook | Kind::HookFailed => "freezefs.hook",
             Kind::Hold | Kind::HoldFailed | Kind::HoldBroken => "freezefs.hold",
             Kind::KeeperWarning => "freezefs.keeper",
+            Kind::Foreign | Kind::ForeignEnded => "freezefs.foreign",
         }
     }
 
     /// syslog severity: notice, warning for a thaw nobody asked for, error.
     fn severity(self) -> Severity {
         match self {
-            Kind::Frozen | Kind::Thawed | Kind::Reset | Kind::Hook | Kind::Hold => Severity::Notice,
-            Kind::Timeout | Kind::Abandoned | Kind::HolderStopped | Kind::KeeperWarning => {
-                Severity::Warning
-            }
+            Kind::Frozen
+            | Kind::Thawed
+            | Kind::Reset
+            | Kind::Hook
+            | Kind::Hold
+            | Kind::ForeignEnded => Severity::Notice,
+            Kind::Timeout
+            | Kind::Abandoned
+            | Kind::HolderStopped
+            | Kind::KeeperWarning
+            | Kind::Foreign => Severity::Warning,
             Kind::Failed | Kind::HookFailed | Kind::HoldFailed | Kind::HoldBroken => {
                 Severity::Error
             }

@@ -31,7 +31,8 @@
 // The crate, top down; imports only go down this list (tests/integration/
 // layering.rs checks it):
 mod ffi; // the C ABI: the only extern "C" code
-mod ops; // the operations: FREEZE, THAW, QUERY, status, reset, the guard
+mod ops; // the operations: FREEZE, THAW, QUERY, status, reset, the RAII guard
+mod host_guard; // the guard: no freeze on the host outlives a limit, whoever made it
 mod holder; // the holder process, its warden, and how callers reach them
 mod keep; // deadlines and kernel truth: the helper thread, the deadline loop
 mod holds; // hold hooks: an application's lock held as long as a freeze
@@ -56,11 +57,16 @@ pub use error::{Error, Result};
 pub use holder::client::HOLDER_ENV;
 pub use holds::{HOLD_DIR, HOLD_DIR_ENV};
 pub use hooks::{HOOKS_DIR, HOOKS_DIR_ENV};
+pub use host_guard::guard_loop::GuardStart;
+pub use host_guard::limit::FOREIGN_MAX_FALLBACK_SECONDS;
 pub use ops::freeze_guard::FreezeGuard;
 pub use ops::freezer::Freezer;
 pub use ops::run_frozen::{HeldThroughout, RunFrozen};
-pub use ops::status::{FreezeState, HoldBreak, HoldHook, LastFreeze, Listing, Status};
+pub use ops::status::{
+    ForeignFreeze, FreezeState, HoldBreak, HoldHook, LastFreeze, Listing, Status,
+};
 pub use os::mounts::Device;
+pub use os::process::iso_utc;
 pub use store::state_dir::{RUNDIR, RUNDIR_ENV};
 pub use timeout::Timeout;
 

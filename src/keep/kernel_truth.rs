@@ -361,7 +361,7 @@ pub(crate) fn watcher_waits(holder_pid: u32, watcher: (u32, u64)) -> bool {
 /// channel, or, where that is hidden, its state (asleep, uninterruptibly)
 /// and its stack. A woken thread is running, never waiting, so a thaw is
 /// seen at once.
-fn waits_for_thaw(task: &str) -> bool {
+pub(crate) fn waits_for_thaw(task: &str) -> bool {
     let read = |what: &str| std::fs::read_to_string(format!("{task}/{what}"));
     match read("wchan") {
         Ok(wchan) if wchan.contains("percpu_rwsem") => true,

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::events;
 use crate::holds;
 use crate::hooks;
+use crate::host_guard::guard_loop::{self, GuardStart};
 use crate::ops::freeze_guard::FreezeGuard;
 use crate::ops::resolve::Resolved;
 use crate::ops::run_frozen::{self, RunFrozen};
@@ -309,6 +310,24 @@ impl Freezer {
     pub fn listing(&self) -> Result<Listing> {
         require_privilege()?;
         status::listing(&self.settings)
+    }
+
+    /// Runs the guard in this process until SIGTERM or SIGINT: every
+    /// filesystem on this host that another tool froze (not through
+    /// freezefs) is seen within a second and thawed once it has lasted
+    /// `freezefs_foreign_max_timeout` (`vfs:` stanza of the sysconfigtab;
+    /// 600 s when unset; 0 or negative: only reported). freezefs's own
+    /// freezes are never touched. `started` hears what it watches once it
+    /// runs. One guard per state directory: another one is `EBUSY`.
+    ///
+    /// A filesystem frozen when it stops keeps a thread of this process
+    /// waiting for its thaw: the process finishes exiting at that thaw.
+    pub fn guard_host(&self, started: impl FnOnce(GuardStart)) -> Result<()> {
+        guard_loop::run(
+            &self.settings.state_dir,
+            &self.settings.sysconfigtab,
+            started,
+        )
     }
 
     /// Gives the freeze of the filesystem mounted at `path` a new timeout,

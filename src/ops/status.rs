@@ -10,6 +10,7 @@ use crate::ops::resolve::Resolved;
 use crate::ops::settings::Settings;
 use crate::os::mounts::{self, Device, MountTable};
 use crate::os::process::now_boot_ns;
+use crate::store::foreign_notes::{self, ForeignNote};
 use crate::store::hold_notes::HoldBreakNote;
 use crate::store::liveness;
 use crate::store::record::{Phase, Record};
@@ -75,6 +76,41 @@ pub struct Status {
     /// A hold hook that ended while this freeze was in force: it no longer
     /// holds what it promised.
     pub hold_broken: Option<HoldBreak>,
+    /// Another tool's freeze, as the guard (`freezefs --guard`) sees it;
+    /// `None` when no guard runs for this state directory.
+    pub foreign: Option<ForeignFreeze>,
+}
+
+/// What the guard knows of a freeze another tool made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ForeignFreeze {
+    /// Since when the guard has seen it frozen (it was frozen before, by
+    /// less than a second when the guard ran then).
+    pub seen_frozen_since: SystemTime,
+    /// When the guard thaws it; `None` when it only reports
+    /// (`freezefs_foreign_max_timeout` 0 or negative).
+    pub guard_thaws_at: Option<SystemTime>,
+    /// The guard's process.
+    pub guard_pid: u32,
+}
+
+impl ForeignFreeze {
+    fn from_note(note: &ForeignNote) -> ForeignFreeze {
+        let now_boot = now_boot_ns();
+        let now = SystemTime::now();
+        ForeignFreeze {
+            seen_frozen_since: UNIX_EPOCH + Duration::from_nanos(note.seen_unix_ns),
+            guard_thaws_at: note.thaw_at_boot_ns.map(|at| {
+                if at >= now_boot {
+                    now + Duration::from_nanos(at - now_boot)
+                } else {
+                    now - Duration::from_nanos(now_boot - at)
+                }
+            }),
+            guard_pid: note.guard_pid,
+        }
+    }
 }
 
 /// A hold hook holding its lock for a freeze.
@@ -180,13 +216,25 @@ impl Status {
             last_freeze: None,
             holds: Vec::new(),
             hold_broken: None,
+            foreign: None,
         }
     }
 
-    fn frozen_by_other_tool(mount_point: PathBuf, device: Device, fs_type: String) -> Status {
+    fn frozen_by_other_tool(
+        mount_point: PathBuf,
+        device: Device,
+        fs_type: String,
+        settings: &Settings,
+    ) -> Status {
+        let foreign = StateDir::open(&settings.state_dir, false)
+            .ok()
+            .flatten()
+            .and_then(|dir| foreign_notes::read(&dir, device))
+            .map(|note| ForeignFreeze::from_note(&note));
         Status {
             state: FreezeState::Frozen,
             frozen_by_other_tool: true,
+            foreign,
             ..Status::thawed(mount_point, device, fs_type)
         }
     }
@@ -213,6 +261,7 @@ impl Status {
             last_freeze: None,
             holds: hold_hooks(record),
             hold_broken: record.hold_broken.as_ref().map(HoldBreak::from_note),
+            foreign: None,
         }
     }
 }
@@ -227,6 +276,7 @@ pub(crate) fn status(settings: &Settings, named: &Resolved) -> Result<Status> {
             mount.mount_point.clone(),
             mount.device,
             mount.fs_type.clone(),
+            settings,
         ),
         None => Status::thawed(
             mount.mount_point.clone(),
@@ -312,6 +362,7 @@ pub(crate) fn listing(settings: &Settings) -> Result<Listing> {
                 entry.mount_point.clone(),
                 entry.device,
                 entry.fs_type.clone(),
+                settings,
             )),
             Ok(false) => {}
             Err(e) => problems.push(e),

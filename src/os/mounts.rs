@@ -88,22 +88,45 @@ pub(crate) fn escape_octal(bytes: &[u8]) -> String {
     out
 }
 
+/// A mountinfo line with what the guard needs besides its [`MountEntry`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MountLine {
+    pub entry: MountEntry,
+    /// The mount it is mounted on (field 2).
+    pub parent_id: u64,
+    /// Mounted read-only, or its superblock is (`ro` in either options).
+    pub read_only: bool,
+}
+
 /// Parses one mountinfo line; `None` for a malformed one.
 pub(crate) fn parse_mountinfo_line(line: &[u8]) -> Option<MountEntry> {
+    parse_mount_line(line).map(|l| l.entry)
+}
+
+/// Parses one mountinfo line, with its parent and whether it is read-only.
+pub(crate) fn parse_mount_line(line: &[u8]) -> Option<MountLine> {
     let mut fields = line.split(|&b| b == b' ').filter(|f| !f.is_empty());
     let mount_id = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
-    let _parent_id = fields.next()?;
+    let parent_id = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
     let device = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
     let _root = fields.next()?;
     let mount_point = unescape_octal(fields.next()?);
-    // Options, then optional fields up to the "-" separator.
+    let mount_options = fields.next()?;
+    // Optional fields up to the "-" separator.
     fields.by_ref().find(|f| *f == b"-")?;
     let fs_type = String::from_utf8_lossy(&unescape_octal(fields.next()?)).into_owned();
-    Some(MountEntry {
-        mount_id,
-        device,
-        mount_point: PathBuf::from(OsStr::from_bytes(&mount_point)),
-        fs_type,
+    let _source = fields.next();
+    let super_options = fields.next().unwrap_or_default();
+    let says_ro = |options: &[u8]| options.split(|&b| b == b',').any(|o| o == b"ro");
+    Some(MountLine {
+        entry: MountEntry {
+            mount_id,
+            device,
+            mount_point: PathBuf::from(OsStr::from_bytes(&mount_point)),
+            fs_type,
+        },
+        parent_id,
+        read_only: says_ro(mount_options) || says_ro(super_options),
     })
 }
 
@@ -243,6 +266,20 @@ mod tests {
         let e = parse_mountinfo_line(line).unwrap();
         assert_eq!(e.mount_point.as_os_str().as_bytes(), b"/tmp/a\nb\\c");
         assert_eq!(e.device.to_string(), "0:52");
+    }
+
+    #[test]
+    fn a_mount_is_read_only_when_its_mount_or_its_superblock_is() {
+        let rw =
+            parse_mount_line(b"36 35 8:1 / /a rw,noatime - ext4 /dev/sda1 rw,errors=remount-ro")
+                .unwrap();
+        assert!(!rw.read_only);
+        assert_eq!(rw.parent_id, 35);
+        let mount_ro = parse_mount_line(b"37 35 8:1 / /b ro,relatime - ext4 /dev/sda1 rw").unwrap();
+        assert!(mount_ro.read_only);
+        let super_ro =
+            parse_mount_line(b"38 35 8:2 / /c rw shared:3 - xfs /dev/sda2 ro,attr2").unwrap();
+        assert!(super_ro.read_only);
     }
 
     #[test]

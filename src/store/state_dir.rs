@@ -305,9 +305,15 @@ impl StateDir {
     }
 
     fn write_file(&self, name: &str, record: &Record) -> Result<()> {
+        self.write_atomically(name, record.device, record.to_text().as_bytes())
+    }
+
+    /// Writes `text` to `name` atomically (a private temporary file named
+    /// after `device`, then rename).
+    pub(crate) fn write_atomically(&self, name: &str, device: Device, text: &[u8]) -> Result<()> {
         let tmp = format!(
             ".tmp.{}.{}.{:x}",
-            record.device,
+            device,
             std::process::id(),
             crate::os::process::fresh_generation()
         );
@@ -320,7 +326,7 @@ impl StateDir {
         .map_err(|e| self.err(&tmp, "create", e))?;
         let written = rustix::fs::fchmod(&fd, Mode::RUSR | Mode::WUSR)
             .map_err(std::io::Error::from)
-            .and_then(|()| std::fs::File::from(fd).write_all(record.to_text().as_bytes()))
+            .and_then(|()| std::fs::File::from(fd).write_all(text))
             .map_err(|e| self.err(&tmp, "write", e))
             .and_then(|()| {
                 rustix::fs::renameat(&self.fd, tmp.as_str(), &self.fd, name)
@@ -432,7 +438,7 @@ impl StateDir {
         self.write_file(&Self::ended_name(ended.device), &reported)
     }
 
-    fn remove_file(&self, name: &str) -> Result<()> {
+    pub(crate) fn remove_file(&self, name: &str) -> Result<()> {
         match rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(self.err(name, "unlink", e)),
@@ -441,7 +447,7 @@ impl StateDir {
 
     /// A fresh directory stream: a new open file description, since a dup
     /// would share (and leave at the end) the directory's read position.
-    fn listing(&self) -> rustix::io::Result<rustix::fs::Dir> {
+    pub(crate) fn listing(&self) -> rustix::io::Result<rustix::fs::Dir> {
         let fd = rustix::fs::openat(
             &self.fd,
             ".",

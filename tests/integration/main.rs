@@ -26,6 +26,7 @@ mod hold_hooks;
 mod hook_pairs;
 mod keepers;
 mod hooks;
+mod host_guard;
 mod hostile;
 mod hostile_clients;
 mod kernel_truth;

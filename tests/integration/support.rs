@@ -545,6 +545,13 @@ pub(crate) fn event<'a>(messages: &'a [String], name: &str) -> &'a String {
         .unwrap_or_else(|| panic!("no {name} in {messages:#?}"))
 }
 
+/// Sends SIGTERM (no-op if the process is gone).
+pub(crate) fn sigterm(pid: u32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+}
+
 /// Sends SIGKILL (no-op if the process is gone).
 pub(crate) fn sigkill(pid: u32) {
     if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {

@@ -1,13 +1,13 @@
 //! freezefs(8): freeze a filesystem with a deadline that outlives this command.
 
 use freezefs_cli::messages as cli;
-use freezefs_cli::{exit, run_frozen};
+use freezefs_cli::{exit, guard, listing, run_frozen};
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use freezefs::{FreezeState, Status, Timeout};
+use freezefs::{FreezeState, Timeout};
 
 const HELP: &str = "\
 Usage:
@@ -20,6 +20,8 @@ Usage:
   freezefs -q mount_point               is it frozen? (exit 0 frozen, 1 not, 2 error)
   freezefs -r timeout mount_point       give a frozen filesystem a new timeout, from now
   freezefs -l [--json]                  list every frozen filesystem
+  freezefs --guard                      thaw freezes other tools forget, until
+                                        SIGTERM (freezefs-guard.service runs it)
 
 Options:
   -t, --timeout SECONDS  thaw by itself after SECONDS; 0 (the default) takes
@@ -34,6 +36,10 @@ Options:
                          timeout, time left, freezing pid, holder pid;
                          prints nothing when none is frozen
       --json             with -l: as a JSON array
+      --guard            watch every local filesystem; thaw a freeze made by
+                         another tool once it has lasted
+                         freezefs_foreign_max_timeout (vfs: stanza, 600 s if
+                         unset; 0: only report it)
   -h, --help             show this help
   -V, --version          show the version
 
@@ -48,6 +54,7 @@ enum Mode {
     Query,
     Reset,
     List,
+    Guard,
 }
 
 struct Options {
@@ -131,6 +138,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, Stop> {
                 "help" | "version" => return Err(Ok(help_or_version(&name))),
                 "query" => given.modes.push((Mode::Query, "--query".into())),
                 "list" => given.modes.push((Mode::List, "--list".into())),
+                "guard" => given.modes.push((Mode::Guard, "--guard".into())),
                 "json" => given.json = true,
                 "verbose" => given.verbose = true,
                 _ => return Err(Err(format!("unknown option '--{name}'"))),
@@ -245,6 +253,9 @@ fn check(given: Given) -> Result<Options, Stop> {
     let directory = given.directory.unwrap_or_else(|| PathBuf::from("/"));
     match mode {
         Mode::List if !given.paths.is_empty() => Err(Err("-l takes no mount point".into())),
+        Mode::Guard if !given.paths.is_empty() => Err(Err(
+            "--guard takes no mount point: it watches every local filesystem".into(),
+        )),
         Mode::Freeze | Mode::Query | Mode::Reset if given.paths.is_empty() => {
             Err(Err("no mount point given".into()))
         }
@@ -261,135 +272,6 @@ fn check(given: Given) -> Result<Options, Stop> {
             command: given.command.map(|c| (c, directory)),
         }),
     }
-}
-
-fn seconds(d: std::time::Duration) -> String {
-    format!("{:.1}s", d.as_secs_f64())
-}
-
-fn timeout_text(status: &Status) -> String {
-    match status.timeout {
-        Some(Timeout::Seconds(n)) => format!("{n}s"),
-        Some(_) => "none".into(),
-        None => "-".into(),
-    }
-}
-
-/// `freezefs -l`: a header and one row per frozen filesystem, each column
-/// as wide as its widest cell; mount points escaped as findmnt escapes
-/// them, so that a row always splits into its columns. Nothing at all when
-/// nothing is frozen.
-fn print_table(all: &[Status]) {
-    if all.is_empty() {
-        return;
-    }
-    let header = [
-        "MOUNTPOINT",
-        "DEVICE",
-        "TYPE",
-        "STATE",
-        "SINCE",
-        "TIMEOUT",
-        "LEFT",
-        "PID",
-        "HOLDER",
-    ];
-    let rows: Vec<[String; 9]> = all
-        .iter()
-        .map(|s| {
-            [
-                cli::escaped(s.mount_point.as_os_str()),
-                s.device.to_string(),
-                cli::escaped(OsStr::new(&s.fs_type)),
-                FreezeState::name(s.state).to_string(),
-                s.frozen_since.map_or("-".into(), cli::iso_utc),
-                timeout_text(s),
-                s.time_left.map_or("-".into(), seconds),
-                owner_text(s),
-                s.holder_pid.map_or("-".into(), |p| p.to_string()),
-            ]
-        })
-        .collect();
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| {
-            rows.iter()
-                .map(|r| r[i].chars().count())
-                .chain([header[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    // Text columns to the left, numbers to the right, as findmnt and ps.
-    let right_aligned = [false, false, false, false, false, true, true, true, true];
-    let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| match (right_aligned[i], i + 1 == cells.len()) {
-                (true, _) => format!("{c:>w$}", w = widths[i]),
-                (false, true) => c.to_string(),
-                (false, false) => format!("{c:<w$}", w = widths[i]),
-            })
-            .collect();
-        println!("{}", padded.join(" "));
-    };
-    line(header.to_vec());
-    for row in &rows {
-        line(row.iter().map(String::as_str).collect());
-    }
-}
-
-/// The freezing pid; "unknown" for another tool's freeze.
-fn owner_text(status: &Status) -> String {
-    match status.pid {
-        Some(pid) => pid.to_string(),
-        None if status.frozen_by_other_tool => "unknown".into(),
-        None => "-".into(),
-    }
-}
-
-fn print_json(all: &[Status]) {
-    let opt = |v: Option<String>| v.unwrap_or_else(|| "null".into());
-    let items: Vec<String> = all
-        .iter()
-        .map(|s| {
-            format!(
-                "{{\"mount_point\":{},\"device\":\"{}\",\"fs_type\":{},\"state\":\"{}\",\"frozen_since\":{},\"frozen_since_unix\":{},\"timeout\":{},\"time_left_ms\":{},\"pid\":{},\"holder_pid\":{},\"frozen_by_other_tool\":{},\"holds\":[{}],\"hold_broken\":{}}}",
-                cli::json_string(&s.mount_point.to_string_lossy()),
-                s.device,
-                cli::json_string(&s.fs_type),
-                FreezeState::name(s.state),
-                opt(s.frozen_since.map(|t| cli::json_string(&cli::iso_utc(t)))),
-                opt(s.frozen_since.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| format!("{:.3}", d.as_secs_f64()))),
-                opt(match s.timeout {
-                    Some(Timeout::Seconds(n)) => Some(n.to_string()),
-                    _ => None,
-                }),
-                opt(s.time_left.map(|d| d.as_millis().to_string())),
-                opt(s.pid.map(|p| p.to_string())),
-                opt(s.holder_pid.map(|p| p.to_string())),
-                s.frozen_by_other_tool,
-                s.holds
-                    .iter()
-                    .map(|h| format!(
-                        "{{\"hook\":{},\"pid\":{},\"ready\":{}}}",
-                        cli::json_string(&h.name),
-                        h.pid,
-                        cli::json_string(&h.ready)
-                    ))
-                    .collect::<Vec<_>>()
-                    .join(","),
-                opt(s.hold_broken.as_ref().map(|b| format!(
-                    "{{\"hook\":{},\"why\":{},\"ended_at\":{},\"held_ms\":{}}}",
-                    cli::json_string(&b.hook),
-                    cli::json_string(&b.why),
-                    opt(b.ended_at.map(|t| cli::json_string(&cli::iso_utc(t)))),
-                    opt(b.held_for.map(|d| d.as_millis().to_string())),
-                ))),
-            )
-        })
-        .collect();
-    println!("[{}]", items.join(","));
 }
 
 /// `-v`: the deadline the freeze got, on stdout.
@@ -509,12 +391,13 @@ fn main() {
                 }
             }
         }
+        Mode::Guard => guard::run(),
         Mode::List => match freezefs::listing() {
             Ok(listing) => {
                 if options.json {
-                    print_json(&listing.frozen);
+                    listing::print_json(&listing.frozen);
                 } else {
-                    print_table(&listing.frozen);
+                    listing::print_table(&listing.frozen);
                 }
                 // What could not be told hides nothing else, and says so.
                 for problem in &listing.problems {
