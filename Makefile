@@ -8,6 +8,8 @@
 # It also installs freezefs-holder.socket and .service into SYSTEMDUNITDIR
 # (default PREFIX/lib/systemd/system); enable them with
 #   systemctl daemon-reload && systemctl enable --now freezefs-holder.socket
+# and freezefs-guard.service, which thaws freezes other tools forget:
+#   systemctl enable --now freezefs-guard.service
 #
 #   make install-group        also freezefs-group(8), consistency groups on
 #                             etcd, and its agent's unit (it needs protoc:
@@ -94,8 +96,9 @@ install: build
 	install -m 0755 examples/hold/50-mariadb $(DESTDIR)$(DOCDIR)/examples/hold/50-mariadb
 	install -m 0755 examples/etcd-rbac.sh $(DESTDIR)$(DOCDIR)/examples/etcd-rbac.sh
 	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
-	for unit in freezefs-holder.socket freezefs-holder.service; do \
+	for unit in freezefs-holder.socket freezefs-holder.service freezefs-guard.service; do \
 	  sed -e 's|@HOLDER@|$(LIBEXECDIR)/freezefs/freezefs-holder|' -e 's|@RUNDIR@|$(RUNDIR)|' \
+	      -e 's|@SBINDIR@|$(SBINDIR)|' \
 	      systemd/$$unit.in > $(DESTDIR)$(SYSTEMDUNITDIR)/$$unit || exit 1; \
 	  chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$unit; \
 	done
@@ -134,6 +137,7 @@ uninstall:
 	  $(DESTDIR)$(DOCDIR)/examples/hold/50-mariadb \
 	  $(DESTDIR)$(DOCDIR)/examples/etcd-rbac.sh \
 	  $(DESTDIR)$(SYSTEMDUNITDIR)/freezefs-holder.socket $(DESTDIR)$(SYSTEMDUNITDIR)/freezefs-holder.service \
+	  $(DESTDIR)$(SYSTEMDUNITDIR)/freezefs-guard.service \
 	  $(DESTDIR)$(SBINDIR)/freezefs-group $(DESTDIR)$(MANDIR)/man8/freezefs-group.8 \
 	  $(DESTDIR)$(SYSTEMDUNITDIR)/freezefs-group-agent.service
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/freezefs/compat/sys $(DESTDIR)$(INCLUDEDIR)/freezefs/compat \

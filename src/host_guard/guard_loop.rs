@@ -94,12 +94,17 @@ impl Guard {
         }
     }
 
-    /// The watched filesystems no retired probe waits on.
+    /// The watched filesystems no retired probe waits on, and that no
+    /// freezefs freeze is recorded for: a probe would wait for the end of
+    /// that freeze, which is never the guard's to end, and a guard stopped
+    /// meanwhile (a package upgrade) could not finish exiting before it.
     fn round(&self) -> Arc<Vec<Watched>> {
+        let recorded = self.dir.recorded_devices().unwrap_or_default();
         Arc::new(
             self.watched
                 .iter()
                 .filter(|w| !self.frozen.iter().any(|f| f.watched.device == w.device))
+                .filter(|w| !recorded.contains(&w.device))
                 .cloned()
                 .collect(),
         )

@@ -166,6 +166,13 @@ fn installing_enables_and_starts_the_socket_and_the_service_holder_keeps_a_freez
     assert_eq!(unit_state(&sandbox, "is-enabled", socket), "enabled");
     assert_eq!(unit_state(&sandbox, "is-active", socket), "active");
     assert_eq!(unit_state(&sandbox, "is-active", service), "inactive");
+    let guard = "freezefs-guard.service";
+    assert_eq!(unit_state(&sandbox, "is-enabled", guard), "enabled");
+    assert_eq!(unit_state(&sandbox, "is-active", guard), "active");
+    assert_eq!(
+        exe_of(&sandbox, sandbox.main_pid(guard)),
+        "/usr/sbin/freezefs"
+    );
     let cache = sandbox.sh("ldconfig -p");
     assert!(
         cache
@@ -184,6 +191,36 @@ fn installing_enables_and_starts_the_socket_and_the_service_holder_keeps_a_freez
         "/usr/libexec/freezefs/freezefs-holder"
     );
     thawed_late_ms(&sandbox, deadline, "package-installed");
+}
+
+/// The guard the package starts thaws a freeze that `fsfreeze -f` made
+/// and forgot, once it has lasted the limit of the sysconfigtab (3 s here,
+/// written after the guard started: it rereads the file when it changes).
+#[test]
+fn the_installed_guard_thaws_a_freeze_another_tool_forgot() {
+    let sandbox = sandbox_with_packages();
+    install(&sandbox, &["freezefs"]);
+    sandbox.sh("printf 'vfs:\\n\\tfreezefs_foreign_max_timeout = 3\\n' >/etc/sysconfigtab");
+    // The guard's next tick reads it.
+    std::thread::sleep(Duration::from_millis(1000));
+    sandbox.sh(&format!("fsfreeze -f {MNT}"));
+    let frozen = Instant::now();
+    assert!(sandbox.frozen());
+    assert!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            !sandbox.frozen()
+        }),
+        "the installed guard did not thaw the freeze within 10 s"
+    );
+    let took = frozen.elapsed();
+    eprintln!(
+        "packages: guard-thawed-fsfreeze took_ms={}",
+        took.as_millis()
+    );
+    assert!(
+        took >= Duration::from_millis(2900) && took <= Duration::from_millis(4300),
+        "thawed {took:?} after the freeze"
+    );
 }
 
 /// How long the freeze lasts that an upgrade must keep: longer than dpkg
@@ -300,7 +337,11 @@ fn removing_stops_the_units_and_thaws_and_purging_leaves_nothing_behind() {
         "packages: package-remove thawed_after_ms={}",
         (boot_ns() - asked) / 1_000_000
     );
-    for unit in ["freezefs-holder.socket", "freezefs-holder.service"] {
+    for unit in [
+        "freezefs-holder.socket",
+        "freezefs-holder.service",
+        "freezefs-guard.service",
+    ] {
         assert_eq!(
             unit_state(&sandbox, "is-active", unit),
             "inactive",

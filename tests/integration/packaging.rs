@@ -602,6 +602,36 @@ fn the_holder_units_install_and_pass_systemd_analyze_verify() {
     assert!(socket_text.contains("DirectoryMode=0700"));
 }
 
+/// freezefs-guard.service as `make install` writes it: it passes
+/// `systemd-analyze verify`, runs the installed freezefs --guard from boot,
+/// and has the holder's protections.
+#[test]
+fn the_guard_unit_installs_and_passes_systemd_analyze_verify() {
+    let (prefix, _) = installed();
+    let unit = prefix.join("lib/systemd/system/freezefs-guard.service");
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains("freezefs-guard"), "{said}");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    for needed in [
+        format!(
+            "ExecStart={} --guard",
+            prefix.join("sbin/freezefs").display()
+        ),
+        "Environment=FREEZEFS_RUNDIR=/run/freezefs".into(),
+        "WantedBy=multi-user.target".into(),
+        "Restart=always".into(),
+        "OOMScoreAdjust=-1000".into(),
+    ] {
+        assert!(text.contains(&needed), "no {needed:?} in\n{text}");
+    }
+}
+
 /// `ldconfig -n` on the installed library directory (that directory alone,
 /// never the system's cache) links libfreezefs.so.1 to the library, not to
 /// the shim, which has a SONAME of its own.

@@ -7,6 +7,7 @@
 //! DIR/writer-stall.svg (DIR defaults to target/bench). --smoke is the short
 //! version CI runs. Root only; it freezes nothing but its own images.
 
+mod guard_cost;
 mod measure;
 mod report;
 mod scratch;
@@ -294,6 +295,17 @@ fn main() {
         );
         return;
     }
+    if args.first().map(String::as_str) == Some("--guard-child") {
+        let [_, work, mounts, secs] = &args[..] else {
+            std::process::exit(2)
+        };
+        guard_cost::child(
+            Path::new(work),
+            mounts.parse().unwrap(),
+            secs.parse().unwrap(),
+        );
+        return;
+    }
     if let Some(n) = args
         .iter()
         .position(|a| a == "--cycles")
@@ -326,6 +338,7 @@ fn main() {
     let f = freezer_at(state_dir.clone());
     let on_disk = freezer_at(work.join("run"));
 
+    let guard;
     let results = {
         let fs = ScratchFs::new(&work, "main", sizes.image_mib);
         let mut stalls = Vec::new();
@@ -367,6 +380,8 @@ fn main() {
             .collect();
         let skew = measure::skew(&four, &f, sizes.skew_dirty_mib);
         drop(four);
+        eprintln!("freezefs-bench: the guard's idle cost");
+        guard = guard_cost::rows(&work, smoke);
         report::Results {
             machine: machine(),
             smoke,
@@ -384,6 +399,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&state_dir);
 
     print!("{}", report::table(&results));
+    print!("{guard}");
     postgres_rows(smoke);
     group_rows(smoke);
     std::fs::create_dir_all(&out_dir).unwrap();
