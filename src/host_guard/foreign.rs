@@ -42,9 +42,8 @@ pub(crate) struct Frozen {
 /// What the guard needs to note and tell.
 pub(crate) struct Context<'a> {
     pub(crate) dir: &'a StateDir,
-    /// The state directory's own filesystem: while it is frozen, nothing
-    /// is written there (a write would wait for the thaw).
-    pub(crate) state_dir_device: Option<Device>,
+    /// The state directory's own filesystem is frozen: nothing is written
+    /// there meanwhile (a write would wait for the thaw).
     pub(crate) state_dir_frozen: bool,
     pub(crate) guard: (u32, u64),
     /// `freezefs_foreign_max_timeout`; `None`: report only.
@@ -177,9 +176,10 @@ impl Frozen {
         if now_boot_ns() < at || self.kernel_freeze {
             return false;
         }
-        // The state directory's own filesystem: no lock can be taken on it
-        // while frozen, and freezefs never freezes it.
-        let _lock = if Some(self.watched.device) == cx.state_dir_device {
+        // No lock can be taken while the state directory's filesystem is
+        // frozen (its lock files would be written), and then no freezefs
+        // FREEZE can run either: it writes its record there first.
+        let _lock = if cx.state_dir_frozen {
             None
         } else {
             match cx.dir.try_lock(self.watched.device) {

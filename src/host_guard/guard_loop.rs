@@ -84,7 +84,6 @@ impl Guard {
     fn context(&self) -> Context<'_> {
         Context {
             dir: &self.dir,
-            state_dir_device: self.state_dir_device,
             state_dir_frozen: self
                 .frozen
                 .iter()
@@ -144,15 +143,7 @@ impl Guard {
             self.prober = Some(prober);
             return;
         };
-        let Some(watched) = self
-            .watched
-            .iter()
-            .find(|w| w.device == probe.device)
-            .cloned()
-        else {
-            self.prober = Some(prober);
-            return;
-        };
+        let watched = probe.watched().clone();
         match prober.retire(&probe) {
             Ok(waiting) => {
                 let frozen = Frozen {

@@ -19,7 +19,6 @@ use rustix::io::Errno;
 use crate::host_guard::watched::Watched;
 use crate::keep::kernel_truth::waits_for_thaw;
 use crate::os::fork::lock;
-use crate::os::mounts::Device;
 use crate::os::process::now_boot_ns;
 use crate::os::syscalls;
 
@@ -28,9 +27,17 @@ use crate::os::syscalls;
 /// stays open for FITHAW).
 #[derive(Clone)]
 pub(crate) struct InFlight {
-    pub(crate) device: Device,
+    round: Arc<Vec<Watched>>,
+    index: usize,
     pub(crate) began_boot_ns: u64,
     pub(crate) root: Arc<OwnedFd>,
+}
+
+impl InFlight {
+    /// The filesystem it probes.
+    pub(crate) fn watched(&self) -> &Watched {
+        &self.round[self.index]
+    }
 }
 
 /// What the thread shares with the guard.
@@ -159,13 +166,14 @@ fn go_round(shared: &Shared, go: &OwnedFd, name: &str) {
             _ => return,
         }
         let round = Arc::clone(&lock(&shared.round));
-        for watched in round.iter() {
+        for (index, watched) in round.iter().enumerate() {
             let Some(root) = open_root(watched) else {
                 continue;
             };
             let root = Arc::new(root);
             *lock(&shared.in_flight) = Some(InFlight {
-                device: watched.device,
+                round: Arc::clone(&round),
+                index,
                 began_boot_ns: now_boot_ns(),
                 root: Arc::clone(&root),
             });

@@ -32,19 +32,40 @@ struct Guard {
 }
 
 impl Guard {
-    /// Starts `exe --guard` (freezefs itself by default) in `ns`, with `fs`'s
-    /// state directory and a sysconfigtab that sets the limit to `limit`;
-    /// returns once it said it runs.
-    fn start(ns: &PrivateMounts, fs: &Scratch, limit: &str, exe: Option<&Path>) -> Guard {
+    /// Starts `freezefs --guard` in `ns`, with `fs`'s state directory and
+    /// a sysconfigtab that sets the limit to `limit`; returns once it said
+    /// it runs.
+    fn start(ns: &PrivateMounts, fs: &Scratch, limit: &str) -> Guard {
+        Guard::start_from(
+            ns,
+            fs,
+            limit,
+            Path::new(freezefs_exe()),
+            &fs.sysconfigtab(),
+            None,
+        )
+    }
+
+    /// [`Guard::start`] of `exe`, with its sysconfigtab at `sysconfigtab`
+    /// (named `inside` where the guard runs, when that differs).
+    fn start_from(
+        ns: &PrivateMounts,
+        fs: &Scratch,
+        limit: &str,
+        exe: &Path,
+        sysconfigtab: &Path,
+        inside: Option<&Path>,
+    ) -> Guard {
         std::fs::write(
-            fs.sysconfigtab(),
+            sysconfigtab,
             format!("vfs:\n\tfreezefs_foreign_max_timeout = {limit}\n"),
         )
         .unwrap();
         let syslog = Syslog::new(&fs.dir);
-        let mut cmd = ns.command(exe.map_or(Path::new(freezefs_exe()), |p| p));
+        let mut cmd = ns.command(exe);
         cmd.arg("--guard");
         let mut child = with_env(&mut cmd, fs)
+            .env("FREEZEFS_SYSCONFIGTAB", inside.unwrap_or(sysconfigtab))
             .env("FREEZEFS_SYSLOG_SOCKET", &syslog.path)
             .env_remove("LD_PRELOAD")
             .stdin(Stdio::null())
@@ -154,7 +175,7 @@ fn freeze_with(freezer: &mut Command, fs: &Scratch) -> Instant {
 fn thawed_within_3_to_4_s(kind: Kind, freezer: &mut Command) {
     let fs = Scratch::new(kind);
     let ns = PrivateMounts::new(&[&fs]);
-    let guard = Guard::start(&ns, &fs, "3", None);
+    let guard = Guard::start(&ns, &fs, "3");
     let frozen = freeze_with(freezer, &fs);
     let took = thawed_after(&writer(&fs), frozen, Duration::from_secs(10));
     let took = took.expect("the guard did not thaw the freeze within 10 s");
@@ -212,7 +233,7 @@ fn a_static_freezers_freeze_is_thawed_by_the_guard_within_3_to_4_s() {
 fn a_freezefs_freeze_longer_than_the_limit_is_left_to_its_own_deadline() {
     let fs = Scratch::new(Kind::Ext4);
     let ns = PrivateMounts::new(&[&fs]);
-    let guard = Guard::start(&ns, &fs, "3", None);
+    let guard = Guard::start(&ns, &fs, "3");
     let out = with_env(
         Command::new(freezefs_exe()).args(["-t", "10"]).arg(&fs.mnt),
         &fs,
@@ -244,7 +265,7 @@ fn a_freezefs_freeze_longer_than_the_limit_is_left_to_its_own_deadline() {
 fn with_the_limit_at_0_the_guard_only_reports() {
     let fs = Scratch::new(Kind::Ext4);
     let ns = PrivateMounts::new(&[&fs]);
-    let guard = Guard::start(&ns, &fs, "0", None);
+    let guard = Guard::start(&ns, &fs, "0");
     let frozen = freeze_with(Command::new("fsfreeze").arg("-f"), &fs);
     let rx = writer(&fs);
     assert_eq!(
@@ -277,7 +298,7 @@ fn a_freeze_made_before_the_guard_started_is_thawed_the_limit_after_it_starts() 
     let rx = writer(&fs);
     std::thread::sleep(Duration::from_secs(1));
     let started = Instant::now();
-    let _guard = Guard::start(&ns, &fs, "3", None);
+    let _guard = Guard::start(&ns, &fs, "3");
     let took = thawed_after(&rx, started, Duration::from_secs(10))
         .expect("the guard did not thaw a freeze made before it started");
     assert!(
@@ -290,7 +311,7 @@ fn a_freeze_made_before_the_guard_started_is_thawed_the_limit_after_it_starts() 
 fn freezefs_l_shows_since_when_the_guard_has_seen_a_foreign_freeze_and_when_it_thaws_it() {
     let fs = Scratch::new(Kind::Ext4);
     let ns = PrivateMounts::new(&[&fs]);
-    let guard = Guard::start(&ns, &fs, "30", None);
+    let guard = Guard::start(&ns, &fs, "30");
     freeze_with(Command::new("fsfreeze").arg("-f"), &fs);
     let rx = writer(&fs);
     let list = || {
@@ -334,6 +355,8 @@ fn freezefs_l_shows_since_when_the_guard_has_seen_a_foreign_freeze_and_when_it_t
     assert!(rx.recv_timeout(Duration::from_secs(5)).is_ok());
 }
 
+/// Its executable and its sysconfigtab on the frozen filesystem, which is
+/// the root of its namespace: it still thaws it.
 #[test]
 fn the_guard_thaws_a_foreign_freeze_of_the_filesystem_holding_its_own_executable() {
     let fs = Scratch::new(Kind::Ext4);
@@ -342,7 +365,14 @@ fn the_guard_thaws_a_foreign_freeze_of_the_filesystem_holding_its_own_executable
     let bin = fs.mnt.join("guard-bin");
     std::fs::create_dir_all(&bin).unwrap();
     std::fs::copy(freezefs_exe(), bin.join("freezefs")).unwrap();
-    let _guard = Guard::start(&ns, &fs, "3", Some(Path::new("/guard-bin/freezefs")));
+    let _guard = Guard::start_from(
+        &ns,
+        &fs,
+        "3",
+        Path::new("/guard-bin/freezefs"),
+        &bin.join("sysconfigtab"),
+        Some(Path::new("/guard-bin/sysconfigtab")),
+    );
     let frozen = freeze_with(Command::new("fsfreeze").arg("-f"), &fs);
     let took = thawed_after(&writer(&fs), frozen, Duration::from_secs(10))
         .expect("the guard did not thaw the filesystem of its own executable");
@@ -356,7 +386,7 @@ fn the_guard_thaws_a_foreign_freeze_of_the_filesystem_holding_its_own_executable
 fn a_second_guard_for_the_same_state_directory_is_refused() {
     let fs = Scratch::new(Kind::Ext4);
     let ns = PrivateMounts::new(&[&fs]);
-    let _first = Guard::start(&ns, &fs, "3", None);
+    let _first = Guard::start(&ns, &fs, "3");
     let out = with_env(ns.command(freezefs_exe()).arg("--guard"), &fs)
         .output()
         .unwrap();
@@ -369,7 +399,7 @@ fn a_second_guard_for_the_same_state_directory_is_refused() {
 fn sigterm_ends_the_guard_with_status_0() {
     let fs = Scratch::new(Kind::Ext4);
     let ns = PrivateMounts::new(&[&fs]);
-    let mut guard = Guard::start(&ns, &fs, "3", None);
+    let mut guard = Guard::start(&ns, &fs, "3");
     crate::support::sigterm(guard.child.id());
     let mut status = None;
     wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
