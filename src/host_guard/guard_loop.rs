@@ -29,7 +29,7 @@ use crate::store::foreign_notes::{self, GUARD_LOCK};
 use crate::store::state_dir::StateDir;
 
 /// How often the guard looks: a freeze is seen within two ticks.
-pub(crate) const TICK: Duration = Duration::from_millis(400);
+pub(crate) const TICK: Duration = Duration::from_millis(300);
 
 /// A probe that has waited this long, in the kernel's wait for a thaw, is
 /// a freeze (one that has just begun may not have reached the wait yet).
@@ -84,13 +84,35 @@ impl Guard {
     fn context(&self) -> Context<'_> {
         Context {
             dir: &self.dir,
-            state_dir_frozen: self
-                .frozen
-                .iter()
-                .any(|f| Some(f.watched.device) == self.state_dir_device),
+            state_dir_frozen: self.state_dir_frozen(),
             guard: self.me,
             limit_s: self.limit_s,
         }
+    }
+
+    fn state_dir_frozen(&self) -> bool {
+        self.frozen
+            .iter()
+            .any(|f| Some(f.watched.device) == self.state_dir_device)
+    }
+
+    /// Thaws what has lasted the limit, and forgets it.
+    fn thaw_what_is_due(&mut self) {
+        let state_dir_frozen = self.state_dir_frozen();
+        let Guard {
+            dir,
+            me,
+            limit_s,
+            frozen,
+            ..
+        } = self;
+        let cx = Context {
+            dir,
+            state_dir_frozen,
+            guard: *me,
+            limit_s: *limit_s,
+        };
+        frozen.retain_mut(|f| !f.thaw_if_due(&cx));
     }
 
     /// The watched filesystems no retired probe waits on, and that no
@@ -128,9 +150,7 @@ impl Guard {
             prober.go(self.round());
         }
         self.adopt_freezes_freezefs_let_go();
-        let mut frozen = std::mem::take(&mut self.frozen);
-        frozen.retain_mut(|f| !f.thaw_if_due(&self.context()));
-        self.frozen = frozen;
+        self.thaw_what_is_due();
     }
 
     /// A probe that waits for a thaw: a freeze. Its thread becomes that
@@ -172,7 +192,12 @@ impl Guard {
     fn adopt_freezes_freezefs_let_go(&mut self) {
         let mut adopted = Vec::new();
         for (i, f) in self.frozen.iter_mut().enumerate() {
-            if f.maker == Maker::Freezefs && made_by(&self.dir, f.watched.device) == Maker::Other {
+            // Its thaw removes the record just after FITHAW: only a probe
+            // that still waits says that the filesystem stayed frozen.
+            if f.maker == Maker::Freezefs
+                && made_by(&self.dir, f.watched.device) == Maker::Other
+                && f.waiting.still_waits()
+            {
                 f.maker = Maker::Other;
                 f.seen_boot_ns = now_boot_ns();
                 adopted.push(i);

@@ -100,14 +100,20 @@ pub(crate) struct MountLine {
 
 /// Parses one mountinfo line; `None` for a malformed one.
 pub(crate) fn parse_mountinfo_line(line: &[u8]) -> Option<MountEntry> {
-    parse_mount_line(line).map(|l| l.entry)
+    parse_line(line, false).map(|l| l.entry)
 }
 
 /// Parses one mountinfo line, with its parent and whether it is read-only.
 pub(crate) fn parse_mount_line(line: &[u8]) -> Option<MountLine> {
+    parse_line(line, true)
+}
+
+/// `details`: also the parent and the options (the guard's), which every
+/// other reader of the table does without.
+fn parse_line(line: &[u8], details: bool) -> Option<MountLine> {
     let mut fields = line.split(|&b| b == b' ').filter(|f| !f.is_empty());
     let mount_id = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
-    let parent_id = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
+    let parent = fields.next()?;
     let device = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
     let _root = fields.next()?;
     let mount_point = unescape_octal(fields.next()?);
@@ -115,9 +121,17 @@ pub(crate) fn parse_mount_line(line: &[u8]) -> Option<MountLine> {
     // Optional fields up to the "-" separator.
     fields.by_ref().find(|f| *f == b"-")?;
     let fs_type = String::from_utf8_lossy(&unescape_octal(fields.next()?)).into_owned();
-    let _source = fields.next();
-    let super_options = fields.next().unwrap_or_default();
-    let says_ro = |options: &[u8]| options.split(|&b| b == b',').any(|o| o == b"ro");
+    let (parent_id, read_only) = if details {
+        let _source = fields.next();
+        let super_options = fields.next().unwrap_or_default();
+        let says_ro = |options: &[u8]| options.split(|&b| b == b',').any(|o| o == b"ro");
+        (
+            std::str::from_utf8(parent).ok()?.parse().ok()?,
+            says_ro(mount_options) || says_ro(super_options),
+        )
+    } else {
+        (0, false)
+    };
     Some(MountLine {
         entry: MountEntry {
             mount_id,
@@ -126,7 +140,7 @@ pub(crate) fn parse_mount_line(line: &[u8]) -> Option<MountLine> {
             fs_type,
         },
         parent_id,
-        read_only: says_ro(mount_options) || says_ro(super_options),
+        read_only,
     })
 }
 

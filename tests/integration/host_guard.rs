@@ -81,6 +81,27 @@ impl Guard {
     }
 }
 
+impl Guard {
+    /// Waits up to `limit` for an event named `name`: when it came, and
+    /// every message heard meanwhile.
+    fn heard(&self, name: &str, limit: Duration) -> (Option<Instant>, Vec<String>) {
+        let start = Instant::now();
+        let mut heard = Vec::new();
+        let mut buf = [0u8; 4096];
+        while start.elapsed() < limit {
+            if let Ok(n) = self.syslog.socket.recv(&mut buf) {
+                let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let found = message.contains(&format!("]: {name} "));
+                heard.push(message);
+                if found {
+                    return (Some(Instant::now()), heard);
+                }
+            }
+        }
+        (None, heard)
+    }
+}
+
 impl Drop for Guard {
     fn drop(&mut self) {
         crate::support::sigterm(self.child.id());
@@ -177,14 +198,23 @@ fn thawed_within_3_to_4_s(kind: Kind, freezer: &mut Command) {
     let ns = PrivateMounts::new(&[&fs]);
     let guard = Guard::start(&ns, &fs, "3");
     let frozen = freeze_with(freezer, &fs);
-    let took = thawed_after(&writer(&fs), frozen, Duration::from_secs(10));
+    let rx = writer(&fs);
+    let (noticed, mut said) = guard.heard("freezefs.foreign", Duration::from_secs(3));
+    let noticed = noticed.map(|at| at - frozen);
+    assert!(
+        noticed.is_some_and(|n| n <= Duration::from_secs(1)),
+        "the guard noticed the freeze after {noticed:?}, not within 1 s"
+    );
+    let took = thawed_after(&rx, frozen, Duration::from_secs(10));
     let took = took.expect("the guard did not thaw the freeze within 10 s");
     assert!(
         took >= Duration::from_millis(2900) && took <= Duration::from_secs(4),
         "thawed {took:?} after the freeze, not within 3 to 4 s"
     );
-    eprintln!("{kind:?}: frozen by {freezer:?}, thawed by the guard after {took:?}");
-    let said = guard.syslog.drain();
+    eprintln!(
+        "{kind:?}: frozen by {freezer:?}, noticed after {noticed:?}, thawed by the guard after {took:?}"
+    );
+    said.extend(guard.syslog.drain());
     let timeout = event(&said, "freezefs.timeout");
     for words in [
         "frozen\\040by\\040another\\040tool",
