@@ -158,8 +158,23 @@ pub mod fuzzing {
     }
 
     /// Mount points of a mountinfo text, and each one escaped and read back.
+    /// The guard's reading of the same text is checked on the way: at most
+    /// one watched mount per superblock, never a read-only one.
     pub fn mountinfo(text: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         use std::os::unix::ffi::OsStrExt;
+        let lines: Vec<_> = text
+            .split(|&b| b == b'\n')
+            .filter_map(crate::os::mounts::parse_mount_line)
+            .collect();
+        let watched = crate::host_guard::watched::choose(&lines);
+        for (i, w) in watched.iter().enumerate() {
+            assert!(watched[..i].iter().all(|o| o.device != w.device));
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.entry.mount_id == w.mount_id && !l.read_only)
+            );
+        }
         crate::os::mounts::parse_mountinfo(text)
             .into_iter()
             .map(|e| {
