@@ -24,6 +24,9 @@ pub(crate) struct Host {
     etcd_args: Vec<String>,
     /// More environment for the agent (a wall clock of its own).
     env: Vec<(String, String)>,
+    /// Agents started under libfaketime: each made a shared memory object
+    /// and a semaphore named after its pid, which only a clean exit removes.
+    faked_pids: Vec<u32>,
     group: String,
     ttl_s: u32,
 }
@@ -50,6 +53,7 @@ impl Host {
             endpoints: etcd.endpoints(),
             etcd_args: Vec::new(),
             env: Vec::new(),
+            faked_pids: Vec::new(),
             group: group.to_string(),
             ttl_s,
         }
@@ -113,6 +117,9 @@ impl Host {
             .stderr(log)
             .spawn()
             .expect("start the agent");
+        if !self.env.is_empty() {
+            self.faked_pids.push(child.id());
+        }
         self.agent = Some(child);
     }
 
@@ -203,6 +210,10 @@ impl Drop for Host {
             }
             let _ = child.kill();
             let _ = child.wait();
+        }
+        for pid in &self.faked_pids {
+            let _ = std::fs::remove_file(format!("/dev/shm/faketime_shm_{pid}"));
+            let _ = std::fs::remove_file(format!("/dev/shm/sem.faketime_sem_{pid}"));
         }
         // The scratch thaws and unmounts itself on drop.
     }
