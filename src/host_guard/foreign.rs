@@ -4,13 +4,13 @@
 //! (FITHAW ends only a userspace freeze).
 
 use std::path::Path;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::events::{self, Event, Kind};
 use crate::host_guard::prober::Waiting;
 use crate::host_guard::watched::Watched;
 use crate::os::mounts::Device;
-use crate::os::process::{iso_utc, now_boot_ns, now_unix_ns};
+use crate::os::process::{iso_utc, now_boot_ns, wall_time_of};
 use crate::os::syscalls;
 use crate::store::foreign_notes::{self, ForeignNote};
 use crate::store::state_dir::StateDir;
@@ -65,10 +65,9 @@ pub(crate) fn made_by(dir: &StateDir, device: Device) -> Maker {
     }
 }
 
-/// When `boot_ns` (`CLOCK_BOOTTIME`, past or future) falls on the wall clock.
-fn wall(boot_ns: u64) -> u64 {
-    let offset = i128::from(boot_ns) - i128::from(now_boot_ns());
-    u64::try_from((i128::from(now_unix_ns()) + offset).max(0)).unwrap_or(0)
+fn unix_ns(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 fn seconds(ns: u64) -> String {
@@ -106,8 +105,7 @@ impl Frozen {
                     device: self.watched.device,
                     guard_pid: cx.guard.0,
                     guard_start: cx.guard.1,
-                    seen_unix_ns: wall(self.seen_boot_ns),
-                    seen_boot_ns: self.seen_boot_ns,
+                    seen_unix_ns: unix_ns(wall_time_of(self.seen_boot_ns)),
                     thaw_at_boot_ns: self.thaw_at_boot_ns(cx.limit_s),
                 },
             );
@@ -125,11 +123,11 @@ impl Frozen {
         if self.maker != Maker::Other {
             return;
         }
-        let since = iso_utc(UNIX_EPOCH + Duration::from_nanos(wall(self.seen_boot_ns)));
+        let since = iso_utc(wall_time_of(self.seen_boot_ns));
         let plan = match self.thaw_at_boot_ns(cx.limit_s) {
             Some(at) => format!(
                 "the guard thaws it at {} (freezefs_foreign_max_timeout {} s)",
-                iso_utc(UNIX_EPOCH + Duration::from_nanos(wall(at))),
+                iso_utc(wall_time_of(at)),
                 cx.limit_s.unwrap_or(0)
             ),
             None => "the guard only reports it (freezefs_foreign_max_timeout 0)".into(),
@@ -199,7 +197,7 @@ impl Frozen {
         }
         match syscalls::fithaw(&*self.waiting.probe.root) {
             Ok(()) => {
-                let since = iso_utc(UNIX_EPOCH + Duration::from_nanos(wall(self.seen_boot_ns)));
+                let since = iso_utc(wall_time_of(self.seen_boot_ns));
                 let reason = format!(
                     "frozen by another tool (not through freezefs), seen frozen since {since}, for {}; the guard thawed it (freezefs_foreign_max_timeout {} s)",
                     seconds(now_boot_ns().saturating_sub(self.seen_boot_ns)),

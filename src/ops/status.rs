@@ -9,7 +9,7 @@ use crate::ops::query;
 use crate::ops::resolve::Resolved;
 use crate::ops::settings::Settings;
 use crate::os::mounts::{self, Device, MountTable};
-use crate::os::process::now_boot_ns;
+use crate::os::process::{now_boot_ns, wall_time_of};
 use crate::store::foreign_notes::{self, ForeignNote};
 use crate::store::hold_notes::HoldBreakNote;
 use crate::store::liveness;
@@ -97,17 +97,9 @@ pub struct ForeignFreeze {
 
 impl ForeignFreeze {
     fn from_note(note: &ForeignNote) -> ForeignFreeze {
-        let now_boot = now_boot_ns();
-        let now = SystemTime::now();
         ForeignFreeze {
             seen_frozen_since: UNIX_EPOCH + Duration::from_nanos(note.seen_unix_ns),
-            guard_thaws_at: note.thaw_at_boot_ns.map(|at| {
-                if at >= now_boot {
-                    now + Duration::from_nanos(at - now_boot)
-                } else {
-                    now - Duration::from_nanos(now_boot - at)
-                }
-            }),
+            guard_thaws_at: note.thaw_at_boot_ns.map(wall_time_of),
             guard_pid: note.guard_pid,
         }
     }

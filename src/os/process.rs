@@ -17,6 +17,18 @@ pub(crate) fn now_unix_ns() -> u64 {
     (ts.tv_sec.max(0) as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
 }
 
+/// When `boot_ns` (`CLOCK_BOOTTIME`, past or future) falls on the wall
+/// clock, as it reads now.
+pub(crate) fn wall_time_of(boot_ns: u64) -> SystemTime {
+    let now_boot = now_boot_ns();
+    let now = SystemTime::now();
+    if boot_ns >= now_boot {
+        now + std::time::Duration::from_nanos(boot_ns - now_boot)
+    } else {
+        now - std::time::Duration::from_nanos(now_boot - boot_ns)
+    }
+}
+
 /// `2026-11-21T05:57:01Z` for a wall-clock time (UTC, no time zone database).
 pub fn iso_utc(time: SystemTime) -> String {
     let secs = time

@@ -25,9 +25,8 @@ pub(crate) struct ForeignNote {
     /// The guard, and its start time (its pid may be reused once it exits).
     pub(crate) guard_pid: u32,
     pub(crate) guard_start: u64,
-    /// When it first saw it frozen: wall clock and `CLOCK_BOOTTIME`.
+    /// When it first saw it frozen (wall clock).
     pub(crate) seen_unix_ns: u64,
-    pub(crate) seen_boot_ns: u64,
     /// When it thaws it (`CLOCK_BOOTTIME`); `None`: it only reports.
     pub(crate) thaw_at_boot_ns: Option<u64>,
 }
@@ -35,11 +34,10 @@ pub(crate) struct ForeignNote {
 impl ForeignNote {
     fn to_text(self) -> String {
         format!(
-            "guard={} start={} seen_unix_ns={} seen_boot_ns={} thaw_at_boot_ns={}\n",
+            "guard={} start={} seen_unix_ns={} thaw_at_boot_ns={}\n",
             self.guard_pid,
             self.guard_start,
             self.seen_unix_ns,
-            self.seen_boot_ns,
             self.thaw_at_boot_ns
                 .map_or("-".to_string(), |t| t.to_string())
         )
@@ -55,7 +53,6 @@ impl ForeignNote {
             guard_pid: value("guard")?.parse().ok()?,
             guard_start: value("start")?.parse().ok()?,
             seen_unix_ns: value("seen_unix_ns")?.parse().ok()?,
-            seen_boot_ns: value("seen_boot_ns")?.parse().ok()?,
             thaw_at_boot_ns: match value("thaw_at_boot_ns")? {
                 "-" => None,
                 t => Some(t.parse().ok()?),
@@ -132,7 +129,6 @@ mod tests {
                 guard_pid: 42,
                 guard_start: 1234,
                 seen_unix_ns: 1_700_000_000_000_000_000,
-                seen_boot_ns: 5_000,
                 thaw_at_boot_ns,
             };
             assert_eq!(ForeignNote::from_text(device, &note.to_text()), Some(note));
@@ -145,7 +141,7 @@ mod tests {
         for text in [
             "",
             "guard=1",
-            "guard=x start=1 seen_unix_ns=1 seen_boot_ns=1 thaw_at_boot_ns=-",
+            "guard=x start=1 seen_unix_ns=1 thaw_at_boot_ns=-",
         ] {
             assert_eq!(ForeignNote::from_text(device, text), None, "{text:?}");
         }

@@ -178,17 +178,17 @@ fn raw_freeze(statically: bool) -> PathBuf {
 /// last), outside the guard's namespace and without the shim; the moment
 /// the freezer returned.
 fn freeze_with(freezer: &mut Command, fs: &Scratch) -> Instant {
-    let out = freezer
-        .arg(&fs.mnt)
-        .env_remove("LD_PRELOAD")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the freezer failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run(freezer.arg(&fs.mnt).env_remove("LD_PRELOAD"));
     Instant::now()
+}
+
+/// `took` (from a freeze, or from the guard's start) is the limit, 3 s,
+/// give or take a tick.
+fn assert_thawed_within_3_to_4_s(took: Duration, after: &str) {
+    assert!(
+        took >= Duration::from_millis(2900) && took <= Duration::from_secs(4),
+        "thawed {took:?} after {after}, not within 3 to 4 s"
+    );
 }
 
 /// The guard thaws the freeze `freezer` makes within 3 to 4 s of it, and
@@ -207,10 +207,7 @@ fn thawed_within_3_to_4_s(kind: Kind, freezer: &mut Command) {
     );
     let took = thawed_after(&rx, frozen, Duration::from_secs(10));
     let took = took.expect("the guard did not thaw the freeze within 10 s");
-    assert!(
-        took >= Duration::from_millis(2900) && took <= Duration::from_secs(4),
-        "thawed {took:?} after the freeze, not within 3 to 4 s"
-    );
+    assert_thawed_within_3_to_4_s(took, "the freeze");
     eprintln!(
         "{kind:?}: frozen by {freezer:?}, noticed after {noticed:?}, thawed by the guard after {took:?}"
     );
@@ -264,17 +261,10 @@ fn a_freezefs_freeze_longer_than_the_limit_is_left_to_its_own_deadline() {
     let fs = Scratch::new(Kind::Ext4);
     let ns = PrivateMounts::new(&[&fs]);
     let guard = Guard::start(&ns, &fs, "3");
-    let out = with_env(
+    run(&mut with_env(
         Command::new(freezefs_exe()).args(["-t", "10"]).arg(&fs.mnt),
         &fs,
-    )
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ));
     let frozen = Instant::now();
     let took = thawed_after(&writer(&fs), frozen, Duration::from_secs(20))
         .expect("the freeze did not end within 20 s");
@@ -331,10 +321,7 @@ fn a_freeze_made_before_the_guard_started_is_thawed_the_limit_after_it_starts() 
     let _guard = Guard::start(&ns, &fs, "3");
     let took = thawed_after(&rx, started, Duration::from_secs(10))
         .expect("the guard did not thaw a freeze made before it started");
-    assert!(
-        took >= Duration::from_millis(2900) && took <= Duration::from_secs(4),
-        "thawed {took:?} after the guard started, not within 3 to 4 s"
-    );
+    assert_thawed_within_3_to_4_s(took, "the guard started");
 }
 
 #[test]
@@ -374,14 +361,7 @@ fn freezefs_l_shows_since_when_the_guard_has_seen_a_foreign_freeze_and_when_it_t
         .find_map(|w| w.strip_suffix('s').and_then(|n| n.parse().ok()))
         .unwrap_or_else(|| panic!("no time left in {row}"));
     assert!((25.0..=30.0).contains(&left), "{row}");
-    let out = with_env(Command::new(thawfs_exe()).arg(&fs.mnt), &fs)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run(&mut with_env(Command::new(thawfs_exe()).arg(&fs.mnt), &fs));
     assert!(rx.recv_timeout(Duration::from_secs(5)).is_ok());
 }
 
@@ -406,10 +386,7 @@ fn the_guard_thaws_a_foreign_freeze_of_the_filesystem_holding_its_own_executable
     let frozen = freeze_with(Command::new("fsfreeze").arg("-f"), &fs);
     let took = thawed_after(&writer(&fs), frozen, Duration::from_secs(10))
         .expect("the guard did not thaw the filesystem of its own executable");
-    assert!(
-        took >= Duration::from_millis(2900) && took <= Duration::from_secs(4),
-        "thawed {took:?} after the freeze, not within 3 to 4 s"
-    );
+    assert_thawed_within_3_to_4_s(took, "the freeze");
 }
 
 #[test]
@@ -437,4 +414,70 @@ fn sigterm_ends_the_guard_with_status_0() {
         status.is_some()
     });
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{status:?}");
+}
+
+/// A filesystem mounted inside the guard's namespace after it started, on
+/// an image of its own; thawed and unmounted there on drop.
+struct LateMount<'a> {
+    ns: &'a PrivateMounts,
+    mnt: PathBuf,
+}
+
+impl<'a> LateMount<'a> {
+    fn new(ns: &'a PrivateMounts, fs: &Scratch) -> LateMount<'a> {
+        let image = fs.dir.join("late.img");
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(64 << 20)
+            .unwrap();
+        run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
+        let mnt = fs.dir.join("late");
+        std::fs::create_dir(&mnt).unwrap();
+        run(ns
+            .command("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&mnt));
+        LateMount { ns, mnt }
+    }
+}
+
+impl Drop for LateMount<'_> {
+    fn drop(&mut self) {
+        // Never unmount before thawing.
+        let _ = self
+            .ns
+            .command("fsfreeze")
+            .arg("-u")
+            .arg(&self.mnt)
+            .output();
+        let _ = self.ns.command("umount").arg(&self.mnt).output();
+    }
+}
+
+/// The guard rereads the mount table when it changes: a filesystem mounted
+/// after it started is guarded as the others.
+#[test]
+fn a_filesystem_mounted_after_the_guard_started_is_guarded_too() {
+    let fs = Scratch::new(Kind::Ext4);
+    let ns = PrivateMounts::new(&[&fs]);
+    let _guard = Guard::start(&ns, &fs, "3");
+    let late = LateMount::new(&ns, &fs);
+    run(ns.command("fsfreeze").arg("-f").arg(&late.mnt));
+    let frozen = Instant::now();
+    let mut writer = ns
+        .command("sh")
+        .arg("-c")
+        .arg(format!("echo x >{}/written", late.mnt.display()))
+        .spawn()
+        .unwrap();
+    let mut took = None;
+    wait_until(Duration::from_secs(10), Duration::from_millis(10), || {
+        took = writer.try_wait().unwrap().map(|_| frozen.elapsed());
+        took.is_some()
+    });
+    drop(late);
+    let _ = writer.wait();
+    let took = took.expect("the guard did not thaw a filesystem mounted after it started");
+    assert_thawed_within_3_to_4_s(took, "the freeze");
 }

@@ -574,15 +574,7 @@ fn the_holder_units_install_and_pass_systemd_analyze_verify() {
     let units = prefix.join("lib/systemd/system");
     let socket = units.join("freezefs-holder.socket");
     let service = units.join("freezefs-holder.service");
-    let out = Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(&socket)
-        .arg(&service)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{said}");
-    assert!(!said.contains("freezefs-holder"), "{said}");
+    assert_units_verify(&[&socket, &service], "freezefs-holder");
     let service_text = std::fs::read_to_string(&service).unwrap();
     let holder = prefix.join("libexec/freezefs/freezefs-holder");
     for needed in [
@@ -602,6 +594,19 @@ fn the_holder_units_install_and_pass_systemd_analyze_verify() {
     assert!(socket_text.contains("DirectoryMode=0700"));
 }
 
+/// `systemd-analyze verify` passes `units` and says nothing of any file
+/// whose name contains `name`.
+fn assert_units_verify(units: &[&Path], name: &str) {
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .args(units)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains(name), "{said}");
+}
+
 /// freezefs-guard.service as `make install` writes it: it passes
 /// `systemd-analyze verify`, runs the installed freezefs --guard from boot,
 /// and has the holder's protections.
@@ -609,14 +614,7 @@ fn the_holder_units_install_and_pass_systemd_analyze_verify() {
 fn the_guard_unit_installs_and_passes_systemd_analyze_verify() {
     let (prefix, _) = installed();
     let unit = prefix.join("lib/systemd/system/freezefs-guard.service");
-    let out = Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(&unit)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{said}");
-    assert!(!said.contains("freezefs-guard"), "{said}");
+    assert_units_verify(&[&unit], "freezefs-guard");
     let text = std::fs::read_to_string(&unit).unwrap();
     for needed in [
         format!(
