@@ -212,16 +212,15 @@ impl Status {
         }
     }
 
+    /// Another tool's freeze, with what the guard noted of it in `dir`.
     fn frozen_by_other_tool(
         mount_point: PathBuf,
         device: Device,
         fs_type: String,
-        settings: &Settings,
+        dir: Option<&StateDir>,
     ) -> Status {
-        let foreign = StateDir::open(&settings.state_dir, false)
-            .ok()
-            .flatten()
-            .and_then(|dir| foreign_notes::read(&dir, device))
+        let foreign = dir
+            .and_then(|dir| foreign_notes::read(dir, device))
             .map(|note| ForeignFreeze::from_note(&note));
         Status {
             state: FreezeState::Frozen,
@@ -262,13 +261,15 @@ impl Status {
 /// ended.
 pub(crate) fn status(settings: &Settings, named: &Resolved) -> Result<Status> {
     let mount = &named.mount;
-    let mut status = match query::live_record(settings, named)? {
+    let live = query::live_record(settings, named)?;
+    let dir = StateDir::open(&settings.state_dir, false)?;
+    let mut status = match live {
         Some(record) => Status::from_record(&record, now_boot_ns()),
         None if query::frozen_by_any_tool(settings, named)? => Status::frozen_by_other_tool(
             mount.mount_point.clone(),
             mount.device,
             mount.fs_type.clone(),
-            settings,
+            dir.as_ref(),
         ),
         None => Status::thawed(
             mount.mount_point.clone(),
@@ -276,7 +277,7 @@ pub(crate) fn status(settings: &Settings, named: &Resolved) -> Result<Status> {
             mount.fs_type.clone(),
         ),
     };
-    if let Some(dir) = StateDir::open(&settings.state_dir, false)? {
+    if let Some(dir) = dir {
         status.last_freeze = dir
             .read_ended(mount.device)?
             .as_ref()
@@ -316,7 +317,8 @@ pub(crate) fn listing(settings: &Settings) -> Result<Listing> {
     let mut problems = Vec::new();
     // Devices told already: a broken record's too, whose freeze is freezefs's.
     let mut seen: Vec<Device> = Vec::new();
-    if let Some(dir) = StateDir::open(&settings.state_dir, false)? {
+    let dir = StateDir::open(&settings.state_dir, false)?;
+    if let Some(dir) = &dir {
         for device in dir.recorded_devices()? {
             let record = match dir.read(device) {
                 Ok(Some(record)) => record,
@@ -328,7 +330,7 @@ pub(crate) fn listing(settings: &Settings) -> Result<Listing> {
                 }
             };
             if liveness::is_over(&record) {
-                query::end_by_mount_point(&dir, &record);
+                query::end_by_mount_point(dir, &record);
                 continue;
             }
             seen.push(device);
@@ -354,7 +356,7 @@ pub(crate) fn listing(settings: &Settings) -> Result<Listing> {
                 entry.mount_point.clone(),
                 entry.device,
                 entry.fs_type.clone(),
-                settings,
+                dir.as_ref(),
             )),
             Ok(false) => {}
             Err(e) => problems.push(e),
