@@ -3,7 +3,6 @@
 //! The file is read at every freeze that asks for the default, so an edit
 //! takes effect for the next freeze without restarting anything.
 
-use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -160,9 +159,8 @@ fn read_file(path: &Path) -> Result<Vec<u8>, Unusable> {
     if meta.len() > MAX_FILE_BYTES {
         return Err(Unusable::TooLarge);
     }
-    let mut text = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut text)
+    let expected = usize::try_from(meta.len()).unwrap_or(0);
+    let text = crate::os::small_file::read_fd(&file, expected, MAX_FILE_BYTES as usize + 1)
         .map_err(Unusable::Unreadable)?;
     if text.len() as u64 > MAX_FILE_BYTES {
         return Err(Unusable::TooLarge);

@@ -58,8 +58,8 @@ pub fn iso_utc(time: SystemTime) -> String {
 pub(crate) fn boot_id() -> &'static str {
     static BOOT_ID: OnceLock<String> = OnceLock::new();
     BOOT_ID.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-            .map(|s| s.trim().to_string())
+        crate::os::small_file::read_proc("/proc/sys/kernel/random/boot_id")
+            .map(|s| String::from_utf8_lossy(&s).trim().to_string())
             .unwrap_or_else(|_| "unknown".to_string())
     })
 }
@@ -77,7 +77,7 @@ pub(crate) fn thread_start_time(pid: u32, tid: u32) -> Option<u64> {
 }
 
 fn start_time_in(stat_path: &str) -> Option<u64> {
-    let stat = std::fs::read(stat_path).ok()?;
+    let stat = crate::os::small_file::read_proc(stat_path).ok()?;
     // The command name is in parentheses and may hold anything: skip past
     // the last ')'.
     let after = &stat[stat.iter().rposition(|&b| b == b')')? + 1..];
@@ -109,6 +109,15 @@ pub(crate) fn current() -> (u32, u64) {
     START.store(start, Ordering::Release);
     PID.store(pid, Ordering::Release);
     (pid, start)
+}
+
+/// 128 fresh random bits (one system call).
+pub(crate) fn fresh_u128() -> u128 {
+    let mut bytes = [0u8; 16];
+    if rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()).is_err() {
+        return u128::from(fresh_generation()) << 64 | u128::from(fresh_generation());
+    }
+    u128::from_ne_bytes(bytes)
 }
 
 /// A fresh random 64-bit number, never 0.

@@ -4,8 +4,6 @@
 //! written only by the guard that holds `lock.guard`, removed when the
 //! freeze ends; a note whose guard is gone says nothing.
 
-use std::io::Read;
-
 use rustix::fs::{Mode, OFlags};
 
 use crate::error::Result;
@@ -90,11 +88,8 @@ pub(crate) fn read(dir: &StateDir, device: Device) -> Option<ForeignNote> {
         Mode::empty(),
     )
     .ok()?;
-    let mut text = String::new();
-    std::fs::File::from(fd)
-        .take(512)
-        .read_to_string(&mut text)
-        .ok()?;
+    let text = crate::os::small_file::read_fd(&fd, 511, 512).ok()?;
+    let text = String::from_utf8(text).ok()?;
     ForeignNote::from_text(device, &text).filter(ForeignNote::guard_alive)
 }
 

@@ -2,7 +2,7 @@
 //! record per frozen superblock, a lock file per superblock, all reached
 //! through one directory fd without following symlinks.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -13,6 +13,7 @@ use crate::end_reason::EndReason;
 use crate::error::{Error, Result};
 use crate::os::fork::ParentOnlyFd;
 use crate::os::mounts::Device;
+use crate::os::small_file;
 use crate::os::syscalls;
 use crate::store::hold_notes::HoldBreakNote;
 use crate::store::record::{Ended, Record};
@@ -287,11 +288,8 @@ impl StateDir {
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(corrupt("not a regular file"));
         }
-        let mut file = std::fs::File::from(fd);
-        let mut text = Vec::new();
-        (&mut file)
-            .take(MAX_RECORD_BYTES)
-            .read_to_end(&mut text)
+        let expected = usize::try_from(st.st_size).unwrap_or(0);
+        let text = small_file::read_fd(&fd, expected, MAX_RECORD_BYTES as usize)
             .map_err(|e| self.err(name, "read", e))?;
         Record::from_text(&text)
             .map(Some)
