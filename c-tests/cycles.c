@@ -56,9 +56,12 @@ int main(int argc, char **argv)
 	if (argc != 3)
 		return 2;
 	n = atoi(argv[2]);
-	/* Warm up: the helper thread and the holder exist from here on. */
+	/* Warm up: the helper thread and the holder exist from here on, and
+	 * the watch QUERY keeps on the state directory (two fds for the
+	 * process's life). */
 	for (i = 0; i < 20; i++)
-		if (freezefs(argv[1], FS_Q_FREEZE, 60) != 0 || freezefs(argv[1], FS_Q_THAW, 0) != 0)
+		if (freezefs(argv[1], FS_Q_FREEZE, 60) != 0 || freezefs(argv[1], FS_Q_QUERY, 0) != 1 ||
+		    freezefs(argv[1], FS_Q_THAW, 0) != 0)
 			return 1;
 	report("before");
 	for (i = 0; i < n; i++) {

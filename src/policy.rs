@@ -3,7 +3,7 @@
 use rustix::thread::CapabilitySet;
 
 use crate::error::{Error, Result};
-use crate::os::mounts::{Device, MountId, describe};
+use crate::os::mounts::{Device, MountId, superblock_of};
 use crate::os::target::{Target, identity_of};
 
 /// The filesystems AdvFS refuses to freeze, by name.
@@ -71,7 +71,7 @@ impl ProtectedSuperblocks {
         ProtectedSuperblocks(
             named
                 .chain([state])
-                .filter_map(|(why, id)| Some((why, describe(id).ok()?.device)))
+                .filter_map(|(why, id)| Some((why, superblock_of(id).ok()?.device)))
                 .collect(),
         )
     }

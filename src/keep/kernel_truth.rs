@@ -25,7 +25,8 @@ use rustix::io::Errno;
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
 use crate::os::fd_passing;
-use crate::os::process::{self, fresh_generation};
+use crate::os::process;
+use crate::os::small_file;
 use crate::os::syscalls;
 use crate::store::record::Record;
 
@@ -119,11 +120,11 @@ impl Waiter {
             std::thread::Builder::new()
                 .name("freezefs-waiter".into())
                 .stack_size(64 * 1024)
-                .spawn(
-                    move || {
-                        while park_then_wait(&control, &theirs, &signal) && reusable {}
-                    },
-                )?;
+                .spawn(move || {
+                    // Who it is, said at every park: read once.
+                    let me = introduce(&theirs);
+                    while park_then_wait(&control, &theirs, &signal, &me) && reusable {}
+                })?;
         }
         Ok(Waiter { shared, done })
     }
@@ -268,29 +269,31 @@ pub(crate) fn confirm(
     }
 }
 
-/// The thread: says who it is, parks until told to go (with the directory
-/// to wait in), then one `unlinkat` of a name that does not exist, and its
-/// last word: `released` or `cannot`. False when it was dismissed.
-fn park_then_wait(control: &OwnedFd, shared: &Shared, signal: &OwnedFd) -> bool {
+/// The calling thread's id and start time, as a waiter says them, noted in
+/// `shared`.
+fn introduce(shared: &Shared) -> String {
     let tid = rustix::thread::gettid().as_raw_nonzero().get();
     let start = u32::try_from(tid)
         .ok()
         .and_then(|tid| process::thread_start_time(std::process::id(), tid))
         .unwrap_or(0);
     shared.tid.store(tid, Ordering::Release);
+    format!("{tid} {start}")
+}
+
+/// The thread: says who it is (`me`), parks until told to go (with the
+/// directory to wait in), then one `unlinkat` of a name that does not
+/// exist, and its last word: `released` or `cannot`. False when it was
+/// dismissed.
+fn park_then_wait(control: &OwnedFd, shared: &Shared, signal: &OwnedFd, me: &str) -> bool {
     // Said at once, so that the teller finds it queued when it tells.
-    let me = format!("{tid} {start}");
     let _ = rustix::net::send(control, me.as_bytes(), SendFlags::NOSIGNAL);
     let Some(dir) = told_to_go(control) else {
         return false; // dismissed
     };
     RUNNING_THREADS.fetch_add(1, Ordering::AcqRel);
     // 128 random bits: a name that no file has, so nothing is removed.
-    let name = format!(
-        ".freezefs-waiter-{:016x}{:016x}",
-        fresh_generation(),
-        fresh_generation()
-    );
+    let name = format!(".freezefs-waiter-{:032x}", process::fresh_u128());
     let outcome = loop {
         match rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::empty()) {
             Err(Errno::INTR) => continue,
@@ -362,7 +365,10 @@ pub(crate) fn watcher_waits(holder_pid: u32, watcher: (u32, u64)) -> bool {
 /// and its stack. A woken thread is running, never waiting, so a thaw is
 /// seen at once.
 pub(crate) fn waits_for_thaw(task: &str) -> bool {
-    let read = |what: &str| std::fs::read_to_string(format!("{task}/{what}"));
+    let read = |what: &str| {
+        small_file::read_proc(&format!("{task}/{what}"))
+            .map(|text| String::from_utf8_lossy(&text).into_owned())
+    };
     match read("wchan") {
         Ok(wchan) if wchan.contains("percpu_rwsem") => true,
         Ok(wchan) if !matches!(wchan.trim(), "" | "0") => false,

@@ -280,7 +280,7 @@ impl Freezer {
     /// Never freezes anything; thaws only a freeze whose deadline has passed.
     pub fn is_frozen(&self, path: impl AsRef<Path>) -> Result<bool> {
         require_privilege()?;
-        query::is_frozen(&self.settings, &Resolved::path(path.as_ref())?)
+        query::is_frozen_at(&self.settings, path.as_ref())
     }
 
     /// The state of the filesystem mounted at `path`. Like QUERY, it thaws

@@ -4,7 +4,8 @@
 //! Without one, the kernel's word, through the holder's probe: a freeze made
 //! by any other tool is seen too.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
 
 use crate::error::Result;
 use crate::holder::client;
@@ -14,11 +15,73 @@ use crate::keep::end::{defer_to_holder, end_if_over, record_thawed_elsewhere};
 use crate::keep::kernel_truth;
 use crate::ops::resolve::Resolved;
 use crate::ops::settings::Settings;
-use crate::os::mounts;
+use crate::os::mounts::{self, MountId};
 use crate::os::process::now_boot_ns;
+use crate::os::target;
 use crate::store::liveness::Over;
 use crate::store::record::{Phase, Record};
+use crate::store::seen_records;
 use crate::store::state_dir::StateDir;
+use rustix::fs::{Mode, OFlags};
+
+/// What the records say of a path's filesystem, looked up with as few
+/// system calls as it takes: one `statx` of the path (a mount root: nothing
+/// more to check of the name), its superblock and its record as remembered
+/// (see [`mounts::superblock_of`] and [`seen_records`]), and for a live
+/// record one `tgkill` of its watcher.
+enum OnRecord {
+    /// A live record answers.
+    Answer(bool),
+    /// None: the kernel's word is needed, on this mount of this superblock.
+    Nothing(MountId, mounts::Superblock),
+}
+
+/// QUERY of a path: from the records when they answer, else from the
+/// holder's probe; anything else (a record that is over or whose watcher
+/// was let through, a name that is not a mount root, any error) through
+/// [`is_frozen`] on the path resolved in full, which also reports errors.
+pub(crate) fn is_frozen_at(settings: &Settings, path: &Path) -> Result<bool> {
+    match on_record(settings, path) {
+        Some(OnRecord::Answer(frozen)) => Ok(frozen),
+        Some(OnRecord::Nothing(mount_id, sb)) => match directory_on(path, mount_id) {
+            Some(dir_fd) => probe(settings, sb, dir_fd.as_fd()),
+            None => is_frozen(settings, &Resolved::path(path)?),
+        },
+        None => is_frozen(settings, &Resolved::path(path)?),
+    }
+}
+
+fn on_record(settings: &Settings, path: &Path) -> Option<OnRecord> {
+    let c_path = target::checked_path(path).ok()?;
+    let facts = target::facts_of(rustix::fs::CWD, &c_path, path).ok()?;
+    if !facts.is_mount_root {
+        return None;
+    }
+    let sb = mounts::superblock_of(facts.mount_id).ok()?;
+    let Some(record) = seen_records::current(&settings.state_dir, sb.device)? else {
+        return Some(OnRecord::Nothing(facts.mount_id, sb));
+    };
+    if Over::of(&record, now_boot_ns(), false).is_some() {
+        return None;
+    }
+    if record.phase == Phase::Frozen && kernel_truth::watcher_let_through(&record, false) {
+        return None;
+    }
+    Some(OnRecord::Answer(record.phase == Phase::Frozen))
+}
+
+/// The directory `path` names, opened, if it is still the root of mount
+/// `mount_id` (the path may have been mounted over since it was looked at).
+fn directory_on(path: &Path, mount_id: MountId) -> Option<OwnedFd> {
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let facts = target::facts_of(&fd, c"", path).ok()?;
+    (facts.is_mount_root && facts.mount_id == mount_id).then_some(fd)
+}
 
 /// QUERY: frozen (not freezing, not thawing), by freezefs or another tool.
 pub(crate) fn is_frozen(settings: &Settings, named: &Resolved) -> Result<bool> {
@@ -41,9 +104,22 @@ pub(crate) fn frozen_by_any_tool(settings: &Settings, named: &Resolved) -> Resul
     let Some(dir_fd) = named.directory_fd() else {
         return Ok(false);
     };
+    let sb = mounts::Superblock {
+        device: named.device(),
+        fs_type: named.mount.fs_type.clone(),
+    };
+    probe(settings, sb, dir_fd.as_fd())
+}
+
+/// The holder's probe of the filesystem of `dir_fd`, a directory on it
+/// (see [`frozen_by_any_tool`]).
+fn probe(settings: &Settings, sb: mounts::Superblock, dir_fd: BorrowedFd<'_>) -> Result<bool> {
+    if !mounts::on_block_device(&sb.fs_type) {
+        return Ok(false);
+    }
     let dir = StateDir::open(&settings.state_dir, true)?
         .ok_or_else(|| crate::error::Error::os("state directory", rustix::io::Errno::NOENT))?;
-    client::ask_whether_frozen(&dir, &settings.holder(), named.device(), dir_fd.as_fd())
+    client::ask_whether_frozen(&dir, &settings.holder(), sb.device, dir_fd)
         .map(|found| found == ProbeAnswer::Frozen)
 }
 

@@ -181,6 +181,54 @@ pub(crate) fn describe(id: MountId) -> io::Result<MountEntry> {
     }
 }
 
+/// What a mount is a view of: its superblock's device and type. Both are
+/// fixed for the mount's life (moving a mount changes its mount point, not
+/// its superblock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Superblock {
+    /// The superblock's device.
+    pub device: Device,
+    /// The filesystem type.
+    pub fs_type: String,
+}
+
+/// How many mounts' superblocks [`superblock_of`] remembers.
+const SUPERBLOCKS_REMEMBERED: usize = 256;
+
+/// The superblock of mount `id`. A unique mount id (Linux 6.8) is never
+/// given to another mount within a boot, and a mount never changes its
+/// superblock, so the answer for one is remembered for the process's life:
+/// it cannot go stale. A listed id is reused once its mount is gone: never
+/// remembered.
+pub(crate) fn superblock_of(id: MountId) -> io::Result<Superblock> {
+    static REMEMBERED: std::sync::Mutex<Vec<(u64, Superblock)>> = std::sync::Mutex::new(Vec::new());
+    let MountId::Unique(unique) = id else {
+        let entry = describe(id)?;
+        return Ok(Superblock {
+            device: entry.device,
+            fs_type: entry.fs_type,
+        });
+    };
+    // try_lock: a child forked while another thread held it must not wait.
+    if let Ok(remembered) = REMEMBERED.try_lock() {
+        if let Some((_, sb)) = remembered.iter().find(|(u, _)| *u == unique) {
+            return Ok(sb.clone());
+        }
+    }
+    let entry = describe(id)?;
+    let sb = Superblock {
+        device: entry.device,
+        fs_type: entry.fs_type,
+    };
+    if let Ok(mut remembered) = REMEMBERED.try_lock() {
+        if remembered.len() >= SUPERBLOCKS_REMEMBERED {
+            remembered.clear();
+        }
+        remembered.push((unique, sb.clone()));
+    }
+    Ok(sb)
+}
+
 /// True for a filesystem type that lives on a block device (listed without
 /// `nodev` in `/proc/filesystems`), FUSE's excepted: the only kind another
 /// tool can have frozen, and never a network or pseudo filesystem, which a
@@ -189,20 +237,35 @@ pub(crate) fn on_block_device(fs_type: &str) -> bool {
     if fs_type.is_empty() || fs_type.starts_with("fuse") {
         return false;
     }
-    // Read once: a filesystem type registered later (a module loaded) is
-    // missed until the next process, and then only probed less.
-    static ON_BLOCK_DEVICE: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    ON_BLOCK_DEVICE
-        .get_or_init(|| {
-            std::fs::read_to_string("/proc/filesystems")
-                .unwrap_or_default()
-                .lines()
-                .filter(|line| !line.starts_with("nodev"))
-                .map(|line| line.trim().to_string())
-                .collect()
+    // Whether a type lives on a block device is fixed when it registers, so
+    // a type once listed is known for good; a type not listed yet (a module
+    // loaded since) sends us back to the kernel's list, never to a guess.
+    static LISTED: std::sync::Mutex<Vec<(String, bool)>> = std::sync::Mutex::new(Vec::new());
+    let known = |listed: &[(String, bool)]| {
+        listed
+            .iter()
+            .find(|(name, _)| name == fs_type)
+            .map(|&(_, on_block)| on_block)
+    };
+    // try_lock: a child forked while another thread held it must not wait.
+    if let Ok(listed) = LISTED.try_lock() {
+        if let Some(on_block) = known(&listed) {
+            return on_block;
+        }
+    }
+    let text = crate::os::small_file::read_proc("/proc/filesystems").unwrap_or_default();
+    let fresh: Vec<(String, bool)> = String::from_utf8_lossy(&text)
+        .lines()
+        .map(|line| match line.strip_prefix("nodev") {
+            Some(name) => (name.trim().to_string(), false),
+            None => (line.trim().to_string(), true),
         })
-        .iter()
-        .any(|t| t == fs_type)
+        .collect();
+    let on_block = known(&fresh).unwrap_or(false);
+    if let Ok(mut listed) = LISTED.try_lock() {
+        *listed = fresh;
+    }
+    on_block
 }
 
 /// A snapshot of this process's mount table.

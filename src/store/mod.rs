@@ -4,6 +4,7 @@
 //!
 //! Top down; imports only go down this list (tests/integration/layering.rs):
 
+pub(crate) mod seen_records; // records read, remembered until the directory changes
 pub(crate) mod foreign_notes; // what the guard saw of another tool's freezes
 pub(crate) mod state_dir; // the directory, its records and locks
 pub(crate) mod liveness; // the one rule: is a recorded freeze alive

@@ -17,6 +17,7 @@ mod commands;
 mod contract;
 mod debian_packages;
 mod errnos;
+mod fast_path;
 mod fuzz;
 mod fuzz_c_api;
 mod fuzzkit;
