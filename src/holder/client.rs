@@ -87,12 +87,12 @@ fn seqpacket() -> Result<ParentOnlyFd> {
 }
 
 /// Connects to a running holder, without the start/stop lock: the common
-/// case. `None` when no holder listens.
+/// case. `None` when no holder listens. Whether it still answers is seen
+/// when its answer is awaited (see [`receive_answer`]).
 pub(crate) fn connect_running(dir: &StateDir) -> Result<Option<ParentOnlyFd>> {
     let addr = socket_addr(dir)?;
     let sock = seqpacket()?;
-    let connected = rustix::net::connect(&sock, &addr).is_ok() && peer_alive(&sock);
-    Ok(connected.then_some(sock))
+    Ok(rustix::net::connect(&sock, &addr).is_ok().then_some(sock))
 }
 
 /// Whether the process at the other end still runs. A holder killed while
@@ -401,16 +401,44 @@ pub(crate) fn receive_within(
     receive_answer(conn, exe, wait).map(|(answer, _)| answer)
 }
 
+/// How long a holder may stay silent before `/proc` is asked whether it
+/// still runs: a live one answers within microseconds, and reading its
+/// `/proc` entry costs more than the rest of a QUERY.
+const SILENCE_BEFORE_CHECK: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Waits up to `wait` for the holder's answer. A holder killed while one of
+/// its waiters waits in the kernel cannot finish exiting before the thaw:
+/// its socket still takes requests, but nobody answers them. So a holder
+/// silent for [`SILENCE_BEFORE_CHECK`] is looked at, and one that no longer
+/// runs is an error at once (the callers then start a new one).
 fn receive_answer(
     conn: &ParentOnlyFd,
     exe: &Path,
     wait: std::time::Duration,
 ) -> Result<(String, Option<OwnedFd>)> {
-    rustix::net::sockopt::set_socket_timeout(conn, rustix::net::sockopt::Timeout::Recv, Some(wait))
-        .map_err(|e| Error::os("socket timeout", e))?;
+    let set_timeout = |timeout: std::time::Duration| {
+        rustix::net::sockopt::set_socket_timeout(
+            conn,
+            rustix::net::sockopt::Timeout::Recv,
+            Some(timeout),
+        )
+        .map_err(|e| Error::os("socket timeout", e))
+    };
     let mut answer = [0u8; 8192];
-    let (bytes, fd) = fd_passing::recv_with_fd(conn, &mut answer)
-        .map_err(|e| unavailable(exe, format!("no answer from the holder: {e}")))?;
+    let first = wait.min(SILENCE_BEFORE_CHECK);
+    set_timeout(first)?;
+    let mut received = fd_passing::recv_with_fd(conn, &mut answer);
+    let silent =
+        |r: &std::io::Result<_>| matches!(r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    if silent(&received) && wait > first {
+        if !peer_alive(conn) {
+            return Err(unavailable(exe, "the holder no longer runs"));
+        }
+        set_timeout(wait - first)?;
+        received = fd_passing::recv_with_fd(conn, &mut answer);
+    }
+    let (bytes, fd) =
+        received.map_err(|e| unavailable(exe, format!("no answer from the holder: {e}")))?;
     if bytes == 0 {
         return Err(unavailable(exe, "the holder closed the connection"));
     }

@@ -122,8 +122,10 @@ pub(crate) struct Target {
     /// The path as given (or, for an fd, its mount point), for messages.
     pub path: PathBuf,
     fd: OwnedFd,
-    /// True when `fd` is the caller's own fd (dup'd), which ioctls accept as it is.
-    from_fd: bool,
+    /// True when `fd` is open for real (a directory opened read-only, or the
+    /// caller's own fd, dup'd), which ioctls accept as it is; false for an
+    /// `O_PATH` one.
+    ioctl_ready: bool,
     /// What `statx` says about it.
     pub facts: PathFacts,
 }
@@ -133,6 +135,27 @@ impl Target {
     /// triggering device side effects.
     pub(crate) fn open(path: &Path) -> Result<Target> {
         let c_path = checked_path(path)?;
+        // A mount root is nearly always a directory, and opening one
+        // read-only has no side effect: one open serves every later step.
+        // Anything else is opened with O_PATH, and reopened only if it is a
+        // regular file (see [`Target::open_for_ioctl`]).
+        if let Ok(fd) = rustix::fs::open(
+            c_path.as_c_str(),
+            OFlags::RDONLY
+                | OFlags::DIRECTORY
+                | OFlags::NONBLOCK
+                | OFlags::NOCTTY
+                | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            let facts = facts_of(&fd, c"", path)?;
+            return Ok(Target {
+                path: path.to_path_buf(),
+                fd,
+                ioctl_ready: true,
+                facts,
+            });
+        }
         let fd = rustix::fs::open(
             c_path.as_c_str(),
             OFlags::PATH | OFlags::CLOEXEC,
@@ -143,7 +166,7 @@ impl Target {
         Ok(Target {
             path: path.to_path_buf(),
             fd,
-            from_fd: false,
+            ioctl_ready: false,
             facts,
         })
     }
@@ -163,13 +186,13 @@ impl Target {
         Ok(Target {
             path,
             fd: own,
-            from_fd: true,
+            ioctl_ready: true,
             facts,
         })
     }
 
-    /// The `O_PATH` fd it is held by: good as the directory fd of `*at`
-    /// calls, not for ioctls (see [`Target::open_for_ioctl`]).
+    /// The fd it is held by: good as the directory fd of `*at` calls, not
+    /// always for ioctls (see [`Target::open_for_ioctl`]).
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
@@ -184,7 +207,7 @@ impl Target {
     /// reopened through `/proc/self/fd`. Only directories and regular files
     /// are reopened, so no device or FIFO is ever opened for real.
     pub(crate) fn open_for_ioctl(&self) -> Result<OwnedFd> {
-        if self.from_fd {
+        if self.ioctl_ready {
             return rustix::io::fcntl_dupfd_cloexec(&self.fd, 0)
                 .map_err(|e| Error::os("dup fd", e));
         }
