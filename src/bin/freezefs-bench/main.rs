@@ -7,6 +7,7 @@
 //! DIR/writer-stall.svg (DIR defaults to target/bench). --smoke is the short
 //! version CI runs. Root only; it freezes nothing but its own images.
 
+mod fast_path;
 mod guard_cost;
 mod measure;
 mod report;
@@ -253,6 +254,31 @@ fn query_in_namespace(mnt: &Path, work: &Path, sizes: &Sizes) -> Namespaced {
     (query, list)
 }
 
+/// `--fast-path`: the fast path through the C ABI alone, with its goals.
+fn fast_path_only() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("freezefs-bench: must run as root (loop mounts, FIFREEZE)");
+        std::process::exit(1);
+    }
+    scratch::start_system_guard();
+    let work = PathBuf::from(format!("/tmp/freezefs-bench.{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let state_dir = tmpfs_state_dir();
+    {
+        let fs = ScratchFs::new(&work, "fast", 64);
+        let figures = fast_path::measure(&fs, &state_dir);
+        print!("{}", fast_path::table(&figures));
+        for (what, measured, met) in fast_path::goals(&figures) {
+            println!(
+                "  [{}] {what}: {measured}",
+                if met { "met " } else { "MISS" }
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_dir_all(&state_dir);
+}
+
 /// `--cycles N`: the idle freeze+thaw cycles alone, N of each.
 fn cycles_only(n: usize) {
     if !rustix::process::geteuid().is_root() {
@@ -295,6 +321,18 @@ fn main() {
         );
         return;
     }
+    if args.first().map(String::as_str) == Some("--fast-path-child") {
+        let [_, mnt] = &args[..] else {
+            std::process::exit(2)
+        };
+        fast_path::child(Path::new(mnt));
+        return;
+    }
+    if args.iter().any(|a| a == "--fast-path") {
+        // The C ABI's four figures alone: to compare builds.
+        fast_path_only();
+        return;
+    }
     if args.first().map(String::as_str) == Some("--guard-child") {
         let [_, work, mounts, secs] = &args[..] else {
             std::process::exit(2)
@@ -323,7 +361,9 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target/bench"));
     if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("usage: freezefs-bench [--smoke] [--out DIR] | --cycles N   (as root)");
+        println!(
+            "usage: freezefs-bench [--smoke] [--out DIR] | --cycles N | --fast-path   (as root)"
+        );
         return;
     }
     if !rustix::process::geteuid().is_root() {
@@ -380,6 +420,11 @@ fn main() {
             .collect();
         let skew = measure::skew(&four, &f, sizes.skew_dirty_mib);
         drop(four);
+        eprintln!("freezefs-bench: the fast path through the C ABI");
+        let fast_path = {
+            let fs = ScratchFs::new(&work, "fast", 64);
+            fast_path::measure(&fs, &state_dir)
+        };
         eprintln!("freezefs-bench: the guard's idle cost");
         guard = guard_cost::rows(&work, smoke);
         report::Results {
@@ -393,6 +438,7 @@ fn main() {
             truth,
             skew,
             skew_dirty_mib: sizes.skew_dirty_mib,
+            fast_path,
         }
     };
     let _ = std::fs::remove_dir_all(&work);
