@@ -384,7 +384,10 @@ pub(crate) fn send(
 }
 
 /// Reads the holder's answer, trimmed, and the fd that came with it.
-fn receive_with_fd(conn: &ParentOnlyFd, exe: &Path) -> Result<(String, Option<OwnedFd>)> {
+pub(crate) fn receive_with_fd(
+    conn: &ParentOnlyFd,
+    exe: &Path,
+) -> Result<(String, Option<OwnedFd>)> {
     receive_answer(
         conn,
         exe,

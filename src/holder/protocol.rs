@@ -43,6 +43,9 @@ pub(crate) enum Request {
     /// Is this filesystem frozen, by whoever? (A directory on it comes
     /// with it.)
     Probe { device: Device },
+    /// A probe thread of the client's own, which it tells to wait itself:
+    /// answered [`Answer::Line`] with the teller's end of its control line.
+    ProbeLine,
     /// Run hooks, in the holder's queue.
     Hooks(HookRequest),
 }
@@ -90,6 +93,11 @@ pub(crate) enum Answer {
         holder_fd: Option<u32>,
     },
     Probe(ProbeAnswer),
+    /// A probe thread started for the client, in this holder (its control
+    /// line comes with it).
+    Line {
+        holder_pid: u32,
+    },
     /// The most the hook runs ahead of this request may take.
     Queued {
         seconds: u64,
@@ -135,6 +143,7 @@ impl Request {
                 target.wire()
             ),
             Request::Probe { device } => format!("probe {device}\n"),
+            Request::ProbeLine => "probe-line\n".to_string(),
             Request::Hooks(HookRequest::Freeze(hooks, targets)) => {
                 hooks_line("hooks-freeze", hooks, targets)
             }
@@ -172,6 +181,7 @@ impl Request {
             "probe" => Request::Probe {
                 device: words.next()?.parse().ok()?,
             },
+            "probe-line" => Request::ProbeLine,
             "hooks-freeze" | "hooks-thaw" | "hooks-hold" => {
                 // A reason is one word: it names why the thaw hooks run.
                 let reason = match verb {
@@ -244,6 +254,7 @@ impl Answer {
                 ProbeAnswer::Failed => "failed",
             }
             .to_string(),
+            Answer::Line { holder_pid } => format!("line {holder_pid}"),
             Answer::Queued { seconds } => format!("queued {seconds}"),
             Answer::Ok => "ok".to_string(),
             Answer::Holding(notes) => {
@@ -288,6 +299,9 @@ impl Answer {
                 Some(reason) => Answer::HookFailed {
                     reason: String::from_utf8_lossy(&unhex(reason)?).into_owned(),
                 },
+            },
+            "line" => Answer::Line {
+                holder_pid: words.next()?.parse().ok()?,
             },
             "queued" => Answer::Queued {
                 seconds: words.next()?.parse().ok()?,
@@ -383,6 +397,7 @@ mod tests {
                 vec![target("/a"), target("/b")],
             )),
             Request::Hooks(HookRequest::Release("rolled-back".into())),
+            Request::ProbeLine,
         ]
     }
 
@@ -433,6 +448,7 @@ mod tests {
             Answer::Probe(ProbeAnswer::Thawed),
             Answer::Probe(ProbeAnswer::CannotTell),
             Answer::Probe(ProbeAnswer::Unknown),
+            Answer::Line { holder_pid: 7 },
             Answer::Probe(ProbeAnswer::Failed),
             Answer::Queued { seconds: 31 },
             Answer::Ok,

@@ -18,7 +18,7 @@ use crate::holder::client::{HOLDER_LOCK_NAME, SOCKET_NAME};
 use crate::holder::hook_jobs::HookJobs;
 use crate::holder::inbox::Inbox;
 use crate::holder::probes::{Prober, Probers, look_whether_frozen};
-use crate::holder::protocol::{Answer, Request};
+use crate::holder::protocol::{Answer, ProbeAnswer, Request};
 use crate::holder::{life, warden};
 use crate::keep::kernel_truth::{self, Seen, Waiter};
 use crate::keep::watch::{Keeper, Watch};
@@ -314,6 +314,24 @@ fn serve_request(
         }
         (Some(Request::Probe { device }), Some(dir_fd)) => {
             Answer::Probe(look_whether_frozen(watches, probes, device, &dir_fd))
+        }
+        (Some(Request::ProbeLine), None) => {
+            // A reusable probe thread the client tells to wait itself (see
+            // holder::probe_line); it is dismissed when the client closes
+            // its end, and waits like any waiter, so that this holder stays
+            // while it waits for a thaw.
+            let started = kernel_truth::control_line()
+                .ok()
+                .and_then(|(thread_end, teller)| Waiter::reusable(thread_end).ok().map(|_| teller));
+            let Some(teller) = started else {
+                Answer::Probe(ProbeAnswer::Failed).say(&conn);
+                return false;
+            };
+            let answer = Answer::Line {
+                holder_pid: std::process::id(),
+            };
+            let _ = fd_passing::send_with_fds(&conn, answer.encode().as_bytes(), &[teller.as_fd()]);
+            return false;
         }
         // Not a request, or without the fd it needs.
         _ => Answer::Refused,

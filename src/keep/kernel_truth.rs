@@ -231,7 +231,7 @@ pub(crate) fn tell_go(control: &OwnedFd, dir: BorrowedFd<'_>) -> io::Result<(u32
 }
 
 /// The signal to go, with the directory to wait in.
-fn send_go(control: &OwnedFd, dir: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn send_go(control: &OwnedFd, dir: BorrowedFd<'_>) -> io::Result<()> {
     fd_passing::send_with_fds(control, b"g", &[dir])
 }
 

@@ -8,9 +8,9 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use crate::error::Result;
-use crate::holder::client;
 use crate::holder::life;
 use crate::holder::protocol::ProbeAnswer;
+use crate::holder::{client, probe_line};
 use crate::keep::end::{defer_to_holder, end_if_over, record_thawed_elsewhere};
 use crate::keep::kernel_truth;
 use crate::ops::resolve::Resolved;
@@ -117,9 +117,13 @@ fn probe(settings: &Settings, sb: mounts::Superblock, dir_fd: BorrowedFd<'_>) ->
     if !mounts::on_block_device(&sb.fs_type) {
         return Ok(false);
     }
+    let exe = settings.holder();
+    if let Some(found) = probe_line::ask(&settings.state_dir, &exe, sb.device, dir_fd) {
+        return Ok(found == ProbeAnswer::Frozen);
+    }
     let dir = StateDir::open(&settings.state_dir, true)?
         .ok_or_else(|| crate::error::Error::os("state directory", rustix::io::Errno::NOENT))?;
-    client::ask_whether_frozen(&dir, &settings.holder(), sb.device, dir_fd)
+    client::ask_whether_frozen(&dir, &exe, sb.device, dir_fd)
         .map(|found| found == ProbeAnswer::Frozen)
 }
 

@@ -112,3 +112,48 @@ fn query_answers_for_the_filesystem_mounted_now_at_a_mount_point() {
         "QUERY answered for the filesystem mounted there before"
     );
 }
+
+#[test]
+fn a_process_that_asks_again_sees_another_tools_freezes_and_thaws_at_once() {
+    let fs = Scratch::new(Kind::Ext4);
+    let f = fs.freezer();
+    // The second QUERY and those after go through the process's own line
+    // to a probe thread.
+    assert!(!query_twice(&fs, &fs.mnt));
+    for _ in 0..3 {
+        fs.other_tool_freezes().unwrap();
+        assert!(
+            f.is_frozen(&fs.mnt).unwrap(),
+            "another tool's freeze not seen"
+        );
+        assert!(
+            f.is_frozen(&fs.mnt).unwrap(),
+            "asked again, the freeze is gone"
+        );
+        fs.other_tool_thaws().unwrap();
+        assert!(
+            !f.is_frozen(&fs.mnt).unwrap(),
+            "another tool's thaw not seen"
+        );
+    }
+}
+
+#[test]
+fn query_still_answers_after_the_holder_its_line_led_to_exited() {
+    let fs = Scratch::new(Kind::Ext4);
+    let f = fs.freezer();
+    assert!(!query_twice(&fs, &fs.mnt));
+    assert!(wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+        || { live_holders(&fs).is_empty() }
+    ));
+    assert!(!f.is_frozen(&fs.mnt).unwrap());
+    fs.other_tool_freezes().unwrap();
+    let seen = f.is_frozen(&fs.mnt);
+    fs.other_tool_thaws().unwrap();
+    assert!(
+        seen.unwrap(),
+        "another tool's freeze not seen through a new holder"
+    );
+}
