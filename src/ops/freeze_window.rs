@@ -13,14 +13,6 @@ use crate::os::syscalls;
 const MAX_SYNC_ROUNDS: usize = 4;
 /// A dirty residue this small (KiB, system-wide) is not worth another round.
 const SMALL_RESIDUE_KIB: u64 = 4096;
-/// This little dirty data (KiB, system-wide) is not worth a flush of its
-/// own. The figure is system-wide, so the filesystem frozen may hold none
-/// of it: a build elsewhere leaves tens of MiB dirty for 30 s, and a flush
-/// of an idle filesystem still costs a journal commit and a cache flush of
-/// its disk (65-150 us on a loop device), added to every freeze. Below this,
-/// at worst FIFREEZE writes it while writers wait (tens of ms), and writers
-/// wait for the whole freeze anyway.
-const NOT_WORTH_A_FLUSH_KIB: u64 = 64 * 1024;
 /// A flush this quick had little to write; writers meanwhile dirtied less.
 const QUICK_SYNC: std::time::Duration = std::time::Duration::from_millis(5);
 
@@ -42,7 +34,9 @@ fn dirty_kib() -> Option<u64> {
 /// that FIFREEZE blocks writers only for what is left.
 pub(crate) fn presync(fds: &[BorrowedFd<'_>]) {
     let mut last = dirty_kib();
-    if last.is_some_and(|kib| kib <= NOT_WORTH_A_FLUSH_KIB) {
+    if last.is_some_and(|kib| kib <= SMALL_RESIDUE_KIB) {
+        // Next to nothing to flush: FIFREEZE's own sync is as short, and a
+        // second journal commit would only lengthen an idle freeze.
         return;
     }
     for _ in 0..MAX_SYNC_ROUNDS {

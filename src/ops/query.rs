@@ -58,16 +58,22 @@ fn on_record(settings: &Settings, path: &Path) -> Option<OnRecord> {
         return None;
     }
     let sb = mounts::superblock_of(facts.mount_id).ok()?;
-    let Some(record) = seen_records::current(&settings.state_dir, sb.device)? else {
-        return Some(OnRecord::Nothing(facts.mount_id, sb));
-    };
-    if Over::of(&record, now_boot_ns(), false).is_some() {
-        return None;
-    }
-    if record.phase == Phase::Frozen && kernel_truth::watcher_let_through(&record, false) {
-        return None;
-    }
-    Some(OnRecord::Answer(record.phase == Phase::Frozen))
+    let answer = seen_records::judged(&settings.state_dir, sb.device, |record| {
+        let Some(record) = record else {
+            return Some(None);
+        };
+        if Over::of(record, now_boot_ns(), false).is_some() {
+            return None;
+        }
+        if record.phase == Phase::Frozen && kernel_truth::watcher_let_through(record, false) {
+            return None;
+        }
+        Some(Some(record.phase == Phase::Frozen))
+    })??;
+    Some(match answer {
+        Some(frozen) => OnRecord::Answer(frozen),
+        None => OnRecord::Nothing(facts.mount_id, sb),
+    })
 }
 
 /// The directory `path` names, opened, if it is still the root of mount

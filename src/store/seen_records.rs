@@ -139,11 +139,15 @@ fn same_inode(dir: &StateDir, identity: DirIdentity) -> bool {
 /// The watched directory of this process, if any.
 static WATCHED: ForkSafe<Option<Watched>> = ForkSafe::new(None, |watched| *watched = None);
 
-/// The record of `device` in the state directory at `path`, as it is now:
-/// `Some(None)` when it has none; `None` when it cannot say (no such
-/// directory, an unreadable record, no inotify): read it the usual way,
-/// which reports the error.
-pub(crate) fn current(path: &Path, device: Device) -> Option<Option<Record>> {
+/// What `judge` makes of the record of `device` in the state directory at
+/// `path` as it is now (`None`: it has none), looked at in place, not
+/// copied; `None` when it cannot say (no such directory, an unreadable
+/// record, no inotify): read it the usual way, which reports the error.
+pub(crate) fn judged<T>(
+    path: &Path,
+    device: Device,
+    judge: impl FnOnce(Option<&Record>) -> T,
+) -> Option<T> {
     let identity = identity_at(path)?;
     let mut watched = WATCHED.lock();
     let keep = watched
@@ -153,13 +157,16 @@ pub(crate) fn current(path: &Path, device: Device) -> Option<Option<Record>> {
         *watched = Watched::start(path, identity);
     }
     let w = watched.as_mut()?;
-    if let Some((_, record)) = w.records.iter().find(|(d, _)| *d == device) {
-        return Some(record.clone());
-    }
-    let record = w.dir.read(device).ok()?;
-    if w.records.len() >= REMEMBERED {
-        w.records.clear();
-    }
-    w.records.push((device, record.clone()));
-    Some(record)
+    let known = match w.records.iter().position(|(d, _)| *d == device) {
+        Some(i) => i,
+        None => {
+            let record = w.dir.read(device).ok()?;
+            if w.records.len() >= REMEMBERED {
+                w.records.clear();
+            }
+            w.records.push((device, record));
+            w.records.len() - 1
+        }
+    };
+    Some(judge(w.records[known].1.as_ref()))
 }
