@@ -163,7 +163,7 @@ impl Freezer {
     /// Errors: see [`Error`]; nothing is left frozen or recorded on error.
     pub fn freeze(&self, path: impl AsRef<Path>, timeout: Timeout) -> Result<()> {
         let path = path.as_ref();
-        let named = resolved(path, Resolved::path(path))?;
+        let named = resolved(path, Resolved::path_to_change(path))?;
         reported(named, |named| {
             freeze::freeze_batch(&self.settings, vec![named], timeout)
         })
@@ -186,7 +186,12 @@ impl Freezer {
     /// is returned.
     pub fn freeze_all<P: AsRef<Path>>(&self, paths: &[P], timeout: Timeout) -> Result<()> {
         require_privilege()
-            .and_then(|()| paths.iter().map(|p| Resolved::path(p.as_ref())).collect())
+            .and_then(|()| {
+                paths
+                    .iter()
+                    .map(|p| Resolved::path_to_change(p.as_ref()))
+                    .collect()
+            })
             .and_then(|named| freeze::freeze_batch(&self.settings, named, timeout))
             .map(drop)
             .inspect_err(|e| {
@@ -245,7 +250,7 @@ impl Freezer {
 
     fn freeze_path(&self, path: &Path, timeout: Timeout) -> Result<freeze::Frozen> {
         require_privilege()?;
-        let named = Resolved::path(path)?;
+        let named = Resolved::path_to_change(path)?;
         let mut frozen = freeze::freeze_batch(&self.settings, vec![named], timeout)?;
         Ok(frozen.remove(0))
     }
@@ -254,7 +259,7 @@ impl Freezer {
     /// FITHAW, so it also rescues a freeze made by another tool.
     pub fn thaw(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let named = resolved(path, Resolved::path(path))?;
+        let named = resolved(path, Resolved::path_to_change(path))?;
         reported(named, |named| thaw::thaw(&self.settings, &named))
     }
 

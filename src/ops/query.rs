@@ -43,6 +43,7 @@ enum OnRecord {
 pub(crate) fn is_frozen_at(settings: &Settings, path: &Path) -> Result<bool> {
     match on_record(settings, path) {
         Some(OnRecord::Answer(frozen)) => Ok(frozen),
+        Some(OnRecord::Nothing(_, sb)) if !mounts::on_block_device(&sb.fs_type) => Ok(false),
         Some(OnRecord::Nothing(mount_id, sb)) => match directory_on(path, mount_id) {
             Some(dir_fd) => probe(settings, sb, dir_fd.as_fd()),
             None => is_frozen(settings, &Resolved::path(path)?),
@@ -76,12 +77,13 @@ fn on_record(settings: &Settings, path: &Path) -> Option<OnRecord> {
     })
 }
 
-/// The directory `path` names, opened, if it is still the root of mount
-/// `mount_id` (the path may have been mounted over since it was looked at).
+/// The directory `path` names, held (`O_PATH`: nothing is asked of the
+/// filesystem), if it is still the root of mount `mount_id` (the path may
+/// have been mounted over since it was looked at).
 fn directory_on(path: &Path, mount_id: MountId) -> Option<OwnedFd> {
     let fd = rustix::fs::open(
         path,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
     .ok()?;

@@ -33,7 +33,15 @@ impl Resolved {
     /// name (`//usr/.`, a symlink), which names its filesystem as on AdvFS.
     /// Anything else is [`Error::NotMountPoint`].
     pub(crate) fn path(path: &Path) -> Result<Resolved> {
-        let target = Target::open(path)?;
+        Resolved::of_target(path, Target::open(path)?)
+    }
+
+    /// [`Resolved::path`] for FREEZE and THAW (see [`Target::open_to_change`]).
+    pub(crate) fn path_to_change(path: &Path) -> Result<Resolved> {
+        Resolved::of_target(path, Target::open_to_change(path)?)
+    }
+
+    fn of_target(path: &Path, target: Target) -> Result<Resolved> {
         // A mount root needs no name check: FREEZE refuses a protected one
         // by its superblock.
         let protected = if target.facts.is_mount_root {

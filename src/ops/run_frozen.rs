@@ -58,7 +58,7 @@ pub(crate) fn run_frozen<P: AsRef<Path>, R>(
 ) -> Result<RunFrozen<R>> {
     let named: Vec<Resolved> = paths
         .iter()
-        .map(|p| Resolved::path(p.as_ref()))
+        .map(|p| Resolved::path_to_change(p.as_ref()))
         .collect::<Result<_>>()?;
     let names: Vec<(Device, PathBuf)> = named
         .iter()

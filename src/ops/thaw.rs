@@ -195,7 +195,7 @@ pub(crate) fn thaw_all<P: AsRef<Path>>(settings: &Settings, paths: &[P]) -> Resu
     let mut done: Vec<Device> = Vec::new();
     for path in paths {
         let path = path.as_ref();
-        let result = Resolved::path(path).and_then(|named| {
+        let result = Resolved::path_to_change(path).and_then(|named| {
             if done.contains(&named.device()) {
                 return Ok(());
             }

@@ -135,10 +135,28 @@ impl Target {
     /// triggering device side effects.
     pub(crate) fn open(path: &Path) -> Result<Target> {
         let c_path = checked_path(path)?;
-        // A mount root is nearly always a directory, and opening one
-        // read-only has no side effect: one open serves every later step.
-        // Anything else is opened with O_PATH, and reopened only if it is a
-        // regular file (see [`Target::open_for_ioctl`]).
+        let fd = rustix::fs::open(
+            c_path.as_c_str(),
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::os(path.display().to_string(), e))?;
+        let facts = facts_of(&fd, c"", path)?;
+        Ok(Target {
+            path: path.to_path_buf(),
+            fd,
+            ioctl_ready: false,
+            facts,
+        })
+    }
+
+    /// [`Target::open`] for FREEZE and THAW, which open what they name for
+    /// real anyway (an ioctl needs it): a directory is opened read-only at
+    /// once, so that one open serves every later step; anything else as
+    /// [`Target::open`] does. Never for a QUERY or a listing: an `O_PATH`
+    /// open asks no filesystem anything (a FUSE daemon, a network server).
+    pub(crate) fn open_to_change(path: &Path) -> Result<Target> {
+        let c_path = checked_path(path)?;
         if let Ok(fd) = rustix::fs::open(
             c_path.as_c_str(),
             OFlags::RDONLY
@@ -156,19 +174,7 @@ impl Target {
                 facts,
             });
         }
-        let fd = rustix::fs::open(
-            c_path.as_c_str(),
-            OFlags::PATH | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::os(path.display().to_string(), e))?;
-        let facts = facts_of(&fd, c"", path)?;
-        Ok(Target {
-            path: path.to_path_buf(),
-            fd,
-            ioctl_ready: false,
-            facts,
-        })
+        Target::open(path)
     }
 
     /// Takes a caller's fd (any fd inside a filesystem, as FIFREEZE
