@@ -25,8 +25,7 @@ use rustix::net::RecvFlags;
 
 use crate::holder::client;
 use crate::holder::protocol::{Answer, ProbeAnswer, Request};
-use crate::keep::kernel_truth;
-use crate::os::fd_passing;
+use crate::keep::kernel_truth::{self, Seen};
 use crate::os::fork::ForkSafe;
 use crate::os::mounts::Device;
 use crate::store::state_dir::StateDir;
@@ -159,29 +158,22 @@ fn open(dir: &StateDir, exe: &Path) -> Option<Line> {
         return None;
     };
     let teller = teller?;
-    let hello = receive_within(&teller, LINE_LIMIT)?;
+    let said = word_within(&teller, LINE_LIMIT)?;
     Some(Line {
         state_dir: dir.path().to_path_buf(),
         teller,
         holder_pid,
-        thread: thread_of(&hello)?,
+        thread: kernel_truth::hello(&said)?,
         waiting_on: None,
     })
-}
-
-/// The thread's `tid start` hello.
-fn thread_of(hello: &[u8]) -> Option<(u32, u64)> {
-    let text = std::str::from_utf8(hello).ok()?;
-    let (tid, start) = text.split_once(' ')?;
-    Some((tid.parse().ok()?, start.parse().ok()?))
 }
 
 /// Reads a thread's word on the wait it was let through from.
 fn last_word(line: &Line) -> Option<()> {
     let started = Instant::now();
     while started.elapsed() < LINE_LIMIT {
-        let word = receive_within(&line.teller, LINE_LIMIT - started.elapsed())?;
-        if word == b"released" || word == b"cannot" {
+        let word = word_within(&line.teller, LINE_LIMIT - started.elapsed())?;
+        if kernel_truth::last_word(&word).is_some() {
             return Some(());
         }
     }
@@ -194,7 +186,7 @@ fn still_waits(line: &Line) -> bool {
 
 /// One message from the thread, waiting up to `limit`; `None` on timeout,
 /// or when the line is dead.
-fn receive_within(teller: &OwnedFd, limit: Duration) -> Option<Vec<u8>> {
+fn word_within(teller: &OwnedFd, limit: Duration) -> Option<Vec<u8>> {
     let mut fds = [PollFd::new(teller, PollFlags::IN)];
     let timeout = rustix::time::Timespec {
         tv_sec: limit.as_secs() as i64,
@@ -221,13 +213,21 @@ fn probe(line: &mut Line, dir_fd: BorrowedFd<'_>) -> Said {
         if n == 0 {
             return Said::Nothing;
         }
-        if let Some(thread) = thread_of(&buf[..n]) {
+        if let Some(thread) = kernel_truth::hello(&buf[..n]) {
             line.thread = thread;
         }
     }
-    if fd_passing::send_with_fds(&line.teller, b"g", &[dir_fd]).is_err() {
+    if kernel_truth::send_go(&line.teller, dir_fd).is_err() {
         return Said::Nothing;
     }
+    let answer = |word: &[u8]| {
+        kernel_truth::last_word(word).map(|seen| {
+            Said::Answer(match seen {
+                Seen::Thawed => ProbeAnswer::Thawed,
+                _ => ProbeAnswer::CannotTell,
+            })
+        })
+    };
     let started = Instant::now();
     // A released thread answers within tens of microseconds: looked for
     // without sleeping first (a sleep's wake-up costs as much again on a
@@ -235,24 +235,28 @@ fn probe(line: &mut Line, dir_fd: BorrowedFd<'_>) -> Said {
     // is looked at in /proc.
     while started.elapsed() < SPIN {
         match rustix::net::recv(&line.teller, &mut buf, RecvFlags::DONTWAIT) {
-            Ok((n, _)) if &buf[..n] == b"released" => return Said::Answer(ProbeAnswer::Thawed),
-            Ok((n, _)) if &buf[..n] == b"cannot" => return Said::Answer(ProbeAnswer::CannotTell),
             Ok((0, _)) => return Said::Nothing,
-            _ => {
-                // A few microseconds between looks: fewer system calls.
-                let next = Instant::now() + Duration::from_micros(4);
-                while Instant::now() < next {
-                    std::hint::spin_loop();
+            Ok((n, _)) => {
+                if let Some(said) = answer(&buf[..n]) {
+                    return said;
                 }
             }
+            Err(_) => {}
+        }
+        // A few microseconds between looks: fewer system calls.
+        let next = Instant::now() + Duration::from_micros(4);
+        while Instant::now() < next {
+            std::hint::spin_loop();
         }
     }
     let mut pause = Duration::from_micros(100);
     loop {
-        match receive_within(&line.teller, pause) {
-            Some(word) if word == b"released" => return Said::Answer(ProbeAnswer::Thawed),
-            Some(word) if word == b"cannot" => return Said::Answer(ProbeAnswer::CannotTell),
-            Some(_) => {}
+        match word_within(&line.teller, pause) {
+            Some(word) => {
+                if let Some(said) = answer(&word) {
+                    return said;
+                }
+            }
             None if still_waits(line) => return Said::Waiting,
             None if !alive(&line.teller) || started.elapsed() >= LINE_LIMIT => {
                 return Said::Nothing;

@@ -219,16 +219,28 @@ pub(crate) fn tell_go(control: &OwnedFd, dir: BorrowedFd<'_>) -> io::Result<(u32
     )?;
     let mut buf = [0u8; 64];
     let (n, _) = rustix::net::recv(control, &mut buf, RecvFlags::empty())?;
-    let text = std::str::from_utf8(&buf[..n]).unwrap_or("");
-    let mut words = text.split(' ');
-    match (
-        words.next().and_then(|w| w.parse().ok()),
-        words.next().and_then(|w| w.parse().ok()),
-    ) {
-        (Some(tid), Some(start)) => Ok((tid, start)),
-        _ => Err(io::Error::from_raw_os_error(libc::EIO)),
+    hello(&buf[..n]).ok_or_else(|| io::Error::from_raw_os_error(libc::EIO))
+}
+
+/// A waiter's hello, said at each park: its thread's id and start time.
+pub(crate) fn hello(said: &[u8]) -> Option<(u32, u64)> {
+    let (tid, start) = std::str::from_utf8(said).ok()?.split_once(' ')?;
+    Some((tid.parse().ok()?, start.parse().ok()?))
+}
+
+/// A waiter's last word on a wait it returned from: let through
+/// ([`Seen::Thawed`]) or not made to wait ([`Seen::CannotTell`]); `None`
+/// for anything else it says (its hello).
+pub(crate) fn last_word(said: &[u8]) -> Option<Seen> {
+    match said {
+        RELEASED_WORD => Some(Seen::Thawed),
+        CANNOT_WORD => Some(Seen::CannotTell),
+        _ => None,
     }
 }
+
+const RELEASED_WORD: &[u8] = b"released";
+const CANNOT_WORD: &[u8] = b"cannot";
 
 /// The signal to go, with the directory to wait in.
 pub(crate) fn send_go(control: &OwnedFd, dir: BorrowedFd<'_>) -> io::Result<()> {
@@ -254,7 +266,7 @@ pub(crate) fn confirm(
             let mut buf = [0u8; 16];
             let word = rustix::net::recv(control, &mut buf, RecvFlags::DONTWAIT);
             return Some(match word {
-                Ok((n, _)) if &buf[..n] == b"released" => Seen::Thawed,
+                Ok((n, _)) if last_word(&buf[..n]) == Some(Seen::Thawed) => Seen::Thawed,
                 _ => Seen::CannotTell,
             });
         }
@@ -305,16 +317,12 @@ fn park_then_wait(control: &OwnedFd, shared: &Shared, signal: &OwnedFd, me: &str
         }
     };
     shared.outcome.store(outcome, Ordering::Release);
-    let last_word: &[u8] = if outcome == RELEASED {
-        b"released"
+    let word = if outcome == RELEASED {
+        RELEASED_WORD
     } else {
-        b"cannot"
+        CANNOT_WORD
     };
-    let _ = rustix::net::send(
-        control,
-        last_word,
-        SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
-    );
+    let _ = rustix::net::send(control, word, SendFlags::NOSIGNAL | SendFlags::DONTWAIT);
     let _ = rustix::io::write(signal, &1u64.to_ne_bytes());
     RUNNING_THREADS.fetch_sub(1, Ordering::AcqRel);
     true

@@ -15,7 +15,7 @@ use crate::keep::end::{defer_to_holder, end_if_over, record_thawed_elsewhere};
 use crate::keep::kernel_truth;
 use crate::ops::resolve::Resolved;
 use crate::ops::settings::Settings;
-use crate::os::mounts::{self, MountId};
+use crate::os::mounts::{self, Device, MountId};
 use crate::os::process::now_boot_ns;
 use crate::os::target;
 use crate::store::liveness::Over;
@@ -45,7 +45,7 @@ pub(crate) fn is_frozen_at(settings: &Settings, path: &Path) -> Result<bool> {
         Some(OnRecord::Answer(frozen)) => Ok(frozen),
         Some(OnRecord::Nothing(_, sb)) if !mounts::on_block_device(&sb.fs_type) => Ok(false),
         Some(OnRecord::Nothing(mount_id, sb)) => match directory_on(path, mount_id) {
-            Some(dir_fd) => probe(settings, sb, dir_fd.as_fd()),
+            Some(dir_fd) => probe(settings, sb.device, dir_fd.as_fd()),
             None => is_frozen(settings, &Resolved::path(path)?),
         },
         None => is_frozen(settings, &Resolved::path(path)?),
@@ -112,27 +112,19 @@ pub(crate) fn frozen_by_any_tool(settings: &Settings, named: &Resolved) -> Resul
     let Some(dir_fd) = named.directory_fd() else {
         return Ok(false);
     };
-    let sb = mounts::Superblock {
-        device: named.device(),
-        fs_type: named.mount.fs_type.clone(),
-    };
-    probe(settings, sb, dir_fd.as_fd())
+    probe(settings, named.device(), dir_fd.as_fd())
 }
 
-/// The holder's probe of the filesystem of `dir_fd`, a directory on it
-/// (see [`frozen_by_any_tool`]).
-fn probe(settings: &Settings, sb: mounts::Superblock, dir_fd: BorrowedFd<'_>) -> Result<bool> {
-    if !mounts::on_block_device(&sb.fs_type) {
-        return Ok(false);
-    }
+/// The holder's probe of the filesystem of `dir_fd`, a directory on it, of
+/// a type on a block device (see [`frozen_by_any_tool`]).
+fn probe(settings: &Settings, device: Device, dir_fd: BorrowedFd<'_>) -> Result<bool> {
     let exe = settings.holder();
-    if let Some(found) = probe_line::ask(&settings.state_dir, &exe, sb.device, dir_fd) {
+    if let Some(found) = probe_line::ask(&settings.state_dir, &exe, device, dir_fd) {
         return Ok(found == ProbeAnswer::Frozen);
     }
     let dir = StateDir::open(&settings.state_dir, true)?
         .ok_or_else(|| crate::error::Error::os("state directory", rustix::io::Errno::NOENT))?;
-    client::ask_whether_frozen(&dir, &exe, sb.device, dir_fd)
-        .map(|found| found == ProbeAnswer::Frozen)
+    client::ask_whether_frozen(&dir, &exe, device, dir_fd).map(|found| found == ProbeAnswer::Frozen)
 }
 
 /// The record of a live freeze of the filesystem `named` names; one that is

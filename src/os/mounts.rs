@@ -202,24 +202,23 @@ const SUPERBLOCKS_REMEMBERED: usize = 256;
 /// remembered.
 pub(crate) fn superblock_of(id: MountId) -> io::Result<Superblock> {
     static REMEMBERED: std::sync::Mutex<Vec<(u64, Superblock)>> = std::sync::Mutex::new(Vec::new());
-    let MountId::Unique(unique) = id else {
-        let entry = describe(id)?;
-        return Ok(Superblock {
+    let described = || {
+        describe(id).map(|entry| Superblock {
             device: entry.device,
             fs_type: entry.fs_type,
-        });
+        })
     };
-    // try_lock: a child forked while another thread held it must not wait.
+    let MountId::Unique(unique) = id else {
+        return described();
+    };
+    // try_lock, not a ForkSafe (os::fork lies above this module): a child
+    // forked while another thread held it must not wait, only ask again.
     if let Ok(remembered) = REMEMBERED.try_lock() {
         if let Some((_, sb)) = remembered.iter().find(|(u, _)| *u == unique) {
             return Ok(sb.clone());
         }
     }
-    let entry = describe(id)?;
-    let sb = Superblock {
-        device: entry.device,
-        fs_type: entry.fs_type,
-    };
+    let sb = described()?;
     if let Ok(mut remembered) = REMEMBERED.try_lock() {
         if remembered.len() >= SUPERBLOCKS_REMEMBERED {
             remembered.clear();

@@ -23,6 +23,17 @@ fn query_twice(fs: &Scratch, path: &std::path::Path) -> bool {
     first
 }
 
+/// Freezes through another process (one C API call) and expects the next
+/// QUERY of this one to say so; thaws.
+fn a_freeze_by_another_process_is_seen(fs: &Scratch) {
+    assert_eq!(
+        fzctl(&mut fzctl_cmd(fs, "1", &fs.mnt, "60")),
+        "rc=0 errno=0"
+    );
+    assert!(fs.freezer().is_frozen(&fs.mnt).unwrap());
+    fs.freezer().thaw(&fs.mnt).unwrap();
+}
+
 #[test]
 fn query_tells_a_thaw_by_another_process_at_once() {
     let fs = Scratch::new(Kind::Ext4);
@@ -39,12 +50,7 @@ fn query_tells_a_thaw_by_another_process_at_once() {
 fn query_tells_a_freeze_by_another_process_at_once() {
     let fs = Scratch::new(Kind::Ext4);
     assert!(!query_twice(&fs, &fs.mnt));
-    assert_eq!(
-        fzctl(&mut fzctl_cmd(&fs, "1", &fs.mnt, "60")),
-        "rc=0 errno=0"
-    );
-    assert!(fs.freezer().is_frozen(&fs.mnt).unwrap());
-    fs.freezer().thaw(&fs.mnt).unwrap();
+    a_freeze_by_another_process_is_seen(&fs);
 }
 
 #[test]
@@ -77,12 +83,7 @@ fn query_reads_a_state_directory_made_anew_under_a_running_process() {
         || { live_holders(&fs).is_empty() }
     ));
     std::fs::remove_dir_all(fs.state_dir()).unwrap();
-    assert_eq!(
-        fzctl(&mut fzctl_cmd(&fs, "1", &fs.mnt, "60")),
-        "rc=0 errno=0"
-    );
-    assert!(fs.freezer().is_frozen(&fs.mnt).unwrap());
-    fs.freezer().thaw(&fs.mnt).unwrap();
+    a_freeze_by_another_process_is_seen(&fs);
 }
 
 #[test]

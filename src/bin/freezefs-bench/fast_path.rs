@@ -255,17 +255,20 @@ impl SyscallCounter {
 }
 
 /// Caller's and holder's system calls per call of `f`, over [`COUNTED`]
-/// calls; the counting itself (two reads) is taken off.
+/// calls; the counting itself is taken off (the caller's counts are read
+/// innermost: only the second read's own call falls between them).
 fn count(
     caller: &SyscallCounter,
     holder: Option<&SyscallCounter>,
     mut f: impl FnMut(),
 ) -> (f64, f64) {
-    let (c0, h0) = (caller.read(), holder.map_or(0, SyscallCounter::read));
+    let h0 = holder.map_or(0, SyscallCounter::read);
+    let c0 = caller.read();
     for _ in 0..COUNTED {
         f();
     }
-    let (c1, h1) = (caller.read(), holder.map_or(0, SyscallCounter::read));
+    let c1 = caller.read();
+    let h1 = holder.map_or(0, SyscallCounter::read);
     let per = |a: u64, b: u64| b.saturating_sub(a) as f64 / COUNTED as f64;
     (per(c0, c1) - 1.0 / COUNTED as f64, per(h0, h1))
 }

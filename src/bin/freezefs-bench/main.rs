@@ -254,19 +254,34 @@ fn query_in_namespace(mnt: &Path, work: &Path, sizes: &Sizes) -> Namespaced {
     (query, list)
 }
 
-/// `--fast-path`: the fast path through the C ABI alone, with its goals.
-fn fast_path_only() {
+/// Exits unless root: loop mounts and FIFREEZE need it.
+fn require_root() {
     if !rustix::process::geteuid().is_root() {
         eprintln!("freezefs-bench: must run as root (loop mounts, FIFREEZE)");
         std::process::exit(1);
     }
+}
+
+/// Runs `body` on one scratch ext4 of `mib` MiB, with its work directory
+/// and a state directory on tmpfs, all removed after.
+fn on_one_scratch(name: &str, mib: u64, body: impl FnOnce(&ScratchFs, &Path, &Path)) {
+    require_root();
     scratch::start_system_guard();
     let work = PathBuf::from(format!("/tmp/freezefs-bench.{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
     let state_dir = tmpfs_state_dir();
     {
-        let fs = ScratchFs::new(&work, "fast", 64);
-        let figures = fast_path::measure(&fs, &state_dir);
+        let fs = ScratchFs::new(&work, name, mib);
+        body(&fs, &work, &state_dir);
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_dir_all(&state_dir);
+}
+
+/// `--fast-path`: the fast path through the C ABI alone, with its goals.
+fn fast_path_only() {
+    on_one_scratch("fast", 64, |fs, _, state_dir| {
+        let figures = fast_path::measure(fs, state_dir);
         print!("{}", fast_path::table(&figures));
         for (what, measured, met) in fast_path::goals(&figures) {
             println!(
@@ -274,26 +289,15 @@ fn fast_path_only() {
                 if met { "met " } else { "MISS" }
             );
         }
-    }
-    let _ = std::fs::remove_dir_all(&work);
-    let _ = std::fs::remove_dir_all(&state_dir);
+    });
 }
 
 /// `--cycles N`: the idle freeze+thaw cycles alone, N of each.
 fn cycles_only(n: usize) {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("freezefs-bench: must run as root (loop mounts, FIFREEZE)");
-        std::process::exit(1);
-    }
-    scratch::start_system_guard();
-    let work = PathBuf::from(format!("/tmp/freezefs-bench.{}", std::process::id()));
-    std::fs::create_dir_all(&work).unwrap();
-    let state_dir = tmpfs_state_dir();
-    {
-        let fs = ScratchFs::new(&work, "cycles", 256);
-        let f = freezer_at(state_dir.clone());
-        let hooks = measure::hook_cycles(&fs, &f, &work, n);
-        for (name, s) in measure::cycles(&fs, &f, n).into_iter().chain(hooks) {
+    on_one_scratch("cycles", 256, |fs, work, state_dir| {
+        let f = freezer_at(state_dir.to_path_buf());
+        let hooks = measure::hook_cycles(fs, &f, work, n);
+        for (name, s) in measure::cycles(fs, &f, n).into_iter().chain(hooks) {
             println!(
                 "{name:<40} p50 {:>6.0} us  mean {:>6.0} us  p99 {:>6.0} us  n {}",
                 s.quantile(0.5),
@@ -302,9 +306,7 @@ fn cycles_only(n: usize) {
                 s.0.len()
             );
         }
-    }
-    let _ = std::fs::remove_dir_all(&work);
-    let _ = std::fs::remove_dir_all(&state_dir);
+    });
 }
 
 fn main() {
@@ -366,10 +368,7 @@ fn main() {
         );
         return;
     }
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("freezefs-bench: must run as root (loop mounts, FIFREEZE)");
-        std::process::exit(1);
-    }
+    require_root();
     let sizes = if smoke { &SMOKE } else { &FULL };
     scratch::start_system_guard();
     let work = PathBuf::from(format!("/tmp/freezefs-bench.{}", std::process::id()));
