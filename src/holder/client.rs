@@ -95,6 +95,17 @@ pub(crate) fn connect_running(dir: &StateDir) -> Result<Option<ParentOnlyFd>> {
     Ok(rustix::net::connect(&sock, &addr).is_ok().then_some(sock))
 }
 
+/// Tells a running holder that a record changed in a way its waiters do
+/// not tell of (see [`crate::holder::protocol::Request::Look`]); without
+/// waiting, and without starting one: a holder started later reads every
+/// record anyway.
+pub(crate) fn ask_to_look(dir: &StateDir) {
+    if let Ok(Some(conn)) = connect_running(dir) {
+        let line = crate::holder::protocol::Request::Look.encode();
+        let _ = rustix::net::send(&conn, line.as_bytes(), rustix::net::SendFlags::NOSIGNAL);
+    }
+}
+
 /// Whether the process at the other end still runs. A holder killed while
 /// one of its waiters waits in the kernel cannot finish exiting before the
 /// thaw: its socket still takes connections, but nobody answers them.

@@ -11,6 +11,8 @@
 //! |---|---|---|
 //! | `hold DEVICE GENERATION [LIMIT DIR DEVICE MOUNTPOINT]` | the mount | `ok PID FD` (with the waiter's teller), `refused` |
 //! | `probe DEVICE` | a directory on it | `frozen`, `thawed`, `cannot`, `unknown`, `failed`, `refused` |
+//! | `probe-line` | | `line PID` (with a probe thread's teller), `failed` |
+//! | `look` | | none: the holder reviews every freeze it keeps against its record |
 //! | `hooks-freeze LIMIT DIR (DEVICE MOUNTPOINT)...` | | `queued SECONDS`, then `ok` or `failed REASON` |
 //! | `hooks-thaw REASON LIMIT DIR (DEVICE MOUNTPOINT)...` | | `queued SECONDS`, then `ok` |
 //! | `hooks-hold GRACE LIMIT DIR (DEVICE MOUNTPOINT)...` | | `queued SECONDS`, then `holding (NAME PID START TEXT)...` or `failed REASON` |
@@ -46,6 +48,9 @@ pub(crate) enum Request {
     /// A probe thread of the client's own, which it tells to wait itself:
     /// answered [`Answer::Line`] with the teller's end of its control line.
     ProbeLine,
+    /// A record changed in a way no waiter tells of (a reset of its
+    /// deadline): review every freeze. Not answered.
+    Look,
     /// Run hooks, in the holder's queue.
     Hooks(HookRequest),
 }
@@ -144,6 +149,7 @@ impl Request {
             ),
             Request::Probe { device } => format!("probe {device}\n"),
             Request::ProbeLine => "probe-line\n".to_string(),
+            Request::Look => "look\n".to_string(),
             Request::Hooks(HookRequest::Freeze(hooks, targets)) => {
                 hooks_line("hooks-freeze", hooks, targets)
             }
@@ -182,6 +188,7 @@ impl Request {
                 device: words.next()?.parse().ok()?,
             },
             "probe-line" => Request::ProbeLine,
+            "look" => Request::Look,
             "hooks-freeze" | "hooks-thaw" | "hooks-hold" => {
                 // A reason is one word: it names why the thaw hooks run.
                 let reason = match verb {
@@ -398,6 +405,7 @@ mod tests {
             )),
             Request::Hooks(HookRequest::Release("rolled-back".into())),
             Request::ProbeLine,
+            Request::Look,
         ]
     }
 

@@ -112,13 +112,13 @@ fn serve(dir_path: &Path) -> i32 {
         let idle = lock(&watches).is_empty() && probes.by_device.is_empty();
         let (ready, changed, signal) = {
             let held = lock(&watches);
-            let [timer, notify] = keeper.fds();
+            let (timer, notify) = keeper.fds();
             let mut fds = vec![
                 PollFd::new(&stop, PollFlags::IN),
                 PollFd::new(&listener, PollFlags::IN),
                 PollFd::from_borrowed_fd(timer, PollFlags::IN),
-                PollFd::from_borrowed_fd(notify, PollFlags::IN),
             ];
+            fds.extend(notify.map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN)));
             fds.extend(
                 held.iter()
                     .filter_map(|w| w.attempt.as_ref())
@@ -195,11 +195,21 @@ fn serve(dir_path: &Path) -> i32 {
         }
         let held_before = lock(&watches).len();
         let mut probed = false;
+        let mut look = false;
         inbox.accept(&listener);
         inbox.take_requests(&mut request_buf, |conn, bytes, fd| {
             let request = Request::parse(bytes);
+            if request == Some(Request::Look) && fd.is_none() {
+                look = true;
+                return;
+            }
             probed |= serve_request(conn, request, fd, &dir, &watches, &mut probes, &jobs);
         });
+        if look {
+            for over in keeper.settle(&watches, true) {
+                jobs.after_end(over);
+            }
+        }
         if lock(&watches).len() > held_before {
             life::ensure_warden(&dir, systemd);
         }

@@ -82,23 +82,46 @@ pub(crate) fn arm(watch: Watch) -> io::Result<()> {
 
 /// Drops this process's watches of a superblock whose freeze ended here.
 pub(crate) fn forget(device: Device) {
-    WATCHES.lock().retain(|w| w.device != device);
+    drop(take(device));
+}
+
+/// Takes this process's watches of a superblock out of the thread's hands
+/// while this process ends its freeze, so that the thread is not woken by
+/// the records of that end; [`put_back`] if it fails.
+pub(crate) fn take(device: Device) -> Vec<Watch> {
+    let mut watches = WATCHES.lock();
+    let (taken, kept) = std::mem::take(&mut *watches)
+        .into_iter()
+        .partition(|w| w.device == device);
+    *watches = kept;
+    taken
+}
+
+/// Gives back watches [`take`]n, and has the thread review them.
+pub(crate) fn put_back(taken: Vec<Watch>) {
+    if taken.is_empty() {
+        return;
+    }
+    WATCHES.lock().extend(taken);
+    if let Some(wake) = &THREAD.lock().wake {
+        let _ = rustix::io::write(&**wake, &1u64.to_ne_bytes());
+    }
 }
 
 fn run(wake: Arc<OwnedFd>, mut keeper: Keeper) {
     let watches = WATCHES.mutex();
     loop {
         keeper.prepare(watches);
-        let [timer, notify] = keeper.fds();
-        let mut fds = [
+        let (timer, notify) = keeper.fds();
+        let mut fds = vec![
             PollFd::new(&*wake, PollFlags::IN),
             PollFd::from_borrowed_fd(timer, PollFlags::IN),
-            PollFd::from_borrowed_fd(notify, PollFlags::IN),
         ];
+        fds.extend(notify.map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN)));
         if rustix::event::poll(&mut fds, None).is_err() {
             continue;
         }
-        let changed = !fds[2].revents().is_empty();
+        let changed = fds.get(2).is_some_and(|f| !f.revents().is_empty());
         syscalls::drain(&*wake);
         // The holder runs thaw hooks; this thread only lets go.
         drop(keeper.settle(watches, changed));

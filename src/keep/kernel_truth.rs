@@ -149,6 +149,11 @@ impl Waiter {
         self.done.as_fd()
     }
 
+    /// True while the thread is parked or waits: it has not returned.
+    pub(crate) fn running(&self) -> bool {
+        self.shared.outcome.load(Ordering::Acquire) == RUNNING
+    }
+
     /// True once the thread was let through (the filesystem was thawed).
     pub(crate) fn released(&self) -> bool {
         self.shared.outcome.load(Ordering::Acquire) == RELEASED

@@ -4,7 +4,15 @@
 //! FIFREEZE, so thawing needs no path lookup) and the generation it keeps.
 //! It sleeps on a `CLOCK_BOOTTIME` timerfd armed for the earliest deadline
 //! and on inotify of the state directory, and on every wake reviews its
-//! watches against the records, which are the truth. One inotify instance
+//! watches against the records, which are the truth. The directory is
+//! listened to only while some watch needs it ([`Watch::needs_records`]): a
+//! freeze whose waiter waits is ended by nothing that does not let its
+//! waiter through (a thaw by anyone) or end its client's attempt, except a
+//! reset of its deadline, whose maker says so to the holder; so the
+//! renames of a freeze and thaw cycle do not wake a holder that has
+//! nothing to do with them (a wake costs more than the rest of its work on
+//! a small virtual machine). The events are queued meanwhile, and drained
+//! at the next review. One inotify instance
 //! per keeper, however many freezes it keeps; where none can be had (the
 //! user's `fs.inotify.max_user_instances` used up by many keepers on one
 //! machine), a second timerfd wakes it every [`REVIEW_PERIOD_NS`] while it
@@ -162,6 +170,19 @@ impl Watch {
     pub(crate) fn waiter_fd(&self) -> Option<BorrowedFd<'_>> {
         self.waiter.as_ref().map(Waiter::fd)
     }
+
+    /// Whether this freeze needs its keeper to follow the state directory:
+    /// true unless a waiter, parked or waiting, will wake the keeper when
+    /// the freeze ends, and the record was not last seen `thawing` (whose
+    /// end is the thawer's last rename, after its FITHAW).
+    pub(crate) fn needs_records(&self) -> bool {
+        let followed = self.waiter.as_ref().is_some_and(Waiter::running);
+        let thawing = self
+            .last_record
+            .as_ref()
+            .is_some_and(|r| r.phase == Phase::Thawing);
+        !followed || thawing
+    }
 }
 
 /// What review decided for a watch.
@@ -178,6 +199,9 @@ pub(crate) struct Keeper {
     notify: OwnedFd,
     notify_kind: NotifyKind,
     watched: Vec<PathBuf>,
+    /// Whether some watch needs the state directory followed now (see
+    /// [`Watch::needs_records`]), as of the last [`Keeper::prepare`].
+    records_needed: bool,
 }
 
 /// What a keeper's `notify` fd is.
@@ -209,12 +233,15 @@ impl Keeper {
             notify,
             notify_kind,
             watched: Vec::new(),
+            records_needed: false,
         })
     }
 
-    /// The timerfd, then the inotify fd, for the caller's poll set.
-    pub(crate) fn fds(&self) -> [BorrowedFd<'_>; 2] {
-        [self.timerfd.as_fd(), self.notify.as_fd()]
+    /// The timerfd, and the fd that tells of changed records while some
+    /// watch needs them, for the caller's poll set.
+    pub(crate) fn fds(&self) -> (BorrowedFd<'_>, Option<BorrowedFd<'_>>) {
+        let notify = self.records_needed.then(|| self.notify.as_fd());
+        (self.timerfd.as_fd(), notify)
     }
 
     /// Raw numbers of the keeper's fds (the fork handlers close them in a child).
@@ -241,6 +268,10 @@ impl Keeper {
             NotifyKind::Periodic { .. } => {}
             NotifyKind::Inotify => self.watch_new_dirs(&watches),
         }
+        // The periodic review stands in for inotify: it is armed only while
+        // anything is kept, and is always listened to then.
+        self.records_needed = matches!(self.notify_kind, NotifyKind::Periodic { .. })
+            || watches.iter().any(Watch::needs_records);
         let next = watches.iter().filter_map(|w| w.wake_at).min();
         let spec = Itimerspec {
             it_interval: timespec(0),

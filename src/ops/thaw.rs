@@ -137,11 +137,17 @@ pub(crate) fn end_recorded(
     }
     // Looked at before FITHAW: after it, the holder releases the holds.
     let broken = broken_hold(record);
-    dir.mark_thawing(record, broken.as_ref())?;
+    // This process's helper thread lets go first: the records of this
+    // thaw are no news to it. Given back if the thaw fails.
+    let kept_here = helper_thread::take(record.device);
+    if let Err(e) = dir.mark_thawing(record, broken.as_ref()) {
+        helper_thread::put_back(kept_here);
+        return Err(e);
+    }
     match syscalls::fithaw(mount_fd) {
         Ok(()) => {
+            drop(kept_here);
             dir.finish_thaw(record.device)?;
-            helper_thread::forget(record.device);
             events::about_record(Kind::Thawed, record, "thawed on request");
             Ok(Some(match broken {
                 Some(broken) => Outcome::ThawedHoldBroken(broken),
@@ -150,17 +156,20 @@ pub(crate) fn end_recorded(
         }
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) && record.phase == Phase::Frozen => {
             // Thawed already, and its holder could not tell: another tool.
+            drop(kept_here);
             record_thawed_elsewhere(dir, record, true)?;
-            helper_thread::forget(record.device);
             Ok(Some(Outcome::EndedBefore))
         }
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
             // Still freezing or being thawed: no freeze to end.
+            drop(kept_here);
             dir.remove(record.device)?;
-            helper_thread::forget(record.device);
             Ok(Some(Outcome::EndedBefore))
         }
-        Err(e) => Err(Error::os(format!("{}: FITHAW", given.display()), e)),
+        Err(e) => {
+            helper_thread::put_back(kept_here);
+            Err(Error::os(format!("{}: FITHAW", given.display()), e))
+        }
     }
 }
 
