@@ -10,9 +10,13 @@
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use rustix::io::Errno;
 use rustix::net::{AddressFamily, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
 
+use crate::os::fork::ForkSafe;
 use crate::os::mounts::{Device, escape_octal};
 use crate::os::syscalls;
 use crate::store::liveness::Over;
@@ -157,11 +161,7 @@ fn framed(ident: &str, severity: Severity, text: &str) -> String {
 /// `$FREEZEFS_SYSLOG_SOCKET`), dropped when nobody listens. The words of
 /// `text` are the caller's; escape each field with [`escape_field`].
 pub fn send_line(ident: &str, severity: Severity, text: &str) {
-    if let Some(socket) = &Logger::connect().0 {
-        let line = framed(ident, severity, text);
-        let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
-        let _ = rustix::net::send(socket, line.as_bytes(), flags);
-    }
+    Logger::send_line_to(socket_path(), &framed(ident, severity, text));
 }
 
 /// A field as events carry it: spaces, backslashes and controls as `\ooo`,
@@ -244,12 +244,79 @@ pub(crate) fn socket_path() -> PathBuf {
 }
 
 /// A connected, non-blocking datagram socket to syslog, or nothing.
-pub(crate) struct Logger(Option<OwnedFd>);
+pub(crate) struct Logger(Option<Arc<OwnedFd>>);
+
+/// This process's syslog socket, kept from one event to the next: a new
+/// socket and a connect (a path lookup) cost several times the send. A
+/// forked child starts afresh.
+static KEPT: ForkSafe<Option<Kept>> = ForkSafe::new(None, |kept| {
+    // The child's copy is not closed: its number may be one the program
+    // closed and reused since.
+    if let Some(Kept {
+        state: KeptState::Connected(socket, _),
+        ..
+    }) = kept.take()
+    {
+        std::mem::forget(socket);
+    }
+});
+
+/// How long a syslog socket that could not be reached is not tried again:
+/// events are dropped meanwhile, as they are while it is absent.
+const RETRY_ABSENT: Duration = Duration::from_secs(1);
+
+struct Kept {
+    path: PathBuf,
+    state: KeptState,
+}
+
+enum KeptState {
+    /// Connected; the socket's device and inode, checked before each use,
+    /// so that a number the program closed and reused is never written to
+    /// (nor closed: such an fd is left alone).
+    Connected(Arc<OwnedFd>, (u64, u64)),
+    /// Could not connect at this moment.
+    Absent(Instant),
+}
 
 impl Logger {
-    /// Connects to the syslog socket in force; nothing when there is none.
+    /// The syslog socket in force, connected (kept from an earlier event
+    /// when it still is this process's); nothing when there is none.
     pub(crate) fn connect() -> Logger {
-        Logger::connect_to(&socket_path())
+        Logger::kept_for(socket_path())
+    }
+
+    /// [`Logger::connect`] to `path`.
+    fn kept_for(path: PathBuf) -> Logger {
+        let mut kept = KEPT.lock();
+        if let Some(k) = kept.as_ref().filter(|k| k.path == path) {
+            match &k.state {
+                KeptState::Connected(socket, id) if identity(socket) == Some(*id) => {
+                    return Logger(Some(Arc::clone(socket)));
+                }
+                KeptState::Absent(since) if since.elapsed() < RETRY_ABSENT => {
+                    return Logger(None);
+                }
+                _ => {}
+            }
+        }
+        if let Some(Kept {
+            state: KeptState::Connected(socket, id),
+            ..
+        }) = kept.take()
+        {
+            if identity(&socket) != Some(id) {
+                // Not ours any more: never closed by us.
+                std::mem::forget(socket);
+            }
+        }
+        let logger = Logger::connect_to(&path);
+        let state = match logger.0.as_ref().and_then(|s| Some((s, identity(s)?))) {
+            Some((socket, id)) => KeptState::Connected(Arc::clone(socket), id),
+            None => KeptState::Absent(Instant::now()),
+        };
+        *kept = Some(Kept { path, state });
+        logger
     }
 
     /// Connects to `path`; nothing when it cannot.
@@ -264,15 +331,53 @@ impl Logger {
         let connected = socket.filter(|s| {
             SocketAddrUnix::new(path).is_ok_and(|addr| rustix::net::connect(s, &addr).is_ok())
         });
-        Logger(connected)
+        Logger(connected.map(Arc::new))
     }
 
-    /// Sends the event, or drops it: never waits.
+    /// Sends the event, or drops it: never waits, looks no path up. A
+    /// socket whose reader went (syslog restarted) is connected anew by the
+    /// next event.
     pub(crate) fn send(&self, event: &Event<'_>) {
-        if let Some(socket) = &self.0 {
-            let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
-            let _ = rustix::net::send(socket, event.line().as_bytes(), flags);
+        self.send_line(&event.line());
+    }
+
+    /// Sends a line; false when the reader is gone.
+    fn send_line(&self, line: &str) -> bool {
+        let Some(socket) = &self.0 else {
+            return true;
+        };
+        let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
+        let sent = rustix::net::send(&**socket, line.as_bytes(), flags);
+        if matches!(sent, Err(Errno::CONNREFUSED | Errno::NOTCONN)) {
+            forget_kept(socket);
+            return false;
         }
+        true
+    }
+
+    /// Sends a line through the kept socket of `path`, connecting again
+    /// once if syslog restarted since: outside any freeze window.
+    fn send_line_to(path: PathBuf, line: &str) {
+        if !Logger::kept_for(path.clone()).send_line(line) {
+            Logger::kept_for(path).send_line(line);
+        }
+    }
+}
+
+/// A socket's device and inode, if the fd is still a socket.
+fn identity(socket: &OwnedFd) -> Option<(u64, u64)> {
+    let st = rustix::fs::fstat(socket).ok()?;
+    (rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Socket)
+        .then_some((st.st_dev, st.st_ino))
+}
+
+/// Drops the kept socket if it is `socket`, so that the next event
+/// connects again.
+fn forget_kept(socket: &Arc<OwnedFd>) {
+    let mut kept = KEPT.lock();
+    if matches!(kept.as_ref(), Some(Kept { state: KeptState::Connected(s, _), .. }) if Arc::ptr_eq(s, socket))
+    {
+        *kept = None;
     }
 }
 
@@ -324,9 +429,10 @@ pub(crate) fn about_record(kind: Kind, record: &Record, reason: &str) {
     });
 }
 
-/// Connects, sends, closes: for events outside any freeze window.
+/// Sends through this process's syslog socket: for events outside any
+/// freeze window.
 pub(crate) fn emit(event: &Event<'_>) {
-    Logger::connect().send(event);
+    Logger::send_line_to(socket_path(), &event.line());
 }
 
 #[cfg(test)]
@@ -402,6 +508,38 @@ mod tests {
         ] {
             assert!(check_tag(bad).is_err(), "{bad:?} passed");
         }
+    }
+
+    fn bound_at(path: &Path) -> OwnedFd {
+        let socket = rustix::net::socket(AddressFamily::UNIX, SocketType::DGRAM, None).unwrap();
+        rustix::net::bind(&socket, &SocketAddrUnix::new(path).unwrap()).unwrap();
+        socket
+    }
+
+    fn received(socket: &OwnedFd) -> Option<String> {
+        let mut buf = [0u8; 512];
+        let (n, _) = rustix::net::recv(socket, &mut buf, rustix::net::RecvFlags::DONTWAIT).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    #[test]
+    fn the_kept_syslog_socket_follows_a_syslog_that_restarted() {
+        let dir = std::env::temp_dir().join(format!("freezefs-syslog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log");
+        let _ = std::fs::remove_file(&path);
+        let first = bound_at(&path);
+        Logger::send_line_to(path.clone(), "one");
+        assert_eq!(received(&first).as_deref(), Some("one"));
+        // Restarted: a new socket at the same name.
+        drop(first);
+        std::fs::remove_file(&path).unwrap();
+        let second = bound_at(&path);
+        Logger::send_line_to(path.clone(), "two");
+        assert_eq!(received(&second).as_deref(), Some("two"));
+        Logger::send_line_to(path.clone(), "three");
+        assert_eq!(received(&second).as_deref(), Some("three"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
