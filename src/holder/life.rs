@@ -213,7 +213,7 @@ fn through_watcher(record: &Record) -> Option<OwnedFd> {
     let (tid, start) = record.watcher?;
     let fd = record.holder_fd?;
     // The recorded thread, not another that took its id.
-    if process::start_time(tid) != Some(start) {
+    if !process::start_time(tid).is_some_and(|now| process::same_start(now, start)) {
         return None;
     }
     let held = target::Target::open(Path::new(&format!("/proc/{tid}/fd/{fd}"))).ok()?;

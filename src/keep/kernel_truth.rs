@@ -117,14 +117,15 @@ impl Waiter {
         let theirs = Arc::clone(&shared);
         {
             let _blocked = syscalls::AllSignalsBlocked::new();
-            std::thread::Builder::new()
-                .name("freezefs-waiter".into())
-                .stack_size(64 * 1024)
-                .spawn(move || {
+            syscalls::spawn_detached(
+                c"freezefs-waiter",
+                64 * 1024,
+                Box::new(move || {
                     // Who it is, said at every park: read once.
                     let me = introduce(&theirs);
                     while park_then_wait(&control, &theirs, &signal, &me) && reusable {}
-                })?;
+                }),
+            )?;
         }
         Ok(Waiter { shared, done })
     }
@@ -287,13 +288,10 @@ pub(crate) fn confirm(
 }
 
 /// The calling thread's id and start time, as a waiter says them, noted in
-/// `shared`.
+/// `shared`: called first thing in the thread.
 fn introduce(shared: &Shared) -> String {
     let tid = rustix::thread::gettid().as_raw_nonzero().get();
-    let start = u32::try_from(tid)
-        .ok()
-        .and_then(|tid| process::thread_start_time(std::process::id(), tid))
-        .unwrap_or(0);
+    let start = process::start_time_now();
     shared.tid.store(tid, Ordering::Release);
     format!("{tid} {start}")
 }

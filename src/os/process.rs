@@ -70,10 +70,22 @@ pub(crate) fn start_time(pid: u32) -> Option<u64> {
     start_time_in(&format!("/proc/{pid}/stat"))
 }
 
-/// A running thread's start time, like [`start_time`]: thread `tid` of
-/// process `pid`.
-pub(crate) fn thread_start_time(pid: u32, tid: u32) -> Option<u64> {
-    start_time_in(&format!("/proc/{pid}/task/{tid}/stat"))
+/// The calling thread's start time in the terms of [`start_time`] (clock
+/// ticks since boot), from the boot clock, for a thread that asks as it
+/// starts: the tick the kernel noted, or the next when one fell in between
+/// (compare with [`same_start`]). A new thread's `/proc` entry costs tens
+/// of microseconds to create; the holder starts a thread per freeze.
+pub(crate) fn start_time_now() -> u64 {
+    // USER_HZ: what /proc counts in, 100 on every Linux this runs on.
+    let ticks_per_s = rustix::param::clock_ticks_per_second().max(1);
+    now_boot_ns() / (1_000_000_000 / ticks_per_s)
+}
+
+/// Whether two start times (see [`start_time`]) name one start: equal, or
+/// one tick apart (see [`start_time_now`]). A thread id is not handed out
+/// again within a tick.
+pub(crate) fn same_start(a: u64, b: u64) -> bool {
+    a.abs_diff(b) <= 1
 }
 
 fn start_time_in(stat_path: &str) -> Option<u64> {

@@ -6,7 +6,7 @@
 //! `unsafe`; each block says why it is sound.
 #![allow(unsafe_code)]
 
-use std::ffi::OsString;
+use std::ffi::{CStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
@@ -185,6 +185,51 @@ pub(crate) fn thread_exists(pid: u32, tid: u32) -> bool {
     let rc = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, 0) };
     // EPERM: it exists, we may only not signal it. ESRCH alone says gone.
     rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// What [`spawn_detached`] hands its thread.
+type ThreadBody = Box<dyn FnOnce() + Send + 'static>;
+
+/// Starts a detached thread named `name` with `stack` bytes of stack,
+/// through `pthread_create` itself: std's threads also map, and unmap on
+/// exit, an alternate signal stack each (its stack-overflow report), two
+/// more changes to the address space per thread, each flushing the TLB of
+/// every CPU the process runs on. The holder starts one per freeze. A
+/// panic in `body` ends the thread, never the process.
+pub(crate) fn spawn_detached(
+    name: &'static CStr,
+    stack: usize,
+    body: ThreadBody,
+) -> io::Result<()> {
+    extern "C" fn start(arg: *mut libc::c_void) -> *mut libc::c_void {
+        // SAFETY: `arg` is the box spawn_detached leaked for this thread,
+        // taken back exactly once, here.
+        let (name, body) = unsafe { *Box::from_raw(arg.cast::<(&'static CStr, ThreadBody)>()) };
+        // SAFETY: names this very thread; `name` is NUL-terminated and
+        // at most 15 bytes long by the callers' constants.
+        unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+        // No panic unwinds out of a C entry point.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+        std::ptr::null_mut()
+    }
+    let arg = Box::into_raw(Box::new((name, body)));
+    // SAFETY: attr is initialised by pthread_attr_init before use and
+    // destroyed after; `start` takes `arg` back, or it is taken back here
+    // when no thread was started.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        libc::pthread_attr_setstacksize(&mut attr, stack.max(libc::PTHREAD_STACK_MIN));
+        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+        let mut thread: libc::pthread_t = 0;
+        let rc = libc::pthread_create(&mut thread, &attr, start, arg.cast());
+        libc::pthread_attr_destroy(&mut attr);
+        if rc != 0 {
+            drop(Box::from_raw(arg));
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+    }
+    Ok(())
 }
 
 /// Takes ownership of an fd this process inherited at a known number (the
