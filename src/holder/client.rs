@@ -249,8 +249,9 @@ pub(crate) struct Pending {
 /// Hands a freeze to the holder before its record is written and before
 /// FIFREEZE: the holder keeps an fd on the mount and the freeze's deadline
 /// from then on, whatever happens to the caller, and parks a waiter for it
-/// (see [`Handoff::watch`]). Read the answer with [`Pending::answer`]
-/// before FIFREEZE.
+/// (see [`Handoff::watch`]). Read the answer with [`Pending::answer`]:
+/// before FIFREEZE from a holder started for it, else while FIFREEZE
+/// flushes (see `ops::freeze`).
 pub(crate) fn hold(
     dir: &StateDir,
     exe: &Path,
@@ -282,6 +283,12 @@ pub(crate) fn hold(
 }
 
 impl Pending {
+    /// Whether it went to a holder that was running already (not one
+    /// started for it).
+    pub(crate) fn to_running_holder(&self) -> bool {
+        self.optimistic
+    }
+
     fn send(&self, conn: &ParentOnlyFd) -> Result<()> {
         send(conn, &self.exe, &self.request, &[self.mount_fd.as_fd()])
     }

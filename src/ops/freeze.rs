@@ -195,16 +195,17 @@ pub(crate) fn freeze_batch(
     .and_then(|()| {
         let fds: Vec<BorrowedFd<'_>> = members.iter().map(|m| m.mount_fd.as_fd()).collect();
         freeze_window::presync(&fds);
-        // The holders have had the flush's time to take the attempts.
-        for m in &mut members {
-            let handoff = m.pending.take().expect("sent in begin").answer(&dir)?;
-            if let Some(record) = &mut m.record {
-                record.holder_pid = Some(handoff.holder_pid);
-                record.holder_fd = handoff.holder_fd;
-            }
-            m.handoff = Some(handoff);
-        }
+        // A holder started for this freeze answers before FIFREEZE (it
+        // may still be settling in); one that was running answers while
+        // FIFREEZE flushes, off the freeze's path (see `take_answers`).
+        take_answers(&dir, &mut members, |p| !p.to_running_holder())?;
         fifreeze_members(&mut members)?;
+        if let Err(e) = take_answers(&dir, &mut members, |_| true) {
+            for m in members.iter().rev() {
+                let _ = syscalls::fithaw(&m.mount_fd);
+            }
+            return Err(e);
+        }
         start_watches(&mut members);
         Ok(())
     });
@@ -238,6 +239,40 @@ pub(crate) fn freeze_batch(
     }
     confirm_watches(&dir, &members)?;
     Ok(frozen)
+}
+
+/// Reads the holder's answer for each member whose attempt is still
+/// pending and `now` says to read: the holder has the attempt, and its
+/// pid and fd go into the record.
+///
+/// The attempt, with the fd, is in the holder's queue from the moment it
+/// was sent, before the record and FIFREEZE: a caller killed after FIFREEZE
+/// leaves it to the holder all the same, which finds the `freezing` record
+/// of a dead freezer and undoes it. What waiting for the answer before
+/// FIFREEZE added was only an answer from a holder already known to be
+/// running, and a wait on the holder's CPU time for it. If no answer comes
+/// (a holder that was exiting, or was killed while a waiter of its waits),
+/// the freeze is undone and the call fails as before; a caller killed in
+/// that moment leaves a `freezing` record whose freezer is dead, which
+/// every call that looks at it (the next holder's start, QUERY, FREEZE,
+/// the guard) undoes.
+fn take_answers(
+    dir: &StateDir,
+    members: &mut [Member],
+    now: impl Fn(&Pending) -> bool,
+) -> Result<()> {
+    for m in members.iter_mut() {
+        if !m.pending.as_ref().is_some_and(&now) {
+            continue;
+        }
+        let handoff = m.pending.take().expect("checked").answer(dir)?;
+        if let Some(record) = &mut m.record {
+            record.holder_pid = Some(handoff.holder_pid);
+            record.holder_fd = handoff.holder_fd;
+        }
+        m.handoff = Some(handoff);
+    }
+    Ok(())
 }
 
 /// FIFREEZE every member (see [`freeze_window::fifreeze_all`]) and note in
@@ -353,11 +388,11 @@ fn begin(
             holds: holds.to_vec(),
             hold_broken: None,
         };
-        // The holder takes the attempt before its record exists and
-        // before FIFREEZE, and keeps our connection until we are done:
-        // a caller killed at any point leaves a freeze that is kept to
-        // its deadline or undone, never one that nobody keeps. Its
-        // answer is read after the flush, just before FIFREEZE.
+        // The attempt is in the holder's queue before its record exists
+        // and before FIFREEZE, and our connection stays open until we are
+        // done: a caller killed at any point leaves a freeze that is kept
+        // to its deadline or undone, never one that nobody keeps. Its
+        // answer is read after the flush (see `take_answers`).
         let target = m.target();
         m.pending = Some(client::hold(
             dir,
