@@ -2,9 +2,11 @@
 //! from a child process whose state directory is on a tmpfs, on an idle
 //! ext4, side by side with the raw ioctls and `statx` in the same process.
 //! Medians of [`CYCLES`] cycles and [`QUERIES`] QUERYs, and the system
-//! calls of each kind of call, counted by the kernel (`perf_event_open` on
-//! the `raw_syscalls:sys_enter` tracepoint): the caller's, and its
-//! holder's (the process and every thread it starts while counted).
+//! calls and CPU time of each kind of call, counted by the kernel
+//! (`perf_event_open` on the `raw_syscalls:sys_enter` tracepoint and the
+//! task clock): the caller's, and its holder's (the process and every
+//! thread it starts while counted). On a machine of two CPUs, most of the
+//! holder's time adds to the caller's: the cycle waits for it.
 #![allow(unsafe_code)] // the C ABI itself, and perf_event_open
 
 use std::ffi::{CString, c_char, c_int, c_ulong};
@@ -40,10 +42,21 @@ pub(crate) struct FastPath {
     pub statx: f64,
     pub query_frozen: f64,
     pub query_thawed: f64,
-    /// (call, caller's system calls, holder's system calls) per call.
-    pub syscalls: Vec<(String, f64, f64)>,
+    /// What each call costs the caller and the holder, per call.
+    pub syscalls: Vec<CallCost>,
     /// Whether the holder's system calls were counted.
     pub holder_counted: bool,
+}
+
+/// What one kind of call costs, per call, as the kernel counted it.
+#[derive(Debug, Clone)]
+pub(crate) struct CallCost {
+    pub call: String,
+    pub caller_syscalls: f64,
+    pub holder_syscalls: f64,
+    /// CPU time, in microseconds.
+    pub caller_cpu_us: f64,
+    pub holder_cpu_us: f64,
 }
 
 /// The goals of the fast path: (what, measured, met).
@@ -102,14 +115,32 @@ pub(crate) fn table(f: &FastPath) -> String {
     if f.syscalls.is_empty() {
         t.push_str("  system calls: not counted (no tracefs, or perf_event_open refused)\n");
     } else {
-        t.push_str("  system calls per call:                     caller   holder\n");
-        for (call, caller, holder) in &f.syscalls {
-            let holder = if f.holder_counted {
-                format!("{holder:>6.1}")
+        t.push_str(
+            "  per call:                            system calls      CPU time (us)\n                                           caller  holder    caller  holder\n",
+        );
+        for c in &f.syscalls {
+            let (holder_calls, holder_cpu) = if f.holder_counted {
+                (
+                    format!("{:>6.1}", c.holder_syscalls),
+                    format!("{:>6.0}", c.holder_cpu_us),
+                )
             } else {
-                "     -".to_string()
+                ("     -".to_string(), "     -".to_string())
             };
-            t.push_str(&format!("  {call:<42} {caller:>6.1}   {holder}\n"));
+            let caller_cpu = if c.caller_cpu_us.is_nan() {
+                "     -".to_string()
+            } else {
+                format!("{:>6.0}", c.caller_cpu_us)
+            };
+            let holder_cpu = if c.holder_cpu_us.is_nan() {
+                "     -".to_string()
+            } else {
+                holder_cpu
+            };
+            t.push_str(&format!(
+                "  {:<40} {:>6.1}  {holder_calls}    {caller_cpu}  {holder_cpu}\n",
+                c.call, c.caller_syscalls
+            ));
         }
     }
     t
@@ -164,7 +195,13 @@ fn parse(text: &str) -> FastPath {
             Some("statx") => f.statx = num(1),
             Some("query_frozen") => f.query_frozen = num(1),
             Some("query_thawed") => f.query_thawed = num(1),
-            Some("syscalls") => f.syscalls.push((words[1].to_string(), num(2), num(3))),
+            Some("syscalls") => f.syscalls.push(CallCost {
+                call: words[1].to_string(),
+                caller_syscalls: num(2),
+                holder_syscalls: num(3),
+                caller_cpu_us: num(4),
+                holder_cpu_us: num(5),
+            }),
             Some("no_holder_count") => f.holder_counted = false,
             _ => {}
         }
@@ -202,12 +239,18 @@ fn timed_us(n: usize, mut f: impl FnMut()) -> Vec<f64> {
         .collect()
 }
 
-/// A count of system calls entered by one task (and, with `inherit`, the
-/// threads and children it starts while counted).
-struct SyscallCounter(OwnedFd);
+/// A kernel counter of one task (and, with `inherit`, of the threads and
+/// children it starts while counted): system calls entered, or CPU time.
+struct Counter(OwnedFd);
 
-impl SyscallCounter {
-    fn new(pid: i32, inherit: bool) -> Option<SyscallCounter> {
+/// `PERF_TYPE_SOFTWARE`, `PERF_COUNT_SW_TASK_CLOCK` (nanoseconds on a CPU).
+const TASK_CLOCK: (u64, u64) = (1, 1);
+/// `PERF_TYPE_TRACEPOINT`.
+const TRACEPOINT: u64 = 2;
+
+impl Counter {
+    /// System calls entered (the `raw_syscalls:sys_enter` tracepoint).
+    fn syscalls(pid: i32, inherit: bool) -> Option<Counter> {
         let id: u64 =
             std::fs::read_to_string("/sys/kernel/tracing/events/raw_syscalls/sys_enter/id")
                 .or_else(|_| {
@@ -219,12 +262,20 @@ impl SyscallCounter {
                 .trim()
                 .parse()
                 .ok()?;
-        // struct perf_event_attr, PERF_ATTR_SIZE_VER0 (64 bytes): type
-        // PERF_TYPE_TRACEPOINT, size, config (the tracepoint), and the flag
-        // bits word (bit 1: inherit).
+        Counter::open((TRACEPOINT, id), pid, inherit)
+    }
+
+    /// Nanoseconds spent on a CPU.
+    fn cpu_time(pid: i32, inherit: bool) -> Option<Counter> {
+        Counter::open(TASK_CLOCK, pid, inherit)
+    }
+
+    fn open((kind, config): (u64, u64), pid: i32, inherit: bool) -> Option<Counter> {
+        // struct perf_event_attr, PERF_ATTR_SIZE_VER0 (64 bytes): type,
+        // size, config, and the flag bits word (bit 1: inherit).
         let mut attr = [0u64; 8];
-        attr[0] = 2 | (64u64 << 32);
-        attr[1] = id;
+        attr[0] = kind | (64u64 << 32);
+        attr[1] = config;
         attr[5] = if inherit { 1 << 1 } else { 0 };
         // SAFETY: attr is a valid, zero-filled perf_event_attr of the size
         // it states, alive across the call; the other arguments are plain
@@ -243,7 +294,7 @@ impl SyscallCounter {
             return None;
         }
         // SAFETY: perf_event_open just returned this fd, owned by no one else.
-        Some(SyscallCounter(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+        Some(Counter(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
     }
 
     fn read(&self) -> u64 {
@@ -254,23 +305,39 @@ impl SyscallCounter {
     }
 }
 
-/// Caller's and holder's system calls per call of `f`, over [`COUNTED`]
-/// calls; the counting itself is taken off (the caller's counts are read
+/// One kind of call whose cost is counted.
+type CountedCall<'a> = Box<dyn Fn() + 'a>;
+
+/// What a pass of the counting counts. One kind at a time: the tracepoint
+/// counted on every system call would be counted in the CPU time.
+#[derive(Clone, Copy)]
+enum Pass {
+    Syscalls,
+    CpuTime,
+}
+
+impl Pass {
+    fn counter(self, pid: i32, inherit: bool) -> Option<Counter> {
+        match self {
+            Pass::Syscalls => Counter::syscalls(pid, inherit),
+            Pass::CpuTime => Counter::cpu_time(pid, inherit),
+        }
+    }
+}
+
+/// What [`COUNTED`] calls of `f` count, per call, for the caller and the
+/// holder; the counting itself is taken off (the caller's count is read
 /// innermost: only the second read's own call falls between them).
-fn count(
-    caller: &SyscallCounter,
-    holder: Option<&SyscallCounter>,
-    mut f: impl FnMut(),
-) -> (f64, f64) {
-    let h0 = holder.map_or(0, SyscallCounter::read);
+fn count(caller: &Counter, holder: Option<&Counter>, mut f: impl FnMut()) -> (f64, f64) {
+    let h0 = holder.map_or(0, Counter::read);
     let c0 = caller.read();
     for _ in 0..COUNTED {
         f();
     }
     let c1 = caller.read();
-    let h1 = holder.map_or(0, SyscallCounter::read);
+    let h1 = holder.map_or(0, Counter::read);
     let per = |a: u64, b: u64| b.saturating_sub(a) as f64 / COUNTED as f64;
-    (per(c0, c1) - 1.0 / COUNTED as f64, per(h0, h1))
+    (per(c0, c1), per(h0, h1))
 }
 
 /// `--fast-path-child MNT`: the measurement, figures on stdout.
@@ -310,42 +377,75 @@ pub(crate) fn child(mnt: &Path) {
     println!("query_frozen\t{}", median(query_frozen));
     println!("query_thawed\t{}", median(query_thawed));
 
-    let Some(caller) = SyscallCounter::new(0, false) else {
-        return;
-    };
-    // The holder counted is the one keeping a freeze now; the counts
-    // follow at once, so that it is still the one serving them.
-    must("FREEZE", call(&c_mnt, FS_Q_FREEZE, 60), 0);
-    let holder = freezefs::status(mnt)
-        .ok()
-        .and_then(|s| s.holder_pid)
-        .and_then(|pid| SyscallCounter::new(pid as i32, true));
-    must("THAW", call(&c_mnt, FS_Q_THAW, 0), 0);
-    let mut rows = Vec::new();
-    for (name, timeout) in [
-        ("FREEZE + THAW, no timeout", -1),
-        ("FREEZE + THAW, 60 s timeout", 60),
-    ] {
-        rows.push((name, count(&caller, holder.as_ref(), || cycle(timeout))));
+    let calls: [(&str, CountedCall); 4] = [
+        ("FREEZE + THAW, no timeout", Box::new(|| cycle(-1))),
+        ("FREEZE + THAW, 60 s timeout", Box::new(|| cycle(60))),
+        (
+            "QUERY of a freezefs freeze",
+            Box::new(|| must("QUERY", call(&c_mnt, FS_Q_QUERY, 0), 1)),
+        ),
+        (
+            "QUERY of a thawed filesystem",
+            Box::new(|| must("QUERY", call(&c_mnt, FS_Q_QUERY, 0), 0)),
+        ),
+    ];
+    let mut costs: Vec<CallCost> = calls
+        .iter()
+        .map(|(name, _)| CallCost {
+            call: name.to_string(),
+            caller_syscalls: f64::NAN,
+            holder_syscalls: f64::NAN,
+            caller_cpu_us: f64::NAN,
+            holder_cpu_us: f64::NAN,
+        })
+        .collect();
+    let mut holder_counted = true;
+    for pass in [Pass::Syscalls, Pass::CpuTime] {
+        let Some(caller) = pass.counter(0, false) else {
+            continue;
+        };
+        // The holder counted is the one keeping a freeze now; the counts
+        // follow at once, so that it is still the one serving them.
+        must("FREEZE", call(&c_mnt, FS_Q_FREEZE, 60), 0);
+        let holder = freezefs::status(mnt)
+            .ok()
+            .and_then(|s| s.holder_pid)
+            .and_then(|pid| pass.counter(pid as i32, true));
+        holder_counted &= holder.is_some();
+        must("THAW", call(&c_mnt, FS_Q_THAW, 0), 0);
+        for (i, (name, f)) in calls.iter().enumerate() {
+            let frozen = name.contains("freezefs freeze");
+            if frozen {
+                must("FREEZE", call(&c_mnt, FS_Q_FREEZE, 60), 0);
+            }
+            let (by_caller, by_holder) = count(&caller, holder.as_ref(), f);
+            if frozen {
+                must("THAW", call(&c_mnt, FS_Q_THAW, 0), 0);
+            }
+            let cost = &mut costs[i];
+            match pass {
+                // Less the second read of the caller's count.
+                Pass::Syscalls => {
+                    cost.caller_syscalls = by_caller - 1.0 / COUNTED as f64;
+                    cost.holder_syscalls = by_holder;
+                }
+                // A QUERY's few microseconds are within what the counting
+                // itself disturbs; its wall time above says what it costs.
+                Pass::CpuTime if name.starts_with("QUERY") => {}
+                Pass::CpuTime => {
+                    cost.caller_cpu_us = by_caller / 1e3;
+                    cost.holder_cpu_us = by_holder / 1e3;
+                }
+            }
+        }
     }
-    must("FREEZE", call(&c_mnt, FS_Q_FREEZE, 60), 0);
-    rows.push((
-        "QUERY of a freezefs freeze",
-        count(&caller, holder.as_ref(), || {
-            call(&c_mnt, FS_Q_QUERY, 0);
-        }),
-    ));
-    must("THAW", call(&c_mnt, FS_Q_THAW, 0), 0);
-    rows.push((
-        "QUERY of a thawed filesystem",
-        count(&caller, holder.as_ref(), || {
-            call(&c_mnt, FS_Q_QUERY, 0);
-        }),
-    ));
-    if holder.is_none() {
+    if !holder_counted {
         println!("no_holder_count");
     }
-    for (name, (caller, holder)) in rows {
-        println!("syscalls\t{name}\t{caller}\t{holder}");
+    for c in costs {
+        println!(
+            "syscalls\t{}\t{}\t{}\t{}\t{}",
+            c.call, c.caller_syscalls, c.holder_syscalls, c.caller_cpu_us, c.holder_cpu_us
+        );
     }
 }
