@@ -334,6 +334,52 @@ fn when_the_holder_is_killed_its_warden_enforces_the_deadline() {
     fs.freezer().thaw(&fs.mnt).unwrap();
 }
 
+/// A holder killed while a waiter of its waits cannot finish exiting: its
+/// socket takes connections and nobody answers. A FREEZE that reaches it
+/// hears the silence after its FIFREEZE (a running holder answers while
+/// FIFREEZE flushes) and hands the freeze to a new holder: the freeze is
+/// kept by a live one, QUERY says so, THAW ends it.
+#[test]
+fn a_freeze_sent_to_a_killed_holder_whose_waiter_waits_is_kept_by_a_new_one() {
+    let a = Scratch::new(Kind::Ext4);
+    let b = Scratch::new(Kind::Xfs);
+    assert_eq!(fzctl(&mut fzctl_cmd(&a, "1", &a.mnt, "30")), "rc=0 errno=0");
+    let killed = holder_of(&a);
+    // Its warden first, which would start a new holder within 100 ms.
+    let warden = Command::new("pgrep")
+        .arg("-f")
+        .arg(format!(
+            "freezefs-holder --warden {}",
+            a.state_dir().display()
+        ))
+        .output()
+        .unwrap();
+    for pid in String::from_utf8_lossy(&warden.stdout).split_whitespace() {
+        sigkill(pid.parse().unwrap());
+    }
+    sigkill(killed);
+    thread::sleep(Duration::from_millis(50));
+    assert!(
+        a.state_dir().join("holder.sock").exists(),
+        "the killed holder's socket is gone"
+    );
+    // b, through a's state directory and its killed holder's socket.
+    assert_eq!(fzctl(&mut fzctl_cmd(&a, "1", &b.mnt, "30")), "rc=0 errno=0");
+    let f = a.freezer();
+    let keeper = f
+        .status(&b.mnt)
+        .unwrap()
+        .holder_pid
+        .expect("b has a holder");
+    assert_ne!(keeper, killed);
+    assert!(running(keeper), "b's holder {keeper} is not running");
+    assert!(f.is_frozen(&b.mnt).unwrap());
+    assert!(b.kernel_frozen());
+    f.thaw(&b.mnt).unwrap();
+    assert!(!b.kernel_frozen());
+    f.thaw(&a.mnt).unwrap();
+}
+
 #[test]
 fn a_holder_that_cannot_be_started_fails_the_freeze_with_echild_and_freezes_nothing() {
     let fs = Scratch::new(Kind::Ext4);
