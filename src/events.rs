@@ -4,8 +4,10 @@
 //!
 //! Sending never blocks: one non-blocking datagram to `/dev/log` (or
 //! `$FREEZEFS_SYSLOG_SOCKET`, ignored under `AT_SECURE`), dropped when the
-//! socket is absent or full. A freeze connects its socket before FIFREEZE,
-//! so that nothing in the freeze window looks a path up.
+//! socket is absent or full. The socket is kept by the process from one
+//! event to the next (an absent one is tried again a second later); a
+//! freeze takes it before FIFREEZE, so that nothing in the freeze window
+//! looks a path up.
 
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
