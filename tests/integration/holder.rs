@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use freezefs::Timeout;
 use support::{
-    Kind, Scratch, frozen_writer, fzctl, fzctl_cmd, live_holders, program, running, sigkill,
-    with_env,
+    Kind, Scratch, frozen_writer, fzctl, fzctl_cmd, live_holders, live_wardens, program, running,
+    sigkill, with_env,
 };
 
 fn holder_of(fs: &Scratch) -> u32 {
@@ -346,16 +346,8 @@ fn a_freeze_sent_to_a_killed_holder_whose_waiter_waits_is_kept_by_a_new_one() {
     assert_eq!(fzctl(&mut fzctl_cmd(&a, "1", &a.mnt, "30")), "rc=0 errno=0");
     let killed = holder_of(&a);
     // Its warden first, which would start a new holder within 100 ms.
-    let warden = Command::new("pgrep")
-        .arg("-f")
-        .arg(format!(
-            "freezefs-holder --warden {}",
-            a.state_dir().display()
-        ))
-        .output()
-        .unwrap();
-    for pid in String::from_utf8_lossy(&warden.stdout).split_whitespace() {
-        sigkill(pid.parse().unwrap());
+    for warden in live_wardens(&a) {
+        sigkill(warden);
     }
     sigkill(killed);
     thread::sleep(Duration::from_millis(50));

@@ -573,10 +573,21 @@ pub(crate) fn running(pid: u32) -> bool {
 
 /// The running holders serving this scratch's state directory.
 pub(crate) fn live_holders(fs: &Scratch) -> Vec<u32> {
+    live_helpers(fs, "--serve")
+}
+
+/// The running wardens of this scratch's state directory.
+pub(crate) fn live_wardens(fs: &Scratch) -> Vec<u32> {
+    live_helpers(fs, "--warden")
+}
+
+/// The running `freezefs-holder ROLE` processes of this scratch's state
+/// directory.
+fn live_helpers(fs: &Scratch, role: &str) -> Vec<u32> {
     let out = Command::new("pgrep")
         .arg("-f")
         .arg(format!(
-            "freezefs-holder --serve {}",
+            "freezefs-holder {role} {}",
             fs.state_dir().display()
         ))
         .output()
