@@ -76,7 +76,7 @@ pub(crate) fn start_time(pid: u32) -> Option<u64> {
 /// (compare with [`same_start`]). A new thread's `/proc` entry costs tens
 /// of microseconds to create; the holder starts a thread per freeze.
 pub(crate) fn start_time_now() -> u64 {
-    // USER_HZ: what /proc counts in, 100 on every Linux this runs on.
+    // The clock ticks /proc counts in (the auxiliary vector's AT_CLKTCK).
     let ticks_per_s = rustix::param::clock_ticks_per_second().max(1);
     now_boot_ns() / (1_000_000_000 / ticks_per_s)
 }
