@@ -102,7 +102,7 @@ pub(crate) fn connect_running(dir: &StateDir) -> Result<Option<ParentOnlyFd>> {
 pub(crate) fn ask_to_look(dir: &StateDir) {
     if let Ok(Some(conn)) = connect_running(dir) {
         let line = crate::holder::protocol::Request::Look.encode();
-        let _ = rustix::net::send(&conn, line.as_bytes(), rustix::net::SendFlags::NOSIGNAL);
+        let _ = fd_passing::send_with_fds(&conn, line.as_bytes(), &[]);
     }
 }
 
@@ -293,38 +293,59 @@ impl Pending {
         send(conn, &self.exe, &self.request, &[self.mount_fd.as_fd()])
     }
 
-    /// Waits for the holder's answer: the holder has the attempt.
+    /// Waits for the holder's answer: the holder has the attempt. A holder
+    /// that was running and does not answer (it was exiting as we
+    /// connected, or was killed while a waiter of its waits) is replaced:
+    /// see [`Pending::send_to_new_holder`].
     pub(crate) fn answer(self, dir: &StateDir) -> Result<Handoff> {
-        let handoff = |conn: ParentOnlyFd, (answer, fd): (String, Option<OwnedFd>)| {
-            let Some(Answer::Held {
-                holder_pid,
-                holder_fd,
-            }) = Answer::parse(&answer)
-            else {
-                return Err(unavailable(
-                    &self.exe,
-                    format!("the holder refused: {answer}"),
-                ));
-            };
-            Ok(Handoff {
-                holder_pid,
-                holder_fd,
-                _conn: conn,
-                waiter_control: fd,
-            })
-        };
-        match receive_with_fd(&self.conn, &self.exe) {
-            Ok(answer) => handoff(self.conn, answer),
-            // The running holder was exiting as we connected: start anew.
-            Err(_) if self.optimistic => {
-                let conn = connect_or_start(dir, &self.exe)?;
-                self.send(&conn)?;
-                let answer = receive_with_fd(&conn, &self.exe)?;
-                handoff(conn, answer)
-            }
-            Err(e) => Err(e),
+        match self.answer_here() {
+            Ok(said) => said,
+            Err((pending, _)) if pending.optimistic => pending.send_to_new_holder(dir),
+            Err((_, e)) => Err(e),
         }
     }
+
+    /// What the holder said on this connection (held, or refused); no
+    /// answer gives the attempt back with the error, for
+    /// [`Pending::send_to_new_holder`]. Starts nothing: what FREEZE may do while
+    /// the filesystem is frozen.
+    #[allow(clippy::result_large_err)] // the attempt itself, handed back
+    pub(crate) fn answer_here(self) -> std::result::Result<Result<Handoff>, (Pending, Error)> {
+        match receive_with_fd(&self.conn, &self.exe) {
+            Ok(said) => Ok(handoff(&self.exe, self.conn, said)),
+            Err(e) => Err((self, e)),
+        }
+    }
+
+    /// Sends the attempt to the holder that answers now, started for it if
+    /// none does, and waits for its answer.
+    pub(crate) fn send_to_new_holder(self, dir: &StateDir) -> Result<Handoff> {
+        let conn = connect_or_start(dir, &self.exe)?;
+        self.send(&conn)?;
+        let said = receive_with_fd(&conn, &self.exe)?;
+        handoff(&self.exe, conn, said)
+    }
+}
+
+/// The hand-off a holder's answer on `conn` makes, or its refusal.
+fn handoff(
+    exe: &Path,
+    conn: ParentOnlyFd,
+    (answer, fd): (String, Option<OwnedFd>),
+) -> Result<Handoff> {
+    let Some(Answer::Held {
+        holder_pid,
+        holder_fd,
+    }) = Answer::parse(&answer)
+    else {
+        return Err(unavailable(exe, format!("the holder refused: {answer}")));
+    };
+    Ok(Handoff {
+        holder_pid,
+        holder_fd,
+        _conn: conn,
+        waiter_control: fd,
+    })
 }
 
 /// What the holder says once asked to watch a freeze whose FIFREEZE just

@@ -64,6 +64,17 @@ impl Member {
     }
 }
 
+impl Member {
+    /// The holder has the attempt: its pid and fd go into the record.
+    fn handed_off(&mut self, handoff: Handoff) {
+        if let Some(record) = &mut self.record {
+            record.holder_pid = Some(handoff.holder_pid);
+            record.holder_fd = handoff.holder_fd;
+        }
+        self.handoff = Some(handoff);
+    }
+}
+
 /// Before anything runs for it: a member frozen through freezefs fails the
 /// batch; a recorded freeze that is over (its keepers have not ended it
 /// yet) is thawed; a corrupt record will be overwritten (the kernel says
@@ -197,14 +208,26 @@ pub(crate) fn freeze_batch(
         freeze_window::presync(&fds);
         // A holder started for this freeze answers before FIFREEZE (it
         // may still be settling in); one that was running answers while
-        // FIFREEZE flushes, off the freeze's path (see `take_answers`).
-        take_answers(&dir, &mut members, |p| !p.to_running_holder())?;
+        // FIFREEZE flushes, off the freeze's path (see
+        // `take_answers_while_frozen`).
+        take_answers_of_started_holders(&dir, &mut members)?;
         fifreeze_members(&mut members)?;
-        if let Err(e) = take_answers(&dir, &mut members, |_| true) {
+        let silent = take_answers_while_frozen(&mut members);
+        if !matches!(silent, Ok(false)) {
             for m in members.iter().rev() {
                 let _ = syscalls::fithaw(&m.mount_fd);
             }
-            return Err(e);
+        }
+        if silent? {
+            // No holder is started inside the freeze window (an exec, and
+            // a wait for it to settle, while writers wait): undone above,
+            // handed to the holder that answers now, frozen again.
+            for m in members.iter_mut() {
+                if let Some(pending) = m.pending.take() {
+                    m.handed_off(pending.send_to_new_holder(&dir)?);
+                }
+            }
+            fifreeze_members(&mut members)?;
         }
         start_watches(&mut members);
         Ok(())
@@ -241,38 +264,44 @@ pub(crate) fn freeze_batch(
     Ok(frozen)
 }
 
-/// Reads the holder's answer for each member whose attempt is still
-/// pending and `now` says to read: the holder has the attempt, and its
-/// pid and fd go into the record.
-///
-/// The attempt, with the fd, is in the holder's queue from the moment it
-/// was sent, before the record and FIFREEZE: a caller killed after FIFREEZE
-/// leaves it to the holder all the same, which finds the `freezing` record
-/// of a dead freezer and undoes it. What waiting for the answer before
-/// FIFREEZE added was only an answer from a holder already known to be
-/// running, and a wait on the holder's CPU time for it. If no answer comes
-/// (a holder that was exiting, or was killed while a waiter of its waits),
-/// the freeze is undone and the call fails as before; a caller killed in
-/// that moment leaves a `freezing` record whose freezer is dead, which
-/// every call that looks at it (the next holder's start, QUERY, FREEZE,
-/// the guard) undoes.
-fn take_answers(
-    dir: &StateDir,
-    members: &mut [Member],
-    now: impl Fn(&Pending) -> bool,
-) -> Result<()> {
+/// Reads, before FIFREEZE, the answer of each holder started for this
+/// freeze (it may still be settling in): it has the attempt, and its pid
+/// and fd go into the record.
+fn take_answers_of_started_holders(dir: &StateDir, members: &mut [Member]) -> Result<()> {
     for m in members.iter_mut() {
-        if !m.pending.as_ref().is_some_and(&now) {
+        if m.pending.as_ref().is_some_and(Pending::to_running_holder) {
             continue;
         }
-        let handoff = m.pending.take().expect("checked").answer(dir)?;
-        if let Some(record) = &mut m.record {
-            record.holder_pid = Some(handoff.holder_pid);
-            record.holder_fd = handoff.holder_fd;
+        if let Some(pending) = m.pending.take() {
+            m.handed_off(pending.answer(dir)?);
         }
-        m.handoff = Some(handoff);
     }
     Ok(())
+}
+
+/// Reads, just after FIFREEZE, the answers of holders that were running:
+/// they took the attempts while FIFREEZE flushed. The attempt, with the
+/// fd, is in the holder's queue from the moment it was sent, before the
+/// record and FIFREEZE, so a caller killed now leaves it to the holder all
+/// the same, which finds the `freezing` record of a dead freezer and undoes
+/// it. True when a holder was silent (exiting as we connected, or killed
+/// while a waiter of its waits): its attempt is kept for another holder,
+/// which is not started here. A refusal is an error.
+fn take_answers_while_frozen(members: &mut [Member]) -> Result<bool> {
+    let mut silent = false;
+    for m in members.iter_mut() {
+        let Some(pending) = m.pending.take() else {
+            continue;
+        };
+        match pending.answer_here() {
+            Ok(said) => m.handed_off(said?),
+            Err((pending, _)) => {
+                m.pending = Some(pending);
+                silent = true;
+            }
+        }
+    }
+    Ok(silent)
 }
 
 /// FIFREEZE every member (see [`freeze_window::fifreeze_all`]) and note in
@@ -392,7 +421,7 @@ fn begin(
         // and before FIFREEZE, and our connection stays open until we are
         // done: a caller killed at any point leaves a freeze that is kept
         // to its deadline or undone, never one that nobody keeps. Its
-        // answer is read after the flush (see `take_answers`).
+        // answer is read after the flush (see the `take_answers_*`).
         let target = m.target();
         m.pending = Some(client::hold(
             dir,
