@@ -368,9 +368,10 @@ impl Logger {
 
 /// A socket's device and inode, if the fd is still a socket.
 fn identity(socket: &OwnedFd) -> Option<(u64, u64)> {
-    let st = rustix::fs::fstat(socket).ok()?;
-    (rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Socket)
-        .then_some((st.st_dev, st.st_ino))
+    let st = crate::os::untimed_stat::of_fd(socket).ok()?;
+    let kind = rustix::fs::FileType::from_raw_mode(u32::from(st.stx_mode));
+    let dev = rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor);
+    (kind == rustix::fs::FileType::Socket).then_some((dev, st.stx_ino))
 }
 
 /// Drops the kept socket if it is `socket`, so that the next event

@@ -12,4 +12,5 @@ pub(crate) mod mounts; // mountinfo, superblocks, statmount
 pub(crate) mod fd_passing; // fds over unix sockets
 pub(crate) mod process; // processes, clocks, generations
 pub(crate) mod small_file; // small files read whole in one read
+pub(crate) mod untimed_stat; // statx without timestamps, for files then changed
 pub(crate) mod syscalls; // the raw calls: ioctls, signals, the rest

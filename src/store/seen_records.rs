@@ -28,6 +28,7 @@ use rustix::io::Errno;
 
 use crate::os::fork::ForkSafe;
 use crate::os::mounts::Device;
+use crate::os::untimed_stat;
 use crate::store::record::Record;
 use crate::store::state_dir::StateDir;
 
@@ -130,9 +131,8 @@ impl Watched {
 }
 
 fn same_inode(dir: &StateDir, identity: DirIdentity) -> bool {
-    rustix::fs::fstat(dir.fd().as_fd()).is_ok_and(|st| {
-        (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev)) == identity.dev
-            && st.st_ino == identity.ino
+    untimed_stat::of_fd(dir.fd().as_fd()).is_ok_and(|st| {
+        (st.stx_dev_major, st.stx_dev_minor) == identity.dev && st.stx_ino == identity.ino
     })
 }
 

@@ -15,6 +15,7 @@ use crate::os::fork::ParentOnlyFd;
 use crate::os::mounts::Device;
 use crate::os::small_file;
 use crate::os::syscalls;
+use crate::os::untimed_stat;
 use crate::store::hold_notes::HoldBreakNote;
 use crate::store::record::{Ended, Record};
 
@@ -61,7 +62,7 @@ impl Drop for SbLock {
             return;
         }
         let unfrozen = matches!(
-            rustix::fs::statat(dir, format!("sb.{device}"), AtFlags::SYMLINK_NOFOLLOW),
+            untimed_stat::at(dir, format!("sb.{device}")),
             Err(Errno::NOENT)
         );
         if unfrozen {
@@ -129,15 +130,16 @@ impl StateDir {
 
     /// Takes an already open state directory, after the same checks.
     pub(crate) fn adopt(path: &Path, fd: OwnedFd) -> Result<StateDir> {
-        let st = rustix::fs::fstat(&fd).map_err(|e| Error::os(path.display().to_string(), e))?;
-        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        let st = untimed_stat::of_fd(&fd).map_err(|e| Error::os(path.display().to_string(), e))?;
+        let mode = u32::from(st.stx_mode);
+        if mode & libc::S_IFMT != libc::S_IFDIR {
             return Err(unsafe_dir(path, "is not a directory", libc::ENOTDIR));
         }
         let euid = rustix::process::geteuid().as_raw();
-        if st.st_uid != 0 && st.st_uid != euid {
+        if st.stx_uid != 0 && st.stx_uid != euid {
             return Err(unsafe_dir(path, "is owned by another user", libc::EACCES));
         }
-        if st.st_mode & 0o022 != 0 {
+        if mode & 0o022 != 0 {
             return Err(unsafe_dir(
                 path,
                 "is writable by group or others",
@@ -162,7 +164,7 @@ impl StateDir {
 
     /// Whether the directory was removed since it was opened.
     pub(crate) fn is_removed(&self) -> bool {
-        rustix::fs::fstat(&self.fd).is_ok_and(|st| st.st_nlink == 0)
+        untimed_stat::of_fd(&self.fd).is_ok_and(|st| st.stx_nlink == 0)
     }
 
     fn record_name(device: Device) -> String {
@@ -238,9 +240,9 @@ impl StateDir {
                     Err(e) => return Err(self.err(name, "flock", e)),
                 }
             }
-            let held = rustix::fs::fstat(&fd).map_err(|e| self.err(name, "fstat", e))?;
-            match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(now) if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino) => {
+            let held = untimed_stat::of_fd(&fd).map_err(|e| self.err(name, "fstat", e))?;
+            match untimed_stat::at(&self.fd, name) {
+                Ok(now) if untimed_stat::same_inode(&now, &held) => {
                     return Ok(Some(SbLock {
                         _fd: fd,
                         removable: None,
@@ -284,11 +286,11 @@ impl StateDir {
             Err(Errno::LOOP) => return Err(corrupt("a symlink, not a record")),
             Err(e) => return Err(self.err(name, "open", e)),
         };
-        let st = rustix::fs::fstat(&fd).map_err(|e| self.err(name, "fstat", e))?;
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        let st = untimed_stat::of_fd(&fd).map_err(|e| self.err(name, "fstat", e))?;
+        if u32::from(st.stx_mode) & libc::S_IFMT != libc::S_IFREG {
             return Err(corrupt("not a regular file"));
         }
-        let expected = usize::try_from(st.st_size).unwrap_or(0);
+        let expected = usize::try_from(st.stx_size).unwrap_or(0);
         let text = small_file::read_fd(&fd, expected, MAX_RECORD_BYTES as usize)
             .map_err(|e| self.err(name, "read", e))?;
         Record::from_text(&text)
