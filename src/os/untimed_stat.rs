@@ -43,7 +43,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_untimed_stat_says_what_the_checks_read_and_no_time() {
+    fn an_untimed_stat_gives_what_the_checks_read_without_asking_for_a_time() {
         let dir = std::env::temp_dir();
         let fd = rustix::fs::open(
             &dir,
