@@ -11,7 +11,9 @@
 //! reset of its deadline, whose maker says so to the holder; so the
 //! renames of a freeze and thaw cycle do not wake a holder that has
 //! nothing to do with them (a wake costs more than the rest of its work on
-//! a small virtual machine). The events are queued meanwhile, and drained
+//! a small virtual machine); such a freeze is reviewed every
+//! [`REVIEW_PERIOD_NS`] instead, for what no event tells (a thawer that
+//! died before its FITHAW). The events are queued meanwhile, and drained
 //! at the next review. One inotify instance
 //! per keeper, however many freezes it keeps; where none can be had (the
 //! user's `fs.inotify.max_user_instances` used up by many keepers on one
@@ -56,7 +58,8 @@ const RETRY_NS: u64 = 5_000_000;
 const THAWER_CHECK_NS: u64 = 100_000_000;
 /// How soon to look again at a record that cannot be read.
 const UNREADABLE_RETRY_NS: u64 = 1_000_000_000;
-/// Without inotify: how often a keeper reviews every record it follows.
+/// How often a keeper reviews a record that no inotify event tells it of:
+/// without inotify, or while the freeze's waiter waits.
 pub(crate) const REVIEW_PERIOD_NS: u64 = 250_000_000;
 
 /// One freeze a keeper holds.
@@ -370,7 +373,7 @@ fn review(watch: &mut Watch) -> Verdict {
             // A live thawer: look again shortly, in case it dies halfway.
             Verdict::Keep(Some(now + THAWER_CHECK_NS))
         }
-        None => Verdict::Keep(record.deadline_boot_ns),
+        None => Verdict::Keep(next_review(watch, record.deadline_boot_ns, now)),
         Some(over) => match defer_to_holder(&record, over, now) {
             Some(until) if watch.defers_to_holder => Verdict::Keep(Some(until)),
             _ => verdict(end_if_over(
@@ -383,6 +386,20 @@ fn review(watch: &mut Watch) -> Verdict {
             )),
         },
     }
+}
+
+/// When a live freeze is reviewed next: at its deadline and, while its
+/// keeper does not follow the state directory (its waiter waits: see
+/// [`Watch::needs_records`]), every [`REVIEW_PERIOD_NS`]. A THAW killed
+/// between marking the record `thawing` and its FITHAW lets no waiter
+/// through and may leave no deadline: only a look at the record finds its
+/// dead thawer.
+fn next_review(watch: &Watch, deadline: Option<u64>, now: u64) -> Option<u64> {
+    if watch.needs_records() {
+        return deadline;
+    }
+    let look = now + REVIEW_PERIOD_NS;
+    Some(deadline.map_or(look, |d| d.min(look)))
 }
 
 /// Whether the watch's waiter waits now, in the kernel's word: not merely

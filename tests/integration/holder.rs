@@ -372,6 +372,39 @@ fn a_freeze_sent_to_a_killed_holder_whose_waiter_waits_is_kept_by_a_new_one() {
     f.thaw(&a.mnt).unwrap();
 }
 
+/// A THAW killed after marking the record `thawing` and before its FITHAW
+/// leaves the filesystem frozen, its waiter waiting and its record saying
+/// "not frozen": the holder finishes that thaw without anyone asking, even
+/// with no deadline to wake it.
+#[test]
+fn a_thaw_killed_before_its_fithaw_is_finished_by_the_holder() {
+    let fs = Scratch::new(Kind::Ext4);
+    assert_eq!(
+        fzctl(&mut fzctl_cmd(&fs, "1", &fs.mnt, "-1")),
+        "rc=0 errno=0"
+    );
+    // What such a thawer leaves, written as a THAW writes a record: a dead
+    // process marked as the thawer.
+    let mut gone = Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let record = fs.state_dir().join(format!("sb.{}", fs.device()));
+    let text = std::fs::read_to_string(&record).unwrap();
+    assert!(text.lines().any(|l| l == "phase frozen"), "{text}");
+    let thawing = text
+        .replace("\nphase frozen\n", "\nphase thawing\n")
+        .replace("\nthawer none\n", &format!("\nthawer {} 1\n", gone.id()));
+    let tmp = fs.state_dir().join(".tmp.test-thawer");
+    std::fs::write(&tmp, thawing).unwrap();
+    std::fs::rename(&tmp, &record).unwrap();
+    let done = fs.write_in_background();
+    let finished = done.recv_timeout(Duration::from_secs(3)).is_ok();
+    if !finished {
+        let _ = fs.freezer().thaw(&fs.mnt);
+    }
+    assert!(finished, "the half-done thaw was never finished");
+    assert!(!fs.freezer().is_frozen(&fs.mnt).unwrap());
+}
+
 #[test]
 fn a_holder_that_cannot_be_started_fails_the_freeze_with_echild_and_freezes_nothing() {
     let fs = Scratch::new(Kind::Ext4);
