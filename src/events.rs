@@ -291,26 +291,35 @@ impl Logger {
     /// [`Logger::connect`] to `path`.
     fn kept_for(path: PathBuf) -> Logger {
         let mut kept = KEPT.lock();
-        if let Some(k) = kept.as_ref().filter(|k| k.path == path) {
-            match &k.state {
-                KeptState::Connected(socket, id) if identity(socket) == Some(*id) => {
-                    return Logger(Some(Arc::clone(socket)));
+        match kept.take() {
+            Some(Kept {
+                path: was,
+                state: KeptState::Connected(socket, id),
+            }) => {
+                let ours = identity(&socket) == Some(id);
+                if ours && was == path {
+                    *kept = Some(Kept {
+                        path,
+                        state: KeptState::Connected(Arc::clone(&socket), id),
+                    });
+                    return Logger(Some(socket));
                 }
-                KeptState::Absent(since) if since.elapsed() < RETRY_ABSENT => {
-                    return Logger(None);
+                if !ours {
+                    // Not ours any more: never closed by us.
+                    std::mem::forget(socket);
                 }
-                _ => {}
             }
-        }
-        if let Some(Kept {
-            state: KeptState::Connected(socket, id),
-            ..
-        }) = kept.take()
-        {
-            if identity(&socket) != Some(id) {
-                // Not ours any more: never closed by us.
-                std::mem::forget(socket);
+            Some(Kept {
+                path: was,
+                state: KeptState::Absent(since),
+            }) if was == path && since.elapsed() < RETRY_ABSENT => {
+                *kept = Some(Kept {
+                    path,
+                    state: KeptState::Absent(since),
+                });
+                return Logger(None);
             }
+            _ => {}
         }
         let logger = Logger::connect_to(&path);
         let state = match logger.0.as_ref().and_then(|s| Some((s, identity(s)?))) {

@@ -249,9 +249,9 @@ pub(crate) struct Pending {
 /// Hands a freeze to the holder before its record is written and before
 /// FIFREEZE: the holder keeps an fd on the mount and the freeze's deadline
 /// from then on, whatever happens to the caller, and parks a waiter for it
-/// (see [`Handoff::watch`]). Read the answer with [`Pending::answer`]:
-/// before FIFREEZE from a holder started for it, else while FIFREEZE
-/// flushes (see `ops::freeze`).
+/// (see [`Handoff::start_watch`]). Read the answer with
+/// [`Pending::answer_here`]: before FIFREEZE from a holder started for it,
+/// else while FIFREEZE flushes (see `ops::freeze`).
 pub(crate) fn hold(
     dir: &StateDir,
     exe: &Path,
@@ -293,22 +293,10 @@ impl Pending {
         send(conn, &self.exe, &self.request, &[self.mount_fd.as_fd()])
     }
 
-    /// Waits for the holder's answer: the holder has the attempt. A holder
-    /// that was running and does not answer (it was exiting as we
-    /// connected, or was killed while a waiter of its waits) is replaced:
-    /// see [`Pending::send_to_new_holder`].
-    pub(crate) fn answer(self, dir: &StateDir) -> Result<Handoff> {
-        match self.answer_here() {
-            Ok(said) => said,
-            Err((pending, _)) if pending.optimistic => pending.send_to_new_holder(dir),
-            Err((_, e)) => Err(e),
-        }
-    }
-
     /// What the holder said on this connection (held, or refused); no
     /// answer gives the attempt back with the error, for
-    /// [`Pending::send_to_new_holder`]. Starts nothing: what FREEZE may do while
-    /// the filesystem is frozen.
+    /// [`Pending::send_to_new_holder`]. Starts nothing: what FREEZE may do
+    /// while the filesystem is frozen.
     #[allow(clippy::result_large_err)] // the attempt itself, handed back
     pub(crate) fn answer_here(self) -> std::result::Result<Result<Handoff>, (Pending, Error)> {
         match receive_with_fd(&self.conn, &self.exe) {

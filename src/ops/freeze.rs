@@ -62,9 +62,7 @@ impl Member {
             mount_point: self.named.mount.mount_point.clone(),
         }
     }
-}
 
-impl Member {
     /// The holder has the attempt: its pid and fd go into the record.
     fn handed_off(&mut self, handoff: Handoff) {
         if let Some(record) = &mut self.record {
@@ -210,7 +208,7 @@ pub(crate) fn freeze_batch(
         // may still be settling in); one that was running answers while
         // FIFREEZE flushes, off the freeze's path (see
         // `take_answers_while_frozen`).
-        take_answers_of_started_holders(&dir, &mut members)?;
+        take_answers_of_started_holders(&mut members)?;
         fifreeze_members(&mut members)?;
         let silent = take_answers_while_frozen(&mut members);
         if !matches!(silent, Ok(false)) {
@@ -267,13 +265,14 @@ pub(crate) fn freeze_batch(
 /// Reads, before FIFREEZE, the answer of each holder started for this
 /// freeze (it may still be settling in): it has the attempt, and its pid
 /// and fd go into the record.
-fn take_answers_of_started_holders(dir: &StateDir, members: &mut [Member]) -> Result<()> {
+fn take_answers_of_started_holders(members: &mut [Member]) -> Result<()> {
     for m in members.iter_mut() {
         if m.pending.as_ref().is_some_and(Pending::to_running_holder) {
             continue;
         }
         if let Some(pending) = m.pending.take() {
-            m.handed_off(pending.answer(dir)?);
+            let said = pending.answer_here().map_err(|(_, silent)| silent)?;
+            m.handed_off(said?);
         }
     }
     Ok(())

@@ -119,25 +119,18 @@ pub(crate) fn table(f: &FastPath) -> String {
         t.push_str(
             "  per call:                            system calls      CPU time (us)\n                                           caller  holder    caller  holder\n",
         );
+        // "-": not counted (no holder count, or a QUERY's CPU time).
+        let cell = |x: f64, shown: bool, digits: usize| {
+            if shown && !x.is_nan() {
+                format!("{x:>6.digits$}")
+            } else {
+                "     -".to_string()
+            }
+        };
         for c in &f.syscalls {
-            let (holder_calls, holder_cpu) = if f.holder_counted {
-                (
-                    format!("{:>6.1}", c.holder_syscalls),
-                    format!("{:>6.0}", c.holder_cpu_us),
-                )
-            } else {
-                ("     -".to_string(), "     -".to_string())
-            };
-            let caller_cpu = if c.caller_cpu_us.is_nan() {
-                "     -".to_string()
-            } else {
-                format!("{:>6.0}", c.caller_cpu_us)
-            };
-            let holder_cpu = if c.holder_cpu_us.is_nan() {
-                "     -".to_string()
-            } else {
-                holder_cpu
-            };
+            let holder_calls = cell(c.holder_syscalls, f.holder_counted, 1);
+            let caller_cpu = cell(c.caller_cpu_us, true, 0);
+            let holder_cpu = cell(c.holder_cpu_us, f.holder_counted, 0);
             t.push_str(&format!(
                 "  {:<40} {:>6.1}  {holder_calls}    {caller_cpu}  {holder_cpu}\n",
                 c.call, c.caller_syscalls
