@@ -348,3 +348,47 @@ fn the_c_api_tells_how_the_last_freeze_ended() {
     assert_eq!(fzctl(&mut fzctl_cmd(&fs, "2", &fs.mnt, "")), "rc=1 errno=0");
     fs.other_tool_thaws().unwrap();
 }
+
+/// A freeze's watcher exists before it waits: its FREEZE may be killed
+/// after recording the freeze and before checking that the watcher waits,
+/// and a busy holder may not have run it yet. A THAW then is no thaw by
+/// another tool: it waits for the watcher to block, thaws, and says so.
+/// (Stood in for by a thread of this test that blocks 200 ms late.)
+#[test]
+fn a_thaw_before_the_freezes_watcher_blocks_thaws_it() {
+    let fs = Scratch::new(Kind::Ext4);
+    assert_eq!(
+        fzctl(&mut fzctl_cmd(&fs, "1", &fs.mnt, "30")),
+        "rc=0 errno=0"
+    );
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let late = fs.mnt.join(".no-such-name");
+    let late_watcher = std::thread::spawn(move || {
+        let me = std::fs::read_link("/proc/thread-self").unwrap();
+        tid_tx.send(me.file_name().unwrap().to_owned()).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        // Waits in the kernel until the thaw, then finds no such file.
+        let _ = std::fs::remove_file(late);
+    });
+    let tid = std::path::PathBuf::from(tid_rx.recv().unwrap());
+    let record = fs.state_dir().join(format!("sb.{}", fs.device()));
+    let text = std::fs::read_to_string(&record).unwrap();
+    let rewritten: String = text
+        .lines()
+        .map(|line| match line.split_once(' ') {
+            Some(("holder_pid", _)) => format!("holder_pid {}\n", std::process::id()),
+            Some(("watcher", _)) => format!("watcher {} 1\n", tid.display()),
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    let tmp = fs.state_dir().join(".tmp.test-watcher");
+    std::fs::write(&tmp, rewritten).unwrap();
+    std::fs::rename(&tmp, &record).unwrap();
+    let thawed = fs.freezer().thaw(&fs.mnt);
+    if thawed.is_err() {
+        let _ = fs.other_tool_thaws();
+    }
+    late_watcher.join().unwrap();
+    thawed.expect("a watcher not blocked yet was taken for another tool's thaw");
+    assert!(!fs.kernel_frozen());
+}

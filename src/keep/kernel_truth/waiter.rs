@@ -1,17 +1,6 @@
-//! The kernel's own word on whether a filesystem is frozen, and on when a
-//! freeze ends, whoever ends it.
-//!
-//! Linux offers no query, but `unlinkat(dir_fd, "<a name that does not
-//! exist>", 0)` on a frozen filesystem waits in `mnt_want_write` (its thread
-//! shows `percpu_rwsem_wait` as its wait channel) and returns `ENOENT` just
-//! after the thaw, whoever thawed; on a thawed filesystem it returns `ENOENT`
-//! at once. It changes nothing on the filesystem, and a new FIFREEZE cannot
-//! complete before such a waiter has passed, so no thaw goes unseen.
-//!
-//! A waiter cannot be killed while it waits, and a process with one cannot
-//! finish exiting before the thaw: waiters run only in the holder, never in
-//! the caller's process. Past 120 s the kernel's hung-task detector reports a
-//! waiter, as it reports any writer that a freeze blocks.
+//! The waiter: a thread, parked in the holder, that waits in the kernel
+//! for one filesystem's thaw and is let through by it, whoever thaws; and
+//! the control line through which a caller or the holder tells it to go.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -26,9 +15,9 @@ use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
 use crate::os::fd_passing;
 use crate::os::process;
-use crate::os::small_file;
 use crate::os::syscalls;
-use crate::store::record::Record;
+
+use super::wait_channel::{SPIN, waits_for_thaw, watcher_exists, watcher_waits};
 
 /// What a waiter tells of its filesystem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,9 +34,6 @@ pub(crate) enum Seen {
 
 /// How long [`Waiter::settle`] watches only for the thread's return.
 const QUICK: Duration = Duration::from_micros(30);
-
-/// How long [`Waiter::settle`] yields before it starts sleeping.
-const SPIN: Duration = Duration::from_micros(300);
 
 const RUNNING: u8 = 0;
 const RELEASED: u8 = 1;
@@ -338,60 +324,5 @@ fn told_to_go(control: &OwnedFd) -> Option<OwnedFd> {
     match fd_passing::recv_with_fd(control, &mut buf) {
         Ok((n, dir)) if n > 0 => dir,
         _ => None,
-    }
-}
-
-/// Whether a thaw let the watcher recorded with a freeze through: `exact`
-/// reads its wait channel (THAW, which must not thaw a refreeze), else one
-/// `tgkill` says whether it is gone (QUERY's fast path). False for a freeze
-/// without a watcher (a read-only mount): its record answers alone.
-pub(crate) fn watcher_let_through(record: &Record, exact: bool) -> bool {
-    match (record.holder_pid, record.watcher) {
-        (Some(holder), Some(watcher)) if exact => !watcher_waits(holder, watcher),
-        (Some(holder), Some(watcher)) => !watcher_exists(holder, watcher),
-        _ => false,
-    }
-}
-
-/// Whether the holder's watcher thread `(tid, _)`, recorded with a freeze,
-/// still exists: it returns (and is gone) when a thaw lets it through, so
-/// this is the cheap check, one system call. Valid even once the holder
-/// itself was killed (a waiting thread outlives the rest of its process).
-pub(crate) fn watcher_exists(holder_pid: u32, (tid, _): (u32, u64)) -> bool {
-    syscalls::thread_exists(holder_pid, tid)
-}
-
-/// Whether the holder's watcher thread still waits for its freeze's thaw,
-/// in the kernel's word: `false` once a thaw let it through, even before
-/// it ran again (a woken thread no longer waits). The exact check, for
-/// THAW.
-pub(crate) fn watcher_waits(holder_pid: u32, watcher: (u32, u64)) -> bool {
-    watcher_exists(holder_pid, watcher)
-        && waits_for_thaw(&format!("/proc/{holder_pid}/task/{}", watcher.0))
-}
-
-/// True when the kernel says the thread at `task` (a `/proc/.../task/TID`
-/// directory) sleeps waiting for a frozen filesystem to be thawed: its wait
-/// channel, or, where that is hidden, its state (asleep, uninterruptibly)
-/// and its stack. A woken thread is running, never waiting, so a thaw is
-/// seen at once.
-pub(crate) fn waits_for_thaw(task: &str) -> bool {
-    let read = |what: &str| {
-        small_file::read_proc(&format!("{task}/{what}"))
-            .map(|text| String::from_utf8_lossy(&text).into_owned())
-    };
-    match read("wchan") {
-        Ok(wchan) if wchan.contains("percpu_rwsem") => true,
-        Ok(wchan) if !matches!(wchan.trim(), "" | "0") => false,
-        _ => {
-            let asleep = read("stat").is_ok_and(|stat| {
-                stat.rsplit_once(')')
-                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('D'))
-            });
-            asleep
-                && read("stack").is_ok_and(|stack| {
-                    stack.contains("percpu_rwsem_wait") || stack.contains("mnt_want_write")
-                })
-        }
     }
 }

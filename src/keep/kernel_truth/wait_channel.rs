@@ -1,0 +1,104 @@
+//! What the kernel shows of a waiter from outside its process: whether
+//! the thread still exists, and whether its wait channel says it waits for
+//! a thaw. This is how a record's watcher is read by whoever holds the
+//! record, in any process.
+
+use std::time::{Duration, Instant};
+
+use crate::os::small_file;
+use crate::os::syscalls;
+use crate::store::record::Record;
+
+/// How long a wait for a waiter to settle yields before it starts sleeping:
+/// a waiter settles within tens of microseconds, less than one sleep lasts
+/// (timer slack).
+pub(super) const SPIN: Duration = Duration::from_micros(300);
+
+/// Whether a thaw let the watcher recorded with a freeze through: `exact`
+/// reads its wait channel once it settles (THAW, which must not thaw a
+/// refreeze; see [`watcher_waits_once_settled`]), else one `tgkill` says
+/// whether it is gone (QUERY's fast path). False for a freeze without a
+/// watcher (a read-only mount): its record answers alone.
+pub(crate) fn watcher_let_through(record: &Record, exact: bool) -> bool {
+    match (record.holder_pid, record.watcher) {
+        (Some(holder), Some(watcher)) if exact => !watcher_waits_once_settled(holder, watcher),
+        (Some(holder), Some(watcher)) => !watcher_exists(holder, watcher),
+        _ => false,
+    }
+}
+
+/// Whether the holder's watcher thread `(tid, _)`, recorded with a freeze,
+/// still exists: it returns (and is gone) when a thaw lets it through, so
+/// this is the cheap check, one system call. Valid even once the holder
+/// itself was killed (a waiting thread outlives the rest of its process).
+pub(crate) fn watcher_exists(holder_pid: u32, (tid, _): (u32, u64)) -> bool {
+    syscalls::thread_exists(holder_pid, tid)
+}
+
+/// Whether the holder's watcher thread still waits for its freeze's thaw,
+/// in the kernel's word: `false` once a thaw let it through, even before
+/// it ran again (a woken thread no longer waits). One look, for those who
+/// look again until it settles.
+pub(crate) fn watcher_waits(holder_pid: u32, watcher: (u32, u64)) -> bool {
+    watcher_exists(holder_pid, watcher)
+        && waits_for_thaw(&format!("/proc/{holder_pid}/task/{}", watcher.0))
+}
+
+/// How long [`watcher_waits_once_settled`] gives a watcher to block or go.
+const SETTLE_LIMIT: Duration = Duration::from_secs(1);
+
+/// [`watcher_waits`], asked until the watcher waits or is gone. A recorded
+/// watcher exists without waiting twice in its life, and neither tells of
+/// a thaw: after its FREEZE told it to go and before it blocks (a FREEZE
+/// killed before the waiter's `confirm` saw it wait, a holder the scheduler has not
+/// run yet), and after a thaw let it through, before it exits. It never
+/// waits again once let through (`Waiter::parked`), so the state it
+/// settles in is the answer. One that settles in neither within
+/// [`SETTLE_LIMIT`] (its holder stopped by a signal) counts as let
+/// through: a freeze taken for ended is never taken for whole.
+fn watcher_waits_once_settled(holder_pid: u32, watcher: (u32, u64)) -> bool {
+    let task = format!("/proc/{holder_pid}/task/{}", watcher.0);
+    let start = Instant::now();
+    loop {
+        if !watcher_exists(holder_pid, watcher) {
+            return false;
+        }
+        if waits_for_thaw(&task) {
+            return true;
+        }
+        if start.elapsed() >= SETTLE_LIMIT {
+            return false;
+        }
+        if start.elapsed() < SPIN {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+/// True when the kernel says the thread at `task` (a `/proc/.../task/TID`
+/// directory) sleeps waiting for a frozen filesystem to be thawed: its wait
+/// channel, or, where that is hidden, its state (asleep, uninterruptibly)
+/// and its stack. A woken thread is running, never waiting, so a thaw is
+/// seen at once.
+pub(crate) fn waits_for_thaw(task: &str) -> bool {
+    let read = |what: &str| {
+        small_file::read_proc(&format!("{task}/{what}"))
+            .map(|text| String::from_utf8_lossy(&text).into_owned())
+    };
+    match read("wchan") {
+        Ok(wchan) if wchan.contains("percpu_rwsem") => true,
+        Ok(wchan) if !matches!(wchan.trim(), "" | "0") => false,
+        _ => {
+            let asleep = read("stat").is_ok_and(|stat| {
+                stat.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('D'))
+            });
+            asleep
+                && read("stack").is_ok_and(|stack| {
+                    stack.contains("percpu_rwsem_wait") || stack.contains("mnt_want_write")
+                })
+        }
+    }
+}
