@@ -173,6 +173,41 @@ pub(crate) fn loaded_object_path() -> Option<std::path::PathBuf> {
     )))
 }
 
+/// Takes an exclusive open-file-description lock (`F_OFD_SETLK`, or
+/// `F_OFD_SETLKW` when `wait`) on the one byte at `offset` of the file `fd`
+/// is open on: released when the last fd of that open file goes, as a
+/// `flock` is, but one of many in one file. `Ok(false)`: another open file
+/// holds it and `wait` was not asked. `EINTR` is retried.
+pub(crate) fn lock_byte<Fd: AsFd>(fd: Fd, offset: i64, wait: bool) -> io::Result<bool> {
+    let lock = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: offset,
+        l_len: 1,
+        l_pid: 0,
+    };
+    let command = if wait {
+        libc::F_OFD_SETLKW
+    } else {
+        libc::F_OFD_SETLK
+    };
+    loop {
+        // SAFETY: `lock` is a valid, initialized `struct flock` that lives
+        // across the call; the kernel only reads it for these commands.
+        let rc = unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), command, &lock) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        match io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::EINTR) => continue,
+            e if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) && !wait => {
+                return Ok(false);
+            }
+            e => return Err(e),
+        }
+    }
+}
+
 /// Whether thread `tid` of process `pid` exists (`tgkill` with signal 0: no
 /// signal is sent). A thread other than the leader is gone at once when it
 /// returns; no zombie of it stays.

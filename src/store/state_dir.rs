@@ -1,6 +1,6 @@
 //! The state directory that every process shares (`/run/freezefs`): one
-//! record per frozen superblock, a lock file per superblock, all reached
-//! through one directory fd without following symlinks.
+//! record per frozen superblock, one file holding every superblock's lock,
+//! all reached through one directory fd without following symlinks.
 
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
@@ -41,32 +41,35 @@ pub(crate) struct StateDir {
     fd: OwnedFd,
 }
 
-/// Holds a superblock's lock (an exclusive `flock` on its lock file) until
-/// dropped. A superblock's lock file goes with its last freeze: released
-/// with no record left, it is removed first, still locked (a process
-/// waiting on the removed file finds it gone once it gets it, and opens the
-/// new one: see [`StateDir::lock`]).
-pub(crate) struct SbLock {
-    _fd: ParentOnlyFd,
-    /// The directory and superblock of a superblock's lock.
-    removable: Option<(OwnedFd, Device, rustix::process::Pid)>,
+/// The file that holds every superblock's lock: the byte at a superblock's
+/// offset (see [`lock_offset`]), locked with an open-file-description lock.
+/// One file for all, never removed: a freeze creates and removes no lock
+/// file of its own.
+pub(crate) const SUPERBLOCK_LOCKS: &str = "lock.superblocks";
+
+/// Where a superblock's lock lies in [`SUPERBLOCK_LOCKS`]: one byte per
+/// device number, none shared.
+fn lock_offset(device: Device) -> i64 {
+    (i64::from(device.major) << 32) | i64::from(device.minor)
 }
 
-impl Drop for SbLock {
-    fn drop(&mut self) {
-        let Some((dir, device, owner)) = &self.removable else {
-            return;
-        };
-        // A forked child's copy is not the lock's owner.
-        if rustix::process::getpid() != *owner {
-            return;
-        }
-        let unfrozen = matches!(
-            untimed_stat::at(dir, format!("sb.{device}")),
-            Err(Errno::NOENT)
-        );
-        if unfrozen {
-            let _ = rustix::fs::unlinkat(dir, format!("lock.{device}"), AtFlags::empty());
+/// Holds a lock until dropped: a superblock's (a byte of
+/// [`SUPERBLOCK_LOCKS`]) or one the directory names (an exclusive `flock`
+/// on its file). Either goes with the last fd of its open file, and this
+/// fd is closed in a forked child (see [`ParentOnlyFd`]).
+pub(crate) struct SbLock {
+    _fd: ParentOnlyFd,
+}
+
+/// `flock`, `EINTR` retried; `Ok(false)` when a non-blocking one finds the
+/// file locked.
+fn flock(fd: &ParentOnlyFd, op: FlockOperation) -> std::io::Result<bool> {
+    loop {
+        match rustix::fs::flock(fd, op) {
+            Ok(()) => return Ok(true),
+            Err(Errno::INTR) => continue,
+            Err(Errno::WOULDBLOCK) => return Ok(false),
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -183,45 +186,42 @@ impl StateDir {
     /// Takes the superblock's lock, blocking while another thread or process
     /// holds it.
     pub(crate) fn lock(&self, device: Device) -> Result<SbLock> {
-        self.lock_file(&format!("lock.{device}"), FlockOperation::LockExclusive)
-            .map(|l| l.expect("a blocking flock either locks or fails"))
-            .and_then(|lock| self.removable(lock, device))
+        self.lock_file(SUPERBLOCK_LOCKS, |fd| {
+            syscalls::lock_byte(fd, lock_offset(device), true)
+        })
+        .map(|l| l.expect("a waiting lock either locks or fails"))
     }
 
     /// Takes the superblock's lock if it is free; `Ok(None)` when it is not.
     pub(crate) fn try_lock(&self, device: Device) -> Result<Option<SbLock>> {
-        match self.lock_file(
-            &format!("lock.{device}"),
-            FlockOperation::NonBlockingLockExclusive,
-        )? {
-            Some(lock) => self.removable(lock, device).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    fn removable(&self, mut lock: SbLock, device: Device) -> Result<SbLock> {
-        let dir = rustix::io::fcntl_dupfd_cloexec(&self.fd, 0)
-            .map_err(|e| Error::os(format!("{}: dup", self.path.display()), e))?;
-        lock.removable = Some((dir, device, rustix::process::getpid()));
-        Ok(lock)
+        self.lock_file(SUPERBLOCK_LOCKS, |fd| {
+            syscalls::lock_byte(fd, lock_offset(device), false)
+        })
     }
 
     /// Takes a lock of the directory's own (e.g. "lock.holder").
     pub(crate) fn lock_named(&self, name: &str) -> Result<SbLock> {
-        self.lock_file(name, FlockOperation::LockExclusive)
+        self.lock_file(name, |fd| flock(fd, FlockOperation::LockExclusive))
             .map(|l| l.expect("a blocking flock either locks or fails"))
     }
 
     /// Takes a lock of the directory's own if it is free; `Ok(None)` when
     /// another process holds it (a warden holds `lock.warden` for its life).
     pub(crate) fn try_lock_named(&self, name: &str) -> Result<Option<SbLock>> {
-        self.lock_file(name, FlockOperation::NonBlockingLockExclusive)
+        self.lock_file(name, |fd| {
+            flock(fd, FlockOperation::NonBlockingLockExclusive)
+        })
     }
 
-    /// Locks the file `name`, creating it. A file removed while we waited
-    /// for it (its last holder removed it) is not the lock any more: then
-    /// again, with the file now at `name`.
-    fn lock_file(&self, name: &str, op: FlockOperation) -> Result<Option<SbLock>> {
+    /// Opens the file `name`, creating it, and takes the lock `take` takes
+    /// on it (`Ok(false)`: held elsewhere). A file replaced while we waited
+    /// for it (removed by hand, say) is not the lock any more: then again,
+    /// with the file now at `name`.
+    fn lock_file(
+        &self,
+        name: &str,
+        take: impl Fn(&ParentOnlyFd) -> std::io::Result<bool>,
+    ) -> Result<Option<SbLock>> {
         loop {
             let fd = ParentOnlyFd::open(|| {
                 rustix::fs::openat(
@@ -232,21 +232,13 @@ impl StateDir {
                 )
             })
             .map_err(|e| self.err(name, "open", e))?;
-            loop {
-                match rustix::fs::flock(&fd, op) {
-                    Ok(()) => break,
-                    Err(Errno::INTR) => continue,
-                    Err(Errno::WOULDBLOCK) => return Ok(None),
-                    Err(e) => return Err(self.err(name, "flock", e)),
-                }
+            if !take(&fd).map_err(|e| self.err(name, "lock", e))? {
+                return Ok(None);
             }
             let held = untimed_stat::of_fd(&fd).map_err(|e| self.err(name, "fstat", e))?;
             match untimed_stat::at(&self.fd, name) {
                 Ok(now) if untimed_stat::same_inode(&now, &held) => {
-                    return Ok(Some(SbLock {
-                        _fd: fd,
-                        removable: None,
-                    }));
+                    return Ok(Some(SbLock { _fd: fd }));
                 }
                 Ok(_) | Err(Errno::NOENT) => continue,
                 Err(e) => return Err(self.err(name, "stat", e)),

@@ -148,7 +148,7 @@ fn state_files_are_never_followed_through_symlinks() {
     std::fs::create_dir_all(fs.state_dir()).unwrap();
     let victim = fs.dir.join("victim");
     std::fs::write(&victim, b"untouched").unwrap();
-    let lock = fs.state_dir().join(format!("lock.{device}"));
+    let lock = fs.state_dir().join("lock.superblocks");
     let _ = std::fs::remove_file(&lock);
     std::os::unix::fs::symlink(&victim, &lock).unwrap();
     assert_eq!(
@@ -182,22 +182,19 @@ fn state_files(fs: &Scratch, prefix: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A lock file lives as long as its superblock's freeze: none is left for
-/// a device after a freeze and thaw, a refused freeze, a query, or a
-/// freeze that timed out; one is there while a freeze is.
+/// Every superblock's lock is a byte of one file, `lock.superblocks`: no
+/// lock file of a device's own is made by a freeze, a thaw, a refused
+/// freeze, a query or a freeze that timed out, so none is ever left.
 #[test]
-fn no_lock_file_is_left_for_a_device_without_a_freeze() {
+fn superblock_locks_live_in_one_file_and_a_freeze_makes_none_of_its_own() {
     let fs = Scratch::new(Kind::Ext4);
     let tmpfs = Scratch::new(Kind::Tmpfs);
     let freezer = fs.freezer();
     freezer
         .freeze(&fs.mnt, freezefs::Timeout::Seconds(1))
         .unwrap();
-    assert_eq!(
-        state_files(&fs, "lock.").len(),
-        1,
-        "a live freeze has its lock"
-    );
+    assert_eq!(state_files(&fs, "lock."), Vec::<String>::new());
+    assert!(fs.state_dir().join("lock.superblocks").is_file());
     freezer.thaw(&fs.mnt).unwrap();
     freezer.is_frozen(&fs.mnt).unwrap();
     assert!(
