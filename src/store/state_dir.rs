@@ -495,4 +495,25 @@ mod tests {
         assert_eq!((first, second), (2, 2));
         assert_eq!(left, 2, "the dead writer's temporary file was not swept");
     }
+
+    /// Each lock is an open of its own: a second lock of a superblock in
+    /// the same process (another thread's) waits, another superblock's
+    /// lock does not, and dropping the first frees the superblock.
+    #[test]
+    fn a_superblock_lock_excludes_the_same_process_and_only_that_superblock() {
+        let path = std::env::temp_dir().join(format!("freezefs-lock-unit.{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        let dir = StateDir::open(&path, true).unwrap().unwrap();
+        let first = Device { major: 7, minor: 1 };
+        let held = dir.lock(first).unwrap();
+        let again = dir.try_lock(first).unwrap().is_some();
+        let other = dir
+            .try_lock(Device { major: 7, minor: 2 })
+            .unwrap()
+            .is_some();
+        drop(held);
+        let after = dir.try_lock(first).unwrap().is_some();
+        std::fs::remove_dir_all(&path).unwrap();
+        assert_eq!((again, other, after), (false, true, true));
+    }
 }
