@@ -31,7 +31,7 @@ pub(crate) fn watcher_let_through(record: &Record, exact: bool) -> bool {
 /// still exists: it returns (and is gone) when a thaw lets it through, so
 /// this is the cheap check, one system call. Valid even once the holder
 /// itself was killed (a waiting thread outlives the rest of its process).
-pub(crate) fn watcher_exists(holder_pid: u32, (tid, _): (u32, u64)) -> bool {
+fn watcher_exists(holder_pid: u32, (tid, _): (u32, u64)) -> bool {
     syscalls::thread_exists(holder_pid, tid)
 }
 
@@ -44,30 +44,34 @@ pub(crate) fn watcher_waits(holder_pid: u32, watcher: (u32, u64)) -> bool {
         && waits_for_thaw(&format!("/proc/{holder_pid}/task/{}", watcher.0))
 }
 
-/// How long [`watcher_waits_once_settled`] gives a watcher to block or go.
+/// How long [`watcher_let_through`]'s exact look gives a watcher to block
+/// or go.
 const SETTLE_LIMIT: Duration = Duration::from_secs(1);
 
-/// [`watcher_waits`], asked until the watcher waits or is gone. A recorded
-/// watcher exists without waiting twice in its life, and neither tells of
-/// a thaw: after its FREEZE told it to go and before it blocks (a FREEZE
-/// killed before the waiter's `confirm` saw it wait, a holder the scheduler has not
-/// run yet), and after a thaw let it through, before it exits. It never
+/// [`watcher_waits`], asked until the watcher waits (`Some(true)`) or is
+/// gone (`Some(false)`); `None` when it did neither within `limit`. A
+/// recorded watcher exists without waiting twice in its life, and neither
+/// tells of a thaw: after its FREEZE told it to go and before it blocks (a
+/// FREEZE killed before it saw the watcher wait, a holder the scheduler has
+/// not run yet), and after a thaw let it through, before it exits. It never
 /// waits again once let through (`Waiter::parked`), so the state it
-/// settles in is the answer. One that settles in neither within
-/// [`SETTLE_LIMIT`] (its holder stopped by a signal) counts as let
-/// through: a freeze taken for ended is never taken for whole.
-fn watcher_waits_once_settled(holder_pid: u32, watcher: (u32, u64)) -> bool {
+/// settles in is the answer.
+pub(super) fn watcher_settles(
+    holder_pid: u32,
+    watcher: (u32, u64),
+    limit: Duration,
+) -> Option<bool> {
     let task = format!("/proc/{holder_pid}/task/{}", watcher.0);
     let start = Instant::now();
     loop {
         if !watcher_exists(holder_pid, watcher) {
-            return false;
+            return Some(false);
         }
         if waits_for_thaw(&task) {
-            return true;
+            return Some(true);
         }
-        if start.elapsed() >= SETTLE_LIMIT {
-            return false;
+        if start.elapsed() >= limit {
+            return None;
         }
         if start.elapsed() < SPIN {
             std::thread::yield_now();
@@ -75,6 +79,14 @@ fn watcher_waits_once_settled(holder_pid: u32, watcher: (u32, u64)) -> bool {
             std::thread::sleep(Duration::from_micros(200));
         }
     }
+}
+
+/// Whether the watcher waits, once settled: one that settles in neither
+/// state within [`SETTLE_LIMIT`] (its holder stopped by a signal) counts
+/// as let through, so that a freeze taken for ended is never taken for
+/// whole.
+fn watcher_waits_once_settled(holder_pid: u32, watcher: (u32, u64)) -> bool {
+    watcher_settles(holder_pid, watcher, SETTLE_LIMIT) == Some(true)
 }
 
 /// True when the kernel says the thread at `task` (a `/proc/.../task/TID`

@@ -17,7 +17,7 @@ use crate::os::fd_passing;
 use crate::os::process;
 use crate::os::syscalls;
 
-use super::wait_channel::{SPIN, waits_for_thaw, watcher_exists, watcher_waits};
+use super::wait_channel::{SPIN, waits_for_thaw, watcher_settles};
 
 /// What a waiter tells of its filesystem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,27 +248,16 @@ pub(crate) fn confirm(
     thread: (u32, u64),
     limit: Duration,
 ) -> Option<Seen> {
-    let start = Instant::now();
-    loop {
-        if watcher_waits(pid, thread) {
-            return Some(Seen::Frozen);
-        }
-        if !watcher_exists(pid, thread) {
+    match watcher_settles(pid, thread, limit)? {
+        true => Some(Seen::Frozen),
+        false => {
             // It returned: its last word says how.
             let mut buf = [0u8; 16];
             let word = rustix::net::recv(control, &mut buf, RecvFlags::DONTWAIT);
-            return Some(match word {
+            Some(match word {
                 Ok((n, _)) if last_word(&buf[..n]) == Some(Seen::Thawed) => Seen::Thawed,
                 _ => Seen::CannotTell,
-            });
-        }
-        if start.elapsed() >= limit {
-            return None;
-        }
-        if start.elapsed() < SPIN {
-            std::thread::yield_now();
-        } else {
-            std::thread::sleep(Duration::from_micros(200));
+            })
         }
     }
 }
