@@ -14,7 +14,7 @@ use crate::holder::client;
 use crate::holder::hook_jobs::HookJobs;
 use crate::hooks::{HookTarget, Hooks};
 use crate::keep::end::{Ending, end_as_stopped};
-use crate::keep::kernel_truth::{self, Seen, Waiter};
+use crate::keep::kernel_truth::{self, Seen, Waiter, WatcherSays};
 use crate::keep::watch::Watch;
 use crate::os::fork::lock;
 use crate::os::{cgroup, process, syscalls, target};
@@ -240,7 +240,7 @@ fn watch_again(dir: &StateDir, record: &Record, mount_fd: BorrowedFd<'_>) -> Opt
         if let Ok(Some(mut current)) = dir.read(record.device) {
             // A dead holder's watcher let through is the evidence that a
             // thaw came: kept for the review, not overwritten.
-            let thawed_since = kernel_truth::watcher_let_through(&current, true);
+            let thawed_since = kernel_truth::watcher_says(&current) != WatcherSays::Waits;
             if current.generation == record.generation && !thawed_since {
                 current.holder_pid = Some(std::process::id());
                 current.holder_fd = u32::try_from(std::os::fd::AsRawFd::as_raw_fd(&mount_fd)).ok();

@@ -9,7 +9,7 @@ use std::os::fd::BorrowedFd;
 use crate::end_reason::EndReason;
 use crate::error::Result;
 use crate::events;
-use crate::keep::kernel_truth;
+use crate::keep::kernel_truth::{self, WatcherSays};
 use crate::os::mounts::Device;
 use crate::os::{process, syscalls};
 use crate::store::liveness::Over;
@@ -75,7 +75,7 @@ pub(crate) fn end_over(
         // The kernel's word first: its watcher let through means that a
         // thaw came since FIFREEZE, and whatever is frozen now (another
         // tool's freeze) is not this one to thaw.
-        Over::Expired if kernel_truth::watcher_let_through(record, true) => {
+        Over::Expired if kernel_truth::watcher_says(record) == WatcherSays::LetThrough => {
             return record_thawed_elsewhere(dir, record, false);
         }
         Over::Expired | Over::Abandoned | Over::HalfThawed => {
@@ -153,7 +153,7 @@ pub(crate) fn end_as_stopped(
         Ok(found) => found,
         Err(answer) => return Ok(answer),
     };
-    if kernel_truth::watcher_let_through(&record, true) {
+    if kernel_truth::watcher_says(&record) == WatcherSays::LetThrough {
         record_thawed_elsewhere(dir, &record, false)?;
         return Ok(Ending::Ended);
     }
@@ -192,6 +192,26 @@ pub(crate) fn record_thawed_elsewhere(
 ) -> Result<()> {
     dir.record_end(record, EndReason::OtherTool, reported)?;
     events::about_record(events::Kind::Thawed, record, "thawed by another tool");
+    Ok(())
+}
+
+/// Ends, on request, a freeze whose watcher tells nothing (see
+/// [`WatcherSays::Silent`]), under its lock (the caller holds it): FITHAW,
+/// so that nothing stays frozen, then remembered and answered as a freeze
+/// that cannot be relied on, since the kernel could not say whether
+/// another tool thawed it first.
+pub(crate) fn thaw_unvouched(
+    dir: &StateDir,
+    record: &Record,
+    mount_fd: BorrowedFd<'_>,
+) -> Result<()> {
+    let _ = syscalls::fithaw(mount_fd);
+    dir.record_end(record, EndReason::OtherTool, true)?;
+    events::about_record(
+        events::Kind::Thawed,
+        record,
+        "thawed on request; its waiter could not tell whether another tool had thawed it first, so it is not vouched for",
+    );
     Ok(())
 }
 

@@ -66,7 +66,7 @@ fn on_record(settings: &Settings, path: &Path) -> Option<OnRecord> {
         if Over::of(record, now_boot_ns(), false).is_some() {
             return None;
         }
-        if record.phase == Phase::Frozen && kernel_truth::watcher_let_through(record, false) {
+        if record.phase == Phase::Frozen && kernel_truth::watcher_gone(record) {
             return None;
         }
         Some(Some(record.phase == Phase::Frozen))
@@ -157,7 +157,7 @@ pub(crate) fn live_record(settings: &Settings, named: &Resolved) -> Result<Optio
         )?;
         return Ok(None);
     }
-    if record.phase == Phase::Frozen && kernel_truth::watcher_let_through(&record, false) {
+    if record.phase == Phase::Frozen && kernel_truth::watcher_gone(&record) {
         // A thaw let its watcher through and the record still says frozen:
         // another tool thawed it, and the holder has not said so yet (or
         // was killed).

@@ -11,9 +11,9 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::events::{self, Event, Kind};
-use crate::keep::end::{end_over, record_thawed_elsewhere};
+use crate::keep::end::{end_over, record_thawed_elsewhere, thaw_unvouched};
 use crate::keep::helper_thread;
-use crate::keep::kernel_truth;
+use crate::keep::kernel_truth::{self, WatcherSays};
 use crate::ops::resolve::Resolved;
 use crate::ops::settings::Settings;
 use crate::os::mounts::Device;
@@ -125,10 +125,23 @@ pub(crate) fn end_recorded(
     let watched = record.phase == Phase::Frozen && matches!(over, None | Some(Over::Expired));
     // Read from the kernel at once, not waited for from the holder: a thaw
     // and refreeze by another tool a moment ago must not be thawed again.
-    if watched && kernel_truth::watcher_let_through(record, true) {
-        record_thawed_elsewhere(dir, record, true)?;
-        helper_thread::forget(record.device);
-        return Ok(Some(Outcome::EndedBefore));
+    let said = if watched {
+        kernel_truth::watcher_says(record)
+    } else {
+        WatcherSays::Waits
+    };
+    match said {
+        WatcherSays::Waits => {}
+        WatcherSays::LetThrough => {
+            record_thawed_elsewhere(dir, record, true)?;
+            helper_thread::forget(record.device);
+            return Ok(Some(Outcome::EndedBefore));
+        }
+        WatcherSays::Silent => {
+            thaw_unvouched(dir, record, mount_fd)?;
+            helper_thread::forget(record.device);
+            return Ok(Some(Outcome::EndedBefore));
+        }
     }
     if let Some(over) = over {
         end_over(dir, record, over, mount_fd)?;

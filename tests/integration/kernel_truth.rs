@@ -370,20 +370,8 @@ fn a_thaw_before_the_freezes_watcher_blocks_thaws_it() {
         // Waits in the kernel until the thaw, then finds no such file.
         let _ = std::fs::remove_file(late);
     });
-    let tid = std::path::PathBuf::from(tid_rx.recv().unwrap());
-    let record = fs.state_dir().join(format!("sb.{}", fs.device()));
-    let text = std::fs::read_to_string(&record).unwrap();
-    let rewritten: String = text
-        .lines()
-        .map(|line| match line.split_once(' ') {
-            Some(("holder_pid", _)) => format!("holder_pid {}\n", std::process::id()),
-            Some(("watcher", _)) => format!("watcher {} 1\n", tid.display()),
-            _ => format!("{line}\n"),
-        })
-        .collect();
-    let tmp = fs.state_dir().join(".tmp.test-watcher");
-    std::fs::write(&tmp, rewritten).unwrap();
-    std::fs::rename(&tmp, &record).unwrap();
+    let tid: u32 = tid_rx.recv().unwrap().to_str().unwrap().parse().unwrap();
+    name_as_watcher(&fs, std::process::id(), tid);
     let thawed = fs.freezer().thaw(&fs.mnt);
     if thawed.is_err() {
         let _ = fs.other_tool_thaws();
@@ -391,4 +379,74 @@ fn a_thaw_before_the_freezes_watcher_blocks_thaws_it() {
     late_watcher.join().unwrap();
     thawed.expect("a watcher not blocked yet was taken for another tool's thaw");
     assert!(!fs.kernel_frozen());
+}
+
+/// Rewrites the freeze's record, as a FREEZE writes it, to name thread
+/// `tid` of process `pid` as its holder's watcher.
+fn name_as_watcher(fs: &Scratch, pid: u32, tid: u32) {
+    let record = fs.state_dir().join(format!("sb.{}", fs.device()));
+    let text = std::fs::read_to_string(&record).unwrap();
+    let rewritten: String = text
+        .lines()
+        .map(|line| match line.split_once(' ') {
+            Some(("holder_pid", _)) => format!("holder_pid {pid}\n"),
+            Some(("watcher", _)) => format!("watcher {tid} 1\n"),
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    let tmp = fs.state_dir().join(".tmp.test-watcher");
+    std::fs::write(&tmp, rewritten).unwrap();
+    std::fs::rename(&tmp, &record).unwrap();
+}
+
+/// A watcher that neither waits nor goes (its holder stopped by a signal
+/// between being told to go and blocking) tells nothing. A THAW then
+/// thaws all the same, so that nothing stays frozen, and answers that the
+/// freeze cannot be relied on (EALREADY), since it could not see whether
+/// another tool thawed it first. (Stood in for by a sleeping process.)
+#[test]
+fn a_thaw_whose_watcher_never_settles_thaws_and_says_it_cannot_vouch() {
+    let fs = Scratch::new(Kind::Ext4);
+    assert_eq!(
+        fzctl(&mut fzctl_cmd(&fs, "1", &fs.mnt, "30")),
+        "rc=0 errno=0"
+    );
+    let mut silent = Command::new("sleep").arg("30").spawn().unwrap();
+    name_as_watcher(&fs, silent.id(), silent.id());
+    let thawed = fs.freezer().thaw(&fs.mnt);
+    let still_frozen = fs.kernel_frozen();
+    if still_frozen {
+        let _ = fs.other_tool_thaws();
+    }
+    let _ = silent.kill();
+    let _ = silent.wait();
+    assert!(!still_frozen, "a THAW left the filesystem frozen");
+    ealready(thawed);
+}
+
+/// The same watcher at the deadline: the freeze is thawed then (within the
+/// second its keeper gives the watcher to settle), never left frozen.
+#[test]
+fn a_deadline_whose_watcher_never_settles_still_thaws() {
+    let fs = Scratch::new(Kind::Ext4);
+    assert_eq!(
+        fzctl(&mut fzctl_cmd(&fs, "1", &fs.mnt, "2")),
+        "rc=0 errno=0"
+    );
+    let mut silent = Command::new("sleep").arg("30").spawn().unwrap();
+    name_as_watcher(&fs, silent.id(), silent.id());
+    let thawed = wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        !fs.freezer().is_frozen(&fs.mnt).unwrap()
+    });
+    // The kernel's word, asked only once the record says it ended.
+    let still_frozen = fs.kernel_frozen();
+    if still_frozen {
+        let _ = fs.other_tool_thaws();
+    }
+    let _ = silent.kill();
+    let _ = silent.wait();
+    assert!(
+        thawed && !still_frozen,
+        "the deadline left the filesystem frozen"
+    );
 }

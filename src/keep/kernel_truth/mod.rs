@@ -18,7 +18,9 @@
 mod waiter; // the thread that waits, and the line that tells it to go
 mod wait_channel; // a watcher read from outside: exists, waits
 
-pub(crate) use wait_channel::{waits_for_thaw, watcher_let_through, watcher_waits};
+pub(crate) use wait_channel::{
+    WatcherSays, waits_for_thaw, watcher_gone, watcher_says, watcher_waits,
+};
 pub(crate) use waiter::{
     Seen, Waiter, any_thread_running, confirm, control_line, hello, last_word, send_go, tell_go,
 };

@@ -14,16 +14,42 @@ use crate::store::record::Record;
 /// (timer slack).
 pub(super) const SPIN: Duration = Duration::from_micros(300);
 
-/// Whether a thaw let the watcher recorded with a freeze through: `exact`
-/// reads its wait channel once it settles (THAW, which must not thaw a
-/// refreeze; see [`watcher_waits_once_settled`]), else one `tgkill` says
-/// whether it is gone (QUERY's fast path). False for a freeze without a
-/// watcher (a read-only mount): its record answers alone.
-pub(crate) fn watcher_let_through(record: &Record, exact: bool) -> bool {
+/// Whether the watcher recorded with a freeze is gone, which a thaw's
+/// release makes it: one `tgkill`, QUERY's fast path. False for a freeze
+/// without a watcher (a read-only mount): its record answers alone.
+pub(crate) fn watcher_gone(record: &Record) -> bool {
     match (record.holder_pid, record.watcher) {
-        (Some(holder), Some(watcher)) if exact => !watcher_waits_once_settled(holder, watcher),
         (Some(holder), Some(watcher)) => !watcher_exists(holder, watcher),
         _ => false,
+    }
+}
+
+/// What the watcher recorded with a freeze tells once it settles (see
+/// [`watcher_settles`]): the exact look, for whoever is about to thaw and
+/// must not thaw another tool's refreeze.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WatcherSays {
+    /// It waits for this freeze's thaw, or none was recorded (a read-only
+    /// mount): the freeze is whole as far as the kernel tells.
+    Waits,
+    /// A thaw let it through: the freeze ended, whoever thawed.
+    LetThrough,
+    /// It neither waited nor went within [`SETTLE_LIMIT`] (its holder
+    /// stopped by a signal between telling it to go and its block): the
+    /// kernel's word cannot be had. The freeze is thawed all the same,
+    /// never left frozen, and never vouched for.
+    Silent,
+}
+
+/// The exact look at the watcher recorded with a freeze.
+pub(crate) fn watcher_says(record: &Record) -> WatcherSays {
+    let (Some(holder), Some(watcher)) = (record.holder_pid, record.watcher) else {
+        return WatcherSays::Waits;
+    };
+    match watcher_settles(holder, watcher, SETTLE_LIMIT) {
+        Some(true) => WatcherSays::Waits,
+        Some(false) => WatcherSays::LetThrough,
+        None => WatcherSays::Silent,
     }
 }
 
@@ -44,8 +70,7 @@ pub(crate) fn watcher_waits(holder_pid: u32, watcher: (u32, u64)) -> bool {
         && waits_for_thaw(&format!("/proc/{holder_pid}/task/{}", watcher.0))
 }
 
-/// How long [`watcher_let_through`]'s exact look gives a watcher to block
-/// or go.
+/// How long [`watcher_says`] gives a watcher to block or go.
 const SETTLE_LIMIT: Duration = Duration::from_secs(1);
 
 /// [`watcher_waits`], asked until the watcher waits (`Some(true)`) or is
@@ -79,14 +104,6 @@ pub(super) fn watcher_settles(
             std::thread::sleep(Duration::from_micros(200));
         }
     }
-}
-
-/// Whether the watcher waits, once settled: one that settles in neither
-/// state within [`SETTLE_LIMIT`] (its holder stopped by a signal) counts
-/// as let through, so that a freeze taken for ended is never taken for
-/// whole.
-fn watcher_waits_once_settled(holder_pid: u32, watcher: (u32, u64)) -> bool {
-    watcher_settles(holder_pid, watcher, SETTLE_LIMIT) == Some(true)
 }
 
 /// True when the kernel says the thread at `task` (a `/proc/.../task/TID`
