@@ -399,6 +399,31 @@ fn name_as_watcher(fs: &Scratch, pid: u32, tid: u32) {
     std::fs::rename(&tmp, &record).unwrap();
 }
 
+/// Freezes `fs` with a timeout of `timeout_s` from a process that then
+/// exits, and names a sleeping process as its watcher: one that neither
+/// waits for the thaw nor goes.
+fn frozen_with_a_silent_watcher(fs: &Scratch, timeout_s: &str) -> std::process::Child {
+    assert_eq!(
+        fzctl(&mut fzctl_cmd(fs, "1", &fs.mnt, timeout_s)),
+        "rc=0 errno=0"
+    );
+    let silent = Command::new("sleep").arg("30").spawn().unwrap();
+    name_as_watcher(fs, silent.id(), silent.id());
+    silent
+}
+
+/// Whether `fs` was left frozen (then thawed here, so that the test ends
+/// with nothing frozen); ends the sleeping stand-in `silent`.
+fn was_left_frozen(fs: &Scratch, mut silent: std::process::Child) -> bool {
+    let still_frozen = fs.kernel_frozen();
+    if still_frozen {
+        let _ = fs.other_tool_thaws();
+    }
+    let _ = silent.kill();
+    let _ = silent.wait();
+    still_frozen
+}
+
 /// A watcher that neither waits nor goes (its holder stopped by a signal
 /// between being told to go and blocking) tells nothing. A THAW then
 /// thaws all the same, so that nothing stays frozen, and answers that the
@@ -407,19 +432,9 @@ fn name_as_watcher(fs: &Scratch, pid: u32, tid: u32) {
 #[test]
 fn a_thaw_whose_watcher_never_settles_thaws_and_says_it_cannot_vouch() {
     let fs = Scratch::new(Kind::Ext4);
-    assert_eq!(
-        fzctl(&mut fzctl_cmd(&fs, "1", &fs.mnt, "30")),
-        "rc=0 errno=0"
-    );
-    let mut silent = Command::new("sleep").arg("30").spawn().unwrap();
-    name_as_watcher(&fs, silent.id(), silent.id());
+    let silent = frozen_with_a_silent_watcher(&fs, "30");
     let thawed = fs.freezer().thaw(&fs.mnt);
-    let still_frozen = fs.kernel_frozen();
-    if still_frozen {
-        let _ = fs.other_tool_thaws();
-    }
-    let _ = silent.kill();
-    let _ = silent.wait();
+    let still_frozen = was_left_frozen(&fs, silent);
     assert!(!still_frozen, "a THAW left the filesystem frozen");
     ealready(thawed);
 }
@@ -429,22 +444,12 @@ fn a_thaw_whose_watcher_never_settles_thaws_and_says_it_cannot_vouch() {
 #[test]
 fn a_deadline_whose_watcher_never_settles_still_thaws() {
     let fs = Scratch::new(Kind::Ext4);
-    assert_eq!(
-        fzctl(&mut fzctl_cmd(&fs, "1", &fs.mnt, "2")),
-        "rc=0 errno=0"
-    );
-    let mut silent = Command::new("sleep").arg("30").spawn().unwrap();
-    name_as_watcher(&fs, silent.id(), silent.id());
+    let silent = frozen_with_a_silent_watcher(&fs, "2");
     let thawed = wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
         !fs.freezer().is_frozen(&fs.mnt).unwrap()
     });
     // The kernel's word, asked only once the record says it ended.
-    let still_frozen = fs.kernel_frozen();
-    if still_frozen {
-        let _ = fs.other_tool_thaws();
-    }
-    let _ = silent.kill();
-    let _ = silent.wait();
+    let still_frozen = was_left_frozen(&fs, silent);
     assert!(
         thawed && !still_frozen,
         "the deadline left the filesystem frozen"
