@@ -46,3 +46,4 @@ mod shim;
 mod shim_protected;
 mod socket_activation;
 mod under_systemd;
+mod unsettled_watchers;
