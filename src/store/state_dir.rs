@@ -45,7 +45,7 @@ pub(crate) struct StateDir {
 /// offset (see [`lock_offset`]), locked with an open-file-description lock.
 /// One file for all, never removed: a freeze creates and removes no lock
 /// file of its own.
-pub(crate) const SUPERBLOCK_LOCKS: &str = "lock.superblocks";
+const SUPERBLOCK_LOCKS: &str = "lock.superblocks";
 
 /// Where a superblock's lock lies in [`SUPERBLOCK_LOCKS`]: one byte per
 /// device number, none shared.
