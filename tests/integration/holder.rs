@@ -387,15 +387,12 @@ fn a_thaw_killed_before_its_fithaw_is_finished_by_the_holder() {
     // process marked as the thawer.
     let mut gone = Command::new("true").spawn().unwrap();
     gone.wait().unwrap();
-    let record = fs.state_dir().join(format!("sb.{}", fs.device()));
-    let text = std::fs::read_to_string(&record).unwrap();
+    let text = fs.record_text().unwrap();
     assert!(text.lines().any(|l| l == "phase frozen"), "{text}");
-    let thawing = text
-        .replace("\nphase frozen\n", "\nphase thawing\n")
-        .replace("\nthawer none\n", &format!("\nthawer {} 1\n", gone.id()));
-    let tmp = fs.state_dir().join(".tmp.test-thawer");
-    std::fs::write(&tmp, thawing).unwrap();
-    std::fs::rename(&tmp, &record).unwrap();
+    fs.rewrite_record(&[
+        ("phase", "thawing".to_string()),
+        ("thawer", format!("{} 1", gone.id())),
+    ]);
     let done = fs.write_in_background();
     let finished = done.recv_timeout(Duration::from_secs(3)).is_ok();
     if !finished {

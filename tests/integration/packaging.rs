@@ -496,25 +496,7 @@ fn a_freeze_undone_after_its_caller_died_goes_to_syslog() {
     freeze.env("FREEZEFS_SYSLOG_SOCKET", &log.path);
     assert!(freeze.status().unwrap().success());
     let _frozen_event = log.drain();
-    let record_path = std::fs::read_dir(fs.state_dir())
-        .unwrap()
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().starts_with("sb."))
-        .unwrap()
-        .path();
-    let text: String = std::fs::read_to_string(&record_path)
-        .unwrap()
-        .lines()
-        .map(|l| match l.split_once(' ') {
-            Some(("phase", _)) => "phase freezing".to_string(),
-            Some(("pid", _)) => format!("pid {dead}"),
-            _ => l.to_string(),
-        })
-        .map(|l| l + "\n")
-        .collect();
-    let tmp = record_path.with_extension("edit");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, &record_path).unwrap();
+    fs.rewrite_record(&[("phase", "freezing".to_string()), ("pid", dead.to_string())]);
     let mut cmd = Command::new(crate::support::freezefs_exe());
     cmd.arg("-q").arg(&fs.mnt);
     let mut cmd = with_env(&mut cmd, &fs);

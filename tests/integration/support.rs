@@ -293,6 +293,26 @@ impl Scratch {
         self.dir.join("sysconfigtab")
     }
 
+    /// Rewrites fields of the superblock's live record (`key value` lines),
+    /// as freezefs writes a record: a whole new file renamed over it.
+    pub(crate) fn rewrite_record(&self, fields: &[(&str, String)]) {
+        let record = self.state_dir().join(format!("sb.{}", self.device()));
+        let text: String = std::fs::read_to_string(&record)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let key = line.split_once(' ').map_or(line, |(key, _)| key);
+                match fields.iter().find(|(k, _)| *k == key) {
+                    Some((k, value)) => format!("{k} {value}\n"),
+                    None => format!("{line}\n"),
+                }
+            })
+            .collect();
+        let tmp = self.state_dir().join(".tmp.test-rewrite");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &record).unwrap();
+    }
+
     pub(crate) fn record_text(&self) -> Option<String> {
         self.records().into_iter().next()
     }

@@ -41,22 +41,13 @@ fn a_thaw_before_the_freezes_watcher_blocks_thaws_it() {
     assert!(!fs.kernel_frozen());
 }
 
-/// Rewrites the freeze's record, as a FREEZE writes it, to name thread
-/// `tid` of process `pid` as its holder's watcher.
+/// Names thread `tid` of process `pid` as the freeze's watcher, in its
+/// record as a FREEZE writes it.
 fn name_as_watcher(fs: &Scratch, pid: u32, tid: u32) {
-    let record = fs.state_dir().join(format!("sb.{}", fs.device()));
-    let text = std::fs::read_to_string(&record).unwrap();
-    let rewritten: String = text
-        .lines()
-        .map(|line| match line.split_once(' ') {
-            Some(("holder_pid", _)) => format!("holder_pid {pid}\n"),
-            Some(("watcher", _)) => format!("watcher {tid} 1\n"),
-            _ => format!("{line}\n"),
-        })
-        .collect();
-    let tmp = fs.state_dir().join(".tmp.test-watcher");
-    std::fs::write(&tmp, rewritten).unwrap();
-    std::fs::rename(&tmp, &record).unwrap();
+    fs.rewrite_record(&[
+        ("holder_pid", pid.to_string()),
+        ("watcher", format!("{tid} 1")),
+    ]);
 }
 
 /// Freezes `fs` with a timeout of `timeout_s` from a process that then

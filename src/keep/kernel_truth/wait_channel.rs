@@ -66,8 +66,7 @@ fn watcher_exists(holder_pid: u32, (tid, _): (u32, u64)) -> bool {
 /// it ran again (a woken thread no longer waits). One look, for those who
 /// look again until it settles.
 pub(crate) fn watcher_waits(holder_pid: u32, watcher: (u32, u64)) -> bool {
-    watcher_exists(holder_pid, watcher)
-        && waits_for_thaw(&format!("/proc/{holder_pid}/task/{}", watcher.0))
+    watcher_settles(holder_pid, watcher, Duration::ZERO) == Some(true)
 }
 
 /// How long [`watcher_says`] gives a watcher to block or go.
