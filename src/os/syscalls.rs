@@ -469,13 +469,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_thread_exists_while_it_runs_and_not_once_it_returned() {
+    fn a_thread_exists_while_it_runs_and_not_once_it_has_exited() {
         let pid = std::process::id();
         let me = rustix::thread::gettid().as_raw_nonzero().get() as u32;
         assert!(thread_exists(pid, me));
         let gone = std::thread::spawn(|| rustix::thread::gettid().as_raw_nonzero().get() as u32)
             .join()
             .unwrap();
+        // `join` returns when the kernel clears the thread's id, early in
+        // its exit; the thread is unlisted a moment later.
+        let start = std::time::Instant::now();
+        while thread_exists(pid, gone) && start.elapsed() < std::time::Duration::from_secs(5) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         assert!(!thread_exists(pid, gone));
         // Not a thread of that process: another process's id.
         assert!(!thread_exists(pid, 1));
