@@ -218,7 +218,9 @@ extern "C" {
  * - `ECHILD`: FREEZE could not start the holder process that keeps the
  *   freeze (missing or not executable); nothing was frozen. QUERY of a
  *   filesystem with no freezefs freeze on record: the holder, which asks
- *   the kernel, could not be started or did not answer within 2 s;
+ *   the kernel, could not be started or did not answer within 2 s; QUERY
+ *   of a freeze on record whose waiter thread in the holder neither waits
+ *   nor ends within 1 s (the holder stopped by a signal);
  * - `EIO`: a state record does not parse, or is a symlink, a FIFO or
  *   anything but a file (the state directory was tampered with), or a bug
  *   inside the library was caught.
@@ -226,7 +228,8 @@ extern "C" {
  * QUERY answers 1 for a freeze made by any tool (`fsfreeze`, a hypervisor's
  * agent), in the kernel's word; QUERY of a protected filesystem is allowed.
  * A freeze made through freezefs is watched: when another tool thaws it,
- * QUERY says 0 within milliseconds and its deadline thaws nothing any more.
+ * QUERY says 0 as soon as that thaw has returned, and its deadline thaws
+ * nothing any more.
  * THAW of a filesystem frozen by another tool (`fsfreeze -f`) with no
  * freezefs freeze on record thaws it. Thread-safe.
  *

@@ -7,12 +7,12 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::holder::life;
 use crate::holder::protocol::ProbeAnswer;
 use crate::holder::{client, probe_line};
 use crate::keep::end::{defer_to_holder, end_if_over, record_thawed_elsewhere};
-use crate::keep::kernel_truth;
+use crate::keep::kernel_truth::{self, WatcherSays};
 use crate::ops::resolve::Resolved;
 use crate::ops::settings::Settings;
 use crate::os::mounts::{self, Device, MountId};
@@ -28,7 +28,8 @@ use rustix::fs::{Mode, OFlags};
 /// system calls as it takes: one `statx` of the path (a mount root: nothing
 /// more to check of the name), its superblock and its record as remembered
 /// (see [`mounts::superblock_of`] and [`seen_records`]), and for a live
-/// record one `tgkill` of its watcher.
+/// record one read of its watcher's wait channel, held open (see
+/// [`kernel_truth::watcher_waits_now`]).
 enum OnRecord {
     /// A live record answers.
     Answer(bool),
@@ -52,6 +53,15 @@ pub(crate) fn is_frozen_at(settings: &Settings, path: &Path) -> Result<bool> {
     }
 }
 
+/// What a remembered record says, before its watcher is looked at.
+enum Remembered {
+    None,
+    NotFrozen,
+    /// Frozen, watched by this watcher (a record's `holder_pid` and
+    /// `watcher`).
+    Frozen(Option<u32>, Option<(u32, u64)>),
+}
+
 fn on_record(settings: &Settings, path: &Path) -> Option<OnRecord> {
     let c_path = target::checked_path(path).ok()?;
     let facts = target::facts_of(rustix::fs::CWD, &c_path, path).ok()?;
@@ -59,21 +69,29 @@ fn on_record(settings: &Settings, path: &Path) -> Option<OnRecord> {
         return None;
     }
     let sb = mounts::superblock_of(facts.mount_id).ok()?;
-    let answer = seen_records::judged(&settings.state_dir, sb.device, |record| {
+    let remembered = seen_records::judged(&settings.state_dir, sb.device, |record| {
         let Some(record) = record else {
-            return Some(None);
+            return Some(Remembered::None);
         };
         if Over::of(record, now_boot_ns(), false).is_some() {
             return None;
         }
-        if record.phase == Phase::Frozen && kernel_truth::watcher_gone(record) {
-            return None;
-        }
-        Some(Some(record.phase == Phase::Frozen))
+        Some(match record.phase {
+            Phase::Frozen => Remembered::Frozen(record.holder_pid, record.watcher),
+            _ => Remembered::NotFrozen,
+        })
     })??;
-    Some(match answer {
-        Some(frozen) => OnRecord::Answer(frozen),
-        None => OnRecord::Nothing(facts.mount_id, sb),
+    // The watcher is looked at once the remembered records are let go: its
+    // held channel has a lock of its own.
+    Some(match remembered {
+        Remembered::None => OnRecord::Nothing(facts.mount_id, sb),
+        Remembered::NotFrozen => OnRecord::Answer(false),
+        Remembered::Frozen(holder_pid, watcher) => {
+            if !kernel_truth::watcher_waits_now(holder_pid, watcher) {
+                return None;
+            }
+            OnRecord::Answer(true)
+        }
     })
 }
 
@@ -123,7 +141,7 @@ fn probe(settings: &Settings, device: Device, dir_fd: BorrowedFd<'_>) -> Result<
         return Ok(found == ProbeAnswer::Frozen);
     }
     let dir = StateDir::open(&settings.state_dir, true)?
-        .ok_or_else(|| crate::error::Error::os("state directory", rustix::io::Errno::NOENT))?;
+        .ok_or_else(|| Error::os("state directory", rustix::io::Errno::NOENT))?;
     client::ask_whether_frozen(&dir, &exe, device, dir_fd).map(|found| found == ProbeAnswer::Frozen)
 }
 
@@ -157,20 +175,40 @@ pub(crate) fn live_record(settings: &Settings, named: &Resolved) -> Result<Optio
         )?;
         return Ok(None);
     }
-    if record.phase == Phase::Frozen && kernel_truth::watcher_gone(&record) {
-        // A thaw let its watcher through and the record still says frozen:
-        // another tool thawed it, and the holder has not said so yet (or
-        // was killed).
-        let _lock = dir.lock(device)?;
-        if let Some(still) = dir
-            .read(device)?
-            .filter(|r| r.generation == record.generation)
-        {
-            record_thawed_elsewhere(&dir, &still, false)?;
-        }
-        return Ok(None);
+    Ok(watched_still(&dir, &record)?.then_some(record))
+}
+
+/// Whether a live record still stands in the kernel's word: a `frozen`
+/// record while its watcher waits (else it is over). A watcher that a thaw
+/// let through while the record still says frozen means another tool
+/// thawed it, and the holder has not said so yet (or was killed): the
+/// record is ended so on the way. A watcher that tells nothing (see
+/// [`WatcherSays::Silent`]) is an error (`ECHILD`): never a guess.
+pub(crate) fn watched_still(dir: &StateDir, record: &Record) -> Result<bool> {
+    if record.phase != Phase::Frozen {
+        return Ok(true);
     }
-    Ok(Some(record))
+    match kernel_truth::watcher_says(record) {
+        WatcherSays::Waits => Ok(true),
+        WatcherSays::LetThrough => {
+            let _lock = dir.lock(record.device)?;
+            if let Some(still) = dir
+                .read(record.device)?
+                .filter(|r| r.generation == record.generation)
+            {
+                record_thawed_elsewhere(dir, &still, false)?;
+            }
+            Ok(false)
+        }
+        WatcherSays::Silent => Err(Error::os(
+            format!(
+                "the freeze of {} is watched by a thread of holder {} that neither waits nor ends (is the holder stopped?)",
+                record.mount_point.display(),
+                record.holder_pid.unwrap_or(0)
+            ),
+            rustix::io::Errno::CHILD,
+        )),
+    }
 }
 
 /// A record found over while listing: reach its filesystem (through its

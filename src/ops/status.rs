@@ -333,6 +333,17 @@ pub(crate) fn listing(settings: &Settings) -> Result<Listing> {
                 query::end_by_mount_point(dir, &record);
                 continue;
             }
+            match query::watched_still(dir, &record) {
+                Ok(true) => {}
+                // Ended as thawed by another tool; the kernel is asked below
+                // whether anything froze it since.
+                Ok(false) => continue,
+                Err(e) => {
+                    seen.push(device);
+                    problems.push(e);
+                    continue;
+                }
+            }
             seen.push(device);
             all.push(Status::from_record(&record, now_boot_ns()));
         }

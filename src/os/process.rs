@@ -89,7 +89,12 @@ pub(crate) fn same_start(a: u64, b: u64) -> bool {
 }
 
 fn start_time_in(stat_path: &str) -> Option<u64> {
-    let stat = crate::os::small_file::read_proc(stat_path).ok()?;
+    start_time_in_stat(&crate::os::small_file::read_proc(stat_path).ok()?)
+}
+
+/// [`start_time`] from the text of a `stat` file of `/proc`, a process's
+/// or a thread's.
+pub(crate) fn start_time_in_stat(stat: &[u8]) -> Option<u64> {
     // The command name is in parentheses and may hold anything: skip past
     // the last ')'.
     let after = &stat[stat.iter().rposition(|&b| b == b')')? + 1..];

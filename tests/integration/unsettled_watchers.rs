@@ -93,14 +93,28 @@ fn a_thaw_whose_watcher_never_settles_thaws_and_says_it_cannot_vouch() {
     );
 }
 
+/// The same watcher asked by QUERY: it cannot say whether the freeze still
+/// stands (its holder may be stopped after a thaw let it through), so
+/// QUERY fails with ECHILD, as for any holder that cannot answer, and
+/// never guesses "frozen".
+#[test]
+fn a_query_whose_watcher_never_settles_fails_echild_and_never_guesses() {
+    let fs = Scratch::new(Kind::Ext4);
+    let silent = frozen_with_a_silent_watcher(&fs, "30");
+    let asked = fs.freezer().is_frozen(&fs.mnt);
+    let _ = was_left_frozen(&fs, silent);
+    assert_eq!(asked.expect_err("expected ECHILD").errno(), libc::ECHILD);
+}
+
 /// The same watcher at the deadline: the freeze is thawed then (within the
 /// second its keeper gives the watcher to settle), never left frozen.
 #[test]
 fn a_deadline_whose_watcher_never_settles_still_thaws() {
     let fs = Scratch::new(Kind::Ext4);
     let silent = frozen_with_a_silent_watcher(&fs, "2");
+    // Until the deadline QUERY cannot tell (see the test above).
     let thawed = wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
-        !fs.freezer().is_frozen(&fs.mnt).unwrap()
+        fs.freezer().is_frozen(&fs.mnt).is_ok_and(|frozen| !frozen)
     });
     // The kernel's word, asked only once the record says it ended.
     let still_frozen = was_left_frozen(&fs, silent);

@@ -17,10 +17,10 @@
 
 mod waiter; // the thread that waits, and the line that tells it to go
 mod wait_channel; // a watcher read from outside: exists, waits
+mod held_channels; // watchers' wait channels kept open: QUERY's exact look
 
-pub(crate) use wait_channel::{
-    WatcherSays, waits_for_thaw, watcher_gone, watcher_says, watcher_waits,
-};
+pub(crate) use held_channels::watcher_waits_now;
+pub(crate) use wait_channel::{WatcherSays, waits_for_thaw, watcher_says, watcher_waits};
 pub(crate) use waiter::{
     Seen, Waiter, any_thread_running, confirm, control_line, hello, last_word, send_go, tell_go,
 };

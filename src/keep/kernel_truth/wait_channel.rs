@@ -14,16 +14,6 @@ use crate::store::record::Record;
 /// (timer slack).
 pub(super) const SPIN: Duration = Duration::from_micros(300);
 
-/// Whether the watcher recorded with a freeze is gone, which a thaw's
-/// release makes it: one `tgkill`, QUERY's fast path. False for a freeze
-/// without a watcher (a read-only mount): its record answers alone.
-pub(crate) fn watcher_gone(record: &Record) -> bool {
-    match (record.holder_pid, record.watcher) {
-        (Some(holder), Some(watcher)) => !watcher_exists(holder, watcher),
-        _ => false,
-    }
-}
-
 /// What the watcher recorded with a freeze tells once it settles (see
 /// [`watcher_settles`]): the exact look, for whoever is about to thaw and
 /// must not thaw another tool's refreeze.
@@ -54,9 +44,9 @@ pub(crate) fn watcher_says(record: &Record) -> WatcherSays {
 }
 
 /// Whether the holder's watcher thread `(tid, _)`, recorded with a freeze,
-/// still exists: it returns (and is gone) when a thaw lets it through, so
-/// this is the cheap check, one system call. Valid even once the holder
-/// itself was killed (a waiting thread outlives the rest of its process).
+/// still exists: it returns (and is gone soon after) when a thaw lets it
+/// through. Valid even once the holder itself was killed (a waiting thread
+/// outlives the rest of its process).
 fn watcher_exists(holder_pid: u32, (tid, _): (u32, u64)) -> bool {
     syscalls::thread_exists(holder_pid, tid)
 }

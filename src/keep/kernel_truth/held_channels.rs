@@ -1,0 +1,129 @@
+//! The wait channels of the watchers this process has asked about, held
+//! open: QUERY's look at a freeze on record is one `pread`, and it is
+//! exact. Another tool's FITHAW sets the watcher running before the ioctl
+//! returns, and a running thread's channel no longer reads as a wait; the
+//! thread itself is still there until it has been scheduled and has
+//! exited, milliseconds on a busy machine, so its mere existence is no
+//! answer.
+//!
+//! Why a held channel cannot lie: procfs ties the open file to the thread,
+//! not to its id, so once that thread has ended a read fails (`ESRCH`)
+//! even if its id was handed out again; and the thread is checked to be
+//! the recorded watcher (its start time) through the same open task
+//! directory before the channel is kept. A channel whose look fails
+//! anything is forgotten, and the caller asks the slow, settled way. A
+//! forked child forgets them all.
+//!
+//! An application that closes file descriptors it did not open may leave a
+//! kept number naming another file of its own: only that file reading
+//! exactly as a wait channel of a filesystem wait could then be taken for
+//! one, and a forgotten channel is closed only if it is still the one
+//! opened.
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use rustix::fs::{Mode, OFlags};
+
+use crate::os::fork::ForkSafe;
+use crate::os::{process, small_file, untimed_stat};
+
+/// How many watchers' channels are held at most: one per frozen
+/// filesystem asked about.
+const HELD_AT_MOST: usize = 64;
+
+/// What a watcher waiting for a thaw shows as its wait channel.
+const WAITING_FOR_THAW: &[u8] = b"percpu_rwsem_wait";
+
+/// One held channel: the watcher as recorded, and the file that reads its
+/// wait channel.
+struct Held {
+    holder_pid: u32,
+    watcher: (u32, u64),
+    wchan: OwnedFd,
+    /// The open file's device and inode, to close only what is still ours.
+    identity: (u64, u64),
+}
+
+static HELD: ForkSafe<Vec<Held>> = ForkSafe::new(Vec::new(), |held| {
+    // The child's copies are closed; the parent's stay.
+    held.clear();
+});
+
+/// Whether the watcher recorded with a freeze (a record's `holder_pid` and
+/// `watcher`) waits for its thaw at this moment, in the kernel's word; true
+/// for a freeze recorded without one (a read-only mount), whose record
+/// answers alone. False tells nothing more: the watcher may be gone, let
+/// through, not yet blocked, or unreadable; [`super::watcher_says`]
+/// settles which.
+pub(crate) fn watcher_waits_now(holder_pid: Option<u32>, watcher: Option<(u32, u64)>) -> bool {
+    let (Some(holder_pid), Some(watcher)) = (holder_pid, watcher) else {
+        return true;
+    };
+    let mut held = HELD.lock();
+    let at = match held
+        .iter()
+        .position(|h| h.holder_pid == holder_pid && h.watcher == watcher)
+    {
+        Some(at) => at,
+        None => {
+            let Some(opened) = open_channel(holder_pid, watcher) else {
+                return false;
+            };
+            if held.len() >= HELD_AT_MOST {
+                held.drain(..).for_each(forget);
+            }
+            held.push(opened);
+            held.len() - 1
+        }
+    };
+    let mut text = [0u8; 64];
+    match rustix::io::pread(&held[at].wchan, &mut text, 0) {
+        Ok(n) if &text[..n] == WAITING_FOR_THAW => true,
+        _ => {
+            forget(held.swap_remove(at));
+            false
+        }
+    }
+}
+
+/// Opens the wait channel of thread `tid` of `holder_pid` if it is the
+/// thread that started at `start` (see [`process::same_start`]).
+fn open_channel(holder_pid: u32, (tid, start): (u32, u64)) -> Option<Held> {
+    let task = rustix::fs::open(
+        format!("/proc/{holder_pid}/task/{tid}"),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let in_task = |name: &str| {
+        rustix::fs::openat(&task, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()
+    };
+    let stat = small_file::read_fd(in_task("stat")?, 511, 4096).ok()?;
+    if !process::start_time_in_stat(&stat).is_some_and(|now| process::same_start(now, start)) {
+        return None;
+    }
+    let wchan = in_task("wchan")?;
+    let identity = identity_of(&wchan)?;
+    Some(Held {
+        holder_pid,
+        watcher: (tid, start),
+        wchan,
+        identity,
+    })
+}
+
+fn identity_of(fd: impl AsFd) -> Option<(u64, u64)> {
+    let st = untimed_stat::of_fd(fd).ok()?;
+    Some((
+        rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+        st.stx_ino,
+    ))
+}
+
+/// Closes a held channel if its number still names the file opened;
+/// otherwise the number is the application's now, and stays open.
+fn forget(held: Held) {
+    if identity_of(&held.wchan) != Some(held.identity) {
+        std::mem::forget(held.wchan);
+    }
+}
