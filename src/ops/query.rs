@@ -87,7 +87,7 @@ fn on_record(settings: &Settings, path: &Path) -> Option<OnRecord> {
         Remembered::None => OnRecord::Nothing(facts.mount_id, sb),
         Remembered::NotFrozen => OnRecord::Answer(false),
         Remembered::Frozen(holder_pid, watcher) => {
-            if !kernel_truth::watcher_waits_now(holder_pid, watcher) {
+            if !kernel_truth::watcher_waits_now(sb.device, holder_pid, watcher) {
                 return None;
             }
             OnRecord::Answer(true)

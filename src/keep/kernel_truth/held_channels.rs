@@ -25,18 +25,21 @@ use std::os::fd::{AsFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 
 use crate::os::fork::ForkSafe;
+use crate::os::mounts::Device;
 use crate::os::{process, small_file, untimed_stat};
 
-/// How many watchers' channels are held at most: one per frozen
-/// filesystem asked about.
-const HELD_AT_MOST: usize = 64;
+/// How many watchers' channels are held at most: one per superblock, for
+/// the last freeze of it asked about (a channel outlives its freeze until
+/// its superblock is asked about again, or the list fills).
+const HELD_AT_MOST: usize = 16;
 
 /// What a watcher waiting for a thaw shows as its wait channel.
 const WAITING_FOR_THAW: &[u8] = b"percpu_rwsem_wait";
 
-/// One held channel: the watcher as recorded, and the file that reads its
-/// wait channel.
+/// One held channel: the superblock, its freeze's watcher as recorded, and
+/// the file that reads the watcher's wait channel.
 struct Held {
+    device: Device,
     holder_pid: u32,
     watcher: (u32, u64),
     wchan: OwnedFd,
@@ -49,24 +52,29 @@ static HELD: ForkSafe<Vec<Held>> = ForkSafe::new(Vec::new(), |held| {
     held.clear();
 });
 
-/// Whether the watcher recorded with a freeze (a record's `holder_pid` and
-/// `watcher`) waits for its thaw at this moment, in the kernel's word; true
-/// for a freeze recorded without one (a read-only mount), whose record
-/// answers alone. False tells nothing more: the watcher may be gone, let
-/// through, not yet blocked, or unreadable; [`super::watcher_says`]
-/// settles which.
-pub(crate) fn watcher_waits_now(holder_pid: Option<u32>, watcher: Option<(u32, u64)>) -> bool {
+/// Whether the watcher recorded with a freeze of `device` (the record's
+/// `holder_pid` and `watcher`) waits for its thaw at this moment, in the
+/// kernel's word; true for a freeze recorded without one (a read-only
+/// mount), whose record answers alone. False tells nothing more: the
+/// watcher may be gone, let through, not yet blocked, or unreadable;
+/// [`super::watcher_says`] settles which.
+pub(crate) fn watcher_waits_now(
+    device: Device,
+    holder_pid: Option<u32>,
+    watcher: Option<(u32, u64)>,
+) -> bool {
     let (Some(holder_pid), Some(watcher)) = (holder_pid, watcher) else {
         return true;
     };
     let mut held = HELD.lock();
-    let at = match held
-        .iter()
-        .position(|h| h.holder_pid == holder_pid && h.watcher == watcher)
-    {
-        Some(at) => at,
-        None => {
-            let Some(opened) = open_channel(holder_pid, watcher) else {
+    let known = held.iter().position(|h| h.device == device);
+    let at = match known {
+        Some(at) if held[at].holder_pid == holder_pid && held[at].watcher == watcher => at,
+        _ => {
+            if let Some(earlier) = known {
+                forget(held.swap_remove(earlier));
+            }
+            let Some(opened) = open_channel(device, holder_pid, watcher) else {
                 return false;
             };
             if held.len() >= HELD_AT_MOST {
@@ -86,9 +94,10 @@ pub(crate) fn watcher_waits_now(holder_pid: Option<u32>, watcher: Option<(u32, u
     }
 }
 
-/// Opens the wait channel of thread `tid` of `holder_pid` if it is the
-/// thread that started at `start` (see [`process::same_start`]).
-fn open_channel(holder_pid: u32, (tid, start): (u32, u64)) -> Option<Held> {
+/// Opens, for the freeze of `device`, the wait channel of thread `tid` of
+/// `holder_pid` if it is the thread that started at `start` (see
+/// [`process::same_start`]).
+fn open_channel(device: Device, holder_pid: u32, (tid, start): (u32, u64)) -> Option<Held> {
     let task = rustix::fs::open(
         format!("/proc/{holder_pid}/task/{tid}"),
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -105,6 +114,7 @@ fn open_channel(holder_pid: u32, (tid, start): (u32, u64)) -> Option<Held> {
     let wchan = in_task("wchan")?;
     let identity = identity_of(&wchan)?;
     Some(Held {
+        device,
         holder_pid,
         watcher: (tid, start),
         wchan,
@@ -125,5 +135,52 @@ fn identity_of(fd: impl AsFd) -> Option<(u64, u64)> {
 fn forget(held: Held) {
     if identity_of(&held.wchan) != Some(held.identity) {
         std::mem::forget(held.wchan);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SOME_DEVICE: Device = Device {
+        major: 7,
+        minor: 99,
+    };
+
+    /// A thread of this test, asleep (not waiting for a thaw), and its
+    /// start time.
+    fn sleeping_thread() -> (u32, u64) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            tx.send(rustix::thread::gettid().as_raw_nonzero().get() as u32)
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_secs(5));
+        });
+        let tid = rx.recv().unwrap();
+        let stat = small_file::read_proc(&format!("/proc/self/task/{tid}/stat")).unwrap();
+        (tid, process::start_time_in_stat(&stat).unwrap())
+    }
+
+    #[test]
+    fn a_freeze_recorded_without_a_watcher_is_answered_by_its_record() {
+        assert!(watcher_waits_now(SOME_DEVICE, None, None));
+    }
+
+    #[test]
+    fn a_watcher_asleep_for_anything_but_a_thaw_does_not_wait() {
+        let watcher = sleeping_thread();
+        assert!(!watcher_waits_now(
+            SOME_DEVICE,
+            Some(std::process::id()),
+            Some(watcher)
+        ));
+    }
+
+    #[test]
+    fn a_thread_that_is_not_the_recorded_one_is_not_read() {
+        let (tid, start) = sleeping_thread();
+        let recorded = (tid, start + 1000);
+        assert!(open_channel(SOME_DEVICE, std::process::id(), recorded).is_none());
+        assert!(open_channel(SOME_DEVICE, std::process::id(), (tid, start)).is_some());
     }
 }
