@@ -58,7 +58,8 @@ int main(int argc, char **argv)
 	n = atoi(argv[2]);
 	/* Warm up: the helper thread and the holder exist from here on, and
 	 * the watch QUERY keeps on the state directory (two fds for the
-	 * process's life). */
+	 * process's life), and the wait channel of the last freeze's watcher
+	 * it looked at (one fd per filesystem). */
 	for (i = 0; i < 20; i++)
 		if (freezefs(argv[1], FS_Q_FREEZE, 60) != 0 || freezefs(argv[1], FS_Q_QUERY, 0) != 1 ||
 		    freezefs(argv[1], FS_Q_THAW, 0) != 0)
