@@ -10,8 +10,8 @@
 //! not to its id, so once that thread has ended a read fails (`ESRCH`)
 //! even if its id was handed out again; and the thread is checked to be
 //! the recorded watcher (its start time) through the same open task
-//! directory before the channel is kept. A channel whose look fails
-//! anything is forgotten, and the caller asks the slow, settled way. A
+//! directory before the channel is kept. A channel that reads anything but
+//! that wait is forgotten, and the caller asks the slow, settled way. A
 //! forked child forgets them all.
 //!
 //! An application that closes file descriptors it did not open may leave a
