@@ -130,18 +130,14 @@ pub(crate) fn end_recorded(
     } else {
         WatcherSays::Waits
     };
-    match said {
-        WatcherSays::Waits => {}
-        WatcherSays::LetThrough => {
-            record_thawed_elsewhere(dir, record, true)?;
-            helper_thread::forget(record.device);
-            return Ok(Some(Outcome::EndedBefore));
-        }
-        WatcherSays::Silent => {
+    if said != WatcherSays::Waits {
+        if said == WatcherSays::Silent {
             thaw_unvouched(dir, record, mount_fd)?;
-            helper_thread::forget(record.device);
-            return Ok(Some(Outcome::EndedBefore));
+        } else {
+            record_thawed_elsewhere(dir, record, true)?;
         }
+        helper_thread::forget(record.device);
+        return Ok(Some(Outcome::EndedBefore));
     }
     if let Some(over) = over {
         end_over(dir, record, over, mount_fd)?;

@@ -478,11 +478,30 @@ impl StateDir {
 mod tests {
     use super::*;
 
+    /// A state directory of a test's own under the temporary directory,
+    /// removed when dropped, even when the test fails.
+    struct UnitDir(PathBuf);
+
+    impl UnitDir {
+        fn new(name: &str) -> (UnitDir, StateDir) {
+            let path =
+                std::env::temp_dir().join(format!("freezefs-{name}-unit.{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            let dir = StateDir::open(&path, true).unwrap().unwrap();
+            (UnitDir(path), dir)
+        }
+    }
+
+    impl Drop for UnitDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     #[test]
     fn listing_the_same_directory_twice_sees_everything_both_times() {
-        let path = std::env::temp_dir().join(format!("freezefs-state-unit.{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        let dir = StateDir::open(&path, true).unwrap().unwrap();
+        let (unit, dir) = UnitDir::new("state");
+        let path = &unit.0;
         for name in ["sb.7:0", "sb.7:1", ".tmp.7:2.999999999.1"] {
             std::fs::write(path.join(name), b"x").unwrap();
         }
@@ -490,8 +509,7 @@ mod tests {
         let second = dir.recorded_devices().unwrap().len();
         dir.sweep_orphans();
         dir.sweep_orphans();
-        let left = std::fs::read_dir(&path).unwrap().count();
-        std::fs::remove_dir_all(&path).unwrap();
+        let left = std::fs::read_dir(path).unwrap().count();
         assert_eq!((first, second), (2, 2));
         assert_eq!(left, 2, "the dead writer's temporary file was not swept");
     }
@@ -501,9 +519,7 @@ mod tests {
     /// lock does not, and dropping the first frees the superblock.
     #[test]
     fn a_superblock_lock_excludes_the_same_process_and_only_that_superblock() {
-        let path = std::env::temp_dir().join(format!("freezefs-lock-unit.{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        let dir = StateDir::open(&path, true).unwrap().unwrap();
+        let (_unit, dir) = UnitDir::new("lock");
         let first = Device { major: 7, minor: 1 };
         let held = dir.lock(first).unwrap();
         let again = dir.try_lock(first).unwrap().is_some();
@@ -513,7 +529,6 @@ mod tests {
             .is_some();
         drop(held);
         let after = dir.try_lock(first).unwrap().is_some();
-        std::fs::remove_dir_all(&path).unwrap();
         assert_eq!((again, other, after), (false, true, true));
     }
 }

@@ -294,19 +294,30 @@ impl Scratch {
     }
 
     /// Rewrites fields of the superblock's live record (`key value` lines),
-    /// as freezefs writes a record: a whole new file renamed over it.
+    /// as freezefs writes a record: a whole new file renamed over it. A
+    /// field the record does not have fails the test, never passes it by.
     pub(crate) fn rewrite_record(&self, fields: &[(&str, String)]) {
         let record = self.state_dir().join(format!("sb.{}", self.device()));
-        let text: String = std::fs::read_to_string(&record)
-            .unwrap()
+        let old = std::fs::read_to_string(&record).unwrap();
+        let key_of = |line: &str| {
+            line.split_once(' ')
+                .map_or(line, |(key, _)| key)
+                .to_string()
+        };
+        for (key, _) in fields {
+            assert!(
+                old.lines().any(|line| key_of(line) == *key),
+                "the record has no {key} line: {old}"
+            );
+        }
+        let text: String = old
             .lines()
-            .map(|line| {
-                let key = line.split_once(' ').map_or(line, |(key, _)| key);
-                match fields.iter().find(|(k, _)| *k == key) {
+            .map(
+                |line| match fields.iter().find(|(k, _)| *k == key_of(line)) {
                     Some((k, value)) => format!("{k} {value}\n"),
                     None => format!("{line}\n"),
-                }
-            })
+                },
+            )
             .collect();
         let tmp = self.state_dir().join(".tmp.test-rewrite");
         std::fs::write(&tmp, text).unwrap();

@@ -53,25 +53,35 @@ fn name_as_watcher(fs: &Scratch, pid: u32, tid: u32) {
 /// Freezes `fs` with a timeout of `timeout_s` from a process that then
 /// exits, and names a sleeping process as its watcher: one that neither
 /// waits for the thaw nor goes.
-fn frozen_with_a_silent_watcher(fs: &Scratch, timeout_s: &str) -> std::process::Child {
+fn frozen_with_a_silent_watcher(fs: &Scratch, timeout_s: &str) -> SilentStandIn {
     assert_eq!(
         fzctl(&mut fzctl_cmd(fs, "1", &fs.mnt, timeout_s)),
         "rc=0 errno=0"
     );
-    let silent = Command::new("sleep").arg("30").spawn().unwrap();
-    name_as_watcher(fs, silent.id(), silent.id());
+    let silent = SilentStandIn(Command::new("sleep").arg("30").spawn().unwrap());
+    name_as_watcher(fs, silent.0.id(), silent.0.id());
     silent
+}
+
+/// The sleeping process standing in for a silent watcher: ended when
+/// dropped, even when the test fails before it is done with it.
+struct SilentStandIn(std::process::Child);
+
+impl Drop for SilentStandIn {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Whether `fs` was left frozen (then thawed here, so that the test ends
 /// with nothing frozen); ends the sleeping stand-in `silent`.
-fn was_left_frozen(fs: &Scratch, mut silent: std::process::Child) -> bool {
+fn was_left_frozen(fs: &Scratch, silent: SilentStandIn) -> bool {
     let still_frozen = fs.kernel_frozen();
     if still_frozen {
         let _ = fs.other_tool_thaws();
     }
-    let _ = silent.kill();
-    let _ = silent.wait();
+    drop(silent);
     still_frozen
 }
 

@@ -15,15 +15,15 @@
 //! forked child forgets them all.
 //!
 //! An application that closes file descriptors it did not open may leave a
-//! kept number naming another file of its own: only that file reading
-//! exactly as a wait channel of a filesystem wait could then be taken for
-//! one, and a forgotten channel is closed only if it is still the one
-//! opened.
+//! kept number naming another file of its own: only that file reading as
+//! the wait channel of a filesystem wait could then be taken for one, and
+//! a forgotten channel is closed only if it is still the one opened.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{Mode, OFlags, Statx};
 
+use super::wait_channel::channel_waits_for_thaw;
 use crate::os::fork::ForkSafe;
 use crate::os::mounts::Device;
 use crate::os::{process, small_file, untimed_stat};
@@ -33,9 +33,6 @@ use crate::os::{process, small_file, untimed_stat};
 /// its superblock is asked about again, or the list fills).
 const HELD_AT_MOST: usize = 16;
 
-/// What a watcher waiting for a thaw shows as its wait channel.
-const WAITING_FOR_THAW: &[u8] = b"percpu_rwsem_wait";
-
 /// One held channel: the superblock, its freeze's watcher as recorded, and
 /// the file that reads the watcher's wait channel.
 struct Held {
@@ -43,8 +40,8 @@ struct Held {
     holder_pid: u32,
     watcher: (u32, u64),
     wchan: OwnedFd,
-    /// The open file's device and inode, to close only what is still ours.
-    identity: (u64, u64),
+    /// The open file as opened, to close only what is still ours.
+    opened: Statx,
 }
 
 static HELD: ForkSafe<Vec<Held>> = ForkSafe::new(Vec::new(), |held| {
@@ -86,7 +83,7 @@ pub(crate) fn watcher_waits_now(
     };
     let mut text = [0u8; 64];
     match rustix::io::pread(&held[at].wchan, &mut text, 0) {
-        Ok(n) if &text[..n] == WAITING_FOR_THAW => true,
+        Ok(n) if channel_waits_for_thaw(&text[..n]) => true,
         _ => {
             forget(held.swap_remove(at));
             false
@@ -112,28 +109,22 @@ fn open_channel(device: Device, holder_pid: u32, (tid, start): (u32, u64)) -> Op
         return None;
     }
     let wchan = in_task("wchan")?;
-    let identity = identity_of(&wchan)?;
+    let opened = untimed_stat::of_fd(&wchan).ok()?;
     Some(Held {
         device,
         holder_pid,
         watcher: (tid, start),
         wchan,
-        identity,
+        opened,
     })
-}
-
-fn identity_of(fd: impl AsFd) -> Option<(u64, u64)> {
-    let st = untimed_stat::of_fd(fd).ok()?;
-    Some((
-        rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
-        st.stx_ino,
-    ))
 }
 
 /// Closes a held channel if its number still names the file opened;
 /// otherwise the number is the application's now, and stays open.
 fn forget(held: Held) {
-    if identity_of(&held.wchan) != Some(held.identity) {
+    let ours = untimed_stat::of_fd(&held.wchan)
+        .is_ok_and(|now| untimed_stat::same_inode(&now, &held.opened));
+    if !ours {
         std::mem::forget(held.wchan);
     }
 }

@@ -16,8 +16,8 @@
 //! Top down; imports only go down this list (tests/integration/layering.rs):
 
 mod waiter; // the thread that waits, and the line that tells it to go
-mod wait_channel; // a watcher read from outside: exists, waits
 mod held_channels; // watchers' wait channels kept open: QUERY's exact look
+mod wait_channel; // a watcher read from outside: exists, waits
 
 pub(crate) use held_channels::watcher_waits_now;
 pub(crate) use wait_channel::{WatcherSays, waits_for_thaw, watcher_says, watcher_waits};

@@ -106,7 +106,7 @@ pub(crate) fn waits_for_thaw(task: &str) -> bool {
             .map(|text| String::from_utf8_lossy(&text).into_owned())
     };
     match read("wchan") {
-        Ok(wchan) if wchan.contains("percpu_rwsem") => true,
+        Ok(wchan) if channel_waits_for_thaw(wchan.as_bytes()) => true,
         Ok(wchan) if !matches!(wchan.trim(), "" | "0") => false,
         _ => {
             let asleep = read("stat").is_ok_and(|stat| {
@@ -119,4 +119,11 @@ pub(crate) fn waits_for_thaw(task: &str) -> bool {
                 })
         }
     }
+}
+
+/// Whether a thread's wait channel, as `/proc/.../wchan` prints it, is the
+/// wait of a writer for a frozen filesystem's thaw.
+pub(super) fn channel_waits_for_thaw(wchan: &[u8]) -> bool {
+    const THAW_WAIT: &[u8] = b"percpu_rwsem";
+    wchan.windows(THAW_WAIT.len()).any(|w| w == THAW_WAIT)
 }
