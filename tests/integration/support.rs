@@ -66,6 +66,59 @@ pub(crate) fn start_system_guard() {
     });
 }
 
+/// The cgroups that holders and wardens no service manager started move
+/// into, at the top of each cgroup v2 hierarchy (src/os/cgroup.rs).
+const KEEPER_CGROUPS: [&str; 2] = ["freezefs.holder", "freezefs.warden"];
+
+/// The keeper cgroups that exist on this machine now.
+fn keeper_cgroups() -> Vec<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(' ');
+            let (at, fs_type) = (fields.nth(1)?, fields.next()?);
+            (fs_type == "cgroup2").then(|| PathBuf::from(at))
+        })
+        .flat_map(|root| KEEPER_CGROUPS.map(|name| root.join(name)))
+        .filter(|cgroup| cgroup.is_dir())
+        .collect()
+}
+
+/// The keeper cgroups there before this test process started any keeper.
+static KEEPER_CGROUPS_BEFORE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Removes, when this test process exits (passed or failed), the keeper
+/// cgroups its keepers made, once their last keeper has exited (up to
+/// 10 s each); those that were there before are not the tests' to remove.
+/// Called before the first keeper can start.
+fn remove_keeper_cgroups_at_exit() {
+    static REGISTERED: Once = Once::new();
+    REGISTERED.call_once(|| {
+        *KEEPER_CGROUPS_BEFORE.lock().unwrap() = keeper_cgroups();
+        extern "C" fn at_exit() {
+            let before = KEEPER_CGROUPS_BEFORE
+                .lock()
+                .map(|b| b.clone())
+                .unwrap_or_default();
+            for cgroup in keeper_cgroups().into_iter().filter(|c| !before.contains(c)) {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                // Busy while a keeper is still in it; gone is done.
+                while let Err(e) = std::fs::remove_dir(&cgroup) {
+                    if e.kind() == std::io::ErrorKind::NotFound || Instant::now() >= deadline {
+                        break;
+                    }
+                    thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        // SAFETY: `at_exit` is a plain function that neither unwinds nor
+        // calls exit; libc runs it once, when the process exits.
+        let registered = unsafe { libc::atexit(at_exit) };
+        assert_eq!(registered, 0, "atexit");
+    });
+}
+
 /// Panics if the guard ever had to thaw a system filesystem.
 pub(crate) fn assert_system_never_frozen() {
     assert!(
@@ -229,6 +282,7 @@ impl Scratch {
     pub(crate) fn sized(kind: Kind, mib: Option<u64>) -> Scratch {
         require_root();
         start_system_guard();
+        remove_keeper_cgroups_at_exit();
         let dir = mkdtemp(&format!("freezefs-test-{}", kind.name()));
         let mnt = dir.join("mnt");
         std::fs::create_dir(&mnt).unwrap();
